@@ -1,0 +1,36 @@
+# LotteryKit: `make demo` and `make test` do all set-up on a fresh Debian machine (as root).
+SWIFT ?= swift
+APT_PACKAGES := libopenblas-dev zlib1g-dev dataset-fashion-mnist
+LTH := .build/release/lth
+
+.PHONY: deps build demo test bench verify format clean
+
+# Installs the Debian packages that are missing (needs root or sudo).
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build -c release --product lth
+
+demo: build
+	$(LTH) demo
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench: build
+	$(LTH) bench --model mnist_lenet_300_100
+	$(LTH) bench --model cifar_conv_2
+	$(LTH) bench --model cifar_resnet_20
+
+format:
+	$(SWIFT) format --in-place --recursive Sources Tests Package.swift
+
+clean:
+	rm -rf .build

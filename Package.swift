@@ -1,0 +1,33 @@
+// swift-tools-version: 6.0
+// LotteryKit: sparse neural-network research in Swift (lottery tickets, IMP, rewinding).
+import PackageDescription
+
+let package = Package(
+  name: "LotteryKit",
+  platforms: [.macOS(.v14)],
+  products: [
+    .library(name: "LotteryKit", targets: ["Engine", "NN", "Data"]),
+    .executable(name: "lth", targets: ["lth"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+  ],
+  targets: [
+    // BLAS through a system-library target (Debian's OpenBLAS by default).
+    .systemLibrary(
+      name: "CBLAS", path: "Sources/CBLAS",
+      providers: [.apt(["libopenblas-dev"])]),
+    .target(name: "Engine", dependencies: ["CBLAS"]),
+    .target(name: "NN", dependencies: ["Engine"]),
+    .target(name: "Data", dependencies: ["Engine"]),
+    .executableTarget(
+      name: "lth",
+      dependencies: [
+        "Engine", "NN", "Data",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+    .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"]),
+    .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Data"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,189 @@
+/// Max, average and global-average pooling over NCHW tensors.
+///
+/// Max: `y[n,c,i,j] = max_{p,q} x[n,c,i*s-pad+p, j*s-pad+q]` over in-range positions; the
+/// backward pass routes `dy` to the (first) arg-max. Average: the mean over the window with
+/// zero padding counted (PyTorch's `count_include_pad=True`). Global average:
+/// `y[n,c] = mean_{h,w} x[n,c,h,w]`. Every `(n, c)` plane is independent, so shards never
+/// interact.
+public struct PoolGeometry: Equatable, Sendable {
+  public var kernel, stride, padding: Int
+  public init(kernel: Int, stride: Int? = nil, padding: Int = 0) {
+    self.kernel = kernel
+    self.stride = stride ?? kernel
+    self.padding = padding
+  }
+  public func outputShape(_ s: [Int]) throws -> [Int] {
+    guard s.count == 4 else { throw EngineError("pool: expected NCHW input, got shape \(s)") }
+    guard padding * 2 <= kernel else {
+      throw EngineError("pool: padding \(padding) must be at most half the kernel \(kernel)")
+    }
+    let oh = (s[2] + 2 * padding - kernel) / stride + 1
+    let ow = (s[3] + 2 * padding - kernel) / stride + 1
+    guard oh > 0, ow > 0 else {
+      throw EngineError("pool: input \(s[2])x\(s[3]) is smaller than the kernel \(kernel)")
+    }
+    return [s[0], s[1], oh, ow]
+  }
+}
+
+public enum Pooling {
+  @_specialize(where T == Float)
+  @_specialize(where T == Double)
+  public static func maxForward<T: Scalar>(
+    _ g: PoolGeometry, x: Tensor<T>, y: Tensor<T>, argmax: inout [Int32]
+  ) throws {
+    let os = try g.outputShape(x.shape)
+    y.resize(os)
+    if argmax.count != y.count { argmax = [Int32](repeating: 0, count: y.count) }
+    let planes = os[0] * os[1]
+    let (h, w, oh, ow) = (x.shape[2], x.shape[3], os[2], os[3])
+    argmax.withUnsafeMutableBufferPointer { am in
+      let amp = UncheckedBox(am.baseAddress!)
+      let shards = Parallel.batchShards(planes)
+      Parallel.forEach(shards) { s in
+        for pl in Parallel.range(s, of: shards, planes) {
+          let xp = x.data + pl * h * w
+          let yp = y.data + pl * oh * ow
+          let ap = amp.value + pl * oh * ow
+          for i in 0..<oh {
+            for j in 0..<ow {
+              var best = -T.infinity
+              var bi: Int32 = -1
+              for p in 0..<g.kernel {
+                let ih = i * g.stride - g.padding + p
+                if ih < 0 || ih >= h { continue }
+                for q in 0..<g.kernel {
+                  let iw = j * g.stride - g.padding + q
+                  if iw < 0 || iw >= w { continue }
+                  let v = xp[ih * w + iw]
+                  if v > best || bi < 0 {
+                    best = v
+                    bi = Int32(ih * w + iw)
+                  }
+                }
+              }
+              yp[i * ow + j] = best
+              ap[i * ow + j] = bi
+            }
+          }
+        }
+      }
+    }
+  }
+
+  @_specialize(where T == Float)
+  @_specialize(where T == Double)
+  public static func maxBackward<T: Scalar>(
+    inputShape: [Int], dy: Tensor<T>, argmax: [Int32], dx: Tensor<T>
+  ) {
+    dx.resize(inputShape)
+    let planes = inputShape[0] * inputShape[1]
+    let hw = inputShape[2] * inputShape[3]
+    let ohw = dy.shape[2] * dy.shape[3]
+    argmax.withUnsafeBufferPointer { am in
+      let amp = UncheckedBox(am.baseAddress!)
+      let shards = Parallel.batchShards(planes)
+      Parallel.forEach(shards) { s in
+        for pl in Parallel.range(s, of: shards, planes) {
+          let dxp = dx.data + pl * hw
+          dxp.update(repeating: 0, count: hw)
+          let dyp = dy.data + pl * ohw
+          let ap = amp.value + pl * ohw
+          for o in 0..<ohw { dxp[Int(ap[o])] += dyp[o] }
+        }
+      }
+    }
+  }
+
+  @_specialize(where T == Float)
+  @_specialize(where T == Double)
+  public static func avgForward<T: Scalar>(_ g: PoolGeometry, x: Tensor<T>, y: Tensor<T>) throws {
+    let os = try g.outputShape(x.shape)
+    y.resize(os)
+    let planes = os[0] * os[1]
+    let (h, w, oh, ow) = (x.shape[2], x.shape[3], os[2], os[3])
+    let scale = 1 / T(g.kernel * g.kernel)
+    let shards = Parallel.batchShards(planes)
+    Parallel.forEach(shards) { s in
+      for pl in Parallel.range(s, of: shards, planes) {
+        let xp = x.data + pl * h * w
+        let yp = y.data + pl * oh * ow
+        for i in 0..<oh {
+          for j in 0..<ow {
+            var acc: T = 0
+            for p in 0..<g.kernel {
+              let ih = i * g.stride - g.padding + p
+              if ih < 0 || ih >= h { continue }
+              for q in 0..<g.kernel {
+                let iw = j * g.stride - g.padding + q
+                if iw >= 0 && iw < w { acc += xp[ih * w + iw] }
+              }
+            }
+            yp[i * ow + j] = acc * scale
+          }
+        }
+      }
+    }
+  }
+
+  @_specialize(where T == Float)
+  @_specialize(where T == Double)
+  public static func avgBackward<T: Scalar>(
+    _ g: PoolGeometry, inputShape: [Int], dy: Tensor<T>, dx: Tensor<T>
+  ) {
+    dx.resize(inputShape)
+    let planes = inputShape[0] * inputShape[1]
+    let (h, w, oh, ow) = (inputShape[2], inputShape[3], dy.shape[2], dy.shape[3])
+    let scale = 1 / T(g.kernel * g.kernel)
+    let shards = Parallel.batchShards(planes)
+    Parallel.forEach(shards) { s in
+      for pl in Parallel.range(s, of: shards, planes) {
+        let dxp = dx.data + pl * h * w
+        dxp.update(repeating: 0, count: h * w)
+        let dyp = dy.data + pl * oh * ow
+        for i in 0..<oh {
+          for j in 0..<ow {
+            let v = dyp[i * ow + j] * scale
+            for p in 0..<g.kernel {
+              let ih = i * g.stride - g.padding + p
+              if ih < 0 || ih >= h { continue }
+              for q in 0..<g.kernel {
+                let iw = j * g.stride - g.padding + q
+                if iw >= 0 && iw < w { dxp[ih * w + iw] += v }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  /// `[N, C, H, W] -> [N, C]`, the mean over each plane.
+  @_specialize(where T == Float)
+  @_specialize(where T == Double)
+  public static func globalAvgForward<T: Scalar>(x: Tensor<T>, y: Tensor<T>) throws {
+    guard x.shape.count == 4 else {
+      throw EngineError("global average pool: expected NCHW input, got shape \(x.shape)")
+    }
+    y.resize([x.shape[0], x.shape[1]])
+    let hw = x.shape[2] * x.shape[3]
+    let scale = 1 / T(hw)
+    for pl in 0..<y.count {
+      var acc: T = 0
+      let xp = x.data + pl * hw
+      for j in 0..<hw { acc += xp[j] }
+      y.data[pl] = acc * scale
+    }
+  }
+
+  @_specialize(where T == Float)
+  @_specialize(where T == Double)
+  public static func globalAvgBackward<T: Scalar>(inputShape: [Int], dy: Tensor<T>, dx: Tensor<T>) {
+    dx.resize(inputShape)
+    let hw = inputShape[2] * inputShape[3]
+    let scale = 1 / T(hw)
+    for pl in 0..<dy.count {
+      (dx.data + pl * hw).update(repeating: dy.data[pl] * scale, count: hw)
+    }
+  }
+}

@@ -1,0 +1,70 @@
+import CBLAS
+import Foundation
+
+/// Element type of a ``Tensor``: `Float` (fast path) or `Double` (gradient checks, SynFlow).
+///
+/// Supplies the BLAS matrix product `C = alpha * op(A) * op(B) + beta * C` (row-major) and
+/// the transcendental functions the kernels need.
+public protocol Scalar: BinaryFloatingPoint, Sendable, CustomStringConvertible
+where RawSignificand: FixedWidthInteger {
+  /// Row-major GEMM: `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C`.
+  static func gemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Self,
+    a: UnsafePointer<Self>, lda: Int, b: UnsafePointer<Self>, ldb: Int,
+    beta: Self, c: UnsafeMutablePointer<Self>, ldc: Int)
+  static func exp(_ x: Self) -> Self
+  static func log(_ x: Self) -> Self
+  /// Name used in file formats (`F32`, `F64` as in safetensors).
+  static var dtypeName: String { get }
+}
+
+extension Float: Scalar {
+  @inline(__always)
+  public static func gemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+    beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+  ) {
+    cblas_sgemm(
+      CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+      Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+  }
+  @inline(__always) public static func exp(_ x: Float) -> Float { Foundation.exp(x) }
+  @inline(__always) public static func log(_ x: Float) -> Float { Foundation.log(x) }
+  public static var dtypeName: String { "F32" }
+}
+
+extension Double: Scalar {
+  @inline(__always)
+  public static func gemm(
+    transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Double,
+    a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+    beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
+  ) {
+    cblas_dgemm(
+      CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+      Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+  }
+  @inline(__always) public static func exp(_ x: Double) -> Double { Foundation.exp(x) }
+  @inline(__always) public static func log(_ x: Double) -> Double { Foundation.log(x) }
+  public static var dtypeName: String { "F64" }
+}
+
+/// Information about the BLAS library in use (recorded in every run's `hparams.json`).
+public enum BLASInfo {
+  /// Build configuration string reported by OpenBLAS (`openblas_get_config`).
+  public static var config: String { String(cString: openblas_get_config()) }
+  /// Core type OpenBLAS selected (`openblas_get_corename`), e.g. `Haswell`.
+  public static var coreName: String { String(cString: openblas_get_corename()) }
+  /// Thread count OpenBLAS uses for one call.
+  public static var threads: Int { Int(openblas_get_num_threads()) }
+  /// Environment variables that steer OpenBLAS, as set for this process.
+  public static var environment: [String: String] {
+    let keys = ["OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS"]
+    var out: [String: String] = [:]
+    for k in keys { if let v = ProcessInfo.processInfo.environment[k] { out[k] = v } }
+    return out
+  }
+  /// Makes every BLAS call single-threaded; parallelism comes from ``Parallel`` shards.
+  public static func useSingleThreadedBLAS() { openblas_set_num_threads(1) }
+}

@@ -1,0 +1,104 @@
+/// Errors raised by the engine for bad input: they name what was expected.
+public struct EngineError: Error, CustomStringConvertible, Sendable {
+  public let description: String
+  public init(_ description: String) { self.description = description }
+}
+
+/// A contiguous, row-major tensor of `Float` or `Double`.
+///
+/// `Tensor` is a reference type that owns its buffer: layers keep their activation and
+/// gradient tensors between steps and refill them, so a training step allocates nothing
+/// once the shapes are known. Element `[i0, i1, ..., ik]` lives at
+/// `((i0 * s1 + i1) * s2 + ...) + ik` (C order). Images are NCHW; convolution weights OIHW.
+public final class Tensor<T: Scalar>: @unchecked Sendable {
+  /// Sizes of each dimension.
+  public private(set) var shape: [Int]
+  /// Number of elements (product of `shape`).
+  public private(set) var count: Int
+  /// Start of the element buffer (capacity may exceed `count` after a shrinking reshape).
+  public private(set) var data: UnsafeMutablePointer<T>
+  private var capacity: Int
+
+  /// A zero-filled tensor of the given shape.
+  public init(zeros shape: [Int]) {
+    precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+    self.shape = shape
+    self.count = shape.reduce(1, *)
+    self.capacity = max(count, 1)
+    self.data = .allocate(capacity: capacity)
+    data.initialize(repeating: 0, count: capacity)
+  }
+
+  /// A tensor holding `values` with the given shape (`values.count` must match).
+  public convenience init(_ values: [T], shape: [Int]) {
+    precondition(values.count == shape.reduce(1, *), "\(values.count) values for shape \(shape)")
+    self.init(zeros: shape)
+    values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
+  }
+
+  /// A tensor filled with `value`.
+  public convenience init(repeating value: T, shape: [Int]) {
+    self.init(zeros: shape)
+    data.update(repeating: value, count: count)
+  }
+
+  /// A copy of another tensor (possibly of the other precision).
+  public convenience init<U: Scalar>(converting other: Tensor<U>) {
+    self.init(zeros: other.shape)
+    for i in 0..<count { data[i] = T(other.data[i]) }
+  }
+
+  deinit { data.deallocate() }
+
+  /// Changes the shape, reallocating only when the new element count exceeds the capacity.
+  /// Contents are unspecified after a reallocation.
+  public func resize(_ newShape: [Int]) {
+    if newShape == shape { return }
+    let n = newShape.reduce(1, *)
+    if n > capacity {
+      data.deallocate()
+      capacity = n
+      data = .allocate(capacity: n)
+      data.initialize(repeating: 0, count: n)
+    }
+    shape = newShape
+    count = n
+  }
+
+  /// Reinterprets the same elements with another shape of equal size.
+  public func reshape(_ newShape: [Int]) {
+    precondition(newShape.reduce(1, *) == count, "cannot reshape \(shape) to \(newShape)")
+    shape = newShape
+  }
+
+  /// The elements as an array (a copy).
+  public var array: [T] { Array(UnsafeBufferPointer(start: data, count: count)) }
+  /// Buffer view over the elements.
+  public var buffer: UnsafeMutableBufferPointer<T> { .init(start: data, count: count) }
+
+  public subscript(_ i: Int) -> T {
+    get { data[i] }
+    set { data[i] = newValue }
+  }
+
+  /// Sets every element to zero.
+  public func zero() { data.update(repeating: 0, count: count) }
+  /// Copies the elements of `other`, adopting its shape.
+  public func copy(from other: Tensor<T>) {
+    resize(other.shape)
+    data.update(from: other.data, count: count)
+  }
+  /// A deep copy.
+  public func clone() -> Tensor<T> {
+    let t = Tensor(zeros: shape)
+    t.data.update(from: data, count: count)
+    return t
+  }
+
+  /// Throws unless the shape equals `expected`, naming `what` in the message.
+  public func expectShape(_ expected: [Int], _ what: String) throws {
+    if shape != expected {
+      throw EngineError("\(what): expected shape \(expected), got \(shape)")
+    }
+  }
+}

@@ -1,0 +1,304 @@
+import Engine
+
+/// Fully-connected layer `y = x W^T + b`, `W: [out, in]` (see ``Engine/Dense``).
+public final class Linear<T: Scalar>: Module<T> {
+  public let weight: Parameter<T>
+  public let bias: Parameter<T>?
+  public let inFeatures: Int
+  public let outFeatures: Int
+  private var input: Tensor<T>?
+  private let output = Tensor<T>(zeros: [0])
+  private let gradInput = Tensor<T>(zeros: [0])
+
+  public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
+    self.inFeatures = inFeatures
+    self.outFeatures = outFeatures
+    weight = Parameter(
+      shape: [outFeatures, inFeatures], prunable: true, fanIn: inFeatures, fanOut: outFeatures)
+    self.bias = bias ? Parameter(shape: [outFeatures], prunable: false, fanIn: inFeatures) : nil
+  }
+  public override var localParameters: [(String, Parameter<T>)] {
+    [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+  }
+  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    guard x.shape.count == 2, x.shape[1] == inFeatures else {
+      throw EngineError(
+        "Linear(\(inFeatures), \(outFeatures)): expected input [N, \(inFeatures)], got shape \(x.shape)")
+    }
+    input = x
+    Dense.linearForward(x: x, weight: weight.value, bias: bias?.value, y: output)
+    return output
+  }
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    Dense.linearBackward(
+      x: input!, weight: weight.value, dy: dy, dWeight: weight.grad, dBias: bias?.grad,
+      dx: needInputGradient ? gradInput : nil)
+    return needInputGradient ? gradInput : nil
+  }
+}
+
+/// 2-D convolution, NCHW input, OIHW weight (see ``Engine/Convolution``).
+public final class Conv2d<T: Scalar>: Module<T> {
+  public let geometry: ConvGeometry
+  public let weight: Parameter<T>
+  public let bias: Parameter<T>?
+  private var input: Tensor<T>?
+  private let output = Tensor<T>(zeros: [0])
+  private let gradInput = Tensor<T>(zeros: [0])
+  private let workspace = ConvWorkspace<T>()
+
+  public init(
+    _ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+    bias: Bool = true
+  ) {
+    geometry = ConvGeometry(
+      inChannels: inChannels, outChannels: outChannels, kernel: (kernelSize, kernelSize),
+      stride: (stride, stride), padding: (padding, padding))
+    let k2 = kernelSize * kernelSize
+    weight = Parameter(
+      shape: [outChannels, inChannels, kernelSize, kernelSize], prunable: true,
+      fanIn: inChannels * k2, fanOut: outChannels * k2)
+    self.bias = bias ? Parameter(shape: [outChannels], prunable: false, fanIn: inChannels * k2) : nil
+  }
+  public override var localParameters: [(String, Parameter<T>)] {
+    [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
+  }
+  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    input = x
+    try Convolution.forward(
+      geometry, x: x, weight: weight.value, bias: bias?.value, y: output, workspace: workspace)
+    return output
+  }
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    Convolution.backward(
+      geometry, x: input!, weight: weight.value, dy: dy, dWeight: weight.grad,
+      dBias: bias?.grad, dx: needInputGradient ? gradInput : nil, workspace: workspace)
+    return needInputGradient ? gradInput : nil
+  }
+}
+
+/// Batch normalisation over channels (`BatchNorm2d`; also accepts `[N, C]`), with PyTorch's
+/// momentum convention and buffers `running_mean`, `running_var` (see ``Engine/BatchNormKernel``).
+public final class BatchNorm<T: Scalar>: Module<T> {
+  public let weight: Parameter<T>
+  public let bias: Parameter<T>
+  public let runningMean: Tensor<T>
+  public let runningVar: Tensor<T>
+  public let momentum: T
+  public let eps: T
+  private var input: Tensor<T>?
+  private var forwardWasTraining = true
+  private let output = Tensor<T>(zeros: [0])
+  private let gradInput = Tensor<T>(zeros: [0])
+  private let savedMean = Tensor<T>(zeros: [0])
+  private let savedInvStd = Tensor<T>(zeros: [0])
+
+  public init(_ channels: Int, momentum: T = 0.1, eps: T = 1e-5) {
+    weight = Parameter(shape: [channels], prunable: false)
+    weight.value.buffer.update(repeating: 1)
+    bias = Parameter(shape: [channels], prunable: false)
+    runningMean = Tensor(zeros: [channels])
+    runningVar = Tensor(repeating: 1, shape: [channels])
+    self.momentum = momentum
+    self.eps = eps
+  }
+  public override var localParameters: [(String, Parameter<T>)] {
+    [("weight", weight), ("bias", bias)]
+  }
+  public override var localBuffers: [(String, Tensor<T>)] {
+    [("running_mean", runningMean), ("running_var", runningVar)]
+  }
+  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    input = x
+    forwardWasTraining = isTraining
+    try BatchNormKernel.forward(
+      x: x, gamma: weight.value, beta: bias.value, runningMean: runningMean,
+      runningVar: runningVar, training: isTraining, momentum: momentum, eps: eps, y: output,
+      savedMean: savedMean, savedInvStd: savedInvStd)
+    return output
+  }
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    BatchNormKernel.backward(
+      x: input!, gamma: weight.value, dy: dy, savedMean: savedMean, savedInvStd: savedInvStd,
+      training: forwardWasTraining, dGamma: weight.grad, dBeta: bias.grad,
+      dx: needInputGradient ? gradInput : nil)
+    return needInputGradient ? gradInput : nil
+  }
+}
+
+/// `max(x, 0)` element-wise.
+public final class ReLU<T: Scalar>: Module<T> {
+  private let output = Tensor<T>(zeros: [0])
+  private let gradInput = Tensor<T>(zeros: [0])
+  public override init() {}
+  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    Elementwise.relu(x: x, y: output)
+    return output
+  }
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    guard needInputGradient else { return nil }
+    Elementwise.reluBackward(y: output, dy: dy, dx: gradInput)
+    return gradInput
+  }
+}
+
+/// Max pooling with square windows (default stride = kernel size).
+public final class MaxPool2d<T: Scalar>: Module<T> {
+  public let geometry: PoolGeometry
+  private var inputShape: [Int] = []
+  private var argmax: [Int32] = []
+  private let output = Tensor<T>(zeros: [0])
+  private let gradInput = Tensor<T>(zeros: [0])
+  public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
+    geometry = PoolGeometry(kernel: kernelSize, stride: stride, padding: padding)
+  }
+  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    inputShape = x.shape
+    try Pooling.maxForward(geometry, x: x, y: output, argmax: &argmax)
+    return output
+  }
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    guard needInputGradient else { return nil }
+    Pooling.maxBackward(inputShape: inputShape, dy: dy, argmax: argmax, dx: gradInput)
+    return gradInput
+  }
+}
+
+/// Average pooling with square windows, zero padding counted (PyTorch default).
+public final class AvgPool2d<T: Scalar>: Module<T> {
+  public let geometry: PoolGeometry
+  private var inputShape: [Int] = []
+  private let output = Tensor<T>(zeros: [0])
+  private let gradInput = Tensor<T>(zeros: [0])
+  public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
+    geometry = PoolGeometry(kernel: kernelSize, stride: stride, padding: padding)
+  }
+  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    inputShape = x.shape
+    try Pooling.avgForward(geometry, x: x, y: output)
+    return output
+  }
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    guard needInputGradient else { return nil }
+    Pooling.avgBackward(geometry, inputShape: inputShape, dy: dy, dx: gradInput)
+    return gradInput
+  }
+}
+
+/// `[N, C, H, W] -> [N, C]`: the mean of each channel.
+public final class GlobalAvgPool2d<T: Scalar>: Module<T> {
+  private var inputShape: [Int] = []
+  private let output = Tensor<T>(zeros: [0])
+  private let gradInput = Tensor<T>(zeros: [0])
+  public override init() {}
+  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    inputShape = x.shape
+    try Pooling.globalAvgForward(x: x, y: output)
+    return output
+  }
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    guard needInputGradient else { return nil }
+    Pooling.globalAvgBackward(inputShape: inputShape, dy: dy, dx: gradInput)
+    return gradInput
+  }
+}
+
+/// `[N, d1, d2, ...] -> [N, d1*d2*...]` in C order (NCHW), as `torch.flatten(x, 1)`.
+public final class Flatten<T: Scalar>: Module<T> {
+  private var inputShape: [Int] = []
+  private let output = Tensor<T>(zeros: [0])
+  private let gradInput = Tensor<T>(zeros: [0])
+  public override init() {}
+  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    inputShape = x.shape
+    output.copy(from: x)
+    output.reshape([x.shape[0], x.count / max(x.shape[0], 1)])
+    return output
+  }
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    guard needInputGradient else { return nil }
+    gradInput.copy(from: dy)
+    gradInput.reshape(inputShape)
+    return gradInput
+  }
+}
+
+/// Applies its children in order. Children are named by position (`"0"`, `"1"`, ...) as
+/// in `nn.Sequential`, or explicitly.
+public final class Sequential<T: Scalar>: Module<T> {
+  public let layers: [(String, Module<T>)]
+  public init(_ layers: [Module<T>]) {
+    self.layers = layers.enumerated().map { (String($0.offset), $0.element) }
+  }
+  public init(named layers: [(String, Module<T>)]) { self.layers = layers }
+  public override var children: [(String, Module<T>)] { layers }
+  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    var h = x
+    for (_, l) in layers { h = try l.forward(h) }
+    return h
+  }
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    var d = dy
+    for (i, (_, l)) in layers.enumerated().reversed() {
+      let need = i > 0 || needInputGradient
+      guard let next = l.backward(d, needInputGradient: need) else { return nil }
+      d = next
+    }
+    return d
+  }
+}
+
+/// The CIFAR ResNet basic block:
+/// `out = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, where the shortcut is the
+/// identity, or a strided 1x1 convolution + batch norm when the width or resolution changes
+/// (state_dict names `shortcut.0`, `shortcut.1`, as OpenLTH).
+public final class BasicBlock<T: Scalar>: Module<T> {
+  public let conv1: Conv2d<T>
+  public let bn1: BatchNorm<T>
+  public let conv2: Conv2d<T>
+  public let bn2: BatchNorm<T>
+  public let shortcut: Sequential<T>?
+  private let relu1 = ReLU<T>()
+  private let relu2 = ReLU<T>()
+  private let sum = Tensor<T>(zeros: [0])
+  private let gradInput = Tensor<T>(zeros: [0])
+
+  public init(_ inChannels: Int, _ outChannels: Int, downsample: Bool) {
+    let stride = downsample ? 2 : 1
+    conv1 = Conv2d(inChannels, outChannels, kernelSize: 3, stride: stride, padding: 1, bias: false)
+    bn1 = BatchNorm(outChannels)
+    conv2 = Conv2d(outChannels, outChannels, kernelSize: 3, stride: 1, padding: 1, bias: false)
+    bn2 = BatchNorm(outChannels)
+    if downsample || inChannels != outChannels {
+      shortcut = Sequential([
+        Conv2d(inChannels, outChannels, kernelSize: 1, stride: stride, bias: false),
+        BatchNorm(outChannels),
+      ])
+    } else {
+      shortcut = nil
+    }
+  }
+  public override var children: [(String, Module<T>)] {
+    [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2)]
+      + (shortcut.map { [("shortcut", $0 as Module<T>)] } ?? [])
+  }
+  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    let h = try bn2(conv2(relu1(bn1(conv1(x)))))
+    let s = try shortcut?.forward(x) ?? x
+    try Elementwise.add(h, s, y: sum)
+    return try relu2(sum)
+  }
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    let d = relu2.backward(dy, needInputGradient: true)!
+    var g = bn2.backward(d, needInputGradient: true)!
+    g = conv2.backward(g, needInputGradient: true)!
+    g = relu1.backward(g, needInputGradient: true)!
+    g = bn1.backward(g, needInputGradient: true)!
+    let main = conv1.backward(g, needInputGradient: needInputGradient)
+    let short = shortcut?.backward(d, needInputGradient: needInputGradient) ?? d
+    guard needInputGradient, let main else { return nil }
+    gradInput.copy(from: main)
+    Elementwise.addInPlace(gradInput, short)
+    return gradInput
+  }
+}

@@ -1,0 +1,91 @@
+/// # NN: modules, layers, initialisers, losses, optimizers and the model zoo
+///
+/// A ``Module`` owns named parameters and buffers and computes `forward` and `backward`.
+/// Backpropagation is explicit (as in llm.c): `forward` keeps what `backward` needs, and
+/// `backward(dy)` returns `dL/dx` while *writing* `dL/dtheta` into each ``Parameter``'s
+/// `grad`. Containers (``Sequential``, ``BasicBlock``) chain their children, so gradients of
+/// any network built from these layers, residual networks included, come out of one call
+/// (``Network/lossAndGradients(input:labels:inputGradient:)``).
+///
+/// Names are those of the equivalent PyTorch `state_dict` (`fc_layers.0.weight`,
+/// `blocks.0.conv1.weight`, `blocks.3.shortcut.1.running_mean`): a checkpoint loads
+/// straight into the matching PyTorch module. Prunable tensors are the weights of
+/// ``Linear`` and ``Conv2d``, never biases or batch norm.
+///
+/// Optimizers (``SGD``, ``Adam``) follow `torch.optim` exactly and honour each parameter's
+/// `mask`: pruned entries of weights, gradients and optimizer state stay exactly zero.
+import Engine
+
+/// A trainable tensor with its gradient and an optional pruning mask (1 keep, 0 pruned).
+public final class Parameter<T: Scalar> {
+  public let value: Tensor<T>
+  public let grad: Tensor<T>
+  /// True for linear and convolution weights: the tensors pruning may touch.
+  public let isPrunable: Bool
+  /// `fan_in`/`fan_out` used by initialisers (weights only).
+  public let fanIn: Int
+  public let fanOut: Int
+  /// Pruning mask, same shape as `value`; nil means dense.
+  public var mask: Tensor<T>?
+
+  public init(shape: [Int], prunable: Bool, fanIn: Int = 0, fanOut: Int = 0) {
+    value = Tensor(zeros: shape)
+    grad = Tensor(zeros: shape)
+    isPrunable = prunable
+    self.fanIn = fanIn
+    self.fanOut = fanOut
+  }
+
+  /// Zeroes pruned entries of the value (no-op without a mask).
+  public func applyMask() {
+    guard let m = mask else { return }
+    Updates.multiply(value, by: m)
+  }
+}
+
+/// Base class of all layers and containers.
+open class Module<T: Scalar> {
+  /// Training mode (batch statistics in batch norm) or evaluation mode.
+  public private(set) var isTraining = true
+
+  public init() {}
+
+  /// Child modules with their attribute names, in `state_dict` order.
+  open var children: [(String, Module<T>)] { [] }
+  /// This module's own parameters (not its children's), in `state_dict` order.
+  open var localParameters: [(String, Parameter<T>)] { [] }
+  /// This module's own non-trainable state (batch-norm running statistics).
+  open var localBuffers: [(String, Tensor<T>)] { [] }
+
+  /// Computes the output; keeps what ``backward(_:needInputGradient:)`` needs. The
+  /// returned tensor is owned by the module and overwritten by the next call.
+  open func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    throw EngineError("\(type(of: self)) does not implement forward")
+  }
+
+  /// Given `dy = dL/d(output)` of the last forward call, writes parameter gradients and
+  /// returns `dL/d(input)` (nil when `needInputGradient` is false).
+  open func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? { nil }
+
+  public func callAsFunction(_ x: Tensor<T>) throws -> Tensor<T> { try forward(x) }
+
+  /// Switches this module and all descendants between training and evaluation mode.
+  public func setTraining(_ on: Bool) {
+    isTraining = on
+    for (_, c) in children { c.setTraining(on) }
+  }
+
+  /// All parameters with dotted names, depth first, in `state_dict` order.
+  public func namedParameters(prefix: String = "") -> [(String, Parameter<T>)] {
+    var out = localParameters.map { (prefix + $0.0, $0.1) }
+    for (n, c) in children { out += c.namedParameters(prefix: prefix + n + ".") }
+    return out
+  }
+
+  /// All buffers with dotted names, depth first.
+  public func namedBuffers(prefix: String = "") -> [(String, Tensor<T>)] {
+    var out = localBuffers.map { (prefix + $0.0, $0.1) }
+    for (n, c) in children { out += c.namedBuffers(prefix: prefix + n + ".") }
+    return out
+  }
+}

@@ -1,0 +1,130 @@
+import Engine
+
+/// A complete classifier: a root ``Module`` plus what experiments need to know about it
+/// (input shape, class count, which layer is the output layer) and whole-network calls:
+/// loss and gradients, evaluation, SynFlow gradients and gradients at perturbed weights.
+public final class Network<T: Scalar> {
+  /// Zoo name, e.g. `mnist_lenet_300_100`.
+  public let name: String
+  public let body: Module<T>
+  /// Per-example input shape `[C, H, W]`.
+  public let inputShape: [Int]
+  public let classes: Int
+  /// Module name of the output layer (`fc`); its weight is `"\(outputLayer).weight"`.
+  public let outputLayer: String
+  /// All parameters in `state_dict` order.
+  public let parameters: [(String, Parameter<T>)]
+  /// Batch-norm running statistics in `state_dict` order.
+  public let buffers: [(String, Tensor<T>)]
+  let batchNormParameterNames: Set<String>
+  private let dLogits = Tensor<T>(zeros: [0])
+  private let ones = Tensor<T>(zeros: [0])
+
+  public init(name: String, body: Module<T>, inputShape: [Int], classes: Int, outputLayer: String = "fc") {
+    self.name = name
+    self.body = body
+    self.inputShape = inputShape
+    self.classes = classes
+    self.outputLayer = outputLayer
+    parameters = body.namedParameters()
+    buffers = body.namedBuffers()
+    var bn = Set<String>()
+    func walk(_ m: Module<T>, _ prefix: String) {
+      if m is BatchNorm<T> {
+        bn.insert(prefix + "weight")
+        bn.insert(prefix + "bias")
+      }
+      for (n, c) in m.children { walk(c, prefix + n + ".") }
+    }
+    walk(body, "")
+    batchNormParameterNames = bn
+  }
+
+  /// The tensors pruning may touch (linear and convolution weights), in order.
+  public var prunableParameters: [(String, Parameter<T>)] { parameters.filter { $0.1.isPrunable } }
+  /// Total number of parameters (trainable tensors, buffers excluded).
+  public var parameterCount: Int { parameters.reduce(0) { $0 + $1.1.value.count } }
+  /// Number of prunable weights.
+  public var prunableCount: Int { prunableParameters.reduce(0) { $0 + $1.1.value.count } }
+  /// The parameter named `name`, if any.
+  public func parameter(_ name: String) -> Parameter<T>? { parameters.first { $0.0 == name }?.1 }
+
+  public func setTraining(_ on: Bool) { body.setTraining(on) }
+
+  /// Logits `[N, classes]` for a batch `[N, C, H, W]` (in the current mode).
+  public func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    guard x.shape.count == 4, Array(x.shape[1...]) == inputShape else {
+      throw EngineError(
+        "\(name): expected input [N, \(inputShape.map(String.init).joined(separator: ", "))], got shape \(x.shape)"
+      )
+    }
+    return try body.forward(x)
+  }
+
+  /// Forward, mean softmax cross-entropy, backward: afterwards every parameter's `grad`
+  /// holds `dL/dtheta` for this batch. Returns the loss, the number of correct predictions
+  /// and, when `inputGradient` is true, `dL/dx` (owned by the network).
+  @discardableResult
+  public func lossAndGradients(input x: Tensor<T>, labels: [Int32], inputGradient: Bool = false)
+    throws -> (loss: Double, correct: Int, inputGradient: Tensor<T>?)
+  {
+    let logits = try forward(x)
+    let loss = try CrossEntropy.loss(logits: logits, labels: labels, dLogits: dLogits)
+    let correct = CrossEntropy.correctCount(logits: logits, labels: labels)
+    let dx = body.backward(dLogits, needInputGradient: inputGradient)
+    return (loss, correct, dx)
+  }
+
+  /// Mean loss and correct count without gradients (in the current mode).
+  public func evaluate(input x: Tensor<T>, labels: [Int32]) throws -> (loss: Double, correct: Int) {
+    let logits = try forward(x)
+    let loss = try CrossEntropy.loss(logits: logits, labels: labels, dLogits: nil)
+    return (loss, CrossEntropy.correctCount(logits: logits, labels: labels))
+  }
+
+  /// SynFlow's gradients (Tanaka et al. 2020): with every parameter replaced by its absolute
+  /// value, evaluation mode, and an all-ones input of one example, `R = sum(logits)`;
+  /// afterwards each parameter's `grad` holds `dR/dtheta` at `|theta|`. Parameters, buffers
+  /// and the training mode are restored. Returns `R`. (Use `Network<Double>` as the paper.)
+  @discardableResult
+  public func synflowGradients() throws -> Double {
+    let saved = parameters.map { $0.1.value.clone() }
+    let wasTraining = body.isTraining
+    defer {
+      for (k, (_, p)) in parameters.enumerated() { p.value.copy(from: saved[k]) }
+      body.setTraining(wasTraining)
+    }
+    for (_, p) in parameters { for i in 0..<p.value.count { p.value[i] = abs(p.value[i]) } }
+    body.setTraining(false)
+    ones.resize([1] + inputShape)
+    ones.buffer.update(repeating: 1)
+    let out = try body.forward(ones)
+    var r = 0.0
+    for i in 0..<out.count { r += Double(out[i]) }
+    dLogits.resize(out.shape)
+    dLogits.buffer.update(repeating: 1)
+    _ = body.backward(dLogits, needInputGradient: false)
+    return r
+  }
+
+  /// Runs `body` with every parameter `theta` replaced by `theta + scale * direction[k]`
+  /// (`direction` in ``parameters`` order; nil entries are left alone), then restores them.
+  /// GraSP's Hessian-gradient product uses it: `H g ~ (grad(theta + eps g) - grad(theta)) / eps`.
+  public func withPerturbedParameters<R>(
+    direction: [Tensor<T>?], scale: T, _ body: () throws -> R
+  ) throws -> R {
+    guard direction.count == parameters.count else {
+      throw EngineError("perturbation: expected \(parameters.count) directions, got \(direction.count)")
+    }
+    let saved = parameters.map { $0.1.value.clone() }
+    defer { for (k, (_, p)) in parameters.enumerated() { p.value.copy(from: saved[k]) } }
+    for (k, (name, p)) in parameters.enumerated() {
+      guard let d = direction[k] else { continue }
+      guard d.count == p.value.count else {
+        throw EngineError("perturbation of \(name): expected shape \(p.value.shape), got \(d.shape)")
+      }
+      for i in 0..<d.count { p.value[i] += scale * d[i] }
+    }
+    return try body()
+  }
+}

@@ -1,0 +1,137 @@
+import Engine
+import Foundation
+
+/// An optimizer updates parameters from their `grad` with `torch.optim` semantics.
+///
+/// Masks: before the update each gradient is multiplied by its parameter's mask; after it,
+/// the value and every state tensor are multiplied by the mask, so pruned weights stay
+/// exactly zero and momentum or Adam moments never revive them.
+public protocol Optimizer<T>: AnyObject {
+  associatedtype T: Scalar
+  /// Learning rate for the next step (schedules set it every iteration).
+  var learningRate: Double { get set }
+  /// One update of every parameter.
+  func step()
+  /// Named state tensors (for checkpoints), e.g. `fc.weight.momentum_buffer`.
+  var namedState: [(String, Tensor<T>)] { get }
+  /// Number of steps taken (Adam's bias correction uses it).
+  var stepCount: Int { get set }
+}
+
+@inline(__always)
+func applyMask<T: Scalar>(_ mask: Tensor<T>?, _ tensors: Tensor<T>...) {
+  guard let m = mask else { return }
+  for t in tensors { Updates.multiply(t, by: m) }
+}
+
+/// `torch.optim.SGD`: `g += wd * w`; with momentum `mu`: `buf = g` on the first step, then
+/// `buf = mu * buf + (1 - dampening) * g`; Nesterov uses `g + mu * buf`, otherwise `buf`;
+/// `w -= lr * update`.
+public final class SGD<T: Scalar>: Optimizer {
+  public let parameters: [(String, Parameter<T>)]
+  public var learningRate: Double
+  public let momentum: Double
+  public let dampening: Double
+  public let nesterov: Bool
+  public let weightDecay: Double
+  public var stepCount = 0
+  private let buffers: [Tensor<T>]
+
+  public init(
+    _ parameters: [(String, Parameter<T>)], learningRate: Double, momentum: Double = 0,
+    dampening: Double = 0, nesterov: Bool = false, weightDecay: Double = 0
+  ) throws {
+    guard learningRate > 0, learningRate.isFinite else {
+      throw EngineError("SGD: learning rate must be positive, got \(learningRate)")
+    }
+    guard momentum >= 0, weightDecay >= 0 else {
+      throw EngineError("SGD: momentum and weight decay must be non-negative")
+    }
+    if nesterov && (momentum <= 0 || dampening != 0) {
+      throw EngineError("SGD: Nesterov momentum requires momentum > 0 and zero dampening")
+    }
+    self.parameters = parameters
+    self.learningRate = learningRate
+    self.momentum = momentum
+    self.dampening = dampening
+    self.nesterov = nesterov
+    self.weightDecay = weightDecay
+    buffers = momentum > 0 ? parameters.map { Tensor<T>(zeros: $0.1.value.shape) } : []
+  }
+
+  public var namedState: [(String, Tensor<T>)] {
+    zip(parameters, buffers).map { ("\($0.0.0).momentum_buffer", $0.1) }
+  }
+
+  public func step() {
+    for (k, (_, p)) in parameters.enumerated() {
+      applyMask(p.mask, p.grad)
+      let buffer = momentum > 0 ? buffers[k] : nil
+      Updates.sgd(
+        weight: p.value, grad: p.grad, buffer: buffer, lr: T(learningRate),
+        weightDecay: T(weightDecay), momentum: T(momentum), dampening: T(dampening),
+        nesterov: nesterov, firstStep: stepCount == 0)
+      applyMask(p.mask, p.value)
+      if let buffer { applyMask(p.mask, buffer) }
+    }
+    stepCount += 1
+  }
+}
+
+/// `torch.optim.Adam` (L2 weight decay added to the gradient, not AdamW):
+/// `g += wd * w`, `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+/// `w -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
+public final class Adam<T: Scalar>: Optimizer {
+  public let parameters: [(String, Parameter<T>)]
+  public var learningRate: Double
+  public let beta1: Double
+  public let beta2: Double
+  public let eps: Double
+  public let weightDecay: Double
+  public var stepCount = 0
+  private let m: [Tensor<T>]
+  private let v: [Tensor<T>]
+
+  public init(
+    _ parameters: [(String, Parameter<T>)], learningRate: Double, beta1: Double = 0.9,
+    beta2: Double = 0.999, eps: Double = 1e-8, weightDecay: Double = 0
+  ) throws {
+    guard learningRate > 0, learningRate.isFinite else {
+      throw EngineError("Adam: learning rate must be positive, got \(learningRate)")
+    }
+    guard (0..<1).contains(beta1), (0..<1).contains(beta2), eps > 0, weightDecay >= 0 else {
+      throw EngineError("Adam: betas must lie in [0, 1), eps > 0, weight decay >= 0")
+    }
+    self.parameters = parameters
+    self.learningRate = learningRate
+    self.beta1 = beta1
+    self.beta2 = beta2
+    self.eps = eps
+    self.weightDecay = weightDecay
+    m = parameters.map { Tensor<T>(zeros: $0.1.value.shape) }
+    v = parameters.map { Tensor<T>(zeros: $0.1.value.shape) }
+  }
+
+  public var namedState: [(String, Tensor<T>)] {
+    parameters.indices.flatMap { k in
+      [("\(parameters[k].0).exp_avg", m[k]), ("\(parameters[k].0).exp_avg_sq", v[k])]
+    }
+  }
+
+  public func step() {
+    stepCount += 1
+    let t = Double(stepCount)
+    let bc1 = 1 - _pow(beta1, t)
+    let bc2 = 1 - _pow(beta2, t)
+    for (k, (_, p)) in parameters.enumerated() {
+      applyMask(p.mask, p.grad)
+      Updates.adam(
+        weight: p.value, grad: p.grad, m: m[k], v: v[k], stepSize: T(learningRate / bc1),
+        beta1: T(beta1), beta2: T(beta2), eps: T(eps), weightDecay: T(weightDecay),
+        sqrtBiasCorrection2: T(bc2.squareRoot()))
+      applyMask(p.mask, p.value, m[k], v[k])
+    }
+  }
+}
+
+@inline(__always) private func _pow(_ a: Double, _ b: Double) -> Double { Foundation.pow(a, b) }

@@ -1,0 +1,128 @@
+import ArgumentParser
+import Data
+import Engine
+import Foundation
+import NN
+
+/// Default benchmark recipes: LeNet and Conv-2 with Adam at batch 60, ResNet with SGD
+/// (momentum 0.9, weight decay 1e-4) at batch 128.
+func makeBenchOptimizer(_ net: Network<Float>) throws -> any Optimizer {
+  if net.name.contains("resnet") || net.name.contains("vgg") {
+    return try SGD(net.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4)
+  }
+  return try Adam(net.parameters, learningRate: net.name.contains("lenet") ? 1.2e-3 : 2e-4)
+}
+
+struct Bench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Time training steps (forward, backward, optimizer) on synthetic in-memory data.")
+
+  @Option(help: "Model name (see `lth models`).") var model = "mnist_lenet_300_100"
+  @Option(help: "Batch size (default: 128 for ResNet/VGG, 60 otherwise).") var batchSize: Int?
+  @Option(help: "Timed steps (after warm-up).") var steps = 20
+  @Option(help: "Untimed warm-up steps.") var warmup = 3
+  @Option(help: "Worker threads.") var threads = 2
+  @Flag(help: "Print one JSON object instead of text.") var json = false
+
+  func run() throws {
+    runOrFail {
+      guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
+      guard steps >= 1, warmup >= 0 else { throw EngineError("--steps must be at least 1") }
+      Parallel.threads = threads
+      let net: Network<Float> = try ModelZoo.make(model)
+      let batch = batchSize ?? ((model.contains("resnet") || model.contains("vgg")) ? 128 : 60)
+      guard batch >= 1 else { throw EngineError("--batch-size must be at least 1, got \(batch)") }
+      net.initialize(seed: 0, weights: .kaimingNormal)
+      let data = Synthetic.make(count: batch, shape: net.inputShape, classes: net.classes)
+      let x = Tensor<Float>(zeros: [0])
+      let labels = data.gather(0..<batch, into: x)
+      let opt = try makeBenchOptimizer(net)
+      var times: [Double] = []
+      for i in 0..<(warmup + steps) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try net.lossAndGradients(input: x, labels: labels)
+        opt.step()
+        let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        if i >= warmup { times.append(dt) }
+      }
+      times.sort()
+      let median = times[times.count / 2]
+      let ips = Double(batch) / (median / 1000)
+      let rss = peakRSSMiB()
+      if json {
+        print(
+          jsonLine([
+            "model": model, "batch_size": batch, "threads": threads, "step_ms": median,
+            "images_per_second": ips, "peak_rss_mb": rss, "steps_ms": times,
+          ]))
+      } else {
+        print(
+          String(
+            format: "%@  batch %d  threads %d  median step %.3f ms  %.0f images/s  peak RSS %.1f MiB",
+            model, batch, threads, median, ips, rss))
+      }
+    }
+  }
+}
+
+struct Models: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "List the model families with parameter and prunable-weight counts on their native input.")
+  @Flag(help: "Print a JSON array of {name, parameters, prunable, input_shape}.") var json = false
+
+  func run() throws {
+    runOrFail {
+      var rows: [[String: Any]] = []
+      for (name, shape) in ModelZoo.families {
+        let net: Network<Float> = try ModelZoo.make(name, inputShape: shape)
+        rows.append([
+          "name": name, "parameters": net.parameterCount, "prunable": net.prunableCount,
+          "input_shape": shape,
+        ])
+      }
+      if json {
+        let d = try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys])
+        print(String(data: d, encoding: .utf8)!)
+      } else {
+        print("name                    parameters    prunable  input")
+        for r in rows {
+          let shape = (r["input_shape"] as! [Int]).map(String.init).joined(separator: "x")
+          print(
+            (r["name"] as! String).padding(toLength: 22, withPad: " ", startingAt: 0)
+              + String(format: "%12d %11d  %@", r["parameters"] as! Int, r["prunable"] as! Int, shape))
+        }
+      }
+    }
+  }
+}
+
+struct Demo: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Train LeNet-300-100 on synthetic data for a few hundred steps and print the loss.")
+  @Option(help: "Training steps.") var steps = 300
+  @Option(help: "Worker threads.") var threads = 2
+
+  func run() throws {
+    runOrFail {
+      Parallel.threads = threads
+      let net: Network<Float> = try ModelZoo.make("mnist_lenet_300_100")
+      net.initialize(seed: 1, weights: .glorotNormal)
+      let train = Synthetic.make(count: 6000, shape: net.inputShape, classes: 10, seed: 7, noise: 3)
+      let opt = try Adam(net.parameters, learningRate: 1.2e-3)
+      let x = Tensor<Float>(zeros: [0])
+      var running = 0.0
+      for step in 1...steps {
+        let start = ((step - 1) * 60) % train.count
+        let labels = train.gather(start..<(start + 60), into: x)
+        let r = try net.lossAndGradients(input: x, labels: labels)
+        guard r.loss.isFinite else { throw EngineError("loss is \(r.loss) at step \(step); stopping") }
+        opt.step()
+        running += r.loss
+        if step % 50 == 0 {
+          print(String(format: "step %4d  mean loss over last 50 steps %.4f", step, running / 50))
+          running = 0
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import Data
+import Engine
+import Foundation
+import NN
+
+/// `lth`: the LotteryKit command-line tool (a thin layer over the library).
+struct LTH: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "lth",
+    abstract: "LotteryKit: lottery tickets, iterative magnitude pruning and sparse training in Swift.",
+    version: LotteryKitVersion.version,
+    subcommands: [Bench.self, Models.self, Demo.self])
+}
+
+/// Prints `error: message` on one line and exits non-zero (no stack trace).
+func fail(_ message: String) -> Never {
+  FileHandle.standardError.write(("error: " + message + "\n").data(using: .utf8)!)
+  exit(1)
+}
+
+func runOrFail(_ body: () throws -> Void) {
+  do { try body() } catch let e as EngineError { fail(e.description) } catch {
+    fail("\(error)")
+  }
+}
+
+/// Peak resident set size of this process in MiB (VmHWM).
+func peakRSSMiB() -> Double {
+  guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+  for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+    let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
+    return kb / 1024
+  }
+  return 0
+}
+
+func jsonLine(_ object: [String: Any]) -> String {
+  let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+  return String(data: data, encoding: .utf8)!
+}
+
+LTH.main()
