@@ -19,7 +19,8 @@ let package = Package(
       providers: [.apt(["libopenblas-dev"])]),
     .target(name: "Engine", dependencies: ["CBLAS"]),
     .target(name: "NN", dependencies: ["Engine"]),
-    .target(name: "Data", dependencies: ["Engine"]),
+    .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+    .target(name: "Data", dependencies: ["Engine", "CZlib"]),
     .executableTarget(
       name: "lth",
       dependencies: [
@@ -27,6 +28,7 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"]),
+    .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Data", "CZlib"]),
     .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Data"]),
   ],
   swiftLanguageModes: [.v6]

@@ -1,48 +1,123 @@
 /// # Data: data sets, readers, augmentation and batching
 ///
-/// A ``Dataset`` is a set of examples held in memory as `Float` NCHW images plus `Int32`
-/// labels. ``Synthetic`` builds deterministic, learnable data of any shape for tests and
-/// benchmarks: class `k` has a prototype image drawn from `(seed, "synthetic-prototype", k)`
-/// and each example is its prototype plus Gaussian noise from `(seed, "synthetic-example", i)`.
+/// - ``Dataset``: examples in memory (raw bytes or floats) with per-channel normalisation
+///   applied when a batch is gathered: `x = (pixel / 255 - mean[c]) / std[c]`.
+/// - Readers: ``IDX`` (MNIST, Fashion-MNIST, KMNIST, EMNIST; plain or gzip through zlib) and
+///   ``CIFAR`` (CIFAR-10 `data_batch_N.bin`/`test_batch.bin`, CIFAR-100 `train.bin`/`test.bin`).
+/// - ``DatasetCatalog``: data sets by name (`fashion_mnist`, `mnist`, `cifar10`, `cifar100`,
+///   `synthetic`), where to find them and how to get them.
+/// - ``Splits``: validation hold-out, subsampling and random labels, all with fixed seeds.
+/// - ``BatchLoader``: the batch for global step `s` is a pure function of
+///   `(data-order seed, epoch, position)`: the epoch's order is a permutation drawn from
+///   `(seed, "data-order", epoch)` and an example's augmentation from
+///   `(seed, "augment", epoch << 32 | example)`. Any step can be reproduced without replaying
+///   earlier ones, and a background thread prepares the next batch while a step runs.
 import Engine
 
-/// Examples in memory: `images` is `[count, C, H, W]` in C order, `labels[i]` in `0..<classes`.
+/// Errors for bad data: one line naming the file and the problem.
+public struct DataError: Error, CustomStringConvertible, Sendable {
+  public let description: String
+  public init(_ description: String) { self.description = description }
+}
+
+/// Examples in memory with labels in `0..<classes`.
 public struct Dataset: Sendable {
+  public enum Storage: Sendable {
+    /// 8-bit pixels, scaled by 1/255 before normalisation.
+    case bytes([UInt8])
+    /// Floating-point values, normalised as they are.
+    case floats([Float])
+  }
   public var name: String
-  public var images: [Float]
+  public var storage: Storage
   public var labels: [Int32]
   /// Per-example shape `[C, H, W]`.
   public var shape: [Int]
   public var classes: Int
+  /// Per-channel normalisation (identity: mean 0, std 1).
+  public var mean: [Float]
+  public var std: [Float]
+
   public var count: Int { labels.count }
   public var exampleSize: Int { shape.reduce(1, *) }
 
-  public init(name: String, images: [Float], labels: [Int32], shape: [Int], classes: Int) {
-    precondition(images.count == labels.count * shape.reduce(1, *), "images and labels disagree")
+  public init(
+    name: String, storage: Storage, labels: [Int32], shape: [Int], classes: Int,
+    mean: [Float]? = nil, std: [Float]? = nil
+  ) {
     self.name = name
-    self.images = images
+    self.storage = storage
     self.labels = labels
     self.shape = shape
     self.classes = classes
+    self.mean = mean ?? [Float](repeating: 0, count: shape[0])
+    self.std = std ?? [Float](repeating: 1, count: shape[0])
   }
 
-  /// Copies the examples `indices` into `x` (resized to `[n, C, H, W]`) and returns their labels.
+  /// The examples at `indices`, in that order.
+  public func subset(_ indices: [Int]) -> Dataset {
+    let e = exampleSize
+    var out = self
+    switch storage {
+    case .bytes(let b):
+      var nb = [UInt8]()
+      nb.reserveCapacity(indices.count * e)
+      for i in indices { nb.append(contentsOf: b[(i * e)..<((i + 1) * e)]) }
+      out.storage = .bytes(nb)
+    case .floats(let f):
+      var nf = [Float]()
+      nf.reserveCapacity(indices.count * e)
+      for i in indices { nf.append(contentsOf: f[(i * e)..<((i + 1) * e)]) }
+      out.storage = .floats(nf)
+    }
+    out.labels = indices.map { labels[$0] }
+    return out
+  }
+
+  /// Writes example `i`, normalised, to `dst` (`exampleSize` values).
+  @inline(__always)
+  public func write(example i: Int, to dst: UnsafeMutablePointer<Float>) {
+    let e = exampleSize
+    let plane = e / shape[0]
+    switch storage {
+    case .bytes(let b):
+      b.withUnsafeBufferPointer { src in
+        let s = src.baseAddress! + i * e
+        for c in 0..<shape[0] {
+          let scale = 1 / (255 * std[c])
+          let shift = -mean[c] / std[c]
+          for j in 0..<plane { dst[c * plane + j] = Float(s[c * plane + j]) * scale + shift }
+        }
+      }
+    case .floats(let f):
+      f.withUnsafeBufferPointer { src in
+        let s = src.baseAddress! + i * e
+        for c in 0..<shape[0] {
+          let (m, sd) = (mean[c], std[c])
+          for j in 0..<plane { dst[c * plane + j] = (s[c * plane + j] - m) / sd }
+        }
+      }
+    }
+  }
+
+  /// Copies the examples `indices` (normalised, not augmented) into `x` (resized to
+  /// `[n, C, H, W]`) and returns their labels.
   public func gather(_ indices: some Collection<Int>, into x: Tensor<Float>) -> [Int32] {
     let e = exampleSize
     x.resize([indices.count] + shape)
     var out: [Int32] = []
     out.reserveCapacity(indices.count)
-    images.withUnsafeBufferPointer { src in
-      for (k, i) in indices.enumerated() {
-        (x.data + k * e).update(from: src.baseAddress! + i * e, count: e)
-        out.append(labels[i])
-      }
+    for (k, i) in indices.enumerated() {
+      write(example: i, to: x.data + k * e)
+      out.append(labels[i])
     }
     return out
   }
 }
 
-/// Deterministic, learnable synthetic data (class prototypes plus noise).
+/// Deterministic, learnable synthetic data: class `k` has a prototype image drawn from
+/// `(seed, "synthetic-prototype", k)`; example `i` is its prototype plus Gaussian noise
+/// from `(seed, "synthetic-example", i)`.
 public enum Synthetic {
   public static func make(
     count: Int, shape: [Int], classes: Int, seed: UInt64 = 0, noise: Double = 1.0
@@ -61,6 +136,7 @@ public enum Synthetic {
       labels[i] = Int32(k)
       for j in 0..<e { images[i * e + j] = protos[k * e + j] + Float(r.normal() * noise) }
     }
-    return Dataset(name: "synthetic", images: images, labels: labels, shape: shape, classes: classes)
+    return Dataset(
+      name: "synthetic", storage: .floats(images), labels: labels, shape: shape, classes: classes)
   }
 }
