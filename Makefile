@@ -17,12 +17,14 @@ deps:
 build: deps
 	$(SWIFT) build -c release --product lth
 
+# Demo: LeNet-300-100 on Fashion-MNIST (the Debian package) for two epochs.
 demo: build
-	$(LTH) demo
+	$(LTH) train --model mnist_lenet_300_100 --training-steps 2ep --output ./lth_runs
 
+# Tests run optimised: the numeric and end-to-end tests (resume after SIGKILL) train real networks.
 test: deps
-	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(SWIFT) build -c release --build-tests
+	$(SWIFT) test -c release --skip-build
 
 bench: build
 	$(LTH) bench --model mnist_lenet_300_100

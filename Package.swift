@@ -6,7 +6,7 @@ let package = Package(
   name: "LotteryKit",
   platforms: [.macOS(.v14)],
   products: [
-    .library(name: "LotteryKit", targets: ["Engine", "NN", "Data"]),
+    .library(name: "LotteryKit", targets: ["Engine", "NN", "Data", "Training", "Experiments"]),
     .executable(name: "lth", targets: ["lth"]),
   ],
   dependencies: [
@@ -21,15 +21,18 @@ let package = Package(
     .target(name: "NN", dependencies: ["Engine"]),
     .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
     .target(name: "Data", dependencies: ["Engine", "CZlib"]),
+    .target(name: "Training", dependencies: ["Engine", "NN", "Data"]),
+    .target(name: "Experiments", dependencies: ["Engine", "NN", "Data", "Training"]),
     .executableTarget(
       name: "lth",
       dependencies: [
-        "Engine", "NN", "Data",
+        "Engine", "NN", "Data", "Training", "Experiments",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"]),
     .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Data", "CZlib"]),
     .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Data"]),
+    .testTarget(name: "TrainingTests", dependencies: ["Engine", "NN", "Data", "Training", "Experiments"]),
   ],
   swiftLanguageModes: [.v6]
 )

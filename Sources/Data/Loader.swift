@@ -121,6 +121,9 @@ public final class BatchLoader: @unchecked Sendable {
   }
 
   /// Waits for background work (call before discarding the loader).
-  public func drain() { pending?.done.wait() }
-  deinit { pending?.done.wait() }
+  public func drain() {
+    pending?.done.wait()
+    pending = nil
+  }
+  deinit { drain() }
 }

@@ -26,7 +26,7 @@ public enum ModelZoo {
     ("cifar_vgg_19", [3, 32, 32]),
   ]
 
-  static let knownPatterns =
+  public static let knownPatterns =
     "mnist_lenet_N1_N2..., cifar_conv_2, cifar_conv_4, cifar_conv_6, cifar_resnet_D, cifar_resnet_D_W, cifar_vgg_11, cifar_vgg_13, cifar_vgg_16, cifar_vgg_19"
 
   /// The native input shape of a model name's family (`[1, 28, 28]` for `mnist_*`, else `[3, 32, 32]`).

@@ -75,6 +75,6 @@ public struct Recipe: Equatable, Sendable {
         pruning: conv.init(strategy: .global, fraction: 0.2, outputFraction: vgg ? 0 : nil))
     }
     throw EngineError(
-      "no recipe for model '\(name)'; families: mnist_lenet_*, cifar_conv_2/4/6, cifar_resnet_*, cifar_vgg_*")
+      "unknown model '\(name)'; known: \(ModelZoo.knownPatterns)")
   }
 }

@@ -95,34 +95,3 @@ struct Models: ParsableCommand {
     }
   }
 }
-
-struct Demo: ParsableCommand {
-  static let configuration = CommandConfiguration(
-    abstract: "Train LeNet-300-100 on synthetic data for a few hundred steps and print the loss.")
-  @Option(help: "Training steps.") var steps = 300
-  @Option(help: "Worker threads.") var threads = 2
-
-  func run() throws {
-    runOrFail {
-      Parallel.threads = threads
-      let net: Network<Float> = try ModelZoo.make("mnist_lenet_300_100")
-      net.initialize(seed: 1, weights: .glorotNormal)
-      let train = Synthetic.make(count: 6000, shape: net.inputShape, classes: 10, seed: 7, noise: 3)
-      let opt = try Adam(net.parameters, learningRate: 1.2e-3)
-      let x = Tensor<Float>(zeros: [0])
-      var running = 0.0
-      for step in 1...steps {
-        let start = ((step - 1) * 60) % train.count
-        let labels = train.gather(start..<(start + 60), into: x)
-        let r = try net.lossAndGradients(input: x, labels: labels)
-        guard r.loss.isFinite else { throw EngineError("loss is \(r.loss) at step \(step); stopping") }
-        opt.step()
-        running += r.loss
-        if step % 50 == 0 {
-          print(String(format: "step %4d  mean loss over last 50 steps %.4f", step, running / 50))
-          running = 0
-        }
-      }
-    }
-  }
-}

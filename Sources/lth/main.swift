@@ -10,7 +10,7 @@ struct LTH: ParsableCommand {
     commandName: "lth",
     abstract: "LotteryKit: lottery tickets, iterative magnitude pruning and sparse training in Swift.",
     version: LotteryKitVersion.version,
-    subcommands: [Bench.self, Models.self, Demo.self])
+    subcommands: [Train.self, Models.self, Bench.self])
 }
 
 /// Prints `error: message` on one line and exits non-zero (no stack trace).
@@ -19,10 +19,9 @@ func fail(_ message: String) -> Never {
   exit(1)
 }
 
+/// Runs a command body; any error becomes one line on stderr and exit status 1.
 func runOrFail(_ body: () throws -> Void) {
-  do { try body() } catch let e as EngineError { fail(e.description) } catch {
-    fail("\(error)")
-  }
+  do { try body() } catch { fail("\(error)") }
 }
 
 /// Peak resident set size of this process in MiB (VmHWM).
@@ -40,4 +39,14 @@ func jsonLine(_ object: [String: Any]) -> String {
   return String(data: data, encoding: .utf8)!
 }
 
-LTH.main()
+// A file-size limit (ulimit -f) then makes writes fail with an error instead of killing us.
+signal(SIGXFSZ, SIG_IGN)
+do {
+  var command = try LTH.parseAsRoot()
+  try command.run()
+} catch {
+  // Help and version requests print as usual; every other error is one line.
+  if LTH.exitCode(for: error) == .success { LTH.exit(withError: error) }
+  let first = LTH.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+  fail(first.replacingOccurrences(of: "Error: ", with: "") + " (see `lth help`)")
+}

@@ -1,0 +1,149 @@
+/// # Experiments: hyperparameters, the run store and runners
+///
+/// ``TrainingHParams`` is the full, resolved description of one training run (every
+/// default filled in from the model's ``NN/Recipe``). Its hash names the run folder
+/// (`train_<hash>`), so a changed default can never silently reuse an old run; the folder's
+/// `hparams.json` also records the LotteryKit version, the git commit (and whether the tree
+/// was dirty), the BLAS library and the thread count (``Provenance``). ``RunStore`` makes and
+/// locks run folders; ``TrainRunner`` resolves, trains, resumes and summarises.
+import Data
+import Engine
+import Foundation
+import NN
+
+/// Every hyperparameter of a training run, resolved. Output, quiet, json and thread flags
+/// are not hyperparameters and are not hashed.
+public struct TrainingHParams: Codable, Equatable, Sendable {
+  public var model: String
+  public var dataset: String
+  public var trainingSteps: String
+  public var batchSize: Int
+  public var optimizer: String
+  public var lr: Double
+  public var momentum: Double
+  public var nesterov: Bool
+  public var weightDecay: Double
+  public var schedule: String
+  public var warmupSteps: String
+  public var milestones: [String]
+  public var gamma: Double
+  public var initializer: String
+  public var batchNormInit: String
+  public var seed: UInt64
+  public var dataOrderSeed: UInt64
+  public var augment: Bool
+  public var validationSize: Int
+  public var subsampleFraction: Double
+  public var randomLabelsFraction: Double
+  public var evalEvery: String
+  public var evalTrain: Bool
+
+  enum CodingKeys: String, CodingKey {
+    case model, dataset, optimizer, lr, momentum, nesterov, schedule, milestones, gamma, seed, augment,
+      initializer
+    case trainingSteps = "training_steps"
+    case batchSize = "batch_size"
+    case weightDecay = "weight_decay"
+    case warmupSteps = "warmup_steps"
+    case batchNormInit = "batch_norm_init"
+    case dataOrderSeed = "data_order_seed"
+    case validationSize = "validation_size"
+    case subsampleFraction = "subsample_fraction"
+    case randomLabelsFraction = "random_labels_fraction"
+    case evalEvery = "eval_every"
+    case evalTrain = "eval_train"
+  }
+
+  /// Canonical JSON (sorted keys): what the hash covers.
+  public func canonicalJSON() -> String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys]
+    return String(decoding: try! e.encode(self), as: UTF8.self)
+  }
+
+  /// 16 hex digits of FNV-1a-64 over the canonical JSON.
+  public var hash: String { stableHash(canonicalJSON()) }
+}
+
+/// FNV-1a 64-bit as 16 hex digits (stable across platforms and versions).
+public func stableHash(_ s: String) -> String {
+  var h: UInt64 = 0xcbf2_9ce4_8422_2325
+  for b in s.utf8 {
+    h ^= UInt64(b)
+    h = h &* 0x0000_0100_0000_01b3
+  }
+  let hex = String(h, radix: 16)
+  return String(repeating: "0", count: 16 - hex.count) + hex
+}
+
+/// Command-line overrides of a recipe (nil: the recipe's value).
+public struct TrainingOverrides: Sendable {
+  public var dataset: String?
+  public var trainingSteps: String?
+  public var batchSize: Int?
+  public var optimizer: String?
+  public var lr: Double?
+  public var momentum: Double?
+  public var nesterov = false
+  public var weightDecay: Double?
+  public var schedule: String?
+  public var warmupSteps: String?
+  public var milestones: [String]?
+  public var gamma: Double?
+  public var initializer: String?
+  public var seed: UInt64 = 0
+  public var dataOrderSeed: UInt64?
+  public var augment: Bool?
+  public var validationSize = 0
+  public var subsampleFraction = 1.0
+  public var randomLabelsFraction = 0.0
+  public var evalEvery: String?
+  public var evalTrain = false
+  public init() {}
+}
+
+extension TrainingHParams {
+  /// Fills every field from the model's recipe and the overrides, and checks the values.
+  public static func resolve(model: String, _ o: TrainingOverrides) throws -> TrainingHParams {
+    let r = try Recipe.forModel(model)
+    let dataset = o.dataset ?? DatasetCatalog.defaultDataset(forModel: model)
+    _ = try DatasetCatalog.info(dataset)
+    let schedule = o.schedule ?? r.schedule.rawValue
+    let h = TrainingHParams(
+      model: model, dataset: dataset, trainingSteps: o.trainingSteps ?? r.trainingSteps.description,
+      batchSize: o.batchSize ?? r.batchSize, optimizer: o.optimizer ?? r.optimizer.rawValue,
+      lr: o.lr ?? r.learningRate, momentum: o.momentum ?? r.momentum, nesterov: o.nesterov,
+      weightDecay: o.weightDecay ?? r.weightDecay, schedule: schedule, warmupSteps: o.warmupSteps ?? "0it",
+      milestones: o.milestones ?? (schedule == "step" ? r.milestones.map(\.description) : []),
+      gamma: o.gamma ?? r.gamma, initializer: o.initializer ?? r.initializer.rawValue,
+      batchNormInit: r.batchNormInit.rawValue, seed: o.seed, dataOrderSeed: o.dataOrderSeed ?? o.seed,
+      augment: o.augment ?? DatasetCatalog.augmentsByDefault(dataset), validationSize: o.validationSize,
+      subsampleFraction: o.subsampleFraction, randomLabelsFraction: o.randomLabelsFraction,
+      evalEvery: o.evalEvery ?? "1ep", evalTrain: o.evalTrain)
+    try h.validate()
+    return h
+  }
+
+  /// Checks every value; errors name the flag.
+  public func validate() throws {
+    func need(_ ok: Bool, _ msg: String) throws { if !ok { throw EngineError(msg) } }
+    try need(batchSize > 0, "--batch-size must be positive, got \(batchSize)")
+    try need(lr > 0 && lr.isFinite, "--lr must be positive, got \(lr)")
+    try need(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got \(momentum)")
+    try need(weightDecay >= 0, "--weight-decay must be non-negative, got \(weightDecay)")
+    try need(gamma > 0, "--gamma must be positive, got \(gamma)")
+    try need(["sgd", "adam"].contains(optimizer), "--optimizer must be sgd or adam, got \(optimizer)")
+    try need(
+      !nesterov || (optimizer == "sgd" && momentum > 0), "--nesterov needs --optimizer sgd and --momentum > 0"
+    )
+    try need(
+      LearningRateSchedule.Kind(rawValue: schedule) != nil,
+      "--schedule must be constant, step or cosine, got \(schedule)")
+    try need(
+      Initializer(rawValue: initializer) != nil,
+      "--initializer must be one of \(Initializer.allCases.map(\.rawValue).joined(separator: ", ")), got \(initializer)"
+    )
+    for s in [trainingSteps, warmupSteps, evalEvery] + milestones { _ = try StepSpec(parsing: s) }
+    try need(try StepSpec(parsing: evalEvery) != StepSpec(), "--eval-every must be positive")
+  }
+}

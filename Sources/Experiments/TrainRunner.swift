@@ -1,0 +1,156 @@
+import Data
+import Engine
+import Foundation
+import NN
+import Training
+
+/// Data, model and optimizer for one set of hyperparameters (shared by `lth train` and the
+/// lottery runner, which trains many levels on the same data).
+public final class RunSetup {
+  public let hparams: TrainingHParams
+  public let train: Dataset
+  public let validation: Dataset?
+  public let test: Dataset
+  public let iterationsPerEpoch: Int
+  public let totalSteps: Int
+  public let evalEvery: Int
+  public let schedule: LearningRateSchedule
+
+  public init(_ h: TrainingHParams, dataDir: String?) throws {
+    hparams = h
+    let native = ModelZoo.nativeInputShape(h.model)
+    let (fullTrain, test) = try DatasetCatalog.load(h.dataset, dataDir: dataDir, syntheticShape: native)
+    let splits = Splits(
+      validationSize: h.validationSize, subsampleFraction: h.subsampleFraction,
+      randomLabelsFraction: h.randomLabelsFraction)
+    (train, validation) = try splits.apply(to: fullTrain)
+    self.test = test
+    iterationsPerEpoch = (train.count + h.batchSize - 1) / h.batchSize
+    totalSteps = try StepSpec(parsing: h.trainingSteps).iterations(perEpoch: iterationsPerEpoch)
+    guard totalSteps > 0 else {
+      throw EngineError("--training-steps must be positive, got \(h.trainingSteps)")
+    }
+    evalEvery = try StepSpec(parsing: h.evalEvery).iterations(perEpoch: iterationsPerEpoch)
+    guard evalEvery > 0 else { throw EngineError("--eval-every must be positive, got \(h.evalEvery)") }
+    let ipe = iterationsPerEpoch
+    let milestones = try h.milestones.map { try StepSpec(parsing: $0).iterations(perEpoch: ipe) }
+    schedule = try LearningRateSchedule(
+      base: h.lr, kind: LearningRateSchedule.Kind(rawValue: h.schedule)!, milestones: milestones,
+      gamma: h.gamma,
+      warmupSteps: try StepSpec(parsing: h.warmupSteps).iterations(perEpoch: iterationsPerEpoch),
+      totalSteps: totalSteps)
+  }
+
+  /// Splits evaluated during training: test, validation (when held out), train (when asked).
+  public var evalSets: [(String, Dataset)] {
+    var s: [(String, Dataset)] = [("test", test)]
+    if let v = validation { s.append(("validation", v)) }
+    if hparams.evalTrain { s.append(("train", train)) }
+    return s
+  }
+
+  /// The model for this data set's input shape and classes, initialised from `seed`.
+  public func makeNetwork(seed: UInt64) throws -> Network<Float> {
+    let net: Network<Float> = try ModelZoo.make(
+      hparams.model, inputShape: train.shape, classes: train.classes)
+    net.initialize(
+      seed: seed, weights: Initializer(rawValue: hparams.initializer)!,
+      batchNorm: BatchNormInit(rawValue: hparams.batchNormInit)!)
+    return net
+  }
+
+  /// A fresh optimizer over `net`'s parameters.
+  public func makeOptimizer(_ net: Network<Float>) throws -> any Optimizer<Float> {
+    let h = hparams
+    if h.optimizer == "adam" {
+      return try Adam(net.parameters, learningRate: h.lr, weightDecay: h.weightDecay)
+    }
+    return try SGD(
+      net.parameters, learningRate: h.lr, momentum: h.momentum, nesterov: h.nesterov,
+      weightDecay: h.weightDecay)
+  }
+
+  public func makeLoader(seed: UInt64? = nil) throws -> BatchLoader {
+    try BatchLoader(
+      dataset: train, batchSize: hparams.batchSize, seed: seed ?? hparams.dataOrderSeed,
+      augment: hparams.augment)
+  }
+}
+
+/// What `lth train --json` prints and `summary.json` holds.
+public struct TrainSummary: Codable, Sendable, Equatable {
+  public var runDir: String
+  public var testAccuracy: Double
+  public var testLoss: Double
+  public var bestTestAccuracy: Double
+  public var validationAccuracy: Double?
+  public var earlyStopStep: Int?
+  public var steps: Int
+  public var seconds: Double
+  enum CodingKeys: String, CodingKey {
+    case runDir = "run_dir"
+    case testAccuracy = "test_accuracy"
+    case testLoss = "test_loss"
+    case bestTestAccuracy = "best_test_accuracy"
+    case validationAccuracy = "validation_accuracy"
+    case earlyStopStep = "early_stop_step"
+    case steps, seconds
+  }
+
+  /// Summarises a run's metrics (early stopping = step of minimum validation loss).
+  public static func from(_ records: [MetricRecord], runDir: String, steps: Int, seconds: Double) throws
+    -> TrainSummary
+  {
+    let test = records.filter { $0.split == "test" }
+    guard let last = test.last else { throw RunError("\(runDir): no test metrics recorded") }
+    let val = records.filter { $0.split == "validation" }
+    return TrainSummary(
+      runDir: runDir, testAccuracy: last.accuracy, testLoss: last.loss,
+      bestTestAccuracy: test.map(\.accuracy).max()!, validationAccuracy: val.last?.accuracy,
+      earlyStopStep: val.min { $0.loss < $1.loss }?.step, steps: steps, seconds: seconds)
+  }
+
+  public func jsonLine() -> String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys]
+    return String(decoding: try! e.encode(self), as: UTF8.self)
+  }
+}
+
+/// `lth train`: one run in `<output>/train_<hash>`, resumable, locked.
+public enum TrainRunner {
+  /// Returns the summary and whether the run had already finished before this call.
+  public static func run(
+    _ h: TrainingHParams, dataDir: String?, output: String, progress: ProgressStyle
+  ) throws -> (summary: TrainSummary, alreadyDone: Bool) {
+    let dir = output + "/train_" + h.hash
+    try RunStore.makeDirectory(output)
+    try RunStore.makeDirectory(dir)
+    let lock = try RunStore.lock(dir)
+    defer { withExtendedLifetime(lock) {} }
+    try RunStore.claim(directory: dir, hparamsJSON: h.canonicalJSON(), kind: "train")
+    let summaryPath = dir + "/summary.json"
+    if FileManager.default.fileExists(atPath: summaryPath) {
+      guard let s = try? JSONDecoder().decode(TrainSummary.self, from: Data(try AtomicFile.read(summaryPath)))
+      else {
+        throw RunError("\(summaryPath) is unreadable or truncated")
+      }
+      return (s, true)
+    }
+    let started = Date()
+    let setup = try RunSetup(h, dataDir: dataDir)
+    let net = try setup.makeNetwork(seed: h.seed)
+    let opt = try setup.makeOptimizer(net)
+    let trainer = try Trainer(
+      network: net, optimizer: opt, loader: try setup.makeLoader(), evalSets: setup.evalSets, firstStep: 0,
+      lastStep: setup.totalSteps, evalEvery: setup.evalEvery, learningRate: { setup.schedule($0) },
+      directory: dir, progress: progress)
+    trainer.saveStates[0] = dir + "/model_init.safetensors"
+    let records = try trainer.run()
+    try ModelState.save(net, step: setup.totalSteps, to: dir + "/model_final.safetensors")
+    let summary = try TrainSummary.from(
+      records, runDir: dir, steps: setup.totalSteps, seconds: Date().timeIntervalSince(started))
+    try AtomicFile.write(summary.jsonLine() + "\n", to: summaryPath)
+    return (summary, false)
+  }
+}

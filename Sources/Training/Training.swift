@@ -1,0 +1,239 @@
+/// # Training: the loop, metrics, progress and checkpoints
+///
+/// ``Trainer`` runs global steps `firstStep ..< lastStep` of a network: step `s` trains on
+/// the loader's batch `s` at learning rate `lr(s)`, so a run replayed from any step (weight
+/// rewinding, resuming) sees exactly the data and rates of the original. It evaluates on
+/// every named split every `evalEvery` steps and at the end, writes metrics
+/// (``MetricsLog``: JSON Lines and CSV), saves a resumable checkpoint (``Checkpoint``:
+/// safetensors, atomically) at every epoch boundary and at the end, and stops a diverging
+/// run (NaN or infinite loss) naming the step, keeping the last good checkpoint.
+///
+/// Resuming: a trainer given a run folder with `checkpoint.safetensors` restores
+/// parameters, batch-norm statistics, optimizer state and the step, drops metrics written
+/// after that step, and continues; the result is bit-identical to an uninterrupted run.
+import Data
+import Engine
+import Foundation
+import NN
+
+/// One evaluation: a row of `metrics.jsonl` / `metrics.csv`.
+public struct MetricRecord: Codable, Equatable, Sendable {
+  public var step: Int
+  public var epoch: Double
+  public var split: String
+  public var loss: Double
+  /// Fraction in [0, 1].
+  public var accuracy: Double
+  public var lr: Double
+  /// Wall-clock seconds since the run (or its resumption) started.
+  public var seconds: Double
+}
+
+/// The metrics of one run, rewritten atomically on every append (runs evaluate rarely).
+public final class MetricsLog {
+  public let jsonlPath: String
+  public let csvPath: String
+  public private(set) var records: [MetricRecord] = []
+
+  public init(directory: String) {
+    jsonlPath = directory + "/metrics.jsonl"
+    csvPath = directory + "/metrics.csv"
+  }
+
+  /// Loads existing records, keeping those with `step <= upTo` (nil: none are kept).
+  public func restore(upTo step: Int?) throws {
+    records = []
+    guard let step, FileManager.default.fileExists(atPath: jsonlPath) else {
+      try flush()
+      return
+    }
+    let text = String(decoding: try AtomicFile.read(jsonlPath), as: UTF8.self)
+    for line in text.split(separator: "\n") where !line.isEmpty {
+      guard let r = try? JSONDecoder().decode(MetricRecord.self, from: Data(line.utf8)) else {
+        throw RunError("\(jsonlPath): unreadable line '\(line.prefix(60))'")
+      }
+      if r.step <= step { records.append(r) }
+    }
+    try flush()
+  }
+
+  public func append(_ r: MetricRecord) throws {
+    records.append(r)
+    try flush()
+  }
+
+  func flush() throws {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.sortedKeys]
+    var jsonl = ""
+    var csv = "step,epoch,split,loss,accuracy,lr,seconds\n"
+    for r in records {
+      jsonl += String(decoding: try enc.encode(r), as: UTF8.self) + "\n"
+      csv += "\(r.step),\(r.epoch),\(r.split),\(r.loss),\(r.accuracy),\(r.lr),\(r.seconds)\n"
+    }
+    try AtomicFile.write(jsonl, to: jsonlPath)
+    try AtomicFile.write(csv, to: csvPath)
+  }
+}
+
+/// How the trainer reports progress.
+public enum ProgressStyle: Sendable {
+  /// A live bar on a terminal, plain lines otherwise.
+  case automatic
+  case quiet
+}
+
+/// The training loop (see the module comment).
+public final class Trainer {
+  public let network: Network<Float>
+  public let optimizer: any Optimizer<Float>
+  public let loader: BatchLoader
+  /// Evaluation sets by split name (`test`, `validation`, `train`).
+  public let evalSets: [(String, Dataset)]
+  public let firstStep: Int
+  public let lastStep: Int
+  public let evalEvery: Int
+  /// Learning rate for global step `s`.
+  public let learningRate: (Int) -> Double
+  public let directory: String
+  public let progress: ProgressStyle
+  /// Model states to save as `state_<step>.safetensors`-style files: before step `s`
+  /// runs (i.e. after `s` steps), the state is written to `saveStates[s]`.
+  public var saveStates: [Int: String] = [:]
+  /// Extra metadata stored in checkpoints.
+  public var label = ""
+
+  public var checkpointPath: String { directory + "/checkpoint.safetensors" }
+  public let metrics: MetricsLog
+  private let evalBatch = Tensor<Float>(zeros: [0])
+  private var started = Date()
+  private var isTTY: Bool { isatty(1) != 0 }
+
+  public init(
+    network: Network<Float>, optimizer: any Optimizer<Float>, loader: BatchLoader,
+    evalSets: [(String, Dataset)], firstStep: Int, lastStep: Int, evalEvery: Int,
+    learningRate: @escaping (Int) -> Double, directory: String, progress: ProgressStyle = .automatic
+  ) throws {
+    guard lastStep >= firstStep, firstStep >= 0 else {
+      throw RunError("training would run from step \(firstStep) to \(lastStep): nothing to do")
+    }
+    guard evalEvery > 0 else { throw RunError("--eval-every must be positive") }
+    self.network = network
+    self.optimizer = optimizer
+    self.loader = loader
+    self.evalSets = evalSets
+    self.firstStep = firstStep
+    self.lastStep = lastStep
+    self.evalEvery = evalEvery
+    self.learningRate = learningRate
+    self.directory = directory
+    self.progress = progress
+    metrics = MetricsLog(directory: directory)
+  }
+
+  /// Loss and accuracy on a data set, in evaluation mode, batches of 500.
+  public func evaluate(_ ds: Dataset) throws -> (loss: Double, accuracy: Double) {
+    network.setTraining(false)
+    defer { network.setTraining(true) }
+    var lossSum = 0.0
+    var correct = 0
+    var i = 0
+    while i < ds.count {
+      let j = min(i + 500, ds.count)
+      let labels = ds.gather(i..<j, into: evalBatch)
+      let r = try network.evaluate(input: evalBatch, labels: labels)
+      lossSum += r.loss * Double(j - i)
+      correct += r.correct
+      i = j
+    }
+    return (lossSum / Double(ds.count), Double(correct) / Double(ds.count))
+  }
+
+  func evaluateAll(step: Int) throws {
+    let ipe = Double(loader.iterationsPerEpoch)
+    let lr = learningRate(max(step - 1, firstStep))
+    var parts: [String] = []
+    for (split, ds) in evalSets {
+      let (loss, acc) = try evaluate(ds)
+      try metrics.append(
+        MetricRecord(
+          step: step, epoch: Double(step) / ipe, split: split, loss: loss, accuracy: acc, lr: lr,
+          seconds: Date().timeIntervalSince(started)))
+      parts.append(String(format: "%@ loss %.4f acc %.2f%%", split, loss, acc * 100))
+    }
+    if progress != .quiet {
+      if isTTY { print("\r\u{1B}[K", terminator: "") }
+      print("step \(step)/\(lastStep)  " + parts.joined(separator: "  "))
+    }
+  }
+
+  /// Trains to `lastStep`, resuming from the checkpoint in `directory` when there is one.
+  /// Returns the metrics of the run.
+  @discardableResult
+  public func run() throws -> [MetricRecord] {
+    started = Date()
+    var step = firstStep
+    if FileManager.default.fileExists(atPath: checkpointPath) {
+      step = try Checkpoint.load(network: network, optimizer: optimizer, from: checkpointPath)
+      guard step >= firstStep, step <= lastStep else {
+        throw RunError(
+          "\(checkpointPath): checkpoint step \(step) is outside this run (\(firstStep)...\(lastStep))")
+      }
+      try metrics.restore(upTo: step)
+    } else {
+      try metrics.restore(upTo: nil)
+      try saveStateIfRequested(step)
+      try evaluateAll(step: step)
+      try Checkpoint.save(network: network, optimizer: optimizer, step: step, to: checkpointPath)
+    }
+    let ipe = loader.iterationsPerEpoch
+    var lastCheckpoint = step
+    var lossWindow = 0.0
+    var windowCount = 0
+    let tStart = Date()
+    let startStep = step
+    while step < lastStep {
+      let (x, labels) = loader.batch(step: step)
+      optimizer.learningRate = learningRate(step)
+      let r = try network.lossAndGradients(input: x, labels: labels)
+      guard r.loss.isFinite else {
+        loader.drain()
+        throw RunError(
+          "loss is \(r.loss) at step \(step): training diverged; the last good checkpoint (step \(lastCheckpoint)) is kept in \(directory)"
+        )
+      }
+      optimizer.step()
+      step += 1
+      lossWindow += r.loss
+      windowCount += 1
+      try saveStateIfRequested(step)
+      if progress != .quiet && isTTY && (step % 10 == 0) {
+        let rate = Double(step - startStep) / max(Date().timeIntervalSince(tStart), 1e-9)
+        let eta = Double(lastStep - step) / max(rate, 1e-9)
+        let width = 30
+        let done = Int(Double(width) * Double(step - firstStep) / Double(max(lastStep - firstStep, 1)))
+        let bar = String(repeating: "#", count: done) + String(repeating: ".", count: width - done)
+        print(
+          String(
+            format: "\r[%@] step %d/%d  loss %.4f  %.1f steps/s  ETA %.0fs", bar, step, lastStep,
+            lossWindow / Double(windowCount), rate, eta), terminator: "")
+        fflush(nil)
+        lossWindow = 0
+        windowCount = 0
+      }
+      if step % evalEvery == 0 || step == lastStep { try evaluateAll(step: step) }
+      if step % ipe == 0 || step == lastStep {
+        try Checkpoint.save(network: network, optimizer: optimizer, step: step, to: checkpointPath)
+        lastCheckpoint = step
+      }
+    }
+    loader.drain()
+    return metrics.records
+  }
+
+  func saveStateIfRequested(_ step: Int) throws {
+    if let path = saveStates[step], !FileManager.default.fileExists(atPath: path) {
+      try ModelState.save(network, step: step, to: path)
+    }
+  }
+}

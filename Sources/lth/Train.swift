@@ -1,0 +1,104 @@
+import ArgumentParser
+import Engine
+import Experiments
+import Foundation
+import NN
+import Training
+
+/// Flags shared by every command that trains (`train`, `lottery`, `branch`). Unset flags
+/// take the model family's recipe (see `Recipe` and PAPERS.md).
+struct TrainingFlags: ParsableArguments {
+  @Option(help: "Model name, e.g. mnist_lenet_300_100, cifar_conv_2, cifar_resnet_20 (see `lth models`).")
+  var model: String
+  @Option(help: "Data set: fashion_mnist, mnist, cifar10, cifar100, synthetic (default: the model family's).")
+  var dataset: String?
+  @Option(help: "Folder with the data set's files (default: see README).") var dataDir: String?
+  @Option(help: "Training length: 2000it, 2ep or 1ep500it.") var trainingSteps: String?
+  @Option(help: "Batch size.") var batchSize: Int?
+  @Option(help: "Optimizer: sgd or adam.") var optimizer: String?
+  @Option(help: "Learning rate.") var lr: Double?
+  @Option(help: "SGD momentum.") var momentum: Double?
+  @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
+  @Option(help: "Weight decay (L2 added to the gradient).") var weightDecay: Double?
+  @Option(help: "Linear warm-up length, e.g. 1ep.") var warmupSteps: String?
+  @Option(help: "Step-decay milestones, comma separated, e.g. 80ep,120ep.") var milestones: String?
+  @Option(help: "Step-decay factor.") var gamma: Double?
+  @Option(help: "Schedule after warm-up: constant, step or cosine.") var schedule: String?
+  @Option(help: "Initialiser: kaiming_normal, kaiming_uniform, glorot_normal, glorot_uniform.")
+  var initializer: String?
+  @Option(help: "Seed for initialisation (and data order unless --data-order-seed).") var seed: UInt64 = 0
+  @Option(help: "Seed for data order and augmentation.") var dataOrderSeed: UInt64?
+  @Option(help: "Examples held out of the training set for validation.") var validationSize = 0
+  @Option(help: "Fraction of the training set to use, in (0, 1].") var subsampleFraction = 1.0
+  @Option(help: "Fraction of training labels replaced by random ones, in [0, 1].") var randomLabelsFraction =
+    0.0
+  @Option(help: "Evaluate every S steps (default 1ep) and at the end.") var evalEvery: String?
+  @Flag(help: "Also evaluate on the training set.") var evalTrain = false
+  @Option(help: "Disable (false) or force (true) random-crop and flip augmentation.") var augment: Bool?
+  @Option(help: "Worker threads (results do not depend on it).") var threads = ProcessInfo.processInfo
+    .activeProcessorCount
+  @Option(help: "Output root for run folders.") var output = "./lth_runs"
+  @Flag(help: "No progress output.") var quiet = false
+  @Flag(help: "Make the last line of stdout one JSON object.") var json = false
+
+  func resolve() throws -> TrainingHParams {
+    var o = TrainingOverrides()
+    o.dataset = dataset
+    o.trainingSteps = trainingSteps
+    o.batchSize = batchSize
+    o.optimizer = optimizer
+    o.lr = lr
+    o.momentum = momentum
+    o.nesterov = nesterov
+    o.weightDecay = weightDecay
+    o.warmupSteps = warmupSteps
+    o.milestones = milestones.map { $0.split(separator: ",").map { String($0) } }
+    o.gamma = gamma
+    o.schedule = schedule
+    o.initializer = initializer
+    o.seed = seed
+    o.dataOrderSeed = dataOrderSeed
+    o.augment = augment
+    o.validationSize = validationSize
+    o.subsampleFraction = subsampleFraction
+    o.randomLabelsFraction = randomLabelsFraction
+    o.evalEvery = evalEvery
+    o.evalTrain = evalTrain
+    return try TrainingHParams.resolve(model: model, o)
+  }
+
+  func applyThreads() throws {
+    guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
+    Parallel.threads = threads
+  }
+
+  var progress: ProgressStyle { quiet || json ? .quiet : .automatic }
+}
+
+struct Train: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Train one network; re-running the same command resumes it or reports the finished run.",
+    discussion: """
+      The run lives in <output>/train_<hash>, the hash taken over every resolved hyperparameter. \
+      It holds hparams.json, metrics.jsonl, metrics.csv, checkpoint.safetensors (resumable), \
+      model_init.safetensors, model_final.safetensors and summary.json.
+      """)
+  @OptionGroup var flags: TrainingFlags
+
+  func run() throws {
+    runOrFail {
+      try flags.applyThreads()
+      let h = try flags.resolve()
+      let (s, done) = try TrainRunner.run(
+        h, dataDir: flags.dataDir, output: flags.output, progress: flags.progress)
+      if !flags.json || !flags.quiet {
+        if done { print("already finished: \(s.runDir)") }
+        print(
+          String(
+            format: "test accuracy %.2f%%  test loss %.4f  steps %d  %.1f s  %@", s.testAccuracy * 100,
+            s.testLoss, s.steps, s.seconds, s.runDir))
+      }
+      if flags.json { print(s.jsonLine()) }
+    }
+  }
+}

@@ -1,0 +1,225 @@
+import Engine
+import Foundation
+import NN
+import Testing
+import Training
+
+/// A small, fast run on synthetic data: 600 training examples, 10 steps per epoch.
+let smallRun = [
+  "train", "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--subsample-fraction", "0.1",
+  "--training-steps", "40ep", "--eval-every", "5ep", "--threads", "2", "--quiet",
+]
+
+@Suite("Training runs", .serialized)
+struct TrainTests {
+  @Test("safetensors files parse with an independent reader")
+  func safetensorsLayout() throws {
+    let net: Network<Float> = try ModelZoo.make("cifar_resnet_8", inputShape: [3, 8, 8])
+    net.initialize(seed: 1, weights: .kaimingNormal, batchNorm: .uniform)
+    let path = CLI.tempDir() + "/m.safetensors"
+    try ModelState.save(net, step: 7, to: path)
+    let bytes = [UInt8](FileManager.default.contents(atPath: path)!)
+    let n = bytes[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+    #expect(n % 8 == 0)
+    let header = try JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + n)])) as! [String: Any]
+    let w = header["blocks.0.conv1.weight"] as! [String: Any]
+    #expect(w["dtype"] as? String == "F32" && w["shape"] as? [Int] == [16, 16, 3, 3])
+    let off = w["data_offsets"] as! [Int]
+    let first = bytes[(8 + n + off[0])..<(8 + n + off[0] + 4)].withUnsafeBytes {
+      $0.loadUnaligned(as: Float.self)
+    }
+    #expect(first == net.parameter("blocks.0.conv1.weight")!.value[0])
+    let nbt = header["bn.num_batches_tracked"] as! [String: Any]
+    #expect(nbt["dtype"] as? String == "I64" && (nbt["shape"] as? [Int]) == [])
+    #expect((header["__metadata__"] as! [String: String])["step"] == "7")
+    // Round trip into a fresh network.
+    let other: Network<Float> = try ModelZoo.make("cifar_resnet_8", inputShape: [3, 8, 8])
+    #expect(try ModelState.load(other, from: path) == 7)
+    #expect(other.parameters.map { $0.1.value.array } == net.parameters.map { $0.1.value.array })
+    #expect(other.buffers.map { $0.1.array } == net.buffers.map { $0.1.array })
+    // A truncated file is a one-line error.
+    FileManager.default.createFile(atPath: path, contents: Data(bytes.prefix(bytes.count - 5)))
+    #expect(throws: RunError.self) { try ModelState.load(other, from: path) }
+  }
+
+  @Test("the same command twice gives identical metrics and model files; JSON summary line")
+  func determinism() throws {
+    let a = CLI.tempDir()
+    let b = CLI.tempDir()
+    let ra = try CLI.run(smallRun + ["--output", a, "--json"])
+    #expect(ra.status == 0, "\(ra.stderr)")
+    let summary =
+      try JSONSerialization.jsonObject(with: Data(ra.stdout.split(separator: "\n").last!.utf8))
+      as! [String: Any]
+    for key in ["run_dir", "test_accuracy", "test_loss", "steps", "seconds"] {
+      #expect(summary[key] != nil, "\(key)")
+    }
+    #expect((summary["test_accuracy"] as! Double) > 0.5)
+    #expect(summary["steps"] as? Int == 400)
+    // A different thread count, same results.
+    var other = smallRun + ["--output", b]
+    other[other.firstIndex(of: "--threads")! + 1] = "1"
+    #expect(try CLI.run(other).status == 0)
+    let da = try CLI.runDir(a)
+    let db = try CLI.runDir(b)
+    #expect((da as NSString).lastPathComponent == (db as NSString).lastPathComponent)
+    #expect(
+      try CLI.metricsWithoutSeconds(da + "/metrics.jsonl") == CLI.metricsWithoutSeconds(db + "/metrics.jsonl")
+    )
+    for f in ["model_final.safetensors", "model_init.safetensors", "checkpoint.safetensors"] {
+      #expect(
+        FileManager.default.contents(atPath: da + "/" + f)
+          == FileManager.default.contents(atPath: db + "/" + f), "\(f)")
+    }
+    // The CSV has the same rows.
+    let csv = try String(contentsOfFile: da + "/metrics.csv", encoding: .utf8).split(separator: "\n")
+    #expect(csv.first == "step,epoch,split,loss,accuracy,lr,seconds" && csv.count == 10)
+    // hparams.json records version, commit and BLAS.
+    let hp =
+      try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: da + "/hparams.json")!)
+      as! [String: Any]
+    let prov = hp["provenance"] as! [String: Any]
+    #expect(prov["lotterykit_version"] != nil && prov["git_commit"] != nil && prov["blas_core"] != nil)
+    // Running a finished run again changes nothing and prints the same summary.
+    let before = CLI.snapshot(da)
+    let again = try CLI.run(smallRun + ["--output", a, "--json"])
+    #expect(again.stdout.split(separator: "\n").last == ra.stdout.split(separator: "\n").last)
+    #expect(CLI.snapshot(da) == before)
+  }
+
+  @Test("SIGKILL at random moments, then rerun: bit-identical to an uninterrupted run")
+  func killAndResume() throws {
+    let ref = CLI.tempDir()
+    let t0 = Date()
+    #expect(try CLI.run(smallRun + ["--output", ref]).status == 0)
+    let duration = Date().timeIntervalSince(t0)
+    let refDir = try CLI.runDir(ref)
+    var rng = RandomStream(seed: 99, purpose: "kill-times")
+    var kills = 0
+    for trial in 0..<3 {
+      let out = CLI.tempDir()
+      var finished = false
+      for attempt in 0..<40 where !finished {
+        let r = try CLI.run(
+          smallRun + ["--output", out], killAfter: attempt < 4 ? rng.uniform(0.05, 1.0) * duration : nil)
+        if r.signaled {
+          kills += 1
+        } else {
+          #expect(r.status == 0, "trial \(trial): \(r.stderr)")
+          finished = true
+        }
+      }
+      #expect(finished)
+      let dir = try CLI.runDir(out)
+      #expect(
+        try CLI.metricsWithoutSeconds(dir + "/metrics.jsonl")
+          == CLI.metricsWithoutSeconds(refDir + "/metrics.jsonl"))
+      for f in ["model_final.safetensors", "checkpoint.safetensors"] {
+        #expect(
+          FileManager.default.contents(atPath: dir + "/" + f)
+            == FileManager.default.contents(atPath: refDir + "/" + f), "trial \(trial) \(f)")
+      }
+      let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.contains(".tmp-") }
+      #expect(leftovers.isEmpty)
+    }
+    #expect(kills >= 3, "the kills should land mid-run (run took \(duration) s)")
+  }
+}
+
+func expectOneLineError(
+  _ r: CLI.Result, _ substring: String, sourceLocation: SourceLocation = #_sourceLocation
+) {
+  #expect(r.status != 0 && !r.signaled, "status \(r.status)", sourceLocation: sourceLocation)
+  let lines = r.stderr.split(separator: "\n")
+  #expect(lines.count == 1, "stderr: \(r.stderr)", sourceLocation: sourceLocation)
+  #expect(r.stderr.contains(substring), "stderr: \(r.stderr)", sourceLocation: sourceLocation)
+}
+
+@Suite("Bad input to lth train", .serialized)
+struct BadInputTests {
+  @Test("bad flags: one clear line each, non-zero exit")
+  func flags() throws {
+    let base = ["train", "--dataset", "synthetic", "--output", CLI.tempDir(), "--quiet"]
+    expectOneLineError(try CLI.run(base + ["--model", "cifar_resnet_21"]), "(D - 2) % 6 == 0")
+    expectOneLineError(try CLI.run(base + ["--model", "alexnet"]), "known: mnist_lenet_N1_N2")
+    expectOneLineError(
+      try CLI.run(["train", "--model", "mnist_lenet_10", "--dataset", "imagenet"]), "known: fashion_mnist")
+    let m = base + ["--model", "mnist_lenet_10"]
+    expectOneLineError(try CLI.run(m + ["--lr", "0"]), "--lr must be positive")
+    expectOneLineError(try CLI.run(m + ["--lr=-0.1"]), "--lr must be positive")
+    expectOneLineError(try CLI.run(m + ["--batch-size", "0"]), "--batch-size must be positive")
+    expectOneLineError(try CLI.run(m + ["--training-steps", "3xx"]), "invalid step '3xx'")
+    expectOneLineError(try CLI.run(m + ["--training-steps=-2ep"]), "invalid step '-2ep'")
+    expectOneLineError(try CLI.run(m + ["--validation-size", "999999"]), "--validation-size")
+    expectOneLineError(try CLI.run(m + ["--lr", "-0.1"]), "Missing value for '--lr <lr>'")
+    expectOneLineError(try CLI.run(m + ["--no-such-flag"]), "no-such-flag")
+    let missing = try CLI.run([
+      "train", "--model", "mnist_lenet_10", "--dataset", "mnist", "--data-dir", "/nonexistent", "--quiet",
+      "--output", CLI.tempDir(),
+    ])
+    expectOneLineError(missing, "cannot find train-images-idx3-ubyte")
+  }
+
+  @Test("an output folder that cannot be written")
+  func unwritable() throws {
+    let file = CLI.tempDir() + "/plain-file"
+    FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+    expectOneLineError(try CLI.run(smallRun + ["--output", file + "/runs"]), "cannot create the run folder")
+    expectOneLineError(try CLI.run(smallRun + ["--output", file]), "is not a folder")
+  }
+
+  @Test("a full disk during a checkpoint write leaves the finished runs as they were")
+  func fullDisk() throws {
+    let out = CLI.tempDir()
+    #expect(try CLI.run(smallRun + ["--output", out]).status == 0)
+    let finished = CLI.snapshot(out)
+    // Another run in the same output root, with writes capped at 20 KiB: the first
+    // checkpoint (about 100 KiB) cannot be written.
+    let r = try CLI.run(smallRun + ["--output", out, "--seed", "5"], shellPrefix: "ulimit -f 20;")
+    expectOneLineError(r, "cannot write")
+    let after = CLI.snapshot(out)
+    for (k, v) in finished { #expect(after[k] == v, "\(k) changed") }
+    #expect(!after.keys.contains { $0.contains(".tmp-") })
+  }
+
+  @Test("truncated or foreign checkpoints and hparams, and a locked run folder")
+  func corruptFiles() throws {
+    let out = CLI.tempDir()
+    #expect(try CLI.run(smallRun + ["--output", out]).status == 0)
+    let dir = try CLI.runDir(out)
+    // Unfinished run (no summary) with a truncated checkpoint.
+    try FileManager.default.removeItem(atPath: dir + "/summary.json")
+    let ck = FileManager.default.contents(atPath: dir + "/checkpoint.safetensors")!
+    FileManager.default.createFile(atPath: dir + "/checkpoint.safetensors", contents: ck.prefix(ck.count / 2))
+    expectOneLineError(try CLI.run(smallRun + ["--output", out]), "not a valid safetensors file")
+    // A checkpoint of another model.
+    let other = CLI.tempDir()
+    var otherRun = smallRun + ["--output", other]
+    otherRun[otherRun.firstIndex(of: "mnist_lenet_64_32")!] = "mnist_lenet_16"
+    #expect(try CLI.run(otherRun).status == 0)
+    try FileManager.default.removeItem(atPath: dir + "/checkpoint.safetensors")
+    try FileManager.default.copyItem(
+      atPath: try CLI.runDir(other) + "/checkpoint.safetensors", toPath: dir + "/checkpoint.safetensors")
+    expectOneLineError(try CLI.run(smallRun + ["--output", out]), "holds a mnist_lenet_16 model")
+    // A truncated hparams.json.
+    let hp = FileManager.default.contents(atPath: dir + "/hparams.json")!
+    FileManager.default.createFile(atPath: dir + "/hparams.json", contents: hp.prefix(40))
+    expectOneLineError(try CLI.run(smallRun + ["--output", out]), "hparams.json is unreadable or truncated")
+    FileManager.default.createFile(atPath: dir + "/hparams.json", contents: hp)
+    // A run folder locked by another process.
+    let lock = try FileLock(dir + "/.lock", what: "test")
+    expectOneLineError(try CLI.run(smallRun + ["--output", out]), "in use by another lth process")
+    withExtendedLifetime(lock) {}
+  }
+
+  @Test("a diverging run stops naming the step and keeps the last good checkpoint")
+  func diverging() throws {
+    let out = CLI.tempDir()
+    let r = try CLI.run(smallRun + ["--output", out, "--optimizer", "sgd", "--lr", "1e30"])
+    expectOneLineError(r, "at step")
+    #expect(r.stderr.contains("diverged"))
+    let dir = try CLI.runDir(out)
+    #expect(FileManager.default.fileExists(atPath: dir + "/checkpoint.safetensors"))
+    #expect(!FileManager.default.fileExists(atPath: dir + "/summary.json"))
+  }
+}
