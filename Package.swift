@@ -6,7 +6,7 @@ let package = Package(
   name: "LotteryKit",
   platforms: [.macOS(.v14)],
   products: [
-    .library(name: "LotteryKit", targets: ["Engine", "NN", "Data", "Training", "Experiments"]),
+    .library(name: "LotteryKit", targets: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments"]),
     .executable(name: "lth", targets: ["lth"]),
   ],
   dependencies: [
@@ -22,17 +22,19 @@ let package = Package(
     .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
     .target(name: "Data", dependencies: ["Engine", "CZlib"]),
     .target(name: "Training", dependencies: ["Engine", "NN", "Data"]),
-    .target(name: "Experiments", dependencies: ["Engine", "NN", "Data", "Training"]),
+    .target(name: "Pruning", dependencies: ["Engine", "NN", "Training"]),
+    .target(name: "Experiments", dependencies: ["Engine", "NN", "Data", "Training", "Pruning"]),
     .executableTarget(
       name: "lth",
       dependencies: [
-        "Engine", "NN", "Data", "Training", "Experiments",
+        "Engine", "NN", "Data", "Training", "Pruning", "Experiments",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"]),
     .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Data", "CZlib"]),
     .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Data"]),
     .testTarget(name: "TrainingTests", dependencies: ["Engine", "NN", "Data", "Training", "Experiments"]),
+    .testTarget(name: "PruningTests", dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -145,7 +145,7 @@ public enum TrainRunner {
       network: net, optimizer: opt, loader: try setup.makeLoader(), evalSets: setup.evalSets, firstStep: 0,
       lastStep: setup.totalSteps, evalEvery: setup.evalEvery, learningRate: { setup.schedule($0) },
       directory: dir, progress: progress)
-    trainer.saveStates[0] = dir + "/model_init.safetensors"
+    trainer.saveStates = [(0, dir + "/model_init.safetensors")]
     let records = try trainer.run()
     try ModelState.save(net, step: setup.totalSteps, to: dir + "/model_final.safetensors")
     let summary = try TrainSummary.from(

@@ -97,9 +97,9 @@ public final class Trainer {
   public let learningRate: (Int) -> Double
   public let directory: String
   public let progress: ProgressStyle
-  /// Model states to save as `state_<step>.safetensors`-style files: before step `s`
-  /// runs (i.e. after `s` steps), the state is written to `saveStates[s]`.
-  public var saveStates: [Int: String] = [:]
+  /// Model states to save: for each `(s, path)`, the state after `s` steps (before step `s`
+  /// runs) is written to `path` (skipped when the file exists).
+  public var saveStates: [(step: Int, path: String)] = []
   /// Extra metadata stored in checkpoints.
   public var label = ""
 
@@ -232,7 +232,7 @@ public final class Trainer {
   }
 
   func saveStateIfRequested(_ step: Int) throws {
-    if let path = saveStates[step], !FileManager.default.fileExists(atPath: path) {
+    for (s, path) in saveStates where s == step && !FileManager.default.fileExists(atPath: path) {
       try ModelState.save(network, step: step, to: path)
     }
   }

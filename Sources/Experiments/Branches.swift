@@ -1,0 +1,112 @@
+import Data
+import Engine
+import Foundation
+import NN
+import Pruning
+import Training
+
+/// Branches run off a finished lottery level (OpenLTH's branches):
+/// - `random-prune`: a random mask with the same per-tensor counts (`layerwise`) or the
+///   same total density (`global`), trained from the rewind weights like the main line;
+/// - `random-reinit`: the same mask, fresh initial weights drawn from
+///   `(seed, replicate, level, branch)`, trained like the main line;
+/// - `retrain`: the same mask and rewind weights, trained with other training flags
+///   (data sets only with the same input shape and class count).
+public enum BranchKind: String, Codable, Sendable, CaseIterable {
+  case randomPrune = "random-prune"
+  case randomReinit = "random-reinit"
+  case retrain
+}
+
+/// What defines a branch (hashed into its folder name).
+public struct BranchHParams: Codable, Equatable, Sendable {
+  public var kind: BranchKind
+  public var layout: PruningPolicy.Strategy?
+  public var training: TrainingHParams?
+  public init(kind: BranchKind, layout: PruningPolicy.Strategy?, training: TrainingHParams?) {
+    self.kind = kind
+    self.layout = layout
+    self.training = training
+  }
+  public func canonicalJSON() -> String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys]
+    return String(decoding: try! e.encode(self), as: UTF8.self)
+  }
+  /// `branch_<kind>_<hash>`.
+  public var folderName: String { "branch_\(kind.rawValue)_\(stableHash(canonicalJSON()))" }
+}
+
+/// Parses level lists such as `0-3,5,7`.
+public func parseLevels(_ text: String) throws -> [Int] {
+  var out: [Int] = []
+  let bad = EngineError("invalid level list '\(text)': write e.g. 0-3,5,7")
+  for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+    let ends = part.split(separator: "-", omittingEmptySubsequences: false)
+    guard (1...2).contains(ends.count), let a = Int(ends[0]), a >= 0 else { throw bad }
+    let b = ends.count == 2 ? Int(ends[1]) : a
+    guard let b, b >= a else { throw bad }
+    out += Array(a...b)
+  }
+  guard !out.isEmpty else { throw bad }
+  return Array(Set(out)).sorted()
+}
+
+extension LotteryRunner {
+  /// Runs one branch of level `level` of replicate `r` (skipped when finished).
+  public func runBranch(_ b: BranchHParams, replicate r: Int, level: Int, retrainSetup: RunSetup?) throws {
+    let main = levelDir(r, level)
+    guard FileManager.default.fileExists(atPath: main + "/summary.json") else {
+      throw RunError(
+        "level \(level) of replicate \(r) is unfinished or missing in \(root); run `lth lottery` with the same flags first"
+      )
+    }
+    let dir = "\(root)/replicate_\(r)/level_\(level)/\(b.folderName)"
+    try makeDir(dir)
+    try RunStore.claim(directory: dir, hparamsJSON: b.canonicalJSON(), kind: "branch")
+    if try Self.readSummary(dir) != nil { return }
+    let initSeed = replicateSeed(hparams.training.seed, r)
+    let dataSeed = replicateSeed(hparams.training.dataOrderSeed, r, purpose: "replicate-data")
+    let probe = try setup.makeNetwork(seed: initSeed)
+    let mainMask = try Mask.load(main + "/mask.safetensors", for: probe)
+    let rewind = levelDir(r, 0) + "/model_rewind.safetensors"
+    let schedule = setup.schedule
+    let k = rewindIteration
+    let T = setup.totalSteps
+    if progress != .quiet { print("replicate \(r) level \(level): branch \(b.kind.rawValue)") }
+    switch b.kind {
+    case .randomPrune:
+      let maskPath = dir + "/mask.safetensors"
+      let mask: Mask
+      if FileManager.default.fileExists(atPath: maskPath) {
+        mask = try Mask.load(maskPath, for: probe)
+      } else {
+        let seed = replicateSeed(hparams.training.seed &+ UInt64(level), r, purpose: "branch-random-prune")
+        mask = RandomPruner.like(mainMask, layout: b.layout ?? .layerwise, seed: seed)
+        try writeMask(mask, dir)
+      }
+      _ = try trainPhase(
+        dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed, initialState: rewind,
+        firstStep: k, lastStep: T, lr: { schedule($0) })
+    case .randomReinit:
+      try writeMask(mainMask, dir)
+      let seed = replicateSeed(hparams.training.seed &+ UInt64(level), r, purpose: "branch-random-reinit")
+      _ = try trainPhase(
+        dir: dir, mask: mainMask, setup: setup, initSeed: seed, dataSeed: dataSeed, initialState: nil,
+        firstStep: k, lastStep: T, lr: { schedule($0) })
+    case .retrain:
+      guard let rs = retrainSetup else { throw EngineError("retrain branch needs training flags") }
+      guard rs.train.shape == setup.train.shape, rs.train.classes == setup.train.classes else {
+        throw EngineError(
+          "retrain: data set \(rs.hparams.dataset) has input \(rs.train.shape) and \(rs.train.classes) classes; the lottery run used \(setup.train.shape) and \(setup.train.classes)"
+        )
+      }
+      try writeMask(mainMask, dir)
+      let rk = min(k, rs.totalSteps - 1)
+      let rschedule = rs.schedule
+      _ = try trainPhase(
+        dir: dir, mask: mainMask, setup: rs, initSeed: initSeed, dataSeed: dataSeed, initialState: rewind,
+        firstStep: rk, lastStep: rs.totalSteps, lr: { rschedule($0) })
+    }
+  }
+}

@@ -1,0 +1,248 @@
+import Data
+import Engine
+import Foundation
+import NN
+import Pruning
+import Training
+
+/// How a pruned network is retrained (Renda et al. 2020):
+/// - `weight-rewind`: surviving weights and batch-norm state reset to those saved at the
+///   rewind step, training replayed from there (rewind step 0: the original LTH experiment);
+/// - `lr-rewind`: keep the trained weights, replay the learning-rate schedule from the
+///   rewind step;
+/// - `finetune`: keep the trained weights, train `finetune_steps` more at the final rate.
+public enum RetrainMode: String, Codable, Sendable, CaseIterable {
+  case weightRewind = "weight-rewind"
+  case lrRewind = "lr-rewind"
+  case finetune
+}
+
+/// Everything that defines a lottery experiment (levels, replicates, threads and output
+/// are not part of it and are not hashed).
+public struct LotteryHParams: Codable, Equatable, Sendable {
+  public var training: TrainingHParams
+  public var pruning: PruningPolicy
+  public var rewindStep: String
+  public var retrain: RetrainMode
+  /// Resolved fine-tuning length (`finetune` only; default: as many steps as rewinding replays).
+  public var finetuneSteps: String?
+
+  public init(
+    training: TrainingHParams, pruning: PruningPolicy, rewindStep: String, retrain: RetrainMode,
+    finetuneSteps: String?
+  ) {
+    self.training = training
+    self.pruning = pruning
+    self.rewindStep = rewindStep
+    self.retrain = retrain
+    self.finetuneSteps = finetuneSteps
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case training, pruning, retrain
+    case rewindStep = "rewind_step"
+    case finetuneSteps = "finetune_steps"
+  }
+
+  public func canonicalJSON() -> String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys]
+    return String(decoding: try! e.encode(self), as: UTF8.self)
+  }
+  public var hash: String { stableHash(canonicalJSON()) }
+
+  /// Key of level 0, which depends only on training and the rewind step (not on pruning or
+  /// the retraining mode), so experiments that differ only there can share it.
+  public func levelZeroKey(replicate: Int) -> String {
+    stableHash(training.canonicalJSON() + "|rewind=" + rewindStep + "|replicate=\(replicate)")
+  }
+}
+
+/// Seeds of replicate `r` (numbered from 1), derived from the base seed.
+public func replicateSeed(_ base: UInt64, _ replicate: Int, purpose: String = "replicate") -> UInt64 {
+  var s = RandomStream(seed: base, purpose: purpose, index: UInt64(replicate))
+  return s.next()
+}
+
+/// Runs lottery experiments and their branches.
+public final class LotteryRunner {
+  public let hparams: LotteryHParams
+  public let setup: RunSetup
+  public let root: String
+  public let output: String
+  public let progress: ProgressStyle
+  /// Iterations: rewind step k and training length T.
+  public let rewindIteration: Int
+  public let finetuneIterations: Int
+  private var lock: FileLock?
+
+  public init(_ h: LotteryHParams, dataDir: String?, output: String, progress: ProgressStyle) throws {
+    hparams = h
+    self.output = output
+    self.progress = progress
+    root = output + "/lottery_" + h.hash
+    setup = try RunSetup(h.training, dataDir: dataDir)
+    rewindIteration = try StepSpec(parsing: h.rewindStep).iterations(perEpoch: setup.iterationsPerEpoch)
+    guard rewindIteration < setup.totalSteps else {
+      throw EngineError(
+        "--rewind-step \(h.rewindStep) (\(rewindIteration) iterations) is not before the end of training (\(setup.totalSteps) iterations)"
+      )
+    }
+    if let f = h.finetuneSteps {
+      finetuneIterations = try StepSpec(parsing: f).iterations(perEpoch: setup.iterationsPerEpoch)
+      guard finetuneIterations > 0 else { throw EngineError("--finetune-steps must be positive") }
+    } else {
+      finetuneIterations = setup.totalSteps - rewindIteration
+    }
+    // Validate the pruning policy against the model before any training.
+    _ = try h.pruning.fractions(for: try setup.makeNetwork(seed: 0))
+  }
+
+  /// Creates and locks the experiment folder (and records its hyperparameters).
+  public func open() throws {
+    try RunStore.makeDirectory(output)
+    try RunStore.makeDirectory(root)
+    lock = try RunStore.lock(root)
+    try RunStore.claim(directory: root, hparamsJSON: hparams.canonicalJSON(), kind: "lottery")
+  }
+
+  public func levelDir(_ r: Int, _ l: Int) -> String { "\(root)/replicate_\(r)/level_\(l)/main" }
+
+  func makeDir(_ d: String) throws {
+    try RunStore.makeDirectory(d)
+    for f in (try? FileManager.default.contentsOfDirectory(atPath: d)) ?? []
+    where f.hasPrefix(".") && f.contains(".tmp-") {
+      try? FileManager.default.removeItem(atPath: d + "/" + f)
+    }
+  }
+
+  static func readSummary(_ dir: String) throws -> TrainSummary? {
+    let p = dir + "/summary.json"
+    guard FileManager.default.fileExists(atPath: p) else { return nil }
+    guard let s = try? JSONDecoder().decode(TrainSummary.self, from: Data(try AtomicFile.read(p))) else {
+      throw RunError("\(p) is unreadable or truncated")
+    }
+    return s
+  }
+
+  /// Trains one phase into `dir` unless its `summary.json` exists (then returns it).
+  func trainPhase(
+    dir: String, mask: Mask, setup: RunSetup, initSeed: UInt64, dataSeed: UInt64, initialState: String?,
+    firstStep: Int, lastStep: Int, lr: @escaping (Int) -> Double, saveStates: [(step: Int, path: String)] = []
+  ) throws -> TrainSummary {
+    if let s = try Self.readSummary(dir) { return s }
+    let started = Date()
+    let net = try setup.makeNetwork(seed: initSeed)
+    if let initialState { try ModelState.load(net, from: initialState) }
+    try mask.apply(to: net)
+    let trainer = try Trainer(
+      network: net, optimizer: try setup.makeOptimizer(net), loader: try setup.makeLoader(seed: dataSeed),
+      evalSets: setup.evalSets, firstStep: firstStep, lastStep: lastStep, evalEvery: setup.evalEvery,
+      learningRate: lr, directory: dir, progress: progress)
+    trainer.saveStates = saveStates + [(firstStep, dir + "/model_start.safetensors")]
+    let records = try trainer.run()
+    try ModelState.save(net, step: lastStep, to: dir + "/model_final.safetensors")
+    let summary = try TrainSummary.from(
+      records, runDir: dir, steps: lastStep - firstStep, seconds: Date().timeIntervalSince(started))
+    try AtomicFile.write(summary.jsonLine() + "\n", to: dir + "/summary.json")
+    return summary
+  }
+
+  func writeMask(_ m: Mask, _ dir: String) throws {
+    try m.save(to: dir + "/mask.safetensors")
+    try AtomicFile.write(m.sparsityJSON(), to: dir + "/sparsity.json")
+  }
+
+  /// Copies a finished level 0 with the same key from another experiment, if any.
+  func adoptLevelZero(replicate r: Int, into dir: String) throws -> Bool {
+    let key = hparams.levelZeroKey(replicate: r)
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
+    for e in entries where e.hasPrefix("lottery_") && output + "/" + e != root {
+      let src = "\(output)/\(e)/replicate_\(r)/level_0/main"
+      guard let k = try? String(contentsOfFile: src + "/level0_key", encoding: .utf8), k == key,
+        FileManager.default.fileExists(atPath: src + "/summary.json")
+      else { continue }
+      for f in [
+        "metrics.jsonl", "metrics.csv", "checkpoint.safetensors", "model_init.safetensors",
+        "model_rewind.safetensors", "model_final.safetensors",
+      ]
+      where FileManager.default.fileExists(atPath: src + "/" + f) {
+        try AtomicFile.write(try AtomicFile.read(src + "/" + f), to: dir + "/" + f)
+      }
+      var s = try Self.readSummary(src)!
+      s.runDir = dir
+      try AtomicFile.write(s.jsonLine() + "\n", to: dir + "/summary.json")
+      return true
+    }
+    return false
+  }
+
+  /// Runs levels `0...levels` of replicate `r`, skipping every finished phase.
+  public func runReplicate(_ r: Int, levels: Int) throws {
+    let initSeed = replicateSeed(hparams.training.seed, r)
+    let dataSeed = replicateSeed(hparams.training.dataOrderSeed, r, purpose: "replicate-data")
+    let T = setup.totalSteps
+    let k = rewindIteration
+    let schedule = setup.schedule
+    let probe = try setup.makeNetwork(seed: initSeed)
+    for level in 0...levels {
+      let dir = levelDir(r, level)
+      try makeDir(dir)
+      if level == 0 {
+        if !FileManager.default.fileExists(atPath: dir + "/mask.safetensors") {
+          try writeMask(Mask(ones: probe), dir)
+        }
+        try AtomicFile.write(hparams.levelZeroKey(replicate: r), to: dir + "/level0_key")
+        if try Self.readSummary(dir) == nil, try adoptLevelZero(replicate: r, into: dir) {
+          if progress != .quiet {
+            print("replicate \(r) level 0: reused from an experiment with the same training")
+          }
+          continue
+        }
+        let finished = try Self.readSummary(dir) != nil
+        if progress != .quiet && !finished { print("replicate \(r) level 0: dense, training \(T) steps") }
+        _ = try trainPhase(
+          dir: dir, mask: Mask(ones: probe), setup: setup, initSeed: initSeed, dataSeed: dataSeed,
+          initialState: nil, firstStep: 0, lastStep: T, lr: { schedule($0) },
+          saveStates: [(0, dir + "/model_init.safetensors"), (k, dir + "/model_rewind.safetensors")])
+        continue
+      }
+      let prev = levelDir(r, level - 1)
+      let maskPath = dir + "/mask.safetensors"
+      let mask: Mask
+      if FileManager.default.fileExists(atPath: maskPath) {
+        mask = try Mask.load(maskPath, for: probe)
+      } else {
+        let trained = try setup.makeNetwork(seed: initSeed)
+        try ModelState.load(trained, from: prev + "/model_final.safetensors")
+        let prevMask = try Mask.load(prev + "/mask.safetensors", for: probe)
+        mask = try MagnitudePruner.prune(trained, mask: prevMask, policy: hparams.pruning, level: level)
+        try writeMask(mask, dir)
+      }
+      if try Self.readSummary(dir) != nil { continue }
+      if progress != .quiet {
+        print(
+          String(
+            format: "replicate %d level %d: density %.2f%%, %@", r, level, mask.density * 100,
+            hparams.retrain.rawValue))
+      }
+      switch hparams.retrain {
+      case .weightRewind:
+        _ = try trainPhase(
+          dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed,
+          initialState: levelDir(r, 0) + "/model_rewind.safetensors", firstStep: k, lastStep: T,
+          lr: { schedule($0) })
+      case .lrRewind:
+        _ = try trainPhase(
+          dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed,
+          initialState: prev + "/model_final.safetensors", firstStep: k, lastStep: T, lr: { schedule($0) })
+      case .finetune:
+        let finalLR = schedule(T - 1)
+        _ = try trainPhase(
+          dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed,
+          initialState: prev + "/model_final.safetensors", firstStep: T, lastStep: T + finetuneIterations,
+          lr: { _ in finalLR })
+      }
+    }
+  }
+}

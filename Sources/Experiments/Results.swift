@@ -1,0 +1,124 @@
+import Foundation
+import Training
+
+/// `lth results`: per level, density and accuracies as mean ± sample standard deviation
+/// over the replicates present, with each branch beside the main line.
+public enum Results {
+  struct Cell {
+    var density: [Double] = []
+    var final: [Double] = []
+    var best: [Double] = []
+    var earlyStop: [Double] = []
+  }
+
+  static func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
+  static func std(_ x: [Double]) -> Double? {
+    guard x.count > 1, let m = mean(x) else { return nil }
+    return (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot()
+  }
+
+  static func read(_ dir: String, into cell: inout Cell) throws {
+    guard let s = try LotteryRunner.readSummary(dir) else { return }
+    let sp = dir + "/sparsity.json"
+    guard let d = try? JSONSerialization.jsonObject(with: Data(try AtomicFile.read(sp))) as? [String: Any],
+      let density = d["density"] as? Double
+    else { throw RunError("\(sp) is missing or unreadable") }
+    cell.density.append(density)
+    cell.final.append(s.testAccuracy)
+    cell.best.append(s.bestTestAccuracy)
+    if let e = s.earlyStopStep { cell.earlyStop.append(Double(e)) }
+  }
+
+  static func object(_ c: Cell) -> [String: Any] {
+    [
+      "density": mean(c.density) ?? NSNull(), "test_accuracy_mean": mean(c.final) ?? NSNull(),
+      "test_accuracy_std": std(c.final) ?? NSNull(), "best_test_accuracy_mean": mean(c.best) ?? NSNull(),
+      "early_stop_step_mean": mean(c.earlyStop) ?? NSNull(), "replicates": c.final.count,
+    ]
+  }
+
+  /// The results object of a lottery folder (`lottery_<hash>`).
+  public static func collect(_ root: String) throws -> [String: Any] {
+    let fm = FileManager.default
+    guard fm.fileExists(atPath: root + "/hparams.json") else {
+      throw RunError("\(root) is not a lottery run folder (no hparams.json)")
+    }
+    var main: [Int: Cell] = [:]
+    var branches: [Int: [String: Cell]] = [:]
+    let reps = (try fm.contentsOfDirectory(atPath: root)).filter { $0.hasPrefix("replicate_") }.sorted()
+    for rep in reps {
+      for lv in (try fm.contentsOfDirectory(atPath: root + "/" + rep)).filter({ $0.hasPrefix("level_") }) {
+        guard let level = Int(lv.dropFirst("level_".count)) else { continue }
+        let ldir = "\(root)/\(rep)/\(lv)"
+        var cell = main[level] ?? Cell()
+        try read(ldir + "/main", into: &cell)
+        main[level] = cell
+        for b in (try fm.contentsOfDirectory(atPath: ldir)).filter({ $0.hasPrefix("branch_") }).sorted() {
+          let name = String(b.dropFirst("branch_".count))
+          var bc = branches[level, default: [:]][name] ?? Cell()
+          try read(ldir + "/" + b, into: &bc)
+          branches[level, default: [:]][name] = bc
+        }
+      }
+    }
+    var levels: [[String: Any]] = []
+    for level in main.keys.sorted() where !main[level]!.final.isEmpty {
+      var o = object(main[level]!)
+      o["level"] = level
+      var bo: [String: Any] = [:]
+      for (name, c) in branches[level] ?? [:] where !c.final.isEmpty {
+        var x = object(c)
+        x["level"] = level
+        bo[name] = x
+      }
+      o["branches"] = bo
+      levels.append(o)
+    }
+    return ["run_dir": root, "levels": levels]
+  }
+
+  public static func jsonLine(_ obj: [String: Any]) -> String {
+    String(decoding: try! JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
+  }
+
+  /// Percent with 3 significant digits.
+  static func pct3(_ x: Double) -> String {
+    let p = x * 100
+    let digits = p >= 100 ? 0 : p >= 10 ? 1 : p >= 1 ? 2 : 3
+    return String(format: "%.\(digits)f", p)
+  }
+
+  static func acc(_ o: [String: Any]) -> String {
+    guard let m = o["test_accuracy_mean"] as? Double else { return "-" }
+    if let s = o["test_accuracy_std"] as? Double { return String(format: "%.2f ± %.2f", m * 100, s * 100) }
+    return String(format: "%.2f", m * 100)
+  }
+
+  /// A table for people (percentages).
+  public static func table(_ obj: [String: Any]) -> String {
+    let levels = obj["levels"] as! [[String: Any]]
+    let names = Array(Set(levels.flatMap { ($0["branches"] as! [String: Any]).keys })).sorted()
+    var header =
+      ["level", "density %", "test acc %", "best %", "early stop", "reps"] + names.map { $0 + " %" }
+    var rows: [[String]] = []
+    for l in levels {
+      var row = [
+        "\(l["level"]!)", pct3(l["density"] as! Double), acc(l),
+        String(format: "%.2f", (l["best_test_accuracy_mean"] as! Double) * 100),
+        (l["early_stop_step_mean"] as? Double).map { String(format: "%.0f", $0) } ?? "-",
+        "\(l["replicates"]!)",
+      ]
+      let b = l["branches"] as! [String: Any]
+      for n in names { row.append((b[n] as? [String: Any]).map(acc) ?? "-") }
+      rows.append(row)
+    }
+    var widths = header.map(\.count)
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+    func fmt(_ r: [String]) -> String {
+      r.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+        .joined(separator: "  ")
+    }
+    header = header.enumerated().map { $0.element }
+    return ([fmt(header)] + rows.map(fmt)).joined(separator: "\n")
+  }
+}

@@ -1,0 +1,232 @@
+/// # Pruning: masks, magnitude and random pruning, densities
+///
+/// A ``Mask`` holds one 0/1 tensor per prunable weight (linear and convolution weights;
+/// never biases or batch norm), stored as `mask.safetensors` with the weights' names.
+/// ``MagnitudePruner`` implements one level of iterative magnitude pruning (IMP):
+/// each level removes `ceil(fraction * remaining)` of the surviving weights with the
+/// smallest magnitude, either per tensor (`layerwise`) or under one threshold over all
+/// pruned tensors (`global`). Ties are broken by position (tensor order, then index), so
+/// pruning is deterministic. Fractions per tensor come from a ``NN/PruningPolicy``: a
+/// default, one for convolutions, one for the output layer, and names never pruned.
+/// ``RandomPruner`` draws random masks with the same per-tensor counts (`layerwise`) or
+/// the same total density (`global`), the "random pruning" control of the LTH papers.
+import Engine
+import Foundation
+import NN
+import Training
+
+/// Pruning errors: one line naming the tensor, fraction or file.
+public struct PruningError: Error, CustomStringConvertible, Sendable {
+  public let description: String
+  public init(_ description: String) { self.description = description }
+}
+
+/// One 0/1 tensor per prunable weight, in the network's order.
+public struct Mask: Equatable, Sendable {
+  public var names: [String]
+  public var values: [String: [Float]]
+  public var shapes: [String: [Int]]
+
+  /// The all-ones mask of a network (level 0).
+  public init<T: Scalar>(ones net: Network<T>) {
+    names = net.prunableParameters.map(\.0)
+    values = [:]
+    shapes = [:]
+    for (n, p) in net.prunableParameters {
+      values[n] = [Float](repeating: 1, count: p.value.count)
+      shapes[n] = p.value.shape
+    }
+  }
+
+  /// Weights kept per tensor.
+  public func remaining(_ name: String) -> Int { values[name]!.reduce(0) { $0 + Int($1) } }
+  public func total(_ name: String) -> Int { values[name]!.count }
+  public var remainingCount: Int { names.reduce(0) { $0 + remaining($1) } }
+  public var totalCount: Int { names.reduce(0) { $0 + total($1) } }
+  /// remaining / total over all prunable tensors, a fraction in [0, 1].
+  public var density: Double { Double(remainingCount) / Double(max(totalCount, 1)) }
+
+  /// Attaches the mask to the network's parameters and zeroes pruned weights.
+  public func apply<T: Scalar>(to net: Network<T>) throws {
+    for (n, p) in net.prunableParameters {
+      guard let v = values[n], v.count == p.value.count else {
+        throw PruningError("mask has no tensor \(n) of shape \(p.value.shape)")
+      }
+      p.mask = Tensor(v.map { T($0) }, shape: p.value.shape)
+      p.applyMask()
+    }
+  }
+
+  /// True when every weight kept here is also kept in `earlier` (masks are nested).
+  public func isNested(in earlier: Mask) -> Bool {
+    names.allSatisfy { n in zip(values[n]!, earlier.values[n]!).allSatisfy { $0 <= $1 } }
+  }
+
+  public func save(to path: String) throws {
+    let entries = names.map { n in
+      (n, Safetensors.Entry(Tensor(values[n]!, shape: shapes[n]!)))
+    }
+    try Safetensors.write(entries, metadata: ["density": String(density)], to: path)
+  }
+
+  /// Loads a mask and checks it against the network: names, shapes and 0/1 values.
+  public static func load<T: Scalar>(_ path: String, for net: Network<T>) throws -> Mask {
+    let (t, _) = try Safetensors.read(path)
+    var m = Mask(ones: net)
+    for (n, p) in net.prunableParameters {
+      guard let e = t[n], e.shape == p.value.shape else {
+        throw PruningError("\(path): corrupted mask (tensor \(n) missing or of the wrong shape)")
+      }
+      let v: [Float] = e.values()
+      guard v.allSatisfy({ $0 == 0 || $0 == 1 }) else {
+        throw PruningError("\(path): corrupted mask (tensor \(n) has values other than 0 and 1)")
+      }
+      m.values[n] = v
+    }
+    guard t.count == m.names.count else {
+      throw PruningError(
+        "\(path): corrupted mask (\(t.count) tensors, the model has \(m.names.count) prunable)")
+    }
+    return m
+  }
+
+  /// `sparsity.json`: per tensor total and remaining, and the totals.
+  public func sparsityJSON() -> String {
+    var tensors: [[String: Any]] = []
+    for n in names { tensors.append(["name": n, "total": total(n), "remaining": remaining(n)]) }
+    let obj: [String: Any] = [
+      "tensors": tensors, "total": totalCount, "remaining": remainingCount, "density": density,
+    ]
+    let d = try! JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
+    return String(decoding: d, as: UTF8.self) + "\n"
+  }
+}
+
+/// Matches `pattern` with `*` wildcards against `name`.
+public func wildcardMatch(_ pattern: String, _ name: String) -> Bool {
+  let parts = pattern.split(separator: "*", omittingEmptySubsequences: false).map(String.init)
+  if parts.count == 1 { return pattern == name }
+  var rest = Substring(name)
+  guard rest.hasPrefix(parts[0]) else { return false }
+  rest = rest.dropFirst(parts[0].count)
+  for part in parts.dropFirst().dropLast() {
+    guard let r = rest.range(of: part) else { return false }
+    rest = rest[r.upperBound...]
+  }
+  return rest.hasSuffix(parts.last!) && rest.count >= parts.last!.count
+}
+
+extension PruningPolicy {
+  /// The fraction pruned per level for each prunable tensor (0: never pruned).
+  public func fractions<T: Scalar>(for net: Network<T>) throws -> [String: Double] {
+    guard fraction > 0, fraction < 1 else {
+      throw PruningError("--pruning-fraction must be in (0, 1), got \(fraction)")
+    }
+    for (flag, f) in [
+      ("--pruning-fraction-conv", convFraction), ("--pruning-fraction-output", outputFraction),
+    ] {
+      if let f, !(f >= 0 && f < 1) { throw PruningError("\(flag) must be in [0, 1), got \(f)") }
+    }
+    let names = net.prunableParameters.map(\.0)
+    for pattern in ignore where !names.contains(where: { wildcardMatch(pattern, $0) }) {
+      throw PruningError(
+        "--prune-ignore pattern '\(pattern)' matches no prunable tensor; they are: \(names.joined(separator: ", "))"
+      )
+    }
+    let outputName = net.outputLayer + ".weight"
+    var out: [String: Double] = [:]
+    for (n, p) in net.prunableParameters {
+      var f = fraction
+      if p.value.shape.count == 4, let c = convFraction { f = c }
+      if n == outputName, let o = outputFraction { f = o }
+      if ignore.contains(where: { wildcardMatch($0, n) }) { f = 0 }
+      if strategy == .global && f != 0 && f != fraction {
+        throw PruningError(
+          "global pruning uses one fraction (\(fraction)) for every pruned tensor; \(n) would get \(f) (use 0 to exclude a tensor, or --pruning-strategy layerwise)"
+        )
+      }
+      out[n] = f
+    }
+    return out
+  }
+}
+
+/// One level of magnitude pruning.
+public enum MagnitudePruner {
+  /// Prunes the weights of `net` (trained, under `mask`) and returns the next mask.
+  public static func prune<T: Scalar>(_ net: Network<T>, mask: Mask, policy: PruningPolicy, level: Int)
+    throws -> Mask
+  {
+    let fractions = try policy.fractions(for: net)
+    var next = mask
+    let params = Dictionary(uniqueKeysWithValues: net.prunableParameters.map { ($0.0, $0.1) })
+    switch policy.strategy {
+    case .layerwise:
+      for n in mask.names where fractions[n]! > 0 {
+        let v = mask.values[n]!
+        let w = params[n]!.value
+        var alive: [(Double, Int)] = []
+        for i in 0..<v.count where v[i] == 1 { alive.append((Double(abs(w[i])), i)) }
+        let k = Int((fractions[n]! * Double(alive.count)).rounded(.up))
+        guard k < alive.count else {
+          throw PruningError(
+            "level \(level) would prune every remaining weight of \(n) (\(alive.count) left); use fewer levels"
+          )
+        }
+        alive.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
+        for (_, i) in alive.prefix(k) { next.values[n]![i] = 0 }
+      }
+    case .global:
+      var alive: [(Double, Int, Int)] = []  // |w|, tensor number, index
+      let pooled = mask.names.enumerated().filter { fractions[$0.element]! > 0 }
+      for (t, n) in pooled {
+        let v = mask.values[n]!
+        let w = params[n]!.value
+        for i in 0..<v.count where v[i] == 1 { alive.append((Double(abs(w[i])), t, i)) }
+      }
+      let k = Int((policy.fraction * Double(alive.count)).rounded(.up))
+      alive.sort { ($0.0, $0.1, $0.2) < ($1.0, $1.1, $1.2) }
+      for (_, t, i) in alive.prefix(k) { next.values[mask.names[t]]![i] = 0 }
+      for (_, n) in pooled where next.remaining(n) == 0 {
+        throw PruningError("level \(level) would prune every remaining weight of \(n); use fewer levels")
+      }
+    }
+    return next
+  }
+}
+
+/// Random masks for the random-pruning control.
+public enum RandomPruner {
+  /// `layerwise`: each tensor keeps its remaining count, positions shuffled.
+  /// `global`: each weight of the pruned tensors survives independently so that the total
+  /// count equals `like`'s (a uniformly random subset); never-pruned tensors stay dense.
+  public static func like(_ like: Mask, layout: PruningPolicy.Strategy, seed: UInt64) -> Mask {
+    var out = like
+    switch layout {
+    case .layerwise:
+      for (t, n) in like.names.enumerated() {
+        var r = RandomStream(seed: seed, purpose: "random-prune-layerwise", index: UInt64(t))
+        let keep = like.remaining(n)
+        let p = r.permutation(like.total(n))
+        var v = [Float](repeating: 0, count: like.total(n))
+        for i in p.prefix(keep) { v[i] = 1 }
+        out.values[n] = v
+      }
+    case .global:
+      // Dense tensors (all ones) in `like` are treated as never pruned.
+      let pruned = like.names.filter { like.remaining($0) < like.total($0) }
+      let total = pruned.reduce(0) { $0 + like.total($1) }
+      let keep = pruned.reduce(0) { $0 + like.remaining($1) }
+      var r = RandomStream(seed: seed, purpose: "random-prune-global")
+      let p = r.permutation(total)
+      var flat = [Float](repeating: 0, count: total)
+      for i in p.prefix(keep) { flat[i] = 1 }
+      var o = 0
+      for n in pruned {
+        out.values[n] = Array(flat[o..<(o + like.total(n))])
+        o += like.total(n)
+      }
+    }
+    return out
+  }
+}

@@ -1,0 +1,200 @@
+import ArgumentParser
+import Data
+import Engine
+import Experiments
+import Foundation
+import NN
+import Pruning
+import Training
+
+/// Flags that define a lottery experiment besides training (shared by `lottery` and `branch`).
+struct LotteryFlags: ParsableArguments {
+  @Option(help: "Number of replicates, numbered 1...R.") var replicates: Int?
+  @Option(help: "Run only replicate K.") var replicate: Int?
+  @Option(help: "Rewind step (weights saved there during level 0), e.g. 0it, 500it, 1ep.") var rewindStep =
+    "0it"
+  @Option(help: "Retraining: weight-rewind, lr-rewind or finetune.") var retrain = "weight-rewind"
+  @Option(help: "Fine-tuning length (default: as many steps as rewinding replays).") var finetuneSteps:
+    String?
+  @Option(help: "global or layerwise (default: the family's recipe).") var pruningStrategy: String?
+  @Option(help: "Fraction of remaining weights pruned per level.") var pruningFraction: Double?
+  @Option(help: "Fraction for convolution weights.") var pruningFractionConv: Double?
+  @Option(help: "Fraction for the output layer (0: never pruned).") var pruningFractionOutput: Double?
+  @Option(help: "Tensors never pruned, comma separated, * wildcards (e.g. conv.weight,fc.*).")
+  var pruneIgnore: String?
+
+  func resolve(_ training: TrainingHParams) throws -> LotteryHParams {
+    var p = try Recipe.forModel(training.model).pruning
+    if let s = pruningStrategy {
+      guard let v = PruningPolicy.Strategy(rawValue: s) else {
+        throw EngineError("--pruning-strategy must be global or layerwise, got \(s)")
+      }
+      if v != p.strategy {
+        // Switching strategy starts from the recipe's default fraction only.
+        p = PruningPolicy(
+          strategy: v, fraction: p.fraction,
+          outputFraction: v == .global ? p.outputFraction.flatMap { $0 == 0 ? 0 : nil } : p.outputFraction)
+      }
+    }
+    if let f = pruningFraction { p.fraction = f }
+    if let f = pruningFractionConv { p.convFraction = f }
+    if let f = pruningFractionOutput { p.outputFraction = f }
+    if let i = pruneIgnore { p.ignore = i.split(separator: ",").map(String.init) }
+    guard p.fraction > 0 && p.fraction < 1 else {
+      throw EngineError("--pruning-fraction must be in (0, 1), got \(p.fraction)")
+    }
+    guard let mode = RetrainMode(rawValue: retrain) else {
+      throw EngineError("--retrain must be weight-rewind, lr-rewind or finetune, got \(retrain)")
+    }
+    _ = try StepSpec(parsing: rewindStep)
+    if let f = finetuneSteps {
+      guard mode == .finetune else { throw EngineError("--finetune-steps needs --retrain finetune") }
+      _ = try StepSpec(parsing: f)
+    }
+    return LotteryHParams(
+      training: training, pruning: p, rewindStep: rewindStep, retrain: mode, finetuneSteps: finetuneSteps)
+  }
+
+  func replicateList() throws -> [Int] {
+    if let k = replicate {
+      guard replicates == nil else { throw EngineError("give either --replicates or --replicate") }
+      guard k >= 1 else {
+        throw EngineError("--replicate must be at least 1 (replicates are numbered from 1)")
+      }
+      return [k]
+    }
+    let n = replicates ?? 1
+    guard n >= 1 else { throw EngineError("--replicates must be at least 1, got \(n)") }
+    return Array(1...n)
+  }
+}
+
+struct Lottery: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Iterative magnitude pruning with rewinding: levels 0...N, resumable.",
+    discussion: """
+      Level 0 trains the dense network (saving the weights at --rewind-step); level L prunes \
+      level L-1's final weights and retrains with a fresh optimizer. Results go to \
+      <output>/lottery_<hash>/replicate_R/level_L/main/. Re-running the same command skips \
+      every finished phase.
+      """)
+  @OptionGroup var training: TrainingFlags
+  @OptionGroup var lottery: LotteryFlags
+  @Option(help: "Pruning levels after the dense level 0.") var levels: Int
+
+  func run() throws {
+    runOrFail {
+      try training.applyThreads()
+      guard levels >= 0 else { throw EngineError("--levels must be non-negative, got \(levels)") }
+      let h = try lottery.resolve(try training.resolve())
+      let runner = try LotteryRunner(
+        h, dataDir: training.dataDir, output: training.output, progress: training.progress)
+      try runner.open()
+      for r in try lottery.replicateList() { try runner.runReplicate(r, levels: levels) }
+      let results = try Results.collect(runner.root)
+      if !training.json { print(Results.table(results)) }
+      print(training.json ? Results.jsonLine(results) : "results: \(runner.root)")
+    }
+  }
+}
+
+/// The flags every branch shares: how to find the lottery run, and which levels.
+struct BranchCommon: ParsableArguments {
+  @OptionGroup var training: TrainingFlags
+  @OptionGroup var lottery: LotteryFlags
+  @Option(help: "Levels to branch off, e.g. 0-3,5,7.") var levels: String
+
+  func run(_ b: BranchHParams, retrain: TrainingHParams? = nil) throws {
+    try training.applyThreads()
+    let h = try lottery.resolve(try training.resolve())
+    let levelList = try parseLevels(levels)
+    let runner = try LotteryRunner(
+      h, dataDir: training.dataDir, output: training.output, progress: training.progress)
+    guard FileManager.default.fileExists(atPath: runner.root + "/hparams.json") else {
+      throw RunError(
+        "no lottery run for these flags at \(runner.root); run `lth lottery` with the same flags first")
+    }
+    try runner.open()
+    let rs = try retrain.map { try RunSetup($0, dataDir: training.dataDir) }
+    for r in try lottery.replicateList() {
+      for l in levelList { try runner.runBranch(b, replicate: r, level: l, retrainSetup: rs) }
+    }
+    let results = try Results.collect(runner.root)
+    if !training.json { print(Results.table(results)) }
+    print(training.json ? Results.jsonLine(results) : "results: \(runner.root)")
+  }
+}
+
+struct Branch: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Run a branch off a finished lottery experiment (found from the same flags).",
+    subcommands: [RandomPrune.self, RandomReinit.self, Retrain.self])
+
+  struct RandomPrune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "random-prune",
+      abstract: "Random masks of the same density, trained from the rewind weights.")
+    @OptionGroup var common: BranchCommon
+    @Option(help: "layerwise (keep each tensor's count) or global (same total density).") var layout =
+      "layerwise"
+    func run() throws {
+      runOrFail {
+        guard let l = PruningPolicy.Strategy(rawValue: layout) else {
+          throw EngineError("--layout must be layerwise or global, got \(layout)")
+        }
+        try common.run(BranchHParams(kind: .randomPrune, layout: l, training: nil))
+      }
+    }
+  }
+
+  struct RandomReinit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "random-reinit", abstract: "The same mask with fresh initial weights.")
+    @OptionGroup var common: BranchCommon
+    func run() throws {
+      runOrFail { try common.run(BranchHParams(kind: .randomReinit, layout: nil, training: nil)) }
+    }
+  }
+
+  struct Retrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "The same mask and rewind weights, trained with other flags (prefixed --retrain-).")
+    @OptionGroup var common: BranchCommon
+    @Option(help: "Data set for retraining (same input shape and classes).") var retrainDataset: String?
+    @Option(help: "Learning rate for retraining.") var retrainLr: Double?
+    @Option(help: "Training length for retraining.") var retrainTrainingSteps: String?
+    @Option(help: "Batch size for retraining.") var retrainBatchSize: Int?
+    @Option(help: "Optimizer for retraining.") var retrainOptimizer: String?
+    @Option(help: "Weight decay for retraining.") var retrainWeightDecay: Double?
+    func run() throws {
+      runOrFail {
+        var t = try common.training.resolve()
+        if let v = retrainDataset {
+          t.dataset = v
+          t.augment = common.training.augment ?? DatasetCatalog.augmentsByDefault(v)
+        }
+        if let v = retrainLr { t.lr = v }
+        if let v = retrainTrainingSteps { t.trainingSteps = v }
+        if let v = retrainBatchSize { t.batchSize = v }
+        if let v = retrainOptimizer { t.optimizer = v }
+        if let v = retrainWeightDecay { t.weightDecay = v }
+        try t.validate()
+        try common.run(BranchHParams(kind: .retrain, layout: nil, training: t), retrain: t)
+      }
+    }
+  }
+}
+
+struct ResultsCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "results",
+    abstract: "Per-level densities and accuracies of a lottery run (mean ± std over replicates).")
+  @Argument(help: "A lottery run folder (lottery_<hash>).") var runDir: String
+  @Flag(help: "Print one JSON object.") var json = false
+  func run() throws {
+    runOrFail {
+      let r = try Results.collect(runDir)
+      print(json ? Results.jsonLine(r) : Results.table(r))
+    }
+  }
+}
