@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+
+/// Runs the `lth` binary built next to the test bundle.
+enum CLI {
+  static var binary: String {
+    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    return exe.deletingLastPathComponent().appendingPathComponent("lth").path
+  }
+
+  struct Result {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    /// True when the process was killed by a signal.
+    var signaled: Bool
+  }
+
+  /// Runs `lth args` (optionally through `bash -c` with a prefix such as `ulimit -f 100;`).
+  @discardableResult
+  static func run(_ args: [String], shellPrefix: String? = nil, killAfter: Double? = nil) throws -> Result {
+    let p = Process()
+    if let prefix = shellPrefix {
+      p.executableURL = URL(fileURLWithPath: "/bin/bash")
+      let quoted = ([binary] + args).map { "'\($0)'" }.joined(separator: " ")
+      p.arguments = ["-c", prefix + " exec " + quoted]
+    } else {
+      p.executableURL = URL(fileURLWithPath: binary)
+      p.arguments = args
+    }
+    let out = Pipe()
+    let err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    if let t = killAfter {
+      let deadline = Date().addingTimeInterval(t)
+      while p.isRunning && Date() < deadline { usleep(2000) }
+      if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+    }
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Result(
+      status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+      stderr: String(decoding: e, as: UTF8.self), signaled: p.terminationReason == .uncaughtSignal)
+  }
+
+  static func tempDir() -> String {
+    let d = NSTemporaryDirectory() + "lth-test-" + UUID().uuidString
+    try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    return d
+  }
+
+  /// Every file under `dir` with its bytes (for "left exactly as it was" checks).
+  static func snapshot(_ dir: String) -> [String: Data] {
+    var out: [String: Data] = [:]
+    let e = FileManager.default.enumerator(atPath: dir)
+    while let f = e?.nextObject() as? String {
+      var isDir: ObjCBool = false
+      FileManager.default.fileExists(atPath: dir + "/" + f, isDirectory: &isDir)
+      if !isDir.boolValue { out[f] = FileManager.default.contents(atPath: dir + "/" + f) }
+    }
+    return out
+  }
+
+  /// Metrics without the wall-clock field.
+  static func metricsWithoutSeconds(_ path: String) throws -> [[String: String]] {
+    let text = try String(contentsOfFile: path, encoding: .utf8)
+    return try text.split(separator: "\n").map { line in
+      let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+      return obj.filter { $0.key != "seconds" }.mapValues { "\($0)" }
+    }
+  }
+
+  static func runDir(_ output: String) throws -> String {
+    let dirs = try FileManager.default.contentsOfDirectory(atPath: output).filter { $0.hasPrefix("train_") }
+    #expect(dirs.count == 1)
+    return output + "/" + dirs[0]
+  }
+}

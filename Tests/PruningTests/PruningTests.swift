@@ -1,0 +1,291 @@
+import Engine
+import Experiments
+import Foundation
+import NN
+import Pruning
+import Testing
+import Training
+
+/// Runs `levels` levels of magnitude pruning on random weights (no training).
+func densities(_ model: String, policy: PruningPolicy, levels: Int) throws -> [Mask] {
+  let net: Network<Float> = try ModelZoo.make(model)
+  var masks = [Mask(ones: net)]
+  for l in 1...levels {
+    net.initialize(seed: UInt64(l), weights: .kaimingNormal)
+    try masks.last!.apply(to: net)
+    masks.append(try MagnitudePruner.prune(net, mask: masks.last!, policy: policy, level: l))
+  }
+  return masks
+}
+
+@Suite("Pruning")
+struct PruningTests {
+  @Test("LeNet's default policy: 51.3%, 21.1%, 13.5%, 3.6% after levels 3, 7, 9, 15; nested masks")
+  func lenetDensities() throws {
+    let policy = try Recipe.forModel("mnist_lenet_300_100").pruning
+    let masks = try densities("mnist_lenet_300_100", policy: policy, levels: 15)
+    for (level, expected) in [(3, 51.3), (7, 21.1), (9, 13.5), (15, 3.6)] {
+      #expect(abs(masks[level].density * 100 - expected) < 0.05, "level \(level): \(masks[level].density)")
+    }
+    for l in 1...15 { #expect(masks[l].isNested(in: masks[l - 1])) }
+    // The pruned weights are the smallest surviving ones of each tensor.
+    let net: Network<Float> = try ModelZoo.make("mnist_lenet_300_100")
+    net.initialize(seed: 1, weights: .kaimingNormal)
+    let m1 = try MagnitudePruner.prune(net, mask: Mask(ones: net), policy: policy, level: 1)
+    let w = net.parameter("fc_layers.1.weight")!.value.array.map(abs)
+    let kept = zip(w, m1.values["fc_layers.1.weight"]!).filter { $0.1 == 1 }.map(\.0)
+    let dropped = zip(w, m1.values["fc_layers.1.weight"]!).filter { $0.1 == 0 }.map(\.0)
+    #expect(dropped.count == 6000 && dropped.max()! <= kept.min()!)
+    #expect(m1.remaining("fc.weight") == 900)
+  }
+
+  @Test("global 20% leaves 0.8^L of the weights to within L")
+  func global() throws {
+    let policy = PruningPolicy(strategy: .global, fraction: 0.2)
+    let masks = try densities("cifar_resnet_8", policy: policy, levels: 6)
+    let total = Double(masks[0].totalCount)
+    for l in 1...6 {
+      #expect(abs(Double(masks[l].remainingCount) - total * pow(0.8, Double(l))) <= Double(l))
+      #expect(masks[l].isNested(in: masks[l - 1]))
+    }
+    // Output layer never pruned (VGG's policy), and ignore patterns.
+    let vgg = PruningPolicy(strategy: .global, fraction: 0.2, outputFraction: 0, ignore: ["conv.*"])
+    let m = try densities("cifar_resnet_8", policy: vgg, levels: 2)[2]
+    #expect(
+      m.remaining("fc.weight") == m.total("fc.weight") && m.remaining("conv.weight") == m.total("conv.weight")
+    )
+  }
+
+  @Test("random pruning keeps per-tensor counts (layerwise) or the total (global)")
+  func random() throws {
+    let masks = try densities(
+      "mnist_lenet_300_100", policy: try Recipe.forModel("mnist_lenet_300_100").pruning, levels: 3)
+    let m = masks[3]
+    let rl = RandomPruner.like(m, layout: .layerwise, seed: 1)
+    for n in m.names { #expect(rl.remaining(n) == m.remaining(n)) }
+    #expect(rl != m)
+    let rg = RandomPruner.like(m, layout: .global, seed: 1)
+    #expect(rg.remainingCount == m.remainingCount)
+  }
+
+  @Test("bad policies: fractions outside (0, 1), patterns that match nothing, too many levels")
+  func badPolicies() throws {
+    let net: Network<Float> = try ModelZoo.make("mnist_lenet_2")
+    for f in [0.0, 1.0, -0.5, 1.5] {
+      #expect(throws: PruningError.self) {
+        try PruningPolicy(strategy: .layerwise, fraction: f).fractions(for: net)
+      }
+    }
+    #expect(throws: PruningError.self) {
+      try PruningPolicy(strategy: .layerwise, fraction: 0.2, ignore: ["conv*"]).fractions(for: net)
+    }
+    #expect(throws: PruningError.self) {
+      try PruningPolicy(strategy: .global, fraction: 0.2, outputFraction: 0.1).fractions(for: net)
+    }
+    #expect(throws: PruningError.self) {
+      _ = try densities(
+        "mnist_lenet_2", policy: PruningPolicy(strategy: .layerwise, fraction: 0.9), levels: 5)
+    }
+    #expect(wildcardMatch("blocks.*.conv1.weight", "blocks.3.conv1.weight"))
+    #expect(!wildcardMatch("blocks.*.conv1.weight", "blocks.3.conv2.weight"))
+    #expect(wildcardMatch("fc*", "fc.weight") && !wildcardMatch("fc", "fc.weight"))
+  }
+}
+
+let lotteryBase = [
+  "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--subsample-fraction", "0.1", "--training-steps",
+  "6ep",
+  "--eval-every", "3ep", "--threads", "2", "--quiet", "--schedule", "step", "--milestones", "3ep", "--gamma",
+  "0.5",
+]
+
+func lotteryRoot(_ out: String) throws -> String {
+  let d = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("lottery_") }
+  #expect(d.count == 1)
+  return out + "/" + d[0]
+}
+
+func load(_ path: String) throws -> [String: [Float]] {
+  try Safetensors.read(path).tensors.filter { $0.value.dtype == .F32 }.mapValues { $0.values() }
+}
+
+@Suite("Lottery experiments", .serialized)
+struct LotteryTests {
+  @Test("weight rewinding, LR rewinding and fine-tuning start where they should; saved models obey masks")
+  func retrainModes() throws {
+    let out = CLI.tempDir()
+    for mode in ["weight-rewind", "lr-rewind", "finetune"] {
+      let r = try CLI.run(
+        ["lottery"] + lotteryBase + [
+          "--levels", "2", "--rewind-step", "1ep", "--retrain", mode, "--output", out,
+        ])
+      #expect(r.status == 0, "\(r.stderr)")
+    }
+    let roots = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("lottery_") }
+    #expect(roots.count == 3)
+    for root in roots.map({ out + "/" + $0 }) {
+      let hp =
+        try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: root + "/hparams.json")!)
+        as! [String: Any]
+      let mode = (hp["hparams"] as! [String: Any])["retrain"] as! String
+      let r1 = root + "/replicate_1"
+      let rewind = try load(r1 + "/level_0/main/model_rewind.safetensors")
+      for level in 1...2 {
+        let dir = "\(r1)/level_\(level)/main"
+        let mask = try load(dir + "/mask.safetensors")
+        let start = try load(dir + "/model_start.safetensors")
+        let prevFinal = try load("\(r1)/level_\(level - 1)/main/model_final.safetensors")
+        let source = mode == "weight-rewind" ? rewind : prevFinal
+        for (name, m) in mask {
+          let expected = zip(source[name]!, m).map { $0 * $1 }
+          #expect(start[name]! == expected, "\(mode) level \(level) \(name)")
+          let final = try load(dir + "/model_final.safetensors")[name]!
+          #expect(zip(final, m).allSatisfy { $1 != 0 || $0 == 0 })
+        }
+        // Non-mask tensors (biases) come from the source too.
+        #expect(start["fc.bias"] == source["fc.bias"])
+        let lrs = try CLI.metricsWithoutSeconds(dir + "/metrics.jsonl").map { Double($0["lr"]!)! }
+        let steps = try CLI.metricsWithoutSeconds(dir + "/metrics.jsonl").map { Int($0["step"]!)! }
+        switch mode {
+        case "finetune":
+          // Final learning rate throughout, continuing after step T = 60.
+          #expect(lrs.allSatisfy { abs($0 - 0.0006) < 1e-12 } && steps.first == 60)
+        default:
+          // Replays from the rewind step (10) at the rate of that step.
+          #expect(steps.first == 10 && abs(lrs.first! - 0.0012) < 1e-12 && abs(lrs.last! - 0.0006) < 1e-12)
+        }
+      }
+    }
+  }
+
+  @Test("branches: random-prune keeps counts, random-reinit keeps the mask and changes every weight")
+  func branches() throws {
+    let out = CLI.tempDir()
+    let args = lotteryBase + ["--output", out]
+    #expect(try CLI.run(["lottery"] + args + ["--levels", "2"]).status == 0)
+    let rp = try CLI.run(["branch", "random-prune"] + args + ["--levels", "1-2", "--layout", "layerwise"])
+    #expect(rp.status == 0, "\(rp.stderr)")
+    let rr = try CLI.run(["branch", "random-reinit"] + args + ["--levels", "2", "--json"])
+    #expect(rr.status == 0, "\(rr.stderr)")
+    let root = try lotteryRoot(out)
+    let level2 = root + "/replicate_1/level_2"
+    let mainMask = try load(level2 + "/main/mask.safetensors")
+    let branchDirs = try FileManager.default.contentsOfDirectory(atPath: level2).filter {
+      $0.hasPrefix("branch_")
+    }
+    let prune = level2 + "/" + branchDirs.first { $0.contains("random-prune") }!
+    let reinit = level2 + "/" + branchDirs.first { $0.contains("random-reinit") }!
+    let pm = try load(prune + "/mask.safetensors")
+    for (n, m) in mainMask {
+      #expect(pm[n]!.reduce(0, +) == m.reduce(0, +))
+      #expect(pm[n]! != m)
+    }
+    #expect(try load(reinit + "/mask.safetensors") == mainMask)
+    let start = try load(reinit + "/model_start.safetensors")
+    let mainStart = try load(level2 + "/main/model_start.safetensors")
+    for (n, m) in mainMask {
+      for i in m.indices where m[i] == 1 { #expect(start[n]![i] != mainStart[n]![i]) }
+    }
+    // The JSON line has the documented shape.
+    let obj =
+      try JSONSerialization.jsonObject(with: Data(rr.stdout.split(separator: "\n").last!.utf8))
+      as! [String: Any]
+    let levels = obj["levels"] as! [[String: Any]]
+    #expect(levels.count == 3 && obj["run_dir"] as? String == root)
+    for key in [
+      "level", "density", "test_accuracy_mean", "test_accuracy_std", "best_test_accuracy_mean",
+      "early_stop_step_mean", "replicates", "branches",
+    ] {
+      #expect(levels[2].keys.contains(key), "\(key)")
+    }
+    #expect(levels[2]["test_accuracy_std"] is NSNull)
+    #expect((levels[2]["branches"] as! [String: Any]).count == 2)
+    #expect(abs((levels[2]["density"] as! Double) - 0.64) < 0.01)
+  }
+
+  @Test("SIGKILL during a multi-level run with branches, then rerun: identical results")
+  func killAndResume() throws {
+    let ref = CLI.tempDir()
+    func steps(_ out: String, kill: Double?) throws -> Bool {
+      let a = lotteryBase + ["--output", out, "--replicates", "2"]
+      for cmd in [
+        ["lottery"] + a + ["--levels", "3"], ["branch", "random-reinit"] + a + ["--levels", "0-3"],
+        ["branch", "random-prune"] + a + ["--levels", "2,3"],
+      ] {
+        let r = try CLI.run(cmd, killAfter: kill)
+        if r.signaled { return false }
+        #expect(r.status == 0, "\(r.stderr)")
+      }
+      return true
+    }
+    let t0 = Date()
+    #expect(try steps(ref, kill: nil))
+    let duration = Date().timeIntervalSince(t0)
+    func results(_ out: String) throws -> NSDictionary {
+      let text = try CLI.run(["results", try lotteryRoot(out), "--json"]).stdout
+      var obj = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
+      obj["run_dir"] = nil
+      return obj as NSDictionary
+    }
+    let refResults = try results(ref)
+    var rng = RandomStream(seed: 7, purpose: "lottery-kills")
+    var kills = 0
+    for _ in 0..<2 {
+      let out = CLI.tempDir()
+      var done = false
+      for attempt in 0..<60 where !done {
+        done = try steps(out, kill: attempt < 5 ? rng.uniform(0.02, 0.5) * duration : nil)
+        if !done { kills += 1 }
+      }
+      #expect(done)
+      #expect(try results(out) == refResults)
+    }
+    #expect(kills >= 2)
+  }
+
+  @Test(
+    "bad input: rewind beyond training, missing lottery run, unfinished level, corrupted mask, bad fraction")
+  func badInput() throws {
+    let out = CLI.tempDir()
+    let a = lotteryBase + ["--output", out]
+    expectOneLineError(
+      try CLI.run(["lottery"] + a + ["--levels", "1", "--rewind-step", "100ep"]),
+      "is not before the end of training")
+    expectOneLineError(
+      try CLI.run(["lottery"] + a + ["--levels", "1", "--pruning-fraction", "1.5"]),
+      "--pruning-fraction must be in (0, 1)")
+    expectOneLineError(
+      try CLI.run(["lottery"] + a + ["--levels", "1", "--prune-ignore", "nothing*"]),
+      "matches no prunable tensor")
+    expectOneLineError(
+      try CLI.run(["branch", "random-reinit"] + a + ["--levels", "0"]), "no lottery run for these flags")
+    expectOneLineError(
+      try CLI.run([
+        "lottery", "--model", "mnist_lenet_2", "--dataset", "synthetic", "--subsample-fraction", "0.05",
+        "--training-steps", "1ep", "--quiet", "--output", CLI.tempDir(), "--levels", "6",
+        "--pruning-fraction", "0.9",
+      ]),
+      "would prune every remaining weight")
+    #expect(try CLI.run(["lottery"] + a + ["--levels", "1"]).status == 0)
+    expectOneLineError(
+      try CLI.run(["branch", "random-reinit"] + a + ["--levels", "2"]),
+      "level 2 of replicate 1 is unfinished or missing")
+    // A corrupted mask of an unfinished level: clear error, finished levels untouched.
+    let root = try lotteryRoot(out)
+    let l1 = root + "/replicate_1/level_1/main"
+    try FileManager.default.removeItem(atPath: l1 + "/summary.json")
+    let before = CLI.snapshot(root + "/replicate_1/level_0")
+    let mask = FileManager.default.contents(atPath: l1 + "/mask.safetensors")!
+    FileManager.default.createFile(atPath: l1 + "/mask.safetensors", contents: mask.prefix(mask.count - 7))
+    expectOneLineError(try CLI.run(["lottery"] + a + ["--levels", "1"]), "mask.safetensors")
+    #expect(CLI.snapshot(root + "/replicate_1/level_0") == before)
+  }
+}
+
+func expectOneLineError(
+  _ r: CLI.Result, _ substring: String, sourceLocation: SourceLocation = #_sourceLocation
+) {
+  #expect(r.status != 0 && !r.signaled, "status \(r.status)", sourceLocation: sourceLocation)
+  #expect(r.stderr.split(separator: "\n").count == 1, "stderr: \(r.stderr)", sourceLocation: sourceLocation)
+  #expect(r.stderr.contains(substring), "stderr: \(r.stderr)", sourceLocation: sourceLocation)
+}
