@@ -136,9 +136,24 @@ public enum Convolution {
             if ih < 0 || ih >= h { continue }
             let src = row + i * ow
             let dst = xc + ih * w
-            for j in 0..<ow {
-              let iw = j * g.strideW - g.padW + kw
-              if iw >= 0 && iw < w { dst[iw] += src[j] }
+            if g.strideW == 1 {
+              let off = kw - g.padW
+              let j0 = max(0, -off)
+              let j1 = min(ow, w - off)
+              var j = j0
+              while j + 8 <= j1 {
+                store8(load8(dst + j + off) + load8(src + j), dst + j + off)
+                j += 8
+              }
+              while j < j1 {
+                dst[j + off] += src[j]
+                j += 1
+              }
+            } else {
+              for j in 0..<ow {
+                let iw = j * g.strideW - g.padW + kw
+                if iw >= 0 && iw < w { dst[iw] += src[j] }
+              }
             }
           }
         }
@@ -149,6 +164,7 @@ public enum Convolution {
   /// Forward convolution; `y` is resized to the output shape.
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func forward<T: Scalar>(
     _ g: ConvGeometry, x: Tensor<T>, weight: Tensor<T>, bias: Tensor<T>?, y: Tensor<T>,
     workspace ws: ConvWorkspace<T>
@@ -186,6 +202,7 @@ public enum Convolution {
   /// Backward convolution: writes `dWeight`, `dBias` (if non-nil) and `dx` (if non-nil).
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func backward<T: Scalar>(
     _ g: ConvGeometry, x: Tensor<T>, weight: Tensor<T>, dy: Tensor<T>,
     dWeight: Tensor<T>, dBias: Tensor<T>?, dx: Tensor<T>?, workspace ws: ConvWorkspace<T>

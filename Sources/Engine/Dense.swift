@@ -2,14 +2,17 @@
 ///
 /// Linear: `y[n, o] = sum_i x[n, i] * W[o, i] + b[o]` with `W` stored `[out, in]` (PyTorch).
 /// Backward, given `dy = dL/dy`:
-/// - `dx = dy * W`             (shards: rows of the batch)
+/// - `dx = dy * W`             (shards: columns of `dx`, i.e. input features)
 /// - `dW = dy^T * x`           (shards: rows of `W`; each row sums over the whole batch)
+/// Forward shards split the output features. Shards are cut along features so that each
+/// BLAS call packs only its slice of `W`.
 /// - `db[o] = sum_n dy[n, o]`
 /// No shard writes another's output, so the result is the same at any thread count.
 public enum Dense {
   /// `C[m,n] = A[m,k] * B[k,n]` (optionally transposed operands) through BLAS.
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func matmul<T: Scalar>(
     _ a: Tensor<T>, _ b: Tensor<T>, transA: Bool = false, transB: Bool = false
   ) throws -> Tensor<T> {
@@ -32,9 +35,16 @@ public enum Dense {
     return c
   }
 
+  /// Shards for a dense layer with `features` outputs (or inputs): fixed by the size only.
+  @inline(__always) static func featureShards(_ features: Int) -> Int {
+    max(1, min(Parallel.denseShards, features / 16))
+  }
+
   /// `y = x W^T + b`; `x: [N, in]`, `weight: [out, in]`, `bias: [out]` or nil; `y` is resized.
+  /// Shards split the output features, so each packs only its rows of `W`.
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func linearForward<T: Scalar>(
     x: Tensor<T>, weight: Tensor<T>, bias: Tensor<T>?, y: Tensor<T>
   ) {
@@ -42,17 +52,17 @@ public enum Dense {
     let inF = weight.shape[1]
     let outF = weight.shape[0]
     y.resize([n, outF])
-    let shards = Parallel.batchShards(n)
+    let shards = featureShards(outF)
     Parallel.forEach(shards) { s in
-      let r = Parallel.range(s, of: shards, n)
+      let r = Parallel.range(s, of: shards, outF)
       if r.isEmpty { return }
-      let yp = y.data + r.lowerBound * outF
+      let yp = y.data + r.lowerBound
       if let bias {
-        for i in 0..<r.count { (yp + i * outF).update(from: bias.data, count: outF) }
+        for i in 0..<n { (yp + i * outF).update(from: bias.data + r.lowerBound, count: r.count) }
       }
       T.gemm(
-        transA: false, transB: true, m: r.count, n: outF, k: inF, alpha: 1,
-        a: x.data + r.lowerBound * inF, lda: inF, b: weight.data, ldb: inF,
+        transA: false, transB: true, m: n, n: r.count, k: inF, alpha: 1,
+        a: x.data, lda: inF, b: weight.data + r.lowerBound * inF, ldb: inF,
         beta: bias == nil ? 0 : 1, c: yp, ldc: outF)
     }
   }
@@ -60,6 +70,7 @@ public enum Dense {
   /// Gradients of ``linearForward``: writes `dWeight`, `dBias` (if non-nil) and `dx` (if non-nil).
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func linearBackward<T: Scalar>(
     x: Tensor<T>, weight: Tensor<T>, dy: Tensor<T>,
     dWeight: Tensor<T>, dBias: Tensor<T>?, dx: Tensor<T>?
@@ -69,17 +80,17 @@ public enum Dense {
     let outF = weight.shape[0]
     if let dx {
       dx.resize(x.shape)
-      let shards = Parallel.batchShards(n)
+      let shards = featureShards(inF)
       Parallel.forEach(shards) { s in
-        let r = Parallel.range(s, of: shards, n)
+        let r = Parallel.range(s, of: shards, inF)
         if r.isEmpty { return }
         T.gemm(
-          transA: false, transB: false, m: r.count, n: inF, k: outF, alpha: 1,
-          a: dy.data + r.lowerBound * outF, lda: outF, b: weight.data, ldb: inF,
-          beta: 0, c: dx.data + r.lowerBound * inF, ldc: inF)
+          transA: false, transB: false, m: n, n: r.count, k: outF, alpha: 1,
+          a: dy.data, lda: outF, b: weight.data + r.lowerBound, ldb: inF,
+          beta: 0, c: dx.data + r.lowerBound, ldc: inF)
       }
     }
-    let rowShards = Parallel.batchShards(outF)
+    let rowShards = featureShards(outF)
     Parallel.forEach(rowShards) { s in
       let r = Parallel.range(s, of: rowShards, outF)
       if r.isEmpty { return }

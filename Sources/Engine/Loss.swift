@@ -9,6 +9,7 @@ public enum CrossEntropy {
   /// Returns the mean loss and writes `dLogits` (resized) when non-nil.
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func loss<T: Scalar>(
     logits: Tensor<T>, labels: [Int32], dLogits: Tensor<T>?
   ) throws -> Double {
@@ -45,6 +46,7 @@ public enum CrossEntropy {
   /// Number of rows whose arg-max (first on ties) equals the label.
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func correctCount<T: Scalar>(logits: Tensor<T>, labels: [Int32]) -> Int {
     let (n, k) = (logits.shape[0], logits.shape[1])
     var correct = 0

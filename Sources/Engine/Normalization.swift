@@ -13,6 +13,7 @@
 public enum BatchNormKernel {
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func forward<T: Scalar>(
     x: Tensor<T>, gamma: Tensor<T>, beta: Tensor<T>, runningMean: Tensor<T>,
     runningVar: Tensor<T>, training: Bool, momentum: T, eps: T, y: Tensor<T>,
@@ -81,6 +82,7 @@ public enum BatchNormKernel {
 
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func backward<T: Scalar>(
     x: Tensor<T>, gamma: Tensor<T>, dy: Tensor<T>, savedMean: Tensor<T>, savedInvStd: Tensor<T>,
     training: Bool, dGamma: Tensor<T>, dBeta: Tensor<T>, dx: Tensor<T>?

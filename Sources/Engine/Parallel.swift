@@ -1,22 +1,31 @@
 import Dispatch
+import Foundation
+import Synchronization
 
 /// The threading model: fixed shards, any number of threads, fixed-order reductions.
 ///
-/// A parallel loop over `count` shards runs shard `i` on thread `i % threads`; each shard's
-/// work is a deterministic function of its inputs, and shards never race on outputs. The
-/// number of shards is chosen by the caller from the problem size alone (see
-/// ``batchShards(_:)``), so changing ``threads`` changes speed, never results.
+/// A parallel loop over `count` shards hands shards to ``threads`` threads (the caller
+/// plus a persistent pool of workers that spin briefly, then sleep); each shard's work is
+/// a deterministic function of its inputs, and shards never race on outputs. The number of
+/// shards is chosen by the caller from the problem size alone (see ``batchShards(_:)``),
+/// so changing ``threads`` changes speed, never results. BLAS runs single-threaded inside
+/// each shard (``BLASInfo/useSingleThreadedBLAS()``).
 public enum Parallel {
   nonisolated(unsafe) private static var _threads = 1
+  nonisolated(unsafe) private static var pool: WorkerPool?
 
-  /// Worker threads used by ``forEach(_:_:)`` (default 1). Set it once, before training.
+  /// Threads used by ``forEach(_:_:)`` (default 1). Set it once, before training.
   /// Setting it also makes BLAS single-threaded inside each shard.
   public static var threads: Int {
     get { _threads }
     set {
       precondition(newValue >= 1, "threads must be at least 1")
-      _threads = newValue
       BLASInfo.useSingleThreadedBLAS()
+      if newValue != _threads {
+        pool?.stop()
+        pool = newValue > 1 ? WorkerPool(workers: newValue - 1) : nil
+        _threads = newValue
+      }
     }
   }
 
@@ -24,6 +33,8 @@ public enum Parallel {
   /// the thread count (8 keeps 1, 2, 4 and 8 threads evenly loaded).
   public static let maxBatchShards = 8
   public static func batchShards(_ n: Int) -> Int { max(1, min(n, maxBatchShards)) }
+  /// Fixed shard count for dense (fully-connected) layers, cut along features.
+  public static let denseShards = 2
 
   /// The half-open range of shard `s` when `n` items are split into `shards` parts.
   @inline(__always)
@@ -33,20 +44,96 @@ public enum Parallel {
 
   /// Runs `body(shard)` for every shard in `0..<count`, spread over ``threads`` threads.
   public static func forEach(_ count: Int, _ body: (Int) -> Void) {
-    let t = min(_threads, count)
-    if t <= 1 {
+    guard count > 1, let pool else {
       for i in 0..<count { body(i) }
       return
     }
-    withoutActuallyEscaping(body) { body in
-      let box = UncheckedBox(body)
-      DispatchQueue.concurrentPerform(iterations: t) { worker in
-        var i = worker
-        while i < count {
-          box.value(i)
-          i += t
-        }
+    withoutActuallyEscaping(body) { pool.run(count, $0) }
+  }
+}
+
+/// Persistent worker threads. A job is published by bumping `generation`; every thread
+/// (the caller included) claims shard indices from `next` until none are left, and every
+/// worker acknowledges the job before the caller returns, so no worker can straggle into
+/// the next job. Workers spin for a short while after a job (training issues jobs back to
+/// back), then sleep.
+final class WorkerPool: @unchecked Sendable {
+  private let generation = Atomic<Int>(0)
+  private let next = Atomic<Int>(0)
+  private let done = Atomic<Int>(0)
+  private let acks = Atomic<Int>(0)
+  private let workers: Int
+  private let sleepers = Atomic<Int>(0)
+  private let stopping = Atomic<Bool>(false)
+  private let condition = NSCondition()
+  private var job: ((Int) -> Void)?
+  private var count = 0
+  private var threads: [Thread] = []
+
+  init(workers: Int) {
+    self.workers = workers
+    for _ in 0..<workers {
+      let t = Thread { [unowned self] in self.workerLoop() }
+      t.stackSize = 1 << 22
+      threads.append(t)
+      t.start()
+    }
+  }
+
+  func stop() {
+    stopping.store(true, ordering: .releasing)
+    condition.lock()
+    generation.wrappingAdd(1, ordering: .releasing)
+    condition.broadcast()
+    condition.unlock()
+  }
+
+  private func claim() {
+    while true {
+      let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
+      if i >= count { return }
+      job!(i)
+      done.wrappingAdd(1, ordering: .releasing)
+    }
+  }
+
+  func run(_ count: Int, _ body: @escaping (Int) -> Void) {
+    job = body
+    self.count = count
+    next.store(0, ordering: .relaxed)
+    done.store(0, ordering: .relaxed)
+    acks.store(0, ordering: .relaxed)
+    if sleepers.load(ordering: .acquiring) > 0 {
+      condition.lock()
+      generation.wrappingAdd(1, ordering: .releasing)
+      condition.broadcast()
+      condition.unlock()
+    } else {
+      generation.wrappingAdd(1, ordering: .releasing)
+    }
+    claim()
+    while done.load(ordering: .acquiring) < count || acks.load(ordering: .acquiring) < workers {}
+    job = nil
+  }
+
+  private func workerLoop() {
+    var seen = generation.load(ordering: .acquiring)
+    while true {
+      var spins = 0
+      while generation.load(ordering: .acquiring) == seen {
+        spins += 1
+        if spins < 200_000 { continue }
+        condition.lock()
+        sleepers.wrappingAdd(1, ordering: .releasing)
+        while generation.load(ordering: .acquiring) == seen { condition.wait() }
+        sleepers.wrappingSubtract(1, ordering: .releasing)
+        condition.unlock()
       }
+      seen = generation.load(ordering: .acquiring)
+      if stopping.load(ordering: .acquiring) { return }
+      // The caller publishes `job` and `count` before bumping `generation`.
+      claim()
+      acks.wrappingAdd(1, ordering: .releasing)
     }
   }
 }

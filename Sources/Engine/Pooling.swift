@@ -29,6 +29,7 @@ public struct PoolGeometry: Equatable, Sendable {
 public enum Pooling {
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func maxForward<T: Scalar>(
     _ g: PoolGeometry, x: Tensor<T>, y: Tensor<T>, argmax: inout [Int32]
   ) throws {
@@ -73,6 +74,7 @@ public enum Pooling {
 
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func maxBackward<T: Scalar>(
     inputShape: [Int], dy: Tensor<T>, argmax: [Int32], dx: Tensor<T>
   ) {
@@ -97,6 +99,7 @@ public enum Pooling {
 
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func avgForward<T: Scalar>(_ g: PoolGeometry, x: Tensor<T>, y: Tensor<T>) throws {
     let os = try g.outputShape(x.shape)
     y.resize(os)
@@ -128,6 +131,7 @@ public enum Pooling {
 
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func avgBackward<T: Scalar>(
     _ g: PoolGeometry, inputShape: [Int], dy: Tensor<T>, dx: Tensor<T>
   ) {
@@ -161,6 +165,7 @@ public enum Pooling {
   /// `[N, C, H, W] -> [N, C]`, the mean over each plane.
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func globalAvgForward<T: Scalar>(x: Tensor<T>, y: Tensor<T>) throws {
     guard x.shape.count == 4 else {
       throw EngineError("global average pool: expected NCHW input, got shape \(x.shape)")
@@ -178,6 +183,7 @@ public enum Pooling {
 
   @_specialize(where T == Float)
   @_specialize(where T == Double)
+  @inline(never)
   public static func globalAvgBackward<T: Scalar>(inputShape: [Int], dy: Tensor<T>, dx: Tensor<T>) {
     dx.resize(inputShape)
     let hw = inputShape[2] * inputShape[3]

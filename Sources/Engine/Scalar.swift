@@ -5,7 +5,7 @@ import Foundation
 ///
 /// Supplies the BLAS matrix product `C = alpha * op(A) * op(B) + beta * C` (row-major) and
 /// the transcendental functions the kernels need.
-public protocol Scalar: BinaryFloatingPoint, Sendable, CustomStringConvertible
+public protocol Scalar: BinaryFloatingPoint, SIMDScalar, Sendable, CustomStringConvertible
 where RawSignificand: FixedWidthInteger {
   /// Row-major GEMM: `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C`.
   static func gemm(

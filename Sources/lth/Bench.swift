@@ -54,6 +54,8 @@ struct Bench: ParsableCommand {
           jsonLine([
             "model": model, "batch_size": batch, "threads": threads, "step_ms": median,
             "images_per_second": ips, "peak_rss_mb": rss, "steps_ms": times,
+            "blas_config": BLASInfo.config, "blas_core": BLASInfo.coreName, "blas_threads": BLASInfo.threads,
+            "blas_environment": BLASInfo.environment,
           ]))
       } else {
         print(
