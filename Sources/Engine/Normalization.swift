@@ -41,23 +41,10 @@ public enum BatchNormKernel {
         var variance: T
         if training {
           var sum = 0.0
-          for i in 0..<n {
-            let p = x.data + (i * c + ch) * hw
-            var acc: T = 0
-            for j in 0..<hw { acc += p[j] }
-            sum += Double(acc)
-          }
+          for i in 0..<n { sum += Double(Reduce.sum(x.data + (i * c + ch) * hw, hw)) }
           mean = T(sum / Double(m))
           var sq = 0.0
-          for i in 0..<n {
-            let p = x.data + (i * c + ch) * hw
-            var acc: T = 0
-            for j in 0..<hw {
-              let d = p[j] - mean
-              acc += d * d
-            }
-            sq += Double(acc)
-          }
+          for i in 0..<n { sq += Double(Reduce.sumSquaredDeviation(x.data + (i * c + ch) * hw, hw, mean)) }
           variance = T(sq / Double(m))
           runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * mean
           runningVar.data[ch] =
@@ -99,14 +86,7 @@ public enum BatchNormKernel {
         var sdy = 0.0
         var sdyx = 0.0
         for i in 0..<n {
-          let p = x.data + (i * c + ch) * hw
-          let d = dy.data + (i * c + ch) * hw
-          var a: T = 0
-          var b: T = 0
-          for j in 0..<hw {
-            a += d[j]
-            b += d[j] * (p[j] - mean)
-          }
+          let (a, b) = Reduce.sumAndCenteredDot(dy.data + (i * c + ch) * hw, x.data + (i * c + ch) * hw, hw, mean)
           sdy += Double(a)
           sdyx += Double(b)
         }
@@ -132,5 +112,67 @@ public enum BatchNormKernel {
         }
       }
     }
+  }
+}
+
+/// Reductions with eight partial sums (lanes), combined in a fixed order: vectorised, and the
+/// same result on every run and thread count.
+enum Reduce {
+  /// `sum_j p[j]`.
+  @inline(__always) static func sum<T: Scalar>(_ p: UnsafeMutablePointer<T>, _ n: Int) -> T {
+    var acc = SIMD8<T>()
+    var j = 0
+    while j + 8 <= n {
+      acc += load8(p + j)
+      j += 8
+    }
+    var s = acc.sum()
+    while j < n {
+      s += p[j]
+      j += 1
+    }
+    return s
+  }
+
+  /// `sum_j (p[j] - mean)^2`.
+  @inline(__always) static func sumSquaredDeviation<T: Scalar>(_ p: UnsafeMutablePointer<T>, _ n: Int, _ mean: T) -> T {
+    var acc = SIMD8<T>()
+    let m = SIMD8<T>(repeating: mean)
+    var j = 0
+    while j + 8 <= n {
+      let d = load8(p + j) - m
+      acc += d * d
+      j += 8
+    }
+    var s = acc.sum()
+    while j < n {
+      let d = p[j] - mean
+      s += d * d
+      j += 1
+    }
+    return s
+  }
+
+  /// `(sum_j d[j], sum_j d[j] * (p[j] - mean))`.
+  @inline(__always) static func sumAndCenteredDot<T: Scalar>(
+    _ d: UnsafeMutablePointer<T>, _ p: UnsafeMutablePointer<T>, _ n: Int, _ mean: T
+  ) -> (T, T) {
+    var a = SIMD8<T>()
+    var b = SIMD8<T>()
+    let m = SIMD8<T>(repeating: mean)
+    var j = 0
+    while j + 8 <= n {
+      let dv = load8(d + j)
+      a += dv
+      b += dv * (load8(p + j) - m)
+      j += 8
+    }
+    var (sa, sb) = (a.sum(), b.sum())
+    while j < n {
+      sa += d[j]
+      sb += d[j] * (p[j] - mean)
+      j += 1
+    }
+    return (sa, sb)
   }
 }

@@ -45,7 +45,9 @@ public final class Conv2d<T: Scalar>: Module<T> {
   private var input: Tensor<T>?
   private let output = Tensor<T>(zeros: [0])
   private let gradInput = Tensor<T>(zeros: [0])
-  private let workspace = ConvWorkspace<T>()
+  /// Scratch buffers; ``Network`` gives all its convolutions one shared workspace (they
+  /// run one after another), which keeps memory at one layer's im2col buffers.
+  public var workspace = ConvWorkspace<T>()
 
   public init(
     _ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
