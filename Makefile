@@ -3,7 +3,7 @@ SWIFT ?= swift
 APT_PACKAGES := libopenblas-dev zlib1g-dev dataset-fashion-mnist
 LTH := .build/release/lth
 
-.PHONY: deps build demo test bench verify format clean
+.PHONY: deps build demo test bench verify pydeps format clean
 
 # Installs the Debian packages that are missing (needs root or sudo).
 deps:
@@ -30,10 +30,21 @@ test: deps
 	$(SWIFT) build -c release --build-tests
 	$(SWIFT) test -c release --skip-build
 
-bench: build
-	$(LTH) bench --model mnist_lenet_300_100
-	$(LTH) bench --model cifar_conv_2
-	$(LTH) bench --model cifar_resnet_20
+# Python packages for the PyTorch/JAX sides of `make bench` and `make verify` (pip; the CPU
+# wheel of PyTorch that pip finds on this machine kind). Skipped when already importable.
+PY ?= python3
+pydeps:
+	@$(PY) -c "import torch, safetensors" 2>/dev/null || $(PY) -m pip install -q "torch==2.13.0+cpu" safetensors || $(PY) -m pip install -q torch safetensors
+	@$(PY) -c "import jax, optax" 2>/dev/null || $(PY) -m pip install -q "jax[cpu]" optax || echo "JAX unavailable: bench runs without it"
+	@command -v taskset >/dev/null || echo "taskset missing (util-linux): JAX will not be pinned"
+
+# Speed against PyTorch (default and channels_last) and JAX at 2 threads, alternated, 3 rounds.
+bench: build pydeps
+	$(PY) bench/compare.py --lth $(LTH) --rounds 3 --threads 2
+
+# Heavier checks: PyTorch loads LotteryKit's safetensors files and gives the same logits.
+verify: build pydeps
+	$(PY) bench/verify_pytorch.py $(LTH)
 
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift

@@ -1,0 +1,32 @@
+import ArgumentParser
+import Data
+import Engine
+import Foundation
+import NN
+import Training
+
+/// `lth logits`: evaluation-mode logits of a saved model on synthetic inputs, written as
+/// safetensors (`inputs`, `logits`); `make verify` compares them with PyTorch's.
+struct Logits: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Write a saved model's logits on deterministic synthetic inputs (for cross-checks with PyTorch).")
+  @Argument(help: "A model file (model_final.safetensors, ...).") var modelFile: String
+  @Option(help: "Model name the file belongs to.") var model: String
+  @Option(help: "Number of inputs.") var count = 16
+  @Option(help: "Output safetensors file with tensors `inputs` and `logits`.") var output: String
+
+  func run() throws {
+    runOrFail {
+      guard count >= 1 else { throw EngineError("--count must be at least 1") }
+      let net: Network<Float> = try ModelZoo.make(model)
+      try ModelState.load(net, from: modelFile)
+      net.setTraining(false)
+      let data = Synthetic.make(count: count, shape: net.inputShape, classes: net.classes, seed: 123)
+      let x = Tensor<Float>(zeros: [0])
+      _ = data.gather(0..<count, into: x)
+      let logits = try net.forward(x)
+      try Safetensors.write(
+        [("inputs", Safetensors.Entry(x)), ("logits", Safetensors.Entry(logits))], to: output)
+    }
+  }
+}
