@@ -86,7 +86,8 @@ public enum BatchNormKernel {
         var sdy = 0.0
         var sdyx = 0.0
         for i in 0..<n {
-          let (a, b) = Reduce.sumAndCenteredDot(dy.data + (i * c + ch) * hw, x.data + (i * c + ch) * hw, hw, mean)
+          let (a, b) = Reduce.sumAndCenteredDot(
+            dy.data + (i * c + ch) * hw, x.data + (i * c + ch) * hw, hw, mean)
           sdy += Double(a)
           sdyx += Double(b)
         }
@@ -135,7 +136,9 @@ enum Reduce {
   }
 
   /// `sum_j (p[j] - mean)^2`.
-  @inline(__always) static func sumSquaredDeviation<T: Scalar>(_ p: UnsafeMutablePointer<T>, _ n: Int, _ mean: T) -> T {
+  @inline(__always) static func sumSquaredDeviation<T: Scalar>(
+    _ p: UnsafeMutablePointer<T>, _ n: Int, _ mean: T
+  ) -> T {
     var acc = SIMD8<T>()
     let m = SIMD8<T>(repeating: mean)
     var j = 0

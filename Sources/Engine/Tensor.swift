@@ -4,6 +4,11 @@ public struct EngineError: Error, CustomStringConvertible, Sendable {
   public init(_ description: String) { self.description = description }
 }
 
+nonisolated(unsafe) var tensorAllocatedBytes = 0
+/// Bytes currently held by all tensors (approximate under concurrency; tensors are allocated
+/// from one thread in practice). `lth bench` reports it.
+public var tensorBytes: Int { tensorAllocatedBytes }
+
 /// A contiguous, row-major tensor of `Float` or `Double`.
 ///
 /// `Tensor` is a reference type that owns its buffer: layers keep their activation and
@@ -27,6 +32,7 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
     self.capacity = max(count, 1)
     self.data = .allocate(capacity: capacity)
     data.initialize(repeating: 0, count: capacity)
+    tensorAllocatedBytes += capacity * MemoryLayout<T>.stride
   }
 
   /// A tensor holding `values` with the given shape (`values.count` must match).
@@ -48,7 +54,10 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
     for i in 0..<count { data[i] = T(other.data[i]) }
   }
 
-  deinit { data.deallocate() }
+  deinit {
+    tensorAllocatedBytes -= capacity * MemoryLayout<T>.stride
+    data.deallocate()
+  }
 
   /// Changes the shape, reallocating only when the new element count exceeds the capacity.
   /// Contents are unspecified after a reallocation.
@@ -57,6 +66,7 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
     let n = newShape.reduce(1, *)
     if n > capacity {
       data.deallocate()
+      tensorAllocatedBytes += (n - capacity) * MemoryLayout<T>.stride
       capacity = n
       data = .allocate(capacity: n)
       data.initialize(repeating: 0, count: n)

@@ -8,7 +8,6 @@ public final class Linear<T: Scalar>: Module<T> {
   public let outFeatures: Int
   private var input: Tensor<T>?
   private let output = Tensor<T>(zeros: [0])
-  private let gradInput = Tensor<T>(zeros: [0])
 
   public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
     self.inFeatures = inFeatures
@@ -32,8 +31,8 @@ public final class Linear<T: Scalar>: Module<T> {
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     Dense.linearBackward(
       x: input!, weight: weight.value, dy: dy, dWeight: weight.grad, dBias: bias?.grad,
-      dx: needInputGradient ? gradInput : nil)
-    return needInputGradient ? gradInput : nil
+      dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
+    return needInputGradient ? gradInputBuffer(for: dy) : nil
   }
 }
 
@@ -44,7 +43,6 @@ public final class Conv2d<T: Scalar>: Module<T> {
   public let bias: Parameter<T>?
   private var input: Tensor<T>?
   private let output = Tensor<T>(zeros: [0])
-  private let gradInput = Tensor<T>(zeros: [0])
   /// Scratch buffers; ``Network`` gives all its convolutions one shared workspace (they
   /// run one after another), which keeps memory at one layer's im2col buffers.
   public var workspace = ConvWorkspace<T>()
@@ -74,8 +72,8 @@ public final class Conv2d<T: Scalar>: Module<T> {
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     Convolution.backward(
       geometry, x: input!, weight: weight.value, dy: dy, dWeight: weight.grad,
-      dBias: bias?.grad, dx: needInputGradient ? gradInput : nil, workspace: workspace)
-    return needInputGradient ? gradInput : nil
+      dBias: bias?.grad, dx: needInputGradient ? gradInputBuffer(for: dy) : nil, workspace: workspace)
+    return needInputGradient ? gradInputBuffer(for: dy) : nil
   }
 }
 
@@ -91,7 +89,6 @@ public final class BatchNorm<T: Scalar>: Module<T> {
   private var input: Tensor<T>?
   private var forwardWasTraining = true
   private let output = Tensor<T>(zeros: [0])
-  private let gradInput = Tensor<T>(zeros: [0])
   private let savedMean = Tensor<T>(zeros: [0])
   private let savedInvStd = Tensor<T>(zeros: [0])
 
@@ -123,15 +120,14 @@ public final class BatchNorm<T: Scalar>: Module<T> {
     BatchNormKernel.backward(
       x: input!, gamma: weight.value, dy: dy, savedMean: savedMean, savedInvStd: savedInvStd,
       training: forwardWasTraining, dGamma: weight.grad, dBeta: bias.grad,
-      dx: needInputGradient ? gradInput : nil)
-    return needInputGradient ? gradInput : nil
+      dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
+    return needInputGradient ? gradInputBuffer(for: dy) : nil
   }
 }
 
 /// `max(x, 0)` element-wise.
 public final class ReLU<T: Scalar>: Module<T> {
   private let output = Tensor<T>(zeros: [0])
-  private let gradInput = Tensor<T>(zeros: [0])
   public override init() {}
   public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
     Elementwise.relu(x: x, y: output)
@@ -139,6 +135,7 @@ public final class ReLU<T: Scalar>: Module<T> {
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     guard needInputGradient else { return nil }
+    let gradInput = gradInputBuffer(for: dy)
     Elementwise.reluBackward(y: output, dy: dy, dx: gradInput)
     return gradInput
   }
@@ -150,7 +147,6 @@ public final class MaxPool2d<T: Scalar>: Module<T> {
   private var inputShape: [Int] = []
   private var argmax: [Int32] = []
   private let output = Tensor<T>(zeros: [0])
-  private let gradInput = Tensor<T>(zeros: [0])
   public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
     geometry = PoolGeometry(kernel: kernelSize, stride: stride, padding: padding)
   }
@@ -161,6 +157,7 @@ public final class MaxPool2d<T: Scalar>: Module<T> {
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     guard needInputGradient else { return nil }
+    let gradInput = gradInputBuffer(for: dy)
     Pooling.maxBackward(inputShape: inputShape, dy: dy, argmax: argmax, dx: gradInput)
     return gradInput
   }
@@ -171,7 +168,6 @@ public final class AvgPool2d<T: Scalar>: Module<T> {
   public let geometry: PoolGeometry
   private var inputShape: [Int] = []
   private let output = Tensor<T>(zeros: [0])
-  private let gradInput = Tensor<T>(zeros: [0])
   public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
     geometry = PoolGeometry(kernel: kernelSize, stride: stride, padding: padding)
   }
@@ -182,6 +178,7 @@ public final class AvgPool2d<T: Scalar>: Module<T> {
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     guard needInputGradient else { return nil }
+    let gradInput = gradInputBuffer(for: dy)
     Pooling.avgBackward(geometry, inputShape: inputShape, dy: dy, dx: gradInput)
     return gradInput
   }
@@ -191,7 +188,6 @@ public final class AvgPool2d<T: Scalar>: Module<T> {
 public final class GlobalAvgPool2d<T: Scalar>: Module<T> {
   private var inputShape: [Int] = []
   private let output = Tensor<T>(zeros: [0])
-  private let gradInput = Tensor<T>(zeros: [0])
   public override init() {}
   public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
     inputShape = x.shape
@@ -200,6 +196,7 @@ public final class GlobalAvgPool2d<T: Scalar>: Module<T> {
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     guard needInputGradient else { return nil }
+    let gradInput = gradInputBuffer(for: dy)
     Pooling.globalAvgBackward(inputShape: inputShape, dy: dy, dx: gradInput)
     return gradInput
   }
@@ -209,7 +206,6 @@ public final class GlobalAvgPool2d<T: Scalar>: Module<T> {
 public final class Flatten<T: Scalar>: Module<T> {
   private var inputShape: [Int] = []
   private let output = Tensor<T>(zeros: [0])
-  private let gradInput = Tensor<T>(zeros: [0])
   public override init() {}
   public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
     inputShape = x.shape
@@ -219,6 +215,7 @@ public final class Flatten<T: Scalar>: Module<T> {
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     guard needInputGradient else { return nil }
+    let gradInput = gradInputBuffer(for: dy)
     gradInput.copy(from: dy)
     gradInput.reshape(inputShape)
     return gradInput
@@ -264,6 +261,8 @@ public final class BasicBlock<T: Scalar>: Module<T> {
   private let relu2 = ReLU<T>()
   private let sum = Tensor<T>(zeros: [0])
   private let gradInput = Tensor<T>(zeros: [0])
+  /// Copy of `dL/d(sum)` for projection blocks (both paths read it).
+  private let savedGrad = Tensor<T>(zeros: [0])
 
   public init(_ inChannels: Int, _ outChannels: Int, downsample: Bool) {
     let stride = downsample ? 2 : 1
@@ -281,7 +280,7 @@ public final class BasicBlock<T: Scalar>: Module<T> {
     }
   }
   public override var children: [(String, Module<T>)] {
-    [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2)]
+    [("conv1", conv1), ("bn1", bn1), ("relu1", relu1), ("conv2", conv2), ("bn2", bn2), ("relu2", relu2)]
       + (shortcut.map { [("shortcut", $0 as Module<T>)] } ?? [])
   }
   public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
@@ -290,17 +289,24 @@ public final class BasicBlock<T: Scalar>: Module<T> {
     try Elementwise.add(h, s, y: sum)
     return try relu2(sum)
   }
+  /// The shortcut's gradient goes into the block's own buffer first, then the main path
+  /// (which may use the network's shared gradient buffers) is added to it.
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
-    let d = relu2.backward(dy, needInputGradient: true)!
+    var d = relu2.backward(dy, needInputGradient: true)!
+    if let shortcut {
+      savedGrad.copy(from: d)
+      d = savedGrad
+      let short = shortcut.backward(d, needInputGradient: needInputGradient)
+      if needInputGradient, let short { gradInput.copy(from: short) }
+    } else if needInputGradient {
+      gradInput.copy(from: d)
+    }
     var g = bn2.backward(d, needInputGradient: true)!
     g = conv2.backward(g, needInputGradient: true)!
     g = relu1.backward(g, needInputGradient: true)!
     g = bn1.backward(g, needInputGradient: true)!
-    let main = conv1.backward(g, needInputGradient: needInputGradient)
-    let short = shortcut?.backward(d, needInputGradient: needInputGradient) ?? d
-    guard needInputGradient, let main else { return nil }
-    gradInput.copy(from: main)
-    Elementwise.addInPlace(gradInput, short)
+    guard let main = conv1.backward(g, needInputGradient: needInputGradient) else { return nil }
+    Elementwise.addInPlace(gradInput, main)
     return gradInput
   }
 }

@@ -43,10 +43,31 @@ public final class Parameter<T: Scalar> {
   }
 }
 
+/// Two tensors used alternately for the input gradients of consecutive layers.
+public final class GradientBuffers<T: Scalar> {
+  let a = Tensor<T>(zeros: [0])
+  let b = Tensor<T>(zeros: [0])
+  public init() {}
+  /// The buffer that is not `t`.
+  public func other(than t: Tensor<T>) -> Tensor<T> { t === a ? b : a }
+}
+
 /// Base class of all layers and containers.
 open class Module<T: Scalar> {
   /// Training mode (batch statistics in batch norm) or evaluation mode.
   public private(set) var isTraining = true
+
+  /// Gradient buffers shared across a network (set by ``Network``): backward runs one layer
+  /// after another, so two buffers used alternately replace one per layer. Nil: the
+  /// module's own buffer.
+  public var gradientBuffers: GradientBuffers<T>?
+  private let ownGradInput = Tensor<T>(zeros: [0])
+
+  /// Where `backward` writes `dL/dx` for a given `dy`: the shared buffer that does not hold
+  /// `dy`, or the module's own.
+  public func gradInputBuffer(for dy: Tensor<T>) -> Tensor<T> {
+    gradientBuffers?.other(than: dy) ?? ownGradInput
+  }
 
   public init() {}
 

@@ -29,7 +29,14 @@ public final class Network<T: Scalar> {
     parameters = body.namedParameters()
     buffers = body.namedBuffers()
     var bn = Set<String>()
+    // One im2col workspace for all convolutions and two alternating input-gradient buffers
+    // for all layers: layers run one after another, so they can share scratch memory.
+    let workspace = ConvWorkspace<T>()
+    let gradients = GradientBuffers<T>()
     func walk(_ m: Module<T>, _ prefix: String) {
+      if let c = m as? Conv2d<T> { c.workspace = workspace }
+      // Residual blocks keep their own input gradient: it must outlive their main path.
+      if !(m is BasicBlock<T>) { m.gradientBuffers = gradients }
       if m is BatchNorm<T> {
         bn.insert(prefix + "weight")
         bn.insert(prefix + "bias")

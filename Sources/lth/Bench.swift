@@ -55,7 +55,7 @@ struct Bench: ParsableCommand {
             "model": model, "batch_size": batch, "threads": threads, "step_ms": median,
             "images_per_second": ips, "peak_rss_mb": rss, "steps_ms": times,
             "blas_config": BLASInfo.config, "blas_core": BLASInfo.coreName, "blas_threads": BLASInfo.threads,
-            "blas_environment": BLASInfo.environment,
+            "blas_environment": BLASInfo.environment, "tensor_mb": Double(tensorBytes) / 1_048_576,
           ]))
       } else {
         print(

@@ -9,7 +9,8 @@ import Training
 /// safetensors (`inputs`, `logits`); `make verify` compares them with PyTorch's.
 struct Logits: ParsableCommand {
   static let configuration = CommandConfiguration(
-    abstract: "Write a saved model's logits on deterministic synthetic inputs (for cross-checks with PyTorch).")
+    abstract:
+      "Write a saved model's logits on deterministic synthetic inputs (for cross-checks with PyTorch).")
   @Argument(help: "A model file (model_final.safetensors, ...).") var modelFile: String
   @Option(help: "Model name the file belongs to.") var model: String
   @Option(help: "Number of inputs.") var count = 16

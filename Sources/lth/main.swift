@@ -10,7 +10,9 @@ struct LTH: ParsableCommand {
     commandName: "lth",
     abstract: "LotteryKit: lottery tickets, iterative magnitude pruning and sparse training in Swift.",
     version: LotteryKitVersion.version,
-    subcommands: [Train.self, Lottery.self, Branch.self, ResultsCommand.self, Models.self, Bench.self, Logits.self])
+    subcommands: [
+      Train.self, Lottery.self, Branch.self, ResultsCommand.self, Models.self, Bench.self, Logits.self,
+    ])
 }
 
 /// Prints `error: message` on one line and exits non-zero (no stack trace).
