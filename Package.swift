@@ -6,7 +6,9 @@ let package = Package(
   name: "LotteryKit",
   platforms: [.macOS(.v14)],
   products: [
-    .library(name: "LotteryKit", targets: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments"]),
+    .library(
+      name: "LotteryKit",
+      targets: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "TestSupport"]),
     .executable(name: "lth", targets: ["lth"]),
   ],
   dependencies: [
@@ -33,8 +35,12 @@ let package = Package(
     .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"]),
     .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Data", "CZlib"]),
     .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Data"]),
-    .testTarget(name: "TrainingTests", dependencies: ["Engine", "NN", "Data", "Training", "Experiments"]),
-    .testTarget(name: "PruningTests", dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments"]),
+    .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .testTarget(
+      name: "TrainingTests", dependencies: ["Engine", "NN", "Data", "Training", "Experiments", "TestSupport"]),
+    .testTarget(
+      name: "PruningTests",
+      dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "TestSupport"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -19,7 +19,7 @@ public enum BranchKind: String, Codable, Sendable, CaseIterable {
 }
 
 /// What defines a branch (hashed into its folder name).
-public struct BranchHParams: Codable, Equatable, Sendable {
+public struct BranchHParams: Codable, Equatable, Sendable, CanonicalJSON {
   public var kind: BranchKind
   public var layout: PruningPolicy.Strategy?
   public var training: TrainingHParams?
@@ -28,13 +28,8 @@ public struct BranchHParams: Codable, Equatable, Sendable {
     self.layout = layout
     self.training = training
   }
-  public func canonicalJSON() -> String {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys]
-    return String(decoding: try! e.encode(self), as: UTF8.self)
-  }
   /// `branch_<kind>_<hash>`.
-  public var folderName: String { "branch_\(kind.rawValue)_\(stableHash(canonicalJSON()))" }
+  public var folderName: String { "branch_\(kind.rawValue)_\(hash)" }
 }
 
 /// Parses level lists such as `0-3,5,7`.

@@ -13,7 +13,7 @@ import NN
 
 /// Every hyperparameter of a training run, resolved. Output, quiet, json and thread flags
 /// are not hyperparameters and are not hashed.
-public struct TrainingHParams: Codable, Equatable, Sendable {
+public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
   public var model: String
   public var dataset: String
   public var trainingSteps: String
@@ -54,6 +54,12 @@ public struct TrainingHParams: Codable, Equatable, Sendable {
     case evalTrain = "eval_train"
   }
 
+}
+
+/// Hyperparameter groups are hashed over their canonical JSON.
+public protocol CanonicalJSON: Encodable {}
+
+extension CanonicalJSON {
   /// Canonical JSON (sorted keys): what the hash covers.
   public func canonicalJSON() -> String {
     let e = JSONEncoder()

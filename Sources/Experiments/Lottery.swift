@@ -19,7 +19,7 @@ public enum RetrainMode: String, Codable, Sendable, CaseIterable {
 
 /// Everything that defines a lottery experiment (levels, replicates, threads and output
 /// are not part of it and are not hashed).
-public struct LotteryHParams: Codable, Equatable, Sendable {
+public struct LotteryHParams: Codable, Equatable, Sendable, CanonicalJSON {
   public var training: TrainingHParams
   public var pruning: PruningPolicy
   public var rewindStep: String
@@ -43,13 +43,6 @@ public struct LotteryHParams: Codable, Equatable, Sendable {
     case rewindStep = "rewind_step"
     case finetuneSteps = "finetune_steps"
   }
-
-  public func canonicalJSON() -> String {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys]
-    return String(decoding: try! e.encode(self), as: UTF8.self)
-  }
-  public var hash: String { stableHash(canonicalJSON()) }
 
   /// Key of level 0, which depends only on training and the rewind step (not on pruning or
   /// the retraining mode), so experiments that differ only there can share it.

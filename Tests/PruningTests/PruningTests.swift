@@ -3,6 +3,7 @@ import Experiments
 import Foundation
 import NN
 import Pruning
+import TestSupport
 import Testing
 import Training
 
@@ -280,12 +281,4 @@ struct LotteryTests {
     expectOneLineError(try CLI.run(["lottery"] + a + ["--levels", "1"]), "mask.safetensors")
     #expect(CLI.snapshot(root + "/replicate_1/level_0") == before)
   }
-}
-
-func expectOneLineError(
-  _ r: CLI.Result, _ substring: String, sourceLocation: SourceLocation = #_sourceLocation
-) {
-  #expect(r.status != 0 && !r.signaled, "status \(r.status)", sourceLocation: sourceLocation)
-  #expect(r.stderr.split(separator: "\n").count == 1, "stderr: \(r.stderr)", sourceLocation: sourceLocation)
-  #expect(r.stderr.contains(substring), "stderr: \(r.stderr)", sourceLocation: sourceLocation)
 }

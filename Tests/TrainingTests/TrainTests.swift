@@ -1,6 +1,7 @@
 import Engine
 import Foundation
 import NN
+import TestSupport
 import Testing
 import Training
 
@@ -124,15 +125,6 @@ struct TrainTests {
     }
     #expect(kills >= 3, "the kills should land mid-run (run took \(duration) s)")
   }
-}
-
-func expectOneLineError(
-  _ r: CLI.Result, _ substring: String, sourceLocation: SourceLocation = #_sourceLocation
-) {
-  #expect(r.status != 0 && !r.signaled, "status \(r.status)", sourceLocation: sourceLocation)
-  let lines = r.stderr.split(separator: "\n")
-  #expect(lines.count == 1, "stderr: \(r.stderr)", sourceLocation: sourceLocation)
-  #expect(r.stderr.contains(substring), "stderr: \(r.stderr)", sourceLocation: sourceLocation)
 }
 
 @Suite("Bad input to lth train", .serialized)

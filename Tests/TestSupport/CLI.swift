@@ -2,23 +2,26 @@ import Foundation
 import Testing
 
 /// Runs the `lth` binary built next to the test bundle.
-enum CLI {
-  static var binary: String {
+/// Shared helpers for the end-to-end tests that run the `lth` binary.
+public enum CLI {
+  public static var binary: String {
     let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
     return exe.deletingLastPathComponent().appendingPathComponent("lth").path
   }
 
-  struct Result {
-    var status: Int32
-    var stdout: String
-    var stderr: String
+  public struct Result {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
     /// True when the process was killed by a signal.
-    var signaled: Bool
+    public var signaled: Bool
   }
 
   /// Runs `lth args` (optionally through `bash -c` with a prefix such as `ulimit -f 100;`).
   @discardableResult
-  static func run(_ args: [String], shellPrefix: String? = nil, killAfter: Double? = nil) throws -> Result {
+  public static func run(_ args: [String], shellPrefix: String? = nil, killAfter: Double? = nil) throws
+    -> Result
+  {
     let p = Process()
     if let prefix = shellPrefix {
       p.executableURL = URL(fileURLWithPath: "/bin/bash")
@@ -46,14 +49,14 @@ enum CLI {
       stderr: String(decoding: e, as: UTF8.self), signaled: p.terminationReason == .uncaughtSignal)
   }
 
-  static func tempDir() -> String {
+  public static func tempDir() -> String {
     let d = NSTemporaryDirectory() + "lth-test-" + UUID().uuidString
     try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
     return d
   }
 
   /// Every file under `dir` with its bytes (for "left exactly as it was" checks).
-  static func snapshot(_ dir: String) -> [String: Data] {
+  public static func snapshot(_ dir: String) -> [String: Data] {
     var out: [String: Data] = [:]
     let e = FileManager.default.enumerator(atPath: dir)
     while let f = e?.nextObject() as? String {
@@ -65,7 +68,7 @@ enum CLI {
   }
 
   /// Metrics without the wall-clock field.
-  static func metricsWithoutSeconds(_ path: String) throws -> [[String: String]] {
+  public static func metricsWithoutSeconds(_ path: String) throws -> [[String: String]] {
     let text = try String(contentsOfFile: path, encoding: .utf8)
     return try text.split(separator: "\n").map { line in
       let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
@@ -73,9 +76,18 @@ enum CLI {
     }
   }
 
-  static func runDir(_ output: String) throws -> String {
+  public static func runDir(_ output: String) throws -> String {
     let dirs = try FileManager.default.contentsOfDirectory(atPath: output).filter { $0.hasPrefix("train_") }
     #expect(dirs.count == 1)
     return output + "/" + dirs[0]
   }
+}
+
+/// Expects a failed run with exactly one line on stderr containing `substring`.
+public func expectOneLineError(
+  _ r: CLI.Result, _ substring: String, sourceLocation: SourceLocation = #_sourceLocation
+) {
+  #expect(r.status != 0 && !r.signaled, "status \(r.status)", sourceLocation: sourceLocation)
+  #expect(r.stderr.split(separator: "\n").count == 1, "stderr: \(r.stderr)", sourceLocation: sourceLocation)
+  #expect(r.stderr.contains(substring), "stderr: \(r.stderr)", sourceLocation: sourceLocation)
 }
