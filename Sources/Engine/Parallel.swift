@@ -11,20 +11,22 @@ import Synchronization
 /// so changing ``threads`` changes speed, never results. BLAS runs single-threaded inside
 /// each shard (``BLASInfo/useSingleThreadedBLAS()``).
 public enum Parallel {
-  nonisolated(unsafe) private static var _threads = 1
-  nonisolated(unsafe) private static var pool: WorkerPool?
+  /// The thread count and the pool, behind one lock. A pool is never stopped: when more
+  /// threads are asked for, a bigger pool replaces it and the old one's workers sleep.
+  private static let state = Mutex<(threads: Int, pool: WorkerPool?)>((1, nil))
 
-  /// Threads used by ``forEach(_:_:)`` (default 1). Set it once, before training.
-  /// Setting it also makes BLAS single-threaded inside each shard.
+  /// Threads used by ``forEach(_:_:)`` (default 1). Setting it also makes BLAS
+  /// single-threaded inside each shard.
   public static var threads: Int {
-    get { _threads }
+    get { state.withLock { $0.threads } }
     set {
       precondition(newValue >= 1, "threads must be at least 1")
       BLASInfo.useSingleThreadedBLAS()
-      if newValue != _threads {
-        pool?.stop()
-        pool = newValue > 1 ? WorkerPool(workers: newValue - 1) : nil
-        _threads = newValue
+      state.withLock { s in
+        s.threads = newValue
+        if newValue > 1 && (s.pool?.workers ?? 0) < newValue - 1 {
+          s.pool = WorkerPool(workers: newValue - 1)
+        }
       }
     }
   }
@@ -43,12 +45,16 @@ public enum Parallel {
   }
 
   /// Runs `body(shard)` for every shard in `0..<count`, spread over ``threads`` threads.
+  /// A call made while the pool is busy (from another thread, or from inside a shard) runs
+  /// its shards serially on the calling thread: same results, no interference.
   public static func forEach(_ count: Int, _ body: (Int) -> Void) {
-    guard count > 1, let pool else {
+    let (threads, pool) = state.withLock { ($0.threads, $0.pool) }
+    guard count > 1, threads > 1, let pool, pool.tryAcquire() else {
       for i in 0..<count { body(i) }
       return
     }
-    withoutActuallyEscaping(body) { pool.run(count, $0) }
+    defer { pool.release() }
+    withoutActuallyEscaping(body) { pool.run(count, participants: min(threads - 1, pool.workers), $0) }
   }
 }
 
@@ -62,9 +68,11 @@ final class WorkerPool: @unchecked Sendable {
   private let next = Atomic<Int>(0)
   private let done = Atomic<Int>(0)
   private let acks = Atomic<Int>(0)
-  private let workers: Int
+  private let busy = Atomic<Bool>(false)
+  /// Workers `0..<participants` take part in the current job.
+  private var participants = 0
+  let workers: Int
   private let sleepers = Atomic<Int>(0)
-  private let stopping = Atomic<Bool>(false)
   private let condition = NSCondition()
   private var job: ((Int) -> Void)?
   private var count = 0
@@ -72,21 +80,19 @@ final class WorkerPool: @unchecked Sendable {
 
   init(workers: Int) {
     self.workers = workers
-    for _ in 0..<workers {
-      let t = Thread { [unowned self] in self.workerLoop() }
+    for id in 0..<workers {
+      let t = Thread { [unowned self] in self.workerLoop(id) }
       t.stackSize = 1 << 22
       threads.append(t)
       t.start()
     }
   }
 
-  func stop() {
-    stopping.store(true, ordering: .releasing)
-    condition.lock()
-    generation.wrappingAdd(1, ordering: .releasing)
-    condition.broadcast()
-    condition.unlock()
+  /// Claims the pool for one job; false when another job holds it.
+  func tryAcquire() -> Bool {
+    busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
   }
+  func release() { busy.store(false, ordering: .releasing) }
 
   private func claim() {
     while true {
@@ -97,9 +103,10 @@ final class WorkerPool: @unchecked Sendable {
     }
   }
 
-  func run(_ count: Int, _ body: @escaping (Int) -> Void) {
+  func run(_ count: Int, participants: Int, _ body: @escaping (Int) -> Void) {
     job = body
     self.count = count
+    self.participants = participants
     next.store(0, ordering: .relaxed)
     done.store(0, ordering: .relaxed)
     acks.store(0, ordering: .relaxed)
@@ -112,11 +119,11 @@ final class WorkerPool: @unchecked Sendable {
       generation.wrappingAdd(1, ordering: .releasing)
     }
     claim()
-    while done.load(ordering: .acquiring) < count || acks.load(ordering: .acquiring) < workers {}
+    while done.load(ordering: .acquiring) < count || acks.load(ordering: .acquiring) < participants {}
     job = nil
   }
 
-  private func workerLoop() {
+  private func workerLoop(_ id: Int) {
     var seen = generation.load(ordering: .acquiring)
     while true {
       var spins = 0
@@ -130,10 +137,11 @@ final class WorkerPool: @unchecked Sendable {
         condition.unlock()
       }
       seen = generation.load(ordering: .acquiring)
-      if stopping.load(ordering: .acquiring) { return }
-      // The caller publishes `job` and `count` before bumping `generation`.
-      claim()
-      acks.wrappingAdd(1, ordering: .releasing)
+      // The caller publishes `job`, `count` and `participants` before bumping `generation`.
+      if id < participants {
+        claim()
+        acks.wrappingAdd(1, ordering: .releasing)
+      }
     }
   }
 }

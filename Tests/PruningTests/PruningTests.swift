@@ -219,25 +219,33 @@ struct LotteryTests {
       }
       return true
     }
-    let t0 = Date()
-    #expect(try steps(ref, kill: nil))
-    let duration = Date().timeIntervalSince(t0)
     func results(_ out: String) throws -> NSDictionary {
       let text = try CLI.run(["results", try lotteryRoot(out), "--json"]).stdout
       var obj = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
       obj["run_dir"] = nil
       return obj as NSDictionary
     }
+    let t0 = Date()
+    #expect(
+      try CLI.run(
+        ["lottery"] + lotteryBase + ["--output", CLI.tempDir(), "--replicates", "2", "--levels", "3"]
+      ).status == 0)
+    let lotteryDuration = Date().timeIntervalSince(t0)
+    #expect(try steps(ref, kill: nil))
     let refResults = try results(ref)
     var rng = RandomStream(seed: 7, purpose: "lottery-kills")
     var kills = 0
     for _ in 0..<2 {
       let out = CLI.tempDir()
       var done = false
+      var killsHere = 0
       for attempt in 0..<60 where !done {
-        done = try steps(out, kill: attempt < 5 ? rng.uniform(0.02, 0.5) * duration : nil)
-        if !done { kills += 1 }
+        // Kill at random moments until this trial has been killed twice (or 10 tries).
+        let kill = killsHere < 2 && attempt < 10 ? rng.uniform(0.05, 0.9) * lotteryDuration : nil
+        done = try steps(out, kill: kill)
+        if !done { killsHere += 1 }
       }
+      kills += killsHere
       #expect(done)
       #expect(try results(out) == refResults)
     }
