@@ -110,13 +110,13 @@ final class WorkerPool: @unchecked Sendable {
     next.store(0, ordering: .relaxed)
     done.store(0, ordering: .relaxed)
     acks.store(0, ordering: .relaxed)
-    if sleepers.load(ordering: .acquiring) > 0 {
+    // Publish first, then wake sleepers: a worker that registers as a sleeper after this
+    // load re-checks `generation` under the lock and sees the new job (no lost wake-up).
+    generation.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
       condition.lock()
-      generation.wrappingAdd(1, ordering: .releasing)
       condition.broadcast()
       condition.unlock()
-    } else {
-      generation.wrappingAdd(1, ordering: .releasing)
     }
     claim()
     while done.load(ordering: .acquiring) < count || acks.load(ordering: .acquiring) < participants {}
@@ -131,8 +131,8 @@ final class WorkerPool: @unchecked Sendable {
         spins += 1
         if spins < 200_000 { continue }
         condition.lock()
-        sleepers.wrappingAdd(1, ordering: .releasing)
-        while generation.load(ordering: .acquiring) == seen { condition.wait() }
+        sleepers.wrappingAdd(1, ordering: .sequentiallyConsistent)
+        while generation.load(ordering: .sequentiallyConsistent) == seen { condition.wait() }
         sleepers.wrappingSubtract(1, ordering: .releasing)
         condition.unlock()
       }
