@@ -97,6 +97,7 @@ for model in a.models.split(","):
         impls["jax"] = taskset + [sys.executable, os.path.join(HERE, "jax_reference.py"), "--model", model,
                                   "--steps", steps]
     results = {k: [] for k in impls}
+    every = {k: [] for k in impls}
     rss = {}
     for r in range(a.rounds):
         for name, cmd in impls.items():
@@ -105,12 +106,17 @@ for model in a.models.split(","):
                 print(f"  {model} {name}: failed: {err[0]}")
                 continue
             results[name].append(res["step_ms"])
+            every[name].append(res.get("steps_ms", []))
             rss[name] = res.get("peak_rss_mb")
     flops = 3 * 2 * forward_macs(model) * (128 if "resnet" in model else 60) if torch_ok else None
     print(f"\n{model}: step times in ms per round (median of {steps} steps each)")
     for name, ts in results.items():
         med = statistics.median(ts) if ts else float("nan")
         print(f"  {name:24s} {' '.join(f'{t:9.2f}' for t in ts)}   median {med:9.2f}   peak RSS {rss.get(name, 0):7.1f} MiB")
+    print("  every step time (ms), per round:")
+    for name, rounds in every.items():
+        for r, ts in enumerate(rounds):
+            print(f"    {name} round {r + 1}: " + " ".join(f"{t:.2f}" for t in ts))
     lk = statistics.median(results["lotterykit"]) if results["lotterykit"] else None
     peers = {k: statistics.median(v) for k, v in results.items() if k != "lotterykit" and v}
     if lk and peers:

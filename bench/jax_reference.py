@@ -155,5 +155,5 @@ for i in range(a.warmup + a.steps):
     dt = (time.perf_counter() - t0) * 1000
     if i >= a.warmup:
         times.append(dt)
-print(json.dumps({"impl": "jax", "model": a.model, "batch_size": batch, "step_ms": statistics.median(times),
+print(json.dumps({"impl": "jax", "model": a.model, "batch_size": batch, "step_ms": statistics.median(times), "steps_ms": times,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "jax": jax.__version__}))

@@ -51,6 +51,6 @@ for i in range(a.warmup + a.steps):
         times.append(dt)
 print(json.dumps({
     "impl": "pytorch" + ("_channels_last" if a.channels_last else ""), "model": a.model, "batch_size": batch,
-    "threads": a.threads, "step_ms": statistics.median(times),
+    "threads": a.threads, "step_ms": statistics.median(times), "steps_ms": times,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch": torch.__version__,
 }))

@@ -45,8 +45,7 @@ struct Bench: ParsableCommand {
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
         if i >= warmup { times.append(dt) }
       }
-      times.sort()
-      let median = times[times.count / 2]
+      let median = times.sorted()[times.count / 2]
       let ips = Double(batch) / (median / 1000)
       let rss = peakRSSMiB()
       if json {
