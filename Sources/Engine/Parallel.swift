@@ -124,7 +124,9 @@ final class WorkerPool: @unchecked Sendable {
   }
 
   private func workerLoop(_ id: Int) {
-    var seen = generation.load(ordering: .acquiring)
+    // Generations start at 0: a worker that starts after the first job was published still
+    // sees it as new.
+    var seen = 0
     while true {
       var spins = 0
       while generation.load(ordering: .acquiring) == seen {
