@@ -59,7 +59,7 @@ extension LotteryRunner {
     let dir = "\(root)/replicate_\(r)/level_\(level)/\(b.folderName)"
     try makeDir(dir)
     try RunStore.claim(directory: dir, hparamsJSON: b.canonicalJSON(), kind: "branch")
-    if try Self.readSummary(dir) != nil { return }
+    if try TrainSummary.read(in: dir) != nil { return }
     let initSeed = replicateSeed(hparams.training.seed, r)
     let dataSeed = replicateSeed(hparams.training.dataOrderSeed, r, purpose: "replicate-data")
     let probe = try setup.makeNetwork(seed: initSeed)

@@ -109,21 +109,12 @@ public final class LotteryRunner {
     }
   }
 
-  static func readSummary(_ dir: String) throws -> TrainSummary? {
-    let p = dir + "/summary.json"
-    guard FileManager.default.fileExists(atPath: p) else { return nil }
-    guard let s = try? JSONDecoder().decode(TrainSummary.self, from: Data(try AtomicFile.read(p))) else {
-      throw RunError("\(p) is unreadable or truncated")
-    }
-    return s
-  }
-
   /// Trains one phase into `dir` unless its `summary.json` exists (then returns it).
   func trainPhase(
     dir: String, mask: Mask, setup: RunSetup, initSeed: UInt64, dataSeed: UInt64, initialState: String?,
     firstStep: Int, lastStep: Int, lr: @escaping (Int) -> Double, saveStates: [(step: Int, path: String)] = []
   ) throws -> TrainSummary {
-    if let s = try Self.readSummary(dir) { return s }
+    if let s = try TrainSummary.read(in: dir) { return s }
     let started = Date()
     let net = try setup.makeNetwork(seed: initSeed)
     if let initialState { try ModelState.load(net, from: initialState) }
@@ -137,7 +128,7 @@ public final class LotteryRunner {
     try ModelState.save(net, step: lastStep, to: dir + "/model_final.safetensors")
     let summary = try TrainSummary.from(
       records, runDir: dir, steps: lastStep - firstStep, seconds: Date().timeIntervalSince(started))
-    try AtomicFile.write(summary.jsonLine() + "\n", to: dir + "/summary.json")
+    try summary.write(in: dir)
     return summary
   }
 
@@ -162,9 +153,9 @@ public final class LotteryRunner {
       where FileManager.default.fileExists(atPath: src + "/" + f) {
         try AtomicFile.write(try AtomicFile.read(src + "/" + f), to: dir + "/" + f)
       }
-      var s = try Self.readSummary(src)!
+      var s = try TrainSummary.read(in: src)!
       s.runDir = dir
-      try AtomicFile.write(s.jsonLine() + "\n", to: dir + "/summary.json")
+      try s.write(in: dir)
       return true
     }
     return false
@@ -186,13 +177,13 @@ public final class LotteryRunner {
           try writeMask(Mask(ones: probe), dir)
         }
         try AtomicFile.write(hparams.levelZeroKey(replicate: r), to: dir + "/level0_key")
-        if try Self.readSummary(dir) == nil, try adoptLevelZero(replicate: r, into: dir) {
+        if try TrainSummary.read(in: dir) == nil, try adoptLevelZero(replicate: r, into: dir) {
           if progress != .quiet {
             print("replicate \(r) level 0: reused from an experiment with the same training")
           }
           continue
         }
-        let finished = try Self.readSummary(dir) != nil
+        let finished = try TrainSummary.read(in: dir) != nil
         if progress != .quiet && !finished { print("replicate \(r) level 0: dense, training \(T) steps") }
         _ = try trainPhase(
           dir: dir, mask: Mask(ones: probe), setup: setup, initSeed: initSeed, dataSeed: dataSeed,
@@ -212,7 +203,7 @@ public final class LotteryRunner {
         mask = try MagnitudePruner.prune(trained, mask: prevMask, policy: hparams.pruning, level: level)
         try writeMask(mask, dir)
       }
-      if try Self.readSummary(dir) != nil { continue }
+      if try TrainSummary.read(in: dir) != nil { continue }
       if progress != .quiet {
         print(
           String(

@@ -18,7 +18,7 @@ public enum Results {
   }
 
   static func read(_ dir: String, into cell: inout Cell) throws {
-    guard let s = try LotteryRunner.readSummary(dir) else { return }
+    guard let s = try TrainSummary.read(in: dir) else { return }
     let sp = dir + "/sparsity.json"
     guard let d = try? JSONSerialization.jsonObject(with: Data(try AtomicFile.read(sp))) as? [String: Any],
       let density = d["density"] as? Double

@@ -110,6 +110,21 @@ public struct TrainSummary: Codable, Sendable, Equatable {
       earlyStopStep: val.min { $0.loss < $1.loss }?.step, steps: steps, seconds: seconds)
   }
 
+  /// The `summary.json` of a run folder: nil when the run has not finished.
+  public static func read(in dir: String) throws -> TrainSummary? {
+    let p = dir + "/summary.json"
+    guard FileManager.default.fileExists(atPath: p) else { return nil }
+    guard let s = try? JSONDecoder().decode(TrainSummary.self, from: Data(try AtomicFile.read(p))) else {
+      throw RunError("\(p) is unreadable or truncated")
+    }
+    return s
+  }
+
+  /// Writes `summary.json` atomically: the marker of a finished run.
+  public func write(in dir: String) throws {
+    try AtomicFile.write(jsonLine() + "\n", to: dir + "/summary.json")
+  }
+
   public func jsonLine() -> String {
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys]
@@ -129,14 +144,7 @@ public enum TrainRunner {
     let lock = try RunStore.lock(dir)
     defer { withExtendedLifetime(lock) {} }
     try RunStore.claim(directory: dir, hparamsJSON: h.canonicalJSON(), kind: "train")
-    let summaryPath = dir + "/summary.json"
-    if FileManager.default.fileExists(atPath: summaryPath) {
-      guard let s = try? JSONDecoder().decode(TrainSummary.self, from: Data(try AtomicFile.read(summaryPath)))
-      else {
-        throw RunError("\(summaryPath) is unreadable or truncated")
-      }
-      return (s, true)
-    }
+    if let s = try TrainSummary.read(in: dir) { return (s, true) }
     let started = Date()
     let setup = try RunSetup(h, dataDir: dataDir)
     let net = try setup.makeNetwork(seed: h.seed)
@@ -150,7 +158,7 @@ public enum TrainRunner {
     try ModelState.save(net, step: setup.totalSteps, to: dir + "/model_final.safetensors")
     let summary = try TrainSummary.from(
       records, runDir: dir, steps: setup.totalSteps, seconds: Date().timeIntervalSince(started))
-    try AtomicFile.write(summary.jsonLine() + "\n", to: summaryPath)
+    try summary.write(in: dir)
     return (summary, false)
   }
 }

@@ -100,8 +100,6 @@ public final class Trainer {
   /// Model states to save: for each `(s, path)`, the state after `s` steps (before step `s`
   /// runs) is written to `path` (skipped when the file exists).
   public var saveStates: [(step: Int, path: String)] = []
-  /// Extra metadata stored in checkpoints.
-  public var label = ""
 
   public var checkpointPath: String { directory + "/checkpoint.safetensors" }
   public let metrics: MetricsLog
