@@ -1,6 +1,6 @@
 # LotteryKit: `make demo` and `make test` do all set-up on a fresh Debian machine (as root).
 SWIFT ?= swift
-APT_PACKAGES := libopenblas-dev zlib1g-dev dataset-fashion-mnist
+APT_PACKAGES := libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist
 LTH := .build/release/lth
 
 .PHONY: deps build demo test bench verify pydeps format clean

@@ -19,7 +19,13 @@ let package = Package(
     .systemLibrary(
       name: "CBLAS", path: "Sources/CBLAS",
       providers: [.apt(["libopenblas-dev"])]),
-    .target(name: "Engine", dependencies: ["CBLAS"]),
+    // oneDNN (Debian's libdnnl-dev, v2 C API) for convolution; Linux only, optional backend.
+    .systemLibrary(
+      name: "CDNNL", path: "Sources/CDNNL",
+      providers: [.apt(["libdnnl-dev"])]),
+    .target(
+      name: "Engine",
+      dependencies: ["CBLAS", .target(name: "CDNNL", condition: .when(platforms: [.linux]))]),
     .target(name: "NN", dependencies: ["Engine"]),
     .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
     .target(name: "Data", dependencies: ["Engine", "CZlib"]),

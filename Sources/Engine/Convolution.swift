@@ -42,6 +42,10 @@ public final class ConvWorkspace<T: Scalar>: @unchecked Sendable {
   var dcol: [Tensor<T>] = []
   var dW: [Tensor<T>] = []
   var db: [Tensor<T>] = []
+  /// oneDNN per-shard buffers (see `OneDNNConvolution`).
+  var dnnlBuffers: [[Tensor<T>]] = []
+  var dnnlScratch: [Tensor<T>] = []
+  var zeros = Tensor<T>(zeros: [0])
   public init() {}
 
   func prepare(shards: Int, colCount: Int, weightCount: Int, outChannels: Int) {
@@ -258,16 +262,7 @@ public enum Convolution {
       }
     }
     // Fixed-order reduction of the shard partials.
-    dWeight.data.update(from: ws.dW[0].data, count: wc)
-    for s in 1..<max(shards, 1) {
-      let src = ws.dW[s].data
-      for j in 0..<wc { dWeight.data[j] += src[j] }
-    }
-    if let dBias {
-      dBias.data.update(from: ws.db[0].data, count: g.outChannels)
-      for s in 1..<max(shards, 1) {
-        for o in 0..<g.outChannels { dBias.data[o] += ws.db[s].data[o] }
-      }
-    }
+    reduceShards(ws.dW, shards: shards, count: wc, into: dWeight.data)
+    if let dBias { reduceShards(ws.db, shards: shards, count: g.outChannels, into: dBias.data) }
   }
 }

@@ -36,7 +36,9 @@ public final class Linear<T: Scalar>: Module<T> {
   }
 }
 
-/// 2-D convolution, NCHW input, OIHW weight (see ``Engine/Convolution``).
+/// 2-D convolution, NCHW input, OIHW weight. The arithmetic is done by a
+/// ``Engine/ConvolutionBackend`` chosen on the first forward pass from the input shape and
+/// ``backendPolicy`` (see ``Engine/Convolution/makeBackend(_:inputShape:policy:workspace:)``).
 public final class Conv2d<T: Scalar>: Module<T> {
   public let geometry: ConvGeometry
   public let weight: Parameter<T>
@@ -44,8 +46,12 @@ public final class Conv2d<T: Scalar>: Module<T> {
   private var input: Tensor<T>?
   private let output = Tensor<T>(zeros: [0])
   /// Scratch buffers; ``Network`` gives all its convolutions one shared workspace (they
-  /// run one after another), which keeps memory at one layer's im2col buffers.
-  public var workspace = ConvWorkspace<T>()
+  /// run one after another), which keeps memory at one layer's scratch buffers.
+  public var workspace = ConvWorkspace<T>() { didSet { backend = nil } }
+  /// Which backends this layer may use (``Network`` sets it for all its layers).
+  public var backendPolicy = ConvBackendPolicy.auto { didSet { backend = nil } }
+  /// The backend in use (nil before the first forward pass).
+  public private(set) var backend: ConvolutionBackend<T>?
 
   public init(
     _ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
@@ -65,14 +71,19 @@ public final class Conv2d<T: Scalar>: Module<T> {
   }
   public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
     input = x
-    try Convolution.forward(
-      geometry, x: x, weight: weight.value, bias: bias?.value, y: output, workspace: workspace)
+    _ = try Convolution.outputShape(geometry, input: x.shape)
+    if backend == nil {
+      backend = Convolution.makeBackend(
+        geometry, inputShape: x.shape, policy: backendPolicy, workspace: workspace)
+    }
+    if isTraining { try backend!.prepareBackward(batch: x.shape[0]) }
+    try backend!.forward(x: x, weight: weight.value, bias: bias?.value, y: output)
     return output
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
-    Convolution.backward(
-      geometry, x: input!, weight: weight.value, dy: dy, dWeight: weight.grad,
-      dBias: bias?.grad, dx: needInputGradient ? gradInputBuffer(for: dy) : nil, workspace: workspace)
+    backend!.backward(
+      x: input!, weight: weight.value, dy: dy, dWeight: weight.grad, dBias: bias?.grad,
+      dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
     return needInputGradient ? gradInputBuffer(for: dy) : nil
   }
 }

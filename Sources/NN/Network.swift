@@ -47,6 +47,25 @@ public final class Network<T: Scalar> {
     batchNormParameterNames = bn
   }
 
+  /// Convolution backends the network's layers may use (default ``ConvBackendPolicy/auto``).
+  public var convolutionPolicy = ConvBackendPolicy.auto {
+    didSet { for (_, c) in convolutions { c.backendPolicy = convolutionPolicy } }
+  }
+  /// Convolution layers by module name, in order.
+  public var convolutions: [(String, Conv2d<T>)] {
+    var out: [(String, Conv2d<T>)] = []
+    func walk(_ m: Module<T>, _ prefix: String) {
+      if let c = m as? Conv2d<T> { out.append((String(prefix.dropLast()), c)) }
+      for (n, c) in m.children { walk(c, prefix + n + ".") }
+    }
+    walk(body, "")
+    return out
+  }
+  /// "layer: backend" for every convolution (after a first forward pass).
+  public var convolutionBackendNames: [String: String] {
+    Dictionary(uniqueKeysWithValues: convolutions.map { ($0.0, $0.1.backend?.name ?? "unplanned") })
+  }
+
   /// The tensors pruning may touch (linear and convolution weights), in order.
   public var prunableParameters: [(String, Parameter<T>)] { parameters.filter { $0.1.isPrunable } }
   /// Total number of parameters (trainable tensors, buffers excluded).

@@ -22,6 +22,8 @@ struct Bench: ParsableCommand {
   @Option(help: "Timed steps (after warm-up).") var steps = 20
   @Option(help: "Untimed warm-up steps.") var warmup = 3
   @Option(help: "Worker threads.") var threads = 2
+  @Option(help: "Convolution backends: auto, im2col or onednn (direct only).")
+  var convBackend: ConvBackendPolicy = .auto
   @Flag(help: "Print one JSON object instead of text.") var json = false
 
   func run() throws {
@@ -33,6 +35,7 @@ struct Bench: ParsableCommand {
       let batch = batchSize ?? ((model.contains("resnet") || model.contains("vgg")) ? 128 : 60)
       guard batch >= 1 else { throw EngineError("--batch-size must be at least 1, got \(batch)") }
       net.initialize(seed: 0, weights: .kaimingNormal)
+      net.convolutionPolicy = convBackend
       let data = Synthetic.make(count: batch, shape: net.inputShape, classes: net.classes)
       let x = Tensor<Float>(zeros: [0])
       let labels = data.gather(0..<batch, into: x)
@@ -55,12 +58,16 @@ struct Bench: ParsableCommand {
             "images_per_second": ips, "peak_rss_mb": rss, "steps_ms": times,
             "blas_config": BLASInfo.config, "blas_core": BLASInfo.coreName, "blas_threads": BLASInfo.threads,
             "blas_environment": BLASInfo.environment, "tensor_mb": Double(tensorBytes) / 1_048_576,
+            "conv_backends": net.convolutionBackendNames,
           ]))
       } else {
         print(
           String(
             format: "%@  batch %d  threads %d  median step %.3f ms  %.0f images/s  peak RSS %.1f MiB",
             model, batch, threads, median, ips, rss))
+        for (layer, c) in net.convolutions {
+          print("  \(layer): \(c.geometry) -> \(c.backend?.name ?? "unplanned")")
+        }
       }
     }
   }
@@ -96,3 +103,5 @@ struct Models: ParsableCommand {
     }
   }
 }
+
+extension ConvBackendPolicy: ExpressibleByArgument {}

@@ -1,0 +1,498 @@
+#if canImport(CDNNL)
+  import CDNNL
+
+  /// oneDNN 2.x (C API, v2 `*_desc_init` style) convolution for Float.
+  ///
+  /// Per shard of the batch (the fixed ``Parallel/batchShards(_:)`` split), single-threaded:
+  ///
+  ///     forward:  x_s (nchw) --reorder--> src (blocked) --conv--> dst (blocked) --reorder--> y_s
+  ///     backward: dy_s --reorder--> diff_dst;  diff_dst * W --bwd data--> diff_src --> dx_s
+  ///               src, diff_dst --bwd weights--> dW_s (blocked) --reorder--> dW_s (oihw), db_s
+  ///
+  /// then `dW = dW_0 + dW_1 + ...` in shard order. Reorders are skipped when oneDNN picks the
+  /// plain layout itself (e.g. the 3-channel input of a first layer). Primitives are created
+  /// once per shard size and input size; scratchpads are user-managed per shard, so no
+  /// memory is allocated in the steady state and no primitive shares state across threads.
+  /// oneDNN's own OpenMP threads are pinned to one per calling thread (`omp_set_num_threads`):
+  /// LotteryKit's worker pool provides the parallelism, as with BLAS.
+  final class OneDNNConvolution: ConvolutionBackend<Float>, @unchecked Sendable {
+    let workspace: ConvWorkspace<Float>
+    let winograd: Bool
+    let spatial: (Int, Int)
+    private var plans: [Int: Plan] = [:]
+    private(set) var implementation = ""
+
+    /// nil when oneDNN has no JIT kernel for this shape (the caller falls back to im2col).
+    init?(geometry: ConvGeometry, spatial: (Int, Int), winograd: Bool, workspace: ConvWorkspace<Float>) {
+      self.workspace = workspace
+      self.winograd = winograd
+      self.spatial = spatial
+      super.init(geometry: geometry)
+      guard let probe = try? plan(batch: 8) else { return nil }
+      let impl = probe.forward.implementation
+      if impl.hasPrefix("ref") || impl.contains("gemm") { return nil }
+      if winograd && !impl.contains("wino") { return nil }
+      implementation = impl
+    }
+
+    override var name: String { "onednn:\(implementation)" }
+
+    /// Primitives and memory descriptors for one shard size.
+    final class Plan {
+      let forward: Primitive
+      let srcIn: Primitive?  // nchw -> forward src
+      let dstOut: Primitive?  // forward dst -> nchw
+      let weightsIn: Primitive?  // oihw -> forward weights
+      let weights: Tensor<Float>  // blocked forward weights
+      var backward: BackwardPlan?
+      init(
+        forward: Primitive, srcIn: Primitive?, dstOut: Primitive?, weightsIn: Primitive?,
+        weights: Tensor<Float>
+      ) {
+        self.forward = forward
+        self.srcIn = srcIn
+        self.dstOut = dstOut
+        self.weightsIn = weightsIn
+        self.weights = weights
+      }
+    }
+    final class BackwardPlan {
+      let data: Primitive
+      let weightsGrad: Primitive
+      let diffDstIn: Primitive?  // nchw -> bwd-data diff_dst
+      let diffDstInW: Primitive?  // nchw -> bwd-weights diff_dst (when its layout differs)
+      let diffSrcOut: Primitive?  // diff_src -> nchw
+      let srcInW: Primitive?  // nchw -> bwd-weights src
+      let diffWeightsOut: Primitive?  // bwd-weights diff_weights -> oihw
+      let weightsInData: Primitive?  // oihw -> bwd-data weights
+      let dataWeights: Tensor<Float>
+      let sameDiffDst: Bool
+      init(
+        data: Primitive, weightsGrad: Primitive, diffDstIn: Primitive?, diffDstInW: Primitive?,
+        diffSrcOut: Primitive?, srcInW: Primitive?, diffWeightsOut: Primitive?,
+        weightsInData: Primitive?, dataWeights: Tensor<Float>, sameDiffDst: Bool
+      ) {
+        self.data = data
+        self.weightsGrad = weightsGrad
+        self.diffDstIn = diffDstIn
+        self.diffDstInW = diffDstInW
+        self.diffSrcOut = diffSrcOut
+        self.srcInW = srcInW
+        self.diffWeightsOut = diffWeightsOut
+        self.weightsInData = weightsInData
+        self.dataWeights = dataWeights
+        self.sameDiffDst = sameDiffDst
+      }
+    }
+
+    private var algorithm: dnnl_alg_kind_t { winograd ? dnnl_convolution_winograd : dnnl_convolution_direct }
+    private var hasBias = true
+
+    private func descriptors(batch n: Int) -> (
+      src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, bias: dnnl_memory_desc_t,
+      dst: dnnl_memory_desc_t, strides: [Int64], padding: [Int64]
+    ) {
+      let g = geometry
+      let (oh, ow) = g.outputSize(spatial.0, spatial.1)
+      return (
+        DNNL.desc([n, g.inChannels, spatial.0, spatial.1], dnnl_format_tag_any),
+        DNNL.desc([g.outChannels, g.inChannels, g.kernelH, g.kernelW], dnnl_format_tag_any),
+        DNNL.desc([g.outChannels], dnnl_x),
+        DNNL.desc([n, g.outChannels, oh, ow], dnnl_format_tag_any),
+        [Int64(g.strideH), Int64(g.strideW)], [Int64(g.padH), Int64(g.padW)]
+      )
+    }
+
+    private func plan(batch n: Int) throws -> Plan {
+      if let p = plans[n] { return p }
+      DNNL.singleThreaded()
+      let g = geometry
+      var d = descriptors(batch: n)
+      var op = dnnl_convolution_desc_t()
+      try DNNL.check(
+        dnnl_convolution_forward_desc_init(
+          &op, dnnl_forward_training, algorithm, &d.src, &d.weights, &d.bias, &d.dst, d.strides,
+          d.padding, d.padding), "convolution descriptor for \(g)")
+      let fwd = try Primitive(
+        op: &op, hint: nil,
+        args: [
+          (DNNL_ARG_SRC, dnnl_query_src_md, 0), (DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0),
+          (DNNL_ARG_BIAS, dnnl_query_weights_md, 1), (DNNL_ARG_DST, dnnl_query_dst_md, 0),
+        ])
+      let (oh, ow) = g.outputSize(spatial.0, spatial.1)
+      let userSrc = DNNL.desc([n, g.inChannels, spatial.0, spatial.1], dnnl_nchw)
+      let userDst = DNNL.desc([n, g.outChannels, oh, ow], dnnl_nchw)
+      let userW = DNNL.desc([g.outChannels, g.inChannels, g.kernelH, g.kernelW], dnnl_oihw)
+      let wMD = fwd.md(1)
+      let p = Plan(
+        forward: fwd,
+        srcIn: try Primitive.reorder(userSrc, fwd.md(0)),
+        dstOut: try Primitive.reorder(fwd.md(3), userDst),
+        weightsIn: try Primitive.reorder(userW, wMD),
+        weights: Tensor(zeros: [DNNL.floats(wMD)]))
+      plans[n] = p
+      return p
+    }
+
+    private func backwardPlan(_ p: Plan, batch n: Int) throws -> BackwardPlan {
+      if let b = p.backward { return b }
+      DNNL.singleThreaded()
+      let g = geometry
+      var d = descriptors(batch: n)
+      var opData = dnnl_convolution_desc_t()
+      try DNNL.check(
+        dnnl_convolution_backward_data_desc_init(
+          &opData, algorithm, &d.src, &d.weights, &d.dst, d.strides, d.padding, d.padding),
+        "backward-data descriptor for \(g)")
+      let data = try Primitive(
+        op: &opData, hint: p.forward.pd,
+        args: [
+          (DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0), (DNNL_ARG_WEIGHTS, dnnl_query_weights_md, 0),
+          (DNNL_ARG_DIFF_SRC, dnnl_query_diff_src_md, 0),
+        ])
+      var opW = dnnl_convolution_desc_t()
+      try DNNL.check(
+        dnnl_convolution_backward_weights_desc_init(
+          &opW, algorithm, &d.src, &d.weights, &d.bias, &d.dst, d.strides, d.padding, d.padding),
+        "backward-weights descriptor for \(g)")
+      let wgrad = try Primitive(
+        op: &opW, hint: p.forward.pd,
+        args: [
+          (DNNL_ARG_SRC, dnnl_query_src_md, 0), (DNNL_ARG_DIFF_DST, dnnl_query_diff_dst_md, 0),
+          (DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0),
+          (DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1),
+        ])
+      let (oh, ow) = g.outputSize(spatial.0, spatial.1)
+      let userSrc = DNNL.desc([n, g.inChannels, spatial.0, spatial.1], dnnl_nchw)
+      let userDst = DNNL.desc([n, g.outChannels, oh, ow], dnnl_nchw)
+      let userW = DNNL.desc([g.outChannels, g.inChannels, g.kernelH, g.kernelW], dnnl_oihw)
+      var a = data.md(0)
+      var b = wgrad.md(1)
+      let same = dnnl_memory_desc_equal(&a, &b) != 0
+      let b2 = BackwardPlan(
+        data: data, weightsGrad: wgrad,
+        diffDstIn: try Primitive.reorder(userDst, data.md(0)),
+        diffDstInW: same ? nil : try Primitive.reorder(userDst, wgrad.md(1)),
+        diffSrcOut: try Primitive.reorder(data.md(2), userSrc),
+        srcInW: try Primitive.reorder(userSrc, wgrad.md(0)),
+        diffWeightsOut: try Primitive.reorder(wgrad.md(2), userW),
+        weightsInData: try Primitive.reorder(userW, data.md(1)),
+        dataWeights: Tensor(zeros: [DNNL.floats(data.md(1))]), sameDiffDst: same)
+      p.backward = b2
+      return b2
+    }
+
+    /// Shard sizes of a batch of `n`, their plans, and per-shard scratch buffers sized for
+    /// every primitive involved. Runs on the calling thread, before the parallel section.
+    private func prepare(batch n: Int, backward: Bool) throws -> (shards: Int, plans: [Plan]) {
+      let shards = Parallel.batchShards(n)
+      var list: [Plan] = []
+      var bufferFloats = 0
+      var scratchBytes = 0
+      for s in 0..<shards {
+        let size = Parallel.range(s, of: shards, n).count
+        let p = try plan(batch: size)
+        var prims: [Primitive?] = [p.forward, p.srcIn, p.dstOut]
+        if backward {
+          let b = try backwardPlan(p, batch: size)
+          prims += [
+            b.data, b.weightsGrad, b.diffDstIn, b.diffDstInW, b.diffSrcOut, b.srcInW, b.diffWeightsOut,
+          ]
+        }
+        for case let q? in prims {
+          scratchBytes = max(scratchBytes, q.scratchpadBytes)
+          for i in q.args.indices { bufferFloats = max(bufferFloats, DNNL.floats(q.md(i))) }
+        }
+        list.append(p)
+      }
+      workspace.prepareOneDNN(shards: shards, floats: bufferFloats, scratchBytes: scratchBytes)
+      return (shards, list)
+    }
+
+    override func forward(x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>)
+      throws
+    {
+      let g = geometry
+      let outShape = try Convolution.outputShape(g, input: x.shape)
+      guard x.shape[2] == spatial.0, x.shape[3] == spatial.1 else {
+        throw EngineError("\(g): built for \(spatial.0)x\(spatial.1) inputs, got shape \(x.shape)")
+      }
+      try weight.expectShape([g.outChannels, g.inChannels, g.kernelH, g.kernelW], "\(g) weight")
+      y.resize(outShape)
+      let n = x.shape[0]
+      let (shards, plans) = try prepare(batch: n, backward: false)
+      // Weights: one reorder per distinct shard size, before the shards run.
+      var done = Set<ObjectIdentifier>()
+      for p in plans where done.insert(ObjectIdentifier(p)).inserted {
+        if let r = p.weightsIn {
+          r.run(slot: 0, [UnsafeMutableRawPointer(weight.data), UnsafeMutableRawPointer(p.weights.data)])
+        } else {
+          p.weights.data.update(from: weight.data, count: weight.count)
+        }
+      }
+      let zeroBias = workspace.zeroBias(g.outChannels)
+      let inPerExample = g.inChannels * spatial.0 * spatial.1
+      let outPerExample = outShape[1] * outShape[2] * outShape[3]
+      let ws = workspace
+      Parallel.forEach(shards) { s in
+        DNNL.singleThreaded()
+        let p = plans[s]
+        let r = Parallel.range(s, of: shards, n)
+        let xs = UnsafeMutableRawPointer(x.data + r.lowerBound * inPerExample)
+        let ys = UnsafeMutableRawPointer(y.data + r.lowerBound * outPerExample)
+        let bufA = UnsafeMutableRawPointer(ws.dnnlBuffers[s][0].data)
+        let bufB = UnsafeMutableRawPointer(ws.dnnlBuffers[s][1].data)
+        let scratch = UnsafeMutableRawPointer(ws.dnnlScratch[s].data)
+        var src = xs
+        if let q = p.srcIn {
+          q.run(slot: s, [xs, bufA], scratch: scratch)
+          src = bufA
+        }
+        let dst = p.dstOut == nil ? ys : bufB
+        p.forward.run(
+          slot: s,
+          [
+            src, UnsafeMutableRawPointer(p.weights.data), UnsafeMutableRawPointer(bias?.data ?? zeroBias),
+            dst,
+          ],
+          scratch: scratch)
+        if let q = p.dstOut { q.run(slot: s, [bufB, ys], scratch: scratch) }
+      }
+    }
+
+    override func prepareBackward(batch: Int) throws { _ = try prepare(batch: batch, backward: true) }
+
+    override func backward(
+      x: Tensor<Float>, weight: Tensor<Float>, dy: Tensor<Float>, dWeight: Tensor<Float>,
+      dBias: Tensor<Float>?, dx: Tensor<Float>?
+    ) {
+      let g = geometry
+      let n = x.shape[0]
+      let prepared: (shards: Int, plans: [Plan])
+      do { prepared = try prepare(batch: n, backward: true) } catch {
+        preconditionFailure("\(error)")  // prepareBackward ran in the forward pass
+      }
+      let (shards, plans) = prepared
+      let wc = weight.count
+      workspace.prepare(shards: shards, colCount: 0, weightCount: wc, outChannels: g.outChannels)
+      if let dx {
+        dx.resize(x.shape)
+        var done = Set<ObjectIdentifier>()
+        for p in plans where done.insert(ObjectIdentifier(p)).inserted {
+          let b = p.backward!
+          if let r = b.weightsInData {
+            r.run(
+              slot: 0, [UnsafeMutableRawPointer(weight.data), UnsafeMutableRawPointer(b.dataWeights.data)])
+          } else {
+            b.dataWeights.data.update(from: weight.data, count: wc)
+          }
+        }
+      }
+      let inPerExample = g.inChannels * spatial.0 * spatial.1
+      let outPerExample = dy.count / max(n, 1)
+      let ws = workspace
+      Parallel.forEach(shards) { s in
+        DNNL.singleThreaded()
+        let b = plans[s].backward!
+        let r = Parallel.range(s, of: shards, n)
+        let xs = UnsafeMutableRawPointer(x.data + r.lowerBound * inPerExample)
+        let dys = UnsafeMutableRawPointer(dy.data + r.lowerBound * outPerExample)
+        let bufA = UnsafeMutableRawPointer(ws.dnnlBuffers[s][0].data)
+        let bufB = UnsafeMutableRawPointer(ws.dnnlBuffers[s][1].data)
+        let bufC = UnsafeMutableRawPointer(ws.dnnlBuffers[s][2].data)
+        let scratch = UnsafeMutableRawPointer(ws.dnnlScratch[s].data)
+        // diff_dst in the backward-data layout (bufB).
+        var diffDst = dys
+        if let q = b.diffDstIn {
+          q.run(slot: s, [dys, bufB], scratch: scratch)
+          diffDst = bufB
+        }
+        if let dx {
+          let dxs = UnsafeMutableRawPointer(dx.data + r.lowerBound * inPerExample)
+          let out = b.diffSrcOut == nil ? dxs : bufA
+          b.data.run(slot: s, [diffDst, UnsafeMutableRawPointer(b.dataWeights.data), out], scratch: scratch)
+          if let q = b.diffSrcOut { q.run(slot: s, [bufA, dxs], scratch: scratch) }
+        }
+        var src = xs
+        if let q = b.srcInW {
+          q.run(slot: s, [xs, bufA], scratch: scratch)
+          src = bufA
+        }
+        var diffDstW = diffDst
+        if !b.sameDiffDst {
+          if let q = b.diffDstInW {
+            q.run(slot: s, [dys, bufC], scratch: scratch)
+            diffDstW = bufC
+          } else {
+            diffDstW = dys
+          }
+        }
+        let dWs = UnsafeMutableRawPointer(ws.dW[s].data)
+        let dWout = b.diffWeightsOut == nil ? dWs : UnsafeMutableRawPointer(ws.dnnlBuffers[s][3].data)
+        b.weightsGrad.run(
+          slot: s, [src, diffDstW, dWout, UnsafeMutableRawPointer(ws.db[s].data)], scratch: scratch)
+        if let q = b.diffWeightsOut { q.run(slot: s, [dWout, dWs], scratch: scratch) }
+      }
+      Convolution.reduceShards(ws.dW, shards: shards, count: wc, into: dWeight.data)
+      if let dBias {
+        Convolution.reduceShards(ws.db, shards: shards, count: g.outChannels, into: dBias.data)
+      }
+    }
+  }
+
+  /// One oneDNN primitive with its argument list, and memory objects per shard slot (set to
+  /// the caller's buffers on each run).
+  final class Primitive: @unchecked Sendable {
+    let pd: dnnl_primitive_desc_t
+    let primitive: dnnl_primitive_t
+    /// (argument kind, memory descriptor) in the order `run` takes pointers.
+    let args: [(Int32, dnnl_memory_desc_t)]
+    let scratchpad: dnnl_memory_desc_t
+    let scratchpadBytes: Int
+    /// memories[slot][i]: memory object for args[i] (and the scratchpad last).
+    private var memories: [[dnnl_memory_t]] = []
+    private var streams: [dnnl_stream_t] = []
+
+    /// A primitive from an operation descriptor; `args` name the queries for its arguments.
+    convenience init<Op>(
+      op: UnsafeMutablePointer<Op>, hint: dnnl_primitive_desc_t?, args: [(Int32, dnnl_query_t, Int32)]
+    ) throws {
+      var pd: dnnl_primitive_desc_t?
+      try DNNL.check(
+        dnnl_primitive_desc_create(&pd, UnsafeRawPointer(op), DNNL.userScratchpad, DNNL.engine, hint),
+        "primitive descriptor")
+      try self.init(pd: pd!, args: args.map { ($0.0, dnnl_primitive_desc_query_md(pd, $0.1, $0.2).pointee) })
+    }
+
+    /// A reorder from `from` to `to`, or nil when the two layouts are the same.
+    static func reorder(_ from: dnnl_memory_desc_t, _ to: dnnl_memory_desc_t) throws -> Primitive? {
+      var a = from
+      var b = to
+      if dnnl_memory_desc_equal(&a, &b) != 0 { return nil }
+      var pd: dnnl_primitive_desc_t?
+      try DNNL.check(
+        dnnl_reorder_primitive_desc_create(&pd, &a, DNNL.engine, &b, DNNL.engine, DNNL.userScratchpad),
+        "reorder")
+      return try Primitive(pd: pd!, args: [(DNNL_ARG_FROM, a), (DNNL_ARG_TO, b)])
+    }
+
+    private init(pd: dnnl_primitive_desc_t, args: [(Int32, dnnl_memory_desc_t)]) throws {
+      self.pd = pd
+      var prim: dnnl_primitive_t?
+      try DNNL.check(dnnl_primitive_create(&prim, pd), "primitive")
+      primitive = prim!
+      self.args = args
+      var sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0).pointee
+      scratchpad = sp
+      scratchpadBytes = dnnl_memory_desc_get_size(&sp)
+      // Memory objects for every shard slot, created up front: `run` only sets pointers.
+      for _ in 0..<Parallel.maxBatchShards {
+        var row: [dnnl_memory_t] = []
+        for (_, md) in args + (scratchpadBytes > 0 ? [(DNNL_ARG_SCRATCHPAD, scratchpad)] : []) {
+          var m: dnnl_memory_t?
+          var d = md
+          try DNNL.check(dnnl_memory_create(&m, &d, DNNL.engine, nil), "memory object")
+          row.append(m!)
+        }
+        memories.append(row)
+        var st: dnnl_stream_t?
+        try DNNL.check(dnnl_stream_create(&st, DNNL.engine, dnnl_stream_default_flags.rawValue), "stream")
+        streams.append(st!)
+      }
+    }
+
+    deinit {
+      for row in memories { for m in row { dnnl_memory_destroy(m) } }
+      for s in streams { dnnl_stream_destroy(s) }
+      dnnl_primitive_destroy(primitive)
+      dnnl_primitive_desc_destroy(pd)
+    }
+
+    /// The memory descriptor of argument `i`.
+    func md(_ i: Int) -> dnnl_memory_desc_t { args[i].1 }
+
+    /// The implementation oneDNN chose, e.g. `jit_wino_4x3:avx512_core`.
+    var implementation: String {
+      var s: UnsafePointer<CChar>?
+      dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &s)
+      return s.map { String(cString: $0) } ?? "?"
+    }
+
+    /// Executes on shard slot `slot` with one pointer per argument (in `args` order).
+    func run(slot: Int, _ pointers: [UnsafeMutableRawPointer], scratch: UnsafeMutableRawPointer? = nil) {
+      precondition(pointers.count == args.count)
+      let row = memories[slot]
+      var exec = [dnnl_exec_arg_t]()
+      exec.reserveCapacity(args.count + 1)
+      for i in args.indices {
+        dnnl_memory_set_data_handle(row[i], pointers[i])
+        exec.append(dnnl_exec_arg_t(arg: args[i].0, memory: row[i]))
+      }
+      if scratchpadBytes > 0 {
+        precondition(scratch != nil, "oneDNN primitive needs a scratchpad")
+        dnnl_memory_set_data_handle(row[args.count], scratch)
+        exec.append(dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: row[args.count]))
+      }
+      let status = dnnl_primitive_execute(primitive, streams[slot], Int32(exec.count), exec)
+      precondition(status == dnnl_success, "oneDNN execution failed (status \(status.rawValue))")
+    }
+  }
+
+  enum DNNL {
+    nonisolated(unsafe) static let engine: dnnl_engine_t = {
+      var e: dnnl_engine_t?
+      let status = dnnl_engine_create(&e, dnnl_cpu, 0)
+      precondition(status == dnnl_success, "oneDNN: no CPU engine (status \(status.rawValue))")
+      return e!
+    }()
+    /// Primitive attributes: scratchpads are passed in by the caller (per shard).
+    nonisolated(unsafe) static let userScratchpad: dnnl_primitive_attr_t = {
+      var a: dnnl_primitive_attr_t?
+      dnnl_primitive_attr_create(&a)
+      dnnl_primitive_attr_set_scratchpad_mode(a, dnnl_scratchpad_mode_user)
+      return a!
+    }()
+
+    static func check(_ s: dnnl_status_t, _ what: @autoclosure () -> String) throws {
+      if s != dnnl_success { throw EngineError("oneDNN: \(what()) failed (status \(s.rawValue))") }
+    }
+    static func desc(_ dims: [Int], _ tag: dnnl_format_tag_t) -> dnnl_memory_desc_t {
+      var md = dnnl_memory_desc_t()
+      let d = dims.map(Int64.init)
+      let status = dnnl_memory_desc_init_by_tag(&md, Int32(d.count), d, dnnl_f32, tag)
+      precondition(status == dnnl_success, "oneDNN memory descriptor \(dims)")
+      return md
+    }
+    static func floats(_ md: dnnl_memory_desc_t) -> Int {
+      var m = md
+      return (dnnl_memory_desc_get_size(&m) + 3) / 4
+    }
+    /// oneDNN's OpenMP parallelism off for the calling thread (it is a per-thread setting).
+    @inline(__always) static func singleThreaded() { omp_set_num_threads(1) }
+    /// "oneDNN 2.6.3 (cpu runtime omp)" for run records.
+    static var version: String {
+      guard let v = dnnl_version() else { return "oneDNN" }
+      return "oneDNN \(v.pointee.major).\(v.pointee.minor).\(v.pointee.patch)"
+    }
+  }
+#endif
+
+extension ConvWorkspace where T == Float {
+  /// Per-shard oneDNN buffers: [blocked src/diff_src, dst/diff_dst, second diff_dst,
+  /// diff_weights], and a scratchpad.
+  func prepareOneDNN(shards: Int, floats: Int, scratchBytes: Int) {
+    while dnnlBuffers.count < shards {
+      dnnlBuffers.append((0..<4).map { _ in Tensor(zeros: [0]) })
+      dnnlScratch.append(Tensor(zeros: [0]))
+    }
+    for s in 0..<shards {
+      for b in dnnlBuffers[s] where b.count < floats { b.resize([floats]) }
+      if dnnlScratch[s].count * 4 < scratchBytes { dnnlScratch[s].resize([(scratchBytes + 3) / 4]) }
+    }
+  }
+  func zeroBias(_ n: Int) -> UnsafeMutablePointer<Float> {
+    if zeros.count < n { zeros.resize([n]) }
+    zeros.data.update(repeating: 0, count: n)
+    return zeros.data
+  }
+}

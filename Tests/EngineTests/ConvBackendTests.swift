@@ -1,0 +1,137 @@
+import Engine
+import Foundation
+import Testing
+
+/// Backward reference loops: `dW`, `db`, `dx` of `y = conv(x, W) + b` for upstream `dy`.
+func refConvBackward(
+  _ x: Tensor<Double>, _ w: Tensor<Double>, _ dy: Tensor<Double>, stride: Int, pad: Int
+) -> (dW: [Double], db: [Double], dx: [Double]) {
+  let (n, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+  let (o, kh, kw) = (w.shape[0], w.shape[2], w.shape[3])
+  let (oh, ow) = (dy.shape[2], dy.shape[3])
+  var dW = [Double](repeating: 0, count: w.count)
+  var db = [Double](repeating: 0, count: o)
+  var dx = [Double](repeating: 0, count: x.count)
+  for i in 0..<n {
+    for oc in 0..<o {
+      for r in 0..<oh {
+        for s in 0..<ow {
+          let g = dy[((i * o + oc) * oh + r) * ow + s]
+          db[oc] += g
+          for ic in 0..<c {
+            for p in 0..<kh {
+              for q in 0..<kw {
+                let ih = r * stride - pad + p
+                let iw = s * stride - pad + q
+                guard ih >= 0 && ih < h && iw >= 0 && iw < wd else { continue }
+                let xi = ((i * c + ic) * h + ih) * wd + iw
+                let wi = ((oc * c + ic) * kh + p) * kw + q
+                dW[wi] += g * x[xi]
+                dx[xi] += g * w[wi]
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return (dW, db, dx)
+}
+
+/// Largest absolute error relative to the largest reference magnitude.
+func relativeError(_ a: Tensor<Float>, _ ref: [Double]) -> Double {
+  let scale = max(ref.map(abs).max() ?? 0, 1e-12)
+  return maxAbsDiff(Tensor<Double>(converting: a), ref) / scale
+}
+
+@Suite("Convolution backends against reference loops")
+struct ConvBackendTests {
+  /// (n, c, h, w, o, k, stride, pad, bias): first layers (1 and 3 channels), 16/32-channel
+  /// 3x3 layers (Winograd under `auto`), strided and 1x1 projections, a 5x5 kernel, odd
+  /// sizes, and batches that split into unequal shards.
+  static let shapes: [(Int, Int, Int, Int, Int, Int, Int, Int, Bool)] = [
+    (3, 3, 9, 9, 16, 3, 1, 1, true), (5, 1, 8, 8, 16, 3, 1, 1, true),
+    (10, 16, 8, 8, 16, 3, 1, 1, false), (9, 32, 6, 6, 32, 3, 1, 1, true),
+    (4, 16, 9, 9, 32, 3, 2, 1, false), (4, 16, 8, 8, 32, 1, 2, 0, false),
+    (2, 8, 7, 7, 16, 5, 1, 2, true), (17, 16, 5, 7, 16, 3, 1, 1, true),
+  ]
+
+  @Test("forward and backward of every backend", arguments: shapes)
+  func backends(_ a: (Int, Int, Int, Int, Int, Int, Int, Int, Bool)) throws {
+    let (n, c, h, w, o, k, s, p, hasBias) = a
+    let g = ConvGeometry(inChannels: c, outChannels: o, kernel: (k, k), stride: (s, s), padding: (p, p))
+    let x = randomTensor([n, c, h, w], seed: 11)
+    let wt = randomTensor([o, c, k, k], seed: 12)
+    let b = randomTensor([o], seed: 13)
+    let yRef = refConv(x, wt, hasBias ? b : nil, stride: s, pad: p)
+    let (oh, ow) = g.outputSize(h, w)
+    let dy = randomTensor([n, o, oh, ow], seed: 14)
+    let ref = refConvBackward(x, wt, dy, stride: s, pad: p)
+    var names: [String] = []
+    for policy in ConvBackendPolicy.allCases {
+      let backend: ConvolutionBackend<Float> = Convolution.makeBackend(
+        g, inputShape: x.shape, policy: policy, workspace: ConvWorkspace())
+      names.append(backend.name)
+      let (xf, wf, bf, dyf) = (
+        Tensor<Float>(converting: x), Tensor<Float>(converting: wt), Tensor<Float>(converting: b),
+        Tensor<Float>(converting: dy)
+      )
+      let y = Tensor<Float>(zeros: [0])
+      try backend.prepareBackward(batch: n)
+      try backend.forward(x: xf, weight: wf, bias: hasBias ? bf : nil, y: y)
+      // Winograd F(4x4, 3x3) trades some float accuracy for 4x fewer multiplications.
+      let tolerance = backend.name.contains("wino") ? 2e-4 : 1e-5
+      #expect(y.shape == [n, o, oh, ow])
+      #expect(relativeError(y, yRef) < tolerance, "\(backend.name) forward")
+      let dW = Tensor<Float>(zeros: wt.shape)
+      let db = Tensor<Float>(zeros: [o])
+      let dx = Tensor<Float>(zeros: [0])
+      backend.backward(x: xf, weight: wf, dy: dyf, dWeight: dW, dBias: db, dx: dx)
+      #expect(relativeError(dW, ref.dW) < tolerance, "\(backend.name) dW")
+      #expect(relativeError(db, ref.db) < 1e-5, "\(backend.name) db")
+      #expect(dx.shape == x.shape)
+      #expect(relativeError(dx, ref.dx) < tolerance, "\(backend.name) dx")
+      // Twice in a row gives the same bits (no state leaks between calls).
+      let dW2 = Tensor<Float>(zeros: wt.shape)
+      backend.backward(x: xf, weight: wf, dy: dyf, dWeight: dW2, dBias: nil, dx: nil)
+      #expect(dW2.array == dW.array, "\(backend.name) repeat")
+    }
+    #expect(names[1] == "im2col+blas")
+    #if os(Linux)
+      // oneDNN is part of the Linux build: it must take the shapes it has JIT kernels for.
+      #expect(names[2].hasPrefix("onednn:jit"), "\(names)")
+      if k == 3 && s == 1 && c >= 16 && o >= 16 {
+        #expect(names[0].contains("wino"), "\(names)")
+      }
+    #endif
+  }
+
+  @Test("oneDNN gives the same bits at 1, 2 and 3 threads, also in evaluation batches")
+  func threadIndependence() throws {
+    let g = ConvGeometry(inChannels: 16, outChannels: 16, kernel: (3, 3), padding: (1, 1))
+    let x = Tensor<Float>(converting: randomTensor([13, 16, 8, 8], seed: 21))
+    let wt = Tensor<Float>(converting: randomTensor([16, 16, 3, 3], seed: 22))
+    let dy = Tensor<Float>(converting: randomTensor([13, 16, 8, 8], seed: 23))
+    func run(_ threads: Int) throws -> [[Float]] {
+      Parallel.threads = threads
+      defer { Parallel.threads = 1 }
+      let backend: ConvolutionBackend<Float> = Convolution.makeBackend(
+        g, inputShape: x.shape, policy: .auto, workspace: ConvWorkspace())
+      let y = Tensor<Float>(zeros: [0])
+      try backend.prepareBackward(batch: 13)
+      try backend.forward(x: x, weight: wt, bias: nil, y: y)
+      let dW = Tensor<Float>(zeros: wt.shape)
+      let dx = Tensor<Float>(zeros: [0])
+      backend.backward(x: x, weight: wt, dy: dy, dWeight: dW, dBias: nil, dx: dx)
+      // A different batch size afterwards (as evaluation does) gets its own plan.
+      let y3 = Tensor<Float>(zeros: [0])
+      let x3 = Tensor<Float>(Array(x.array[0..<(3 * 16 * 64)]), shape: [3, 16, 8, 8])
+      try backend.forward(x: x3, weight: wt, bias: nil, y: y3)
+      return [y.array, dW.array, dx.array, y3.array]
+    }
+    let one = try run(1)
+    #expect(one == (try run(1)))
+    #expect(one == (try run(2)))
+    #expect(one == (try run(3)))
+  }
+}
