@@ -1,3 +1,7 @@
+#if arch(x86_64)
+  import _Builtin_intrinsics.intel
+#endif
+
 /// Optimizer update kernels (the formulas are documented on `NN.SGD` and `NN.Adam`), and
 /// mask multiplication. They live here so that they are compiled specialised for `Float`
 /// and `Double`.
@@ -12,49 +16,79 @@ public enum Updates {
     for i in 0..<y.count { yp[i] *= mp[i] }
   }
 
-  /// One SGD step for one tensor; `buffer` is the momentum buffer (nil without momentum).
+  /// Work items for one update of all `targets`: (target, element range) chunks of at most
+  /// 16K elements, so one parallel loop covers every tensor, small ones included. Elements
+  /// are independent, so the split never changes results.
+  public static func chunks<T: Scalar>(_ targets: [UpdateTarget<T>]) -> [(Int, Range<Int>)] {
+    var out: [(Int, Range<Int>)] = []
+    for (k, t) in targets.enumerated() {
+      var i = 0
+      while i < t.weight.count {
+        let j = min(t.weight.count, i + 16384)
+        out.append((k, i..<j))
+        i = j
+      }
+    }
+    return out
+  }
+
+  /// `t[r] *= mask[r]`.
+  @inline(__always)
+  static func multiply<T: Scalar>(_ t: Tensor<T>, _ mask: Tensor<T>, _ r: Range<Int>) {
+    let (p, m) = (t.data, mask.data)
+    for i in r { p[i] *= m[i] }
+  }
+
+  /// One SGD step for all targets (state: the momentum buffer, or empty without momentum).
+  /// Masks: the gradient is masked first, the weight and buffer after the update.
   @_specialize(where T == Float)
   @_specialize(where T == Double)
   @inline(never)
   public static func sgd<T: Scalar>(
-    weight: Tensor<T>, grad: Tensor<T>, buffer: Tensor<T>?, lr: T, weightDecay: T,
+    _ targets: [UpdateTarget<T>], chunks: [(Int, Range<Int>)], lr: T, weightDecay: T,
     momentum: T, dampening: T, nesterov: Bool, firstStep: Bool
   ) {
-    let (w, g) = (weight.data, grad.data)
-    let n = weight.count
-    let chunks = elementChunks(n)
-    Parallel.forEach(chunks) { c in
-      let r = Parallel.range(c, of: chunks, n)
-      guard let buffer else {
+    Parallel.forEach(chunks.count) { c in
+      let (k, r) = chunks[c]
+      let t = targets[k]
+      let (w, g) = (t.weight.data, t.grad.data)
+      if let mask = t.mask { multiply(t.grad, mask, r) }
+      if let buffer = t.state.first {
+        let b = buffer.data
+        let damp = 1 - dampening
+        for i in r {
+          let d = g[i] + weightDecay * w[i]
+          let nb = firstStep ? d : momentum * b[i] + damp * d
+          b[i] = nb
+          w[i] -= lr * (nesterov ? d + momentum * nb : nb)
+        }
+      } else {
         for i in r { w[i] -= lr * (g[i] + weightDecay * w[i]) }
-        return
       }
-      let b = buffer.data
-      let damp = 1 - dampening
-      for i in r {
-        let d = g[i] + weightDecay * w[i]
-        let nb = firstStep ? d : momentum * b[i] + damp * d
-        b[i] = nb
-        w[i] -= lr * (nesterov ? d + momentum * nb : nb)
+      if let mask = t.mask {
+        multiply(t.weight, mask, r)
+        for s in t.state { multiply(s, mask, r) }
       }
     }
   }
 
-  /// Fixed chunking of element-wise updates (each element is independent, so any split
-  /// gives the same result): one chunk per 16K elements, at most 8.
-  @inline(__always) static func elementChunks(_ n: Int) -> Int { max(1, min(8, n / 16384)) }
-
-  /// One Adam step for one tensor (`stepSize = lr / (1 - b1^t)`, `bc2 = sqrt(1 - b2^t)`).
+  /// One Adam step for all targets (state: `m`, `v`; `stepSize = lr / (1 - b1^t)`,
+  /// `bc2 = sqrt(1 - b2^t)`). Masks as for ``sgd(_:chunks:lr:weightDecay:momentum:dampening:nesterov:firstStep:)``.
   public static func adam<T: Scalar>(
-    weight: Tensor<T>, grad: Tensor<T>, m: Tensor<T>, v: Tensor<T>, stepSize: T, beta1: T,
+    _ targets: [UpdateTarget<T>], chunks: [(Int, Range<Int>)], stepSize: T, beta1: T,
     beta2: T, eps: T, weightDecay: T, sqrtBiasCorrection2: T
   ) {
-    // Dispatch by hand to loops compiled for the concrete type (vectorised).
-    let n = weight.count
-    let chunks = elementChunks(n)
-    Parallel.forEach(chunks) { c in
-      let r = Parallel.range(c, of: chunks, n)
-      adamChunk(weight, grad, m, v, r, stepSize, beta1, beta2, eps, weightDecay, sqrtBiasCorrection2)
+    Parallel.forEach(chunks.count) { c in
+      let (k, r) = chunks[c]
+      let t = targets[k]
+      if let mask = t.mask { multiply(t.grad, mask, r) }
+      adamChunk(
+        t.weight, t.grad, t.state[0], t.state[1], r, stepSize, beta1, beta2, eps, weightDecay,
+        sqrtBiasCorrection2)
+      if let mask = t.mask {
+        multiply(t.weight, mask, r)
+        for s in t.state { multiply(s, mask, r) }
+      }
     }
   }
 
@@ -70,7 +104,7 @@ public enum Updates {
         UnsafeMutableRawPointer(m.data).assumingMemoryBound(to: Float.self) + r.lowerBound,
         UnsafeMutableRawPointer(v.data).assumingMemoryBound(to: Float.self) + r.lowerBound, r.count,
         Float(stepSize), Float(beta1), Float(beta2), Float(eps), Float(weightDecay),
-        Float(sqrtBiasCorrection2))
+        Float(sqrtBiasCorrection2), sqrt: sqrt8)
     } else {
       adamLoop(
         UnsafeMutableRawPointer(weight.data).assumingMemoryBound(to: Double.self) + r.lowerBound,
@@ -78,16 +112,17 @@ public enum Updates {
         UnsafeMutableRawPointer(m.data).assumingMemoryBound(to: Double.self) + r.lowerBound,
         UnsafeMutableRawPointer(v.data).assumingMemoryBound(to: Double.self) + r.lowerBound, r.count,
         Double(stepSize), Double(beta1), Double(beta2), Double(eps), Double(weightDecay),
-        Double(sqrtBiasCorrection2))
+        Double(sqrtBiasCorrection2), sqrt: sqrt8)
     }
   }
 
-  /// Adam over `n` elements, 8 lanes at a time (explicit SIMD: the scalar loop does not vectorise).
+  /// Adam over `n` elements, 8 lanes at a time (explicit SIMD: the scalar loop does not
+  /// vectorise, and neither does a generic `SIMD8.squareRoot()`, hence ``sqrt8(_:)``).
   @inline(__always)
   static func adamLoop<F: BinaryFloatingPoint & SIMDScalar>(
     _ w: UnsafeMutablePointer<F>, _ g: UnsafeMutablePointer<F>, _ mp: UnsafeMutablePointer<F>,
     _ vp: UnsafeMutablePointer<F>, _ n: Int, _ stepSize: F, _ beta1: F, _ beta2: F, _ eps: F,
-    _ weightDecay: F, _ bc2: F
+    _ weightDecay: F, _ bc2: F, sqrt: (SIMD8<F>) -> SIMD8<F>
   ) {
     typealias V = SIMD8<F>
     var i = 0
@@ -104,7 +139,7 @@ public enum Updates {
       let v = b2 * UnsafeRawPointer(vp + i).loadUnaligned(as: V.self) + c2 * d * d
       UnsafeMutableRawPointer(mp + i).storeBytes(of: m, as: V.self)
       UnsafeMutableRawPointer(vp + i).storeBytes(of: v, as: V.self)
-      UnsafeMutableRawPointer(w + i).storeBytes(of: wv - ss * m / (v.squareRoot() / bc + e), as: V.self)
+      UnsafeMutableRawPointer(w + i).storeBytes(of: wv - ss * m / (sqrt(v) / bc + e), as: V.self)
       i += 8
     }
     while i < n {
@@ -118,3 +153,35 @@ public enum Updates {
     }
   }
 }
+
+/// Lane-wise square root, correctly rounded (IEEE), as packed instructions.
+@inline(__always) func sqrt8(_ v: SIMD8<Float>) -> SIMD8<Float> {
+  #if arch(x86_64)
+    SIMD8(lowHalf: _mm_sqrt_ps(v.lowHalf), highHalf: _mm_sqrt_ps(v.highHalf))
+  #else
+    v.squareRoot()
+  #endif
+}
+@inline(__always) func sqrt8(_ v: SIMD8<Double>) -> SIMD8<Double> {
+  #if arch(x86_64)
+    let (a, b) = (v.lowHalf, v.highHalf)
+    return SIMD8(
+      lowHalf: SIMD4(lowHalf: _mm_sqrt_pd(a.lowHalf), highHalf: _mm_sqrt_pd(a.highHalf)),
+      highHalf: SIMD4(lowHalf: _mm_sqrt_pd(b.lowHalf), highHalf: _mm_sqrt_pd(b.highHalf)))
+  #else
+    v.squareRoot()
+  #endif
+}
+
+/// One parameter tensor for the update kernels: value, gradient, optional mask, and the
+/// optimizer's state tensors (SGD: momentum buffer or none; Adam: `m`, `v`).
+public struct UpdateTarget<T: Scalar>: @unchecked Sendable {
+  public let weight: Tensor<T>
+  public let grad: Tensor<T>
+  public let mask: Tensor<T>?
+  public let state: [Tensor<T>]
+  public init(weight: Tensor<T>, grad: Tensor<T>, mask: Tensor<T>?, state: [Tensor<T>]) {
+    (self.weight, self.grad, self.mask, self.state) = (weight, grad, mask, state)
+  }
+}
+

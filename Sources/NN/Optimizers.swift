@@ -18,12 +18,6 @@ public protocol Optimizer<T>: AnyObject {
   var stepCount: Int { get set }
 }
 
-@inline(__always)
-func applyMask<T: Scalar>(_ mask: Tensor<T>?, _ tensors: Tensor<T>...) {
-  guard let m = mask else { return }
-  for t in tensors { Updates.multiply(t, by: m) }
-}
-
 /// `torch.optim.SGD`: `g += wd * w`; with momentum `mu`: `buf = g` on the first step, then
 /// `buf = mu * buf + (1 - dampening) * g`; Nesterov uses `g + mu * buf`, otherwise `buf`;
 /// `w -= lr * update`.
@@ -64,18 +58,20 @@ public final class SGD<T: Scalar>: Optimizer {
   }
 
   public func step() {
-    for (k, (_, p)) in parameters.enumerated() {
-      applyMask(p.mask, p.grad)
-      let buffer = momentum > 0 ? buffers[k] : nil
-      Updates.sgd(
-        weight: p.value, grad: p.grad, buffer: buffer, lr: T(learningRate),
-        weightDecay: T(weightDecay), momentum: T(momentum), dampening: T(dampening),
-        nesterov: nesterov, firstStep: stepCount == 0)
-      applyMask(p.mask, p.value)
-      if let buffer { applyMask(p.mask, buffer) }
+    // Masks can change between steps (pruning), so targets are gathered per step.
+    let targets = parameters.indices.map { k in
+      let p = parameters[k].1
+      return UpdateTarget(
+        weight: p.value, grad: p.grad, mask: p.mask, state: momentum > 0 ? [buffers[k]] : [])
     }
+    Updates.sgd(
+      targets, chunks: chunks, lr: T(learningRate), weightDecay: T(weightDecay),
+      momentum: T(momentum), dampening: T(dampening), nesterov: nesterov,
+      firstStep: stepCount == 0)
     stepCount += 1
   }
+  private lazy var chunks = Updates.chunks(
+    parameters.map { UpdateTarget(weight: $0.1.value, grad: $0.1.grad, mask: nil, state: []) })
 }
 
 /// `torch.optim.Adam` (L2 weight decay added to the gradient, not AdamW):
@@ -123,15 +119,16 @@ public final class Adam<T: Scalar>: Optimizer {
     let t = Double(stepCount)
     let bc1 = 1 - _pow(beta1, t)
     let bc2 = 1 - _pow(beta2, t)
-    for (k, (_, p)) in parameters.enumerated() {
-      applyMask(p.mask, p.grad)
-      Updates.adam(
-        weight: p.value, grad: p.grad, m: m[k], v: v[k], stepSize: T(learningRate / bc1),
-        beta1: T(beta1), beta2: T(beta2), eps: T(eps), weightDecay: T(weightDecay),
-        sqrtBiasCorrection2: T(bc2.squareRoot()))
-      applyMask(p.mask, p.value, m[k], v[k])
+    let targets = parameters.indices.map { k in
+      let p = parameters[k].1
+      return UpdateTarget(weight: p.value, grad: p.grad, mask: p.mask, state: [m[k], v[k]])
     }
+    Updates.adam(
+      targets, chunks: chunks, stepSize: T(learningRate / bc1), beta1: T(beta1), beta2: T(beta2),
+      eps: T(eps), weightDecay: T(weightDecay), sqrtBiasCorrection2: T(bc2.squareRoot()))
   }
+  private lazy var chunks = Updates.chunks(
+    parameters.map { UpdateTarget(weight: $0.1.value, grad: $0.1.grad, mask: nil, state: []) })
 }
 
 @inline(__always) private func _pow(_ a: Double, _ b: Double) -> Double { Foundation.pow(a, b) }
