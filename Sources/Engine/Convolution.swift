@@ -36,7 +36,7 @@ public struct ConvGeometry: Equatable, Sendable, CustomStringConvertible {
   }
 }
 
-/// Per-shard scratch buffers for convolution, kept between steps (no allocation per step).
+/// Scratch buffers for convolution, kept between steps (no allocation per step).
 public final class ConvWorkspace<T: Scalar>: @unchecked Sendable {
   var col: [Tensor<T>] = []
   var dcol: [Tensor<T>] = []
@@ -48,16 +48,21 @@ public final class ConvWorkspace<T: Scalar>: @unchecked Sendable {
   var zeros = Tensor<T>(zeros: [0])
   public init() {}
 
-  func prepare(shards: Int, colCount: Int, weightCount: Int, outChannels: Int) {
-    while col.count < shards {
+  /// im2col buffers per thread slot; partial gradients per shard (reduced in shard order).
+  func prepare(shards: Int, slots: Int, colCount: Int, weightCount: Int, outChannels: Int) {
+    while col.count < slots {
       col.append(Tensor(zeros: [0]))
       dcol.append(Tensor(zeros: [0]))
+    }
+    while dW.count < shards {
       dW.append(Tensor(zeros: [0]))
       db.append(Tensor(zeros: [0]))
     }
-    for s in 0..<shards {
+    for s in 0..<slots where col[s].count < colCount {
       col[s].resize([colCount])
       dcol[s].resize([colCount])
+    }
+    for s in 0..<shards {
       dW[s].resize([weightCount])
       db[s].resize([outChannels])
     }
@@ -180,9 +185,11 @@ public enum Convolution {
     let p = oh * ow
     let k = g.patchSize
     let shards = Parallel.batchShards(n)
-    ws.prepare(shards: shards, colCount: g.isPointwise ? 0 : k * p, weightCount: 0, outChannels: 0)
-    Parallel.forEach(shards) { s in
-      let col = ws.col[s].data
+    let slots = min(shards, Parallel.slotCount)
+    ws.prepare(
+      shards: shards, slots: slots, colCount: g.isPointwise ? 0 : k * p, weightCount: 0, outChannels: 0)
+    Parallel.forEach(shards, slots: slots) { s, slot in
+      let col = ws.col[slot].data
       for i in Parallel.range(s, of: shards, n) {
         let xn = x.data + i * g.inChannels * h * w
         let yn = y.data + i * g.outChannels * p
@@ -216,11 +223,12 @@ public enum Convolution {
     let k = g.patchSize
     let wc = g.outChannels * k
     let shards = Parallel.batchShards(n)
-    ws.prepare(shards: shards, colCount: k * p, weightCount: wc, outChannels: g.outChannels)
+    let slots = min(shards, Parallel.slotCount)
+    ws.prepare(shards: shards, slots: slots, colCount: k * p, weightCount: wc, outChannels: g.outChannels)
     dx?.resize(x.shape)
-    Parallel.forEach(shards) { s in
-      let col = ws.col[s].data
-      let dcol = ws.dcol[s].data
+    Parallel.forEach(shards, slots: slots) { s, slot in
+      let col = ws.col[slot].data
+      let dcol = ws.dcol[slot].data
       let dWs = ws.dW[s].data
       let dbs = ws.db[s].data
       dWs.update(repeating: 0, count: wc)

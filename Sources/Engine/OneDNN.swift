@@ -11,7 +11,7 @@
   ///
   /// then `dW = dW_0 + dW_1 + ...` in shard order. Reorders are skipped when oneDNN picks the
   /// plain layout itself (e.g. the 3-channel input of a first layer). Primitives are created
-  /// once per shard size and input size; scratchpads are user-managed per shard, so no
+  /// once per shard size and input size; scratchpads are user-managed per thread slot, so no
   /// memory is allocated in the steady state and no primitive shares state across threads.
   /// oneDNN's own OpenMP threads are pinned to one per calling thread (`omp_set_num_threads`):
   /// LotteryKit's worker pool provides the parallelism, as with BLAS.
@@ -184,8 +184,9 @@
 
     /// Shard sizes of a batch of `n`, their plans, and per-shard scratch buffers sized for
     /// every primitive involved. Runs on the calling thread, before the parallel section.
-    private func prepare(batch n: Int, backward: Bool) throws -> (shards: Int, plans: [Plan]) {
+    private func prepare(batch n: Int, backward: Bool) throws -> (shards: Int, slots: Int, plans: [Plan]) {
       let shards = Parallel.batchShards(n)
+      let slots = min(shards, Parallel.slotCount)
       var list: [Plan] = []
       var bufferFloats = 0
       var scratchBytes = 0
@@ -205,8 +206,8 @@
         }
         list.append(p)
       }
-      workspace.prepareOneDNN(shards: shards, floats: bufferFloats, scratchBytes: scratchBytes)
-      return (shards, list)
+      workspace.prepareOneDNN(slots: slots, floats: bufferFloats, scratchBytes: scratchBytes)
+      return (shards, slots, list)
     }
 
     override func forward(x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>)
@@ -220,7 +221,7 @@
       try weight.expectShape([g.outChannels, g.inChannels, g.kernelH, g.kernelW], "\(g) weight")
       y.resize(outShape)
       let n = x.shape[0]
-      let (shards, plans) = try prepare(batch: n, backward: false)
+      let (shards, slots, plans) = try prepare(batch: n, backward: false)
       // Weights: one reorder per distinct shard size, before the shards run.
       var done = Set<ObjectIdentifier>()
       for p in plans where done.insert(ObjectIdentifier(p)).inserted {
@@ -234,18 +235,18 @@
       let inPerExample = g.inChannels * spatial.0 * spatial.1
       let outPerExample = outShape[1] * outShape[2] * outShape[3]
       let ws = workspace
-      Parallel.forEach(shards) { s in
+      Parallel.forEach(shards, slots: slots) { s, slot in
         DNNL.singleThreaded()
         let p = plans[s]
         let r = Parallel.range(s, of: shards, n)
         let xs = UnsafeMutableRawPointer(x.data + r.lowerBound * inPerExample)
         let ys = UnsafeMutableRawPointer(y.data + r.lowerBound * outPerExample)
-        let bufA = UnsafeMutableRawPointer(ws.dnnlBuffers[s][0].data)
-        let bufB = UnsafeMutableRawPointer(ws.dnnlBuffers[s][1].data)
-        let scratch = UnsafeMutableRawPointer(ws.dnnlScratch[s].data)
+        let bufA = UnsafeMutableRawPointer(ws.dnnlBuffers[slot][0].data)
+        let bufB = UnsafeMutableRawPointer(ws.dnnlBuffers[slot][1].data)
+        let scratch = UnsafeMutableRawPointer(ws.dnnlScratch[slot].data)
         var src = xs
         if let q = p.srcIn {
-          q.run(slot: s, [xs, bufA], scratch: scratch)
+          q.run(slot: slot, [xs, bufA], scratch: scratch)
           src = bufA
         }
         let dst = p.dstOut == nil ? ys : bufB
@@ -256,7 +257,7 @@
             dst,
           ],
           scratch: scratch)
-        if let q = p.dstOut { q.run(slot: s, [bufB, ys], scratch: scratch) }
+        if let q = p.dstOut { q.run(slot: slot, [bufB, ys], scratch: scratch) }
       }
     }
 
@@ -268,13 +269,13 @@
     ) {
       let g = geometry
       let n = x.shape[0]
-      let prepared: (shards: Int, plans: [Plan])
+      let prepared: (shards: Int, slots: Int, plans: [Plan])
       do { prepared = try prepare(batch: n, backward: true) } catch {
         preconditionFailure("\(error)")  // prepareBackward ran in the forward pass
       }
-      let (shards, plans) = prepared
+      let (shards, slots, plans) = prepared
       let wc = weight.count
-      workspace.prepare(shards: shards, colCount: 0, weightCount: wc, outChannels: g.outChannels)
+      workspace.prepare(shards: shards, slots: 0, colCount: 0, weightCount: wc, outChannels: g.outChannels)
       if let dx {
         dx.resize(x.shape)
         var done = Set<ObjectIdentifier>()
@@ -291,47 +292,48 @@
       let inPerExample = g.inChannels * spatial.0 * spatial.1
       let outPerExample = dy.count / max(n, 1)
       let ws = workspace
-      Parallel.forEach(shards) { s in
+      Parallel.forEach(shards, slots: slots) { s, slot in
         DNNL.singleThreaded()
         let b = plans[s].backward!
         let r = Parallel.range(s, of: shards, n)
         let xs = UnsafeMutableRawPointer(x.data + r.lowerBound * inPerExample)
         let dys = UnsafeMutableRawPointer(dy.data + r.lowerBound * outPerExample)
-        let bufA = UnsafeMutableRawPointer(ws.dnnlBuffers[s][0].data)
-        let bufB = UnsafeMutableRawPointer(ws.dnnlBuffers[s][1].data)
-        let bufC = UnsafeMutableRawPointer(ws.dnnlBuffers[s][2].data)
-        let scratch = UnsafeMutableRawPointer(ws.dnnlScratch[s].data)
+        let bufA = UnsafeMutableRawPointer(ws.dnnlBuffers[slot][0].data)
+        let bufB = UnsafeMutableRawPointer(ws.dnnlBuffers[slot][1].data)
+        let bufC = UnsafeMutableRawPointer(ws.dnnlBuffers[slot][2].data)
+        let scratch = UnsafeMutableRawPointer(ws.dnnlScratch[slot].data)
         // diff_dst in the backward-data layout (bufB).
         var diffDst = dys
         if let q = b.diffDstIn {
-          q.run(slot: s, [dys, bufB], scratch: scratch)
+          q.run(slot: slot, [dys, bufB], scratch: scratch)
           diffDst = bufB
         }
         if let dx {
           let dxs = UnsafeMutableRawPointer(dx.data + r.lowerBound * inPerExample)
           let out = b.diffSrcOut == nil ? dxs : bufA
-          b.data.run(slot: s, [diffDst, UnsafeMutableRawPointer(b.dataWeights.data), out], scratch: scratch)
-          if let q = b.diffSrcOut { q.run(slot: s, [bufA, dxs], scratch: scratch) }
+          b.data.run(
+            slot: slot, [diffDst, UnsafeMutableRawPointer(b.dataWeights.data), out], scratch: scratch)
+          if let q = b.diffSrcOut { q.run(slot: slot, [bufA, dxs], scratch: scratch) }
         }
         var src = xs
         if let q = b.srcInW {
-          q.run(slot: s, [xs, bufA], scratch: scratch)
+          q.run(slot: slot, [xs, bufA], scratch: scratch)
           src = bufA
         }
         var diffDstW = diffDst
         if !b.sameDiffDst {
           if let q = b.diffDstInW {
-            q.run(slot: s, [dys, bufC], scratch: scratch)
+            q.run(slot: slot, [dys, bufC], scratch: scratch)
             diffDstW = bufC
           } else {
             diffDstW = dys
           }
         }
         let dWs = UnsafeMutableRawPointer(ws.dW[s].data)
-        let dWout = b.diffWeightsOut == nil ? dWs : UnsafeMutableRawPointer(ws.dnnlBuffers[s][3].data)
+        let dWout = b.diffWeightsOut == nil ? dWs : UnsafeMutableRawPointer(ws.dnnlBuffers[slot][3].data)
         b.weightsGrad.run(
           slot: s, [src, diffDstW, dWout, UnsafeMutableRawPointer(ws.db[s].data)], scratch: scratch)
-        if let q = b.diffWeightsOut { q.run(slot: s, [dWout, dWs], scratch: scratch) }
+        if let q = b.diffWeightsOut { q.run(slot: slot, [dWout, dWs], scratch: scratch) }
       }
       Convolution.reduceShards(ws.dW, shards: shards, count: wc, into: dWeight.data)
       if let dBias {
@@ -478,14 +480,14 @@
 #endif
 
 extension ConvWorkspace where T == Float {
-  /// Per-shard oneDNN buffers: [blocked src/diff_src, dst/diff_dst, second diff_dst,
+  /// Per-thread-slot oneDNN buffers: [blocked src/diff_src, dst/diff_dst, second diff_dst,
   /// diff_weights], and a scratchpad.
-  func prepareOneDNN(shards: Int, floats: Int, scratchBytes: Int) {
-    while dnnlBuffers.count < shards {
+  func prepareOneDNN(slots: Int, floats: Int, scratchBytes: Int) {
+    while dnnlBuffers.count < slots {
       dnnlBuffers.append((0..<4).map { _ in Tensor(zeros: [0]) })
       dnnlScratch.append(Tensor(zeros: [0]))
     }
-    for s in 0..<shards {
+    for s in 0..<slots {
       for b in dnnlBuffers[s] where b.count < floats { b.resize([floats]) }
       if dnnlScratch[s].count * 4 < scratchBytes { dnnlScratch[s].resize([(scratchBytes + 3) / 4]) }
     }

@@ -48,14 +48,26 @@ public enum Parallel {
   /// A call made while the pool is busy (from another thread, or from inside a shard) runs
   /// its shards serially on the calling thread: same results, no interference.
   public static func forEach(_ count: Int, _ body: (Int) -> Void) {
+    forEach(count, slots: Int.max) { i, _ in body(i) }
+  }
+
+  /// Like ``forEach(_:_:)``, and also tells each shard which of at most `slots` threads runs
+  /// it (`0..<slots`; the calling thread is slot 0). Shards on the same slot never overlap,
+  /// so per-slot scratch buffers suffice: memory grows with threads, not with shards.
+  public static func forEach(_ count: Int, slots: Int, _ body: (_ shard: Int, _ slot: Int) -> Void) {
     let (threads, pool) = state.withLock { ($0.threads, $0.pool) }
-    guard count > 1, threads > 1, let pool, pool.tryAcquire() else {
-      for i in 0..<count { body(i) }
+    guard count > 1, threads > 1, slots > 1, let pool, pool.tryAcquire() else {
+      for i in 0..<count { body(i, 0) }
       return
     }
     defer { pool.release() }
-    withoutActuallyEscaping(body) { pool.run(count, participants: min(threads - 1, pool.workers), $0) }
+    withoutActuallyEscaping(body) {
+      pool.run(count, participants: min(threads - 1, pool.workers, slots - 1), $0)
+    }
   }
+
+  /// Threads a parallel loop started now may use (slots for ``forEach(_:slots:_:)``).
+  public static var slotCount: Int { state.withLock { $0.threads } }
 }
 
 /// Persistent worker threads. A job is published by bumping `generation`; every thread
@@ -74,7 +86,7 @@ final class WorkerPool: @unchecked Sendable {
   let workers: Int
   private let sleepers = Atomic<Int>(0)
   private let condition = NSCondition()
-  private var job: ((Int) -> Void)?
+  private var job: ((Int, Int) -> Void)?
   private var count = 0
   private var threads: [Thread] = []
 
@@ -94,16 +106,16 @@ final class WorkerPool: @unchecked Sendable {
   }
   func release() { busy.store(false, ordering: .releasing) }
 
-  private func claim() {
+  private func claim(slot: Int) {
     while true {
       let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
       if i >= count { return }
-      job!(i)
+      job!(i, slot)
       done.wrappingAdd(1, ordering: .releasing)
     }
   }
 
-  func run(_ count: Int, participants: Int, _ body: @escaping (Int) -> Void) {
+  func run(_ count: Int, participants: Int, _ body: @escaping (Int, Int) -> Void) {
     job = body
     self.count = count
     self.participants = participants
@@ -118,7 +130,7 @@ final class WorkerPool: @unchecked Sendable {
       condition.broadcast()
       condition.unlock()
     }
-    claim()
+    claim(slot: 0)
     while done.load(ordering: .acquiring) < count || acks.load(ordering: .acquiring) < participants {}
     job = nil
   }
@@ -141,7 +153,7 @@ final class WorkerPool: @unchecked Sendable {
       seen = generation.load(ordering: .acquiring)
       // The caller publishes `job`, `count` and `participants` before bumping `generation`.
       if id < participants {
-        claim()
+        claim(slot: id + 1)
         acks.wrappingAdd(1, ordering: .releasing)
       }
     }

@@ -184,4 +184,3 @@ public struct UpdateTarget<T: Scalar>: @unchecked Sendable {
     (self.weight, self.grad, self.mask, self.state) = (weight, grad, mask, state)
   }
 }
-

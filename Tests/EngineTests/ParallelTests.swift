@@ -36,4 +36,36 @@ struct ParallelTests {
     Parallel.threads = 1
     #expect(outputs.allSatisfy { $0 == outputs[0] })
   }
+
+  @Test("thread slots: within the limit, and never two shards on one slot at the same time")
+  func slots() {
+    for (threads, limit) in [(1, 4), (2, 2), (3, 2), (3, 8), (4, 3)] {
+      Parallel.threads = threads
+      let shards = 64
+      let busy = UnsafeMutablePointer<Int>.allocate(capacity: 8)
+      busy.initialize(repeating: 0, count: 8)
+      let seen = UnsafeMutablePointer<Int>.allocate(capacity: shards)
+      seen.initialize(repeating: -1, count: shards)
+      let overlaps = UnsafeMutablePointer<Int>.allocate(capacity: shards)
+      overlaps.initialize(repeating: 0, count: shards)
+      let box = UncheckedBox((busy, seen, overlaps))
+      Parallel.forEach(shards, slots: limit) { s, slot in
+        let (busy, seen, overlaps) = box.value
+        seen[s] = slot
+        busy[slot] += 1
+        if busy[slot] != 1 { overlaps[s] = 1 }
+        var x = 0.0
+        for i in 0..<2000 { x += Double(i) }  // some work so shards overlap in time
+        if x < 0 { print(x) }
+        busy[slot] -= 1
+      }
+      let maxSlot = min(threads, limit)
+      #expect((0..<shards).allSatisfy { seen[$0] >= 0 && seen[$0] < maxSlot }, "threads \(threads)")
+      #expect((0..<shards).allSatisfy { overlaps[$0] == 0 })
+      busy.deallocate()
+      seen.deallocate()
+      overlaps.deallocate()
+    }
+    Parallel.threads = 1
+  }
 }
