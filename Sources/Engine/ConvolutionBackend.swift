@@ -69,6 +69,16 @@ public final class Im2colConvolution<T: Scalar>: ConvolutionBackend<T>, @uncheck
 }
 
 extension Convolution {
+  /// The convolution library besides im2col + BLAS, for run records: `oneDNN 2.6.3`, or
+  /// `none` where LotteryKit was built without it.
+  public static var library: String {
+    #if canImport(CDNNL)
+      DNNL.version
+    #else
+      "none"
+    #endif
+  }
+
   /// The backend for one layer: `geometry` applied to inputs of shape `[N, C, H, W]`
   /// (`N` may change later; `C, H, W` are fixed per layer).
   ///

@@ -37,6 +37,10 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
   public var randomLabelsFraction: Double
   public var evalEvery: String
   public var evalTrain: Bool
+  /// Convolution backends (``Engine/ConvBackendPolicy``): absent means `auto`, so the hash
+  /// of an `auto` run is what it was before the field existed. Backends round differently,
+  /// so another choice is another run.
+  public var convBackend: String? = nil
 
   enum CodingKeys: String, CodingKey {
     case model, dataset, optimizer, lr, momentum, nesterov, schedule, milestones, gamma, seed, augment,
@@ -52,6 +56,7 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
     case randomLabelsFraction = "random_labels_fraction"
     case evalEvery = "eval_every"
     case evalTrain = "eval_train"
+    case convBackend = "conv_backend"
   }
 
 }
@@ -105,6 +110,7 @@ public struct TrainingOverrides: Sendable {
   public var randomLabelsFraction = 0.0
   public var evalEvery: String?
   public var evalTrain = false
+  public var convBackend: String?
   public init() {}
 }
 
@@ -125,7 +131,8 @@ extension TrainingHParams {
       batchNormInit: r.batchNormInit.rawValue, seed: o.seed, dataOrderSeed: o.dataOrderSeed ?? o.seed,
       augment: o.augment ?? DatasetCatalog.augmentsByDefault(dataset), validationSize: o.validationSize,
       subsampleFraction: o.subsampleFraction, randomLabelsFraction: o.randomLabelsFraction,
-      evalEvery: o.evalEvery ?? "1ep", evalTrain: o.evalTrain)
+      evalEvery: o.evalEvery ?? "1ep", evalTrain: o.evalTrain,
+      convBackend: o.convBackend == "auto" ? nil : o.convBackend)
     try h.validate()
     return h
   }
@@ -148,6 +155,10 @@ extension TrainingHParams {
     try need(
       Initializer(rawValue: initializer) != nil,
       "--initializer must be one of \(Initializer.allCases.map(\.rawValue).joined(separator: ", ")), got \(initializer)"
+    )
+    try need(
+      convBackend.map { ConvBackendPolicy(rawValue: $0) != nil } ?? true,
+      "--conv-backend must be one of \(ConvBackendPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got \(convBackend ?? "")"
     )
     for s in [trainingSteps, warmupSteps, evalEvery] + milestones { _ = try StepSpec(parsing: s) }
     try need(try StepSpec(parsing: evalEvery) != StepSpec(), "--eval-every must be positive")

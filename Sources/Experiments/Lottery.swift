@@ -127,7 +127,8 @@ public final class LotteryRunner {
     let records = try trainer.run()
     try ModelState.save(net, step: lastStep, to: dir + "/model_final.safetensors")
     let summary = try TrainSummary.from(
-      records, runDir: dir, steps: lastStep - firstStep, seconds: Date().timeIntervalSince(started))
+      records, runDir: dir, steps: lastStep - firstStep, seconds: Date().timeIntervalSince(started),
+      network: net)
     try summary.write(in: dir)
     return summary
   }

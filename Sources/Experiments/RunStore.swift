@@ -13,6 +13,8 @@ public struct Provenance: Codable, Sendable {
   public var blasEnvironment: [String: String]
   public var threads: Int
   public var created: String
+  /// The convolution library next to BLAS, e.g. `oneDNN 2.6.3` (nil in older records).
+  public var convolutionLibrary: String?
 
   enum CodingKeys: String, CodingKey {
     case lotterykitVersion = "lotterykit_version"
@@ -23,6 +25,7 @@ public struct Provenance: Codable, Sendable {
     case blasThreads = "blas_threads"
     case blasEnvironment = "blas_environment"
     case threads, created
+    case convolutionLibrary = "convolution_library"
   }
 
   /// The current process: version, the commit of the source tree this binary was built
@@ -35,7 +38,8 @@ public struct Provenance: Codable, Sendable {
       lotterykitVersion: LotteryKitVersion.version, gitCommit: commit ?? "unknown",
       gitDirty: commit == nil ? nil : !(status ?? "").isEmpty, blasConfig: BLASInfo.config,
       blasCore: BLASInfo.coreName, blasThreads: BLASInfo.threads, blasEnvironment: BLASInfo.environment,
-      threads: Parallel.threads, created: ISO8601DateFormatter().string(from: Date()))
+      threads: Parallel.threads, created: ISO8601DateFormatter().string(from: Date()),
+      convolutionLibrary: Convolution.library)
   }
 
   nonisolated(unsafe) static var cachedGit: [String: String?] = [:]

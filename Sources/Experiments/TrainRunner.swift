@@ -56,6 +56,7 @@ public final class RunSetup {
     net.initialize(
       seed: seed, weights: Initializer(rawValue: hparams.initializer)!,
       batchNorm: BatchNormInit(rawValue: hparams.batchNormInit)!)
+    net.convolutionPolicy = hparams.convBackend.flatMap(ConvBackendPolicy.init(rawValue:)) ?? .auto
     return net
   }
 
@@ -87,6 +88,8 @@ public struct TrainSummary: Codable, Sendable, Equatable {
   public var earlyStopStep: Int?
   public var steps: Int
   public var seconds: Double
+  /// The convolution backend of every convolution layer, e.g. `onednn:jit_wino_4x3:avx512_core`.
+  public var convBackends: [String: String]? = nil
   enum CodingKeys: String, CodingKey {
     case runDir = "run_dir"
     case testAccuracy = "test_accuracy"
@@ -95,19 +98,21 @@ public struct TrainSummary: Codable, Sendable, Equatable {
     case validationAccuracy = "validation_accuracy"
     case earlyStopStep = "early_stop_step"
     case steps, seconds
+    case convBackends = "conv_backends"
   }
 
   /// Summarises a run's metrics (early stopping = step of minimum validation loss).
-  public static func from(_ records: [MetricRecord], runDir: String, steps: Int, seconds: Double) throws
-    -> TrainSummary
-  {
+  public static func from(
+    _ records: [MetricRecord], runDir: String, steps: Int, seconds: Double, network: Network<Float>
+  ) throws -> TrainSummary {
     let test = records.filter { $0.split == "test" }
     guard let last = test.last else { throw RunError("\(runDir): no test metrics recorded") }
     let val = records.filter { $0.split == "validation" }
     return TrainSummary(
       runDir: runDir, testAccuracy: last.accuracy, testLoss: last.loss,
       bestTestAccuracy: test.map(\.accuracy).max()!, validationAccuracy: val.last?.accuracy,
-      earlyStopStep: val.min { $0.loss < $1.loss }?.step, steps: steps, seconds: seconds)
+      earlyStopStep: val.min { $0.loss < $1.loss }?.step, steps: steps, seconds: seconds,
+      convBackends: network.convolutions.isEmpty ? nil : network.convolutionBackendNames)
   }
 
   /// The `summary.json` of a run folder: nil when the run has not finished.
@@ -157,7 +162,8 @@ public enum TrainRunner {
     let records = try trainer.run()
     try ModelState.save(net, step: setup.totalSteps, to: dir + "/model_final.safetensors")
     let summary = try TrainSummary.from(
-      records, runDir: dir, steps: setup.totalSteps, seconds: Date().timeIntervalSince(started))
+      records, runDir: dir, steps: setup.totalSteps, seconds: Date().timeIntervalSince(started),
+      network: net)
     try summary.write(in: dir)
     return (summary, false)
   }

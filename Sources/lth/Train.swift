@@ -37,6 +37,11 @@ struct TrainingFlags: ParsableArguments {
   @Option(help: "Disable (false) or force (true) random-crop and flip augmentation.") var augment: Bool?
   @Option(help: "Worker threads (results do not depend on it).") var threads = ProcessInfo.processInfo
     .activeProcessorCount
+  @Option(
+    help:
+      "Convolution backends: auto (oneDNN where it has a JIT kernel, Winograd for 3x3 layers with >= 16 channels), im2col, or onednn (direct only)."
+  )
+  var convBackend = "auto"
   @Option(help: "Output root for run folders.") var output = "./lth_runs"
   @Flag(help: "No progress output.") var quiet = false
   @Flag(help: "Make the last line of stdout one JSON object.") var json = false
@@ -55,6 +60,7 @@ struct TrainingFlags: ParsableArguments {
     o.milestones = milestones.map { $0.split(separator: ",").map { String($0) } }
     o.gamma = gamma
     o.schedule = schedule
+    o.convBackend = convBackend
     o.initializer = initializer
     o.seed = seed
     o.dataOrderSeed = dataOrderSeed

@@ -129,6 +129,43 @@ struct TrainTests {
 
 @Suite("Bad input to lth train", .serialized)
 struct BadInputTests {
+  @Test("convolution backends: recorded per layer, hashed when not auto, same bits at 1 and 3 threads")
+  func convBackends() throws {
+    let run = [
+      "train", "--model", "cifar_conv_2", "--dataset", "synthetic", "--subsample-fraction", "0.02",
+      "--training-steps", "4it", "--eval-every", "4it", "--quiet", "--json",
+    ]
+    var dirs: [String: String] = [:]
+    for backend in ["auto", "im2col"] {
+      var files: [Data?] = []
+      for threads in ["1", "3"] {
+        let out = CLI.tempDir()
+        let r = try CLI.run(run + ["--conv-backend", backend, "--threads", threads, "--output", out])
+        #expect(r.status == 0, "\(r.stderr)")
+        let s =
+          try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8))
+          as! [String: Any]
+        let names = s["conv_backends"] as! [String: String]
+        #expect(names.keys.sorted() == ["conv_layers.0", "conv_layers.1"])
+        if backend == "im2col" {
+          #expect(names.values.allSatisfy { $0 == "im2col+blas" })
+        } else {
+          #if os(Linux)
+            #expect(names["conv_layers.1"]!.contains("wino"), "\(names)")
+          #endif
+        }
+        let dir = try CLI.runDir(out)
+        dirs[backend] = (dir as NSString).lastPathComponent
+        files.append(FileManager.default.contents(atPath: dir + "/model_final.safetensors"))
+        let hp = try String(contentsOfFile: dir + "/hparams.json", encoding: .utf8)
+        #expect(hp.contains("conv_backend") == (backend != "auto"))
+        #expect(hp.contains("convolution_library"))
+      }
+      #expect(files[0] != nil && files[0] == files[1], "\(backend): 1 vs 3 threads")
+    }
+    #expect(dirs["auto"] != dirs["im2col"])
+  }
+
   @Test("bad flags: one clear line each, non-zero exit")
   func flags() throws {
     let base = ["train", "--dataset", "synthetic", "--output", CLI.tempDir(), "--quiet"]
@@ -145,6 +182,7 @@ struct BadInputTests {
     expectOneLineError(try CLI.run(m + ["--validation-size", "999999"]), "--validation-size")
     expectOneLineError(try CLI.run(m + ["--lr", "-0.1"]), "Missing value for '--lr <lr>'")
     expectOneLineError(try CLI.run(m + ["--no-such-flag"]), "no-such-flag")
+    expectOneLineError(try CLI.run(m + ["--conv-backend", "cudnn"]), "--conv-backend must be one of auto")
     let missing = try CLI.run([
       "train", "--model", "mnist_lenet_10", "--dataset", "mnist", "--data-dir", "/nonexistent", "--quiet",
       "--output", CLI.tempDir(),
