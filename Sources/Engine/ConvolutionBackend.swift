@@ -31,13 +31,15 @@ open class ConvolutionBackend<T: Scalar>: @unchecked Sendable {
   public init(geometry: ConvGeometry) { self.geometry = geometry }
   /// Short name for reports, e.g. `im2col+blas`, `onednn:jit_wino_4x3:avx512_core`.
   open var name: String { "abstract" }
+  /// Whether ``forward(x:weight:bias:y:)`` takes nChw16c input (else the caller converts).
+  open var acceptsBlocked: Bool { false }
   /// `y = conv(x, weight) + bias`; `y` is resized to the output shape.
   open func forward(x: Tensor<T>, weight: Tensor<T>, bias: Tensor<T>?, y: Tensor<T>) throws {
     fatalError("ConvolutionBackend.forward is abstract")
   }
   /// Sets up what a backward pass on a batch of `batch` needs (errors surface here, in the
   /// forward pass, rather than in ``backward(x:weight:dy:dWeight:dBias:dx:)``).
-  open func prepareBackward(batch: Int) throws {}
+  open func prepareBackward(batch: Int, blockedInput: Bool) throws {}
   /// Writes `dWeight`, `dBias` (if non-nil) and `dx` (if non-nil, resized to `x`'s shape).
   open func backward(
     x: Tensor<T>, weight: Tensor<T>, dy: Tensor<T>, dWeight: Tensor<T>, dBias: Tensor<T>?,

@@ -12,6 +12,7 @@ public enum Elementwise {
   @inline(never)
   public static func relu<T: Scalar>(x: Tensor<T>, y: Tensor<T>) {
     y.resize(x.shape)
+    y.layout = x.layout
     let n = x.count
     let sh = shards(n)
     Parallel.forEach(sh) { s in
@@ -31,6 +32,7 @@ public enum Elementwise {
   @inline(never)
   public static func reluBackward<T: Scalar>(y: Tensor<T>, dy: Tensor<T>, dx: Tensor<T>) {
     dx.resize(y.shape)
+    dx.layout = dy.layout
     let n = y.count
     let sh = shards(n)
     Parallel.forEach(sh) { s in
@@ -48,10 +50,11 @@ public enum Elementwise {
   @_specialize(where T == Double)
   @inline(never)
   public static func add<T: Scalar>(_ a: Tensor<T>, _ b: Tensor<T>, y: Tensor<T>) throws {
-    guard a.shape == b.shape else {
-      throw EngineError("add: shapes differ, \(a.shape) and \(b.shape)")
+    guard a.shape == b.shape, a.layout == b.layout else {
+      throw EngineError("add: shapes or layouts differ, \(a.shape) \(a.layout) and \(b.shape) \(b.layout)")
     }
     y.resize(a.shape)
+    y.layout = a.layout
     let n = a.count
     let sh = shards(n)
     Parallel.forEach(sh) { s in
@@ -74,7 +77,7 @@ public enum Elementwise {
   @_specialize(where T == Double)
   @inline(never)
   public static func addInPlace<T: Scalar>(_ y: Tensor<T>, _ x: Tensor<T>) {
-    precondition(x.count == y.count, "addInPlace: \(x.shape) vs \(y.shape)")
+    precondition(x.count == y.count && x.layout == y.layout, "addInPlace: \(x.shape) vs \(y.shape)")
     let n = y.count
     let sh = shards(n)
     Parallel.forEach(sh) { s in

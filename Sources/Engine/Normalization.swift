@@ -32,8 +32,16 @@ public enum BatchNormKernel {
       throw EngineError("batch norm: training needs more than one value per channel, got shape \(x.shape)")
     }
     y.resize(x.shape)
+    y.layout = x.layout
     savedMean.resize([c])
     savedInvStd.resize([c])
+    if x.layout == .blocked16 {
+      forwardBlocked(
+        x: x, gamma: gamma, beta: beta, runningMean: runningMean, runningVar: runningVar,
+        training: training, momentum: momentum, eps: eps, y: y, savedMean: savedMean,
+        savedInvStd: savedInvStd)
+      return
+    }
     let shards = Parallel.batchShards(c)
     Parallel.forEach(shards) { s in
       for ch in Parallel.range(s, of: shards, c) {
@@ -78,6 +86,13 @@ public enum BatchNormKernel {
     let hw = x.shape.count == 4 ? x.shape[2] * x.shape[3] : 1
     let m = T(n * hw)
     dx?.resize(x.shape)
+    dx?.layout = x.layout
+    if x.layout == .blocked16 {
+      backwardBlocked(
+        x: x, gamma: gamma, dy: dy, savedMean: savedMean, savedInvStd: savedInvStd,
+        training: training, dGamma: dGamma, dBeta: dBeta, dx: dx)
+      return
+    }
     let shards = Parallel.batchShards(c)
     Parallel.forEach(shards) { s in
       for ch in Parallel.range(s, of: shards, c) {
@@ -109,6 +124,158 @@ public enum BatchNormKernel {
             }
           } else {
             for j in 0..<hw { q[j] = g * d[j] }
+          }
+        }
+      }
+    }
+  }
+}
+
+extension BatchNormKernel {
+  /// Per-channel sums over a blocked (nChw16c) tensor: `f` maps each 16-channel vector of
+  /// one position to the vector to add. Sharded by example; each shard sums its examples
+  /// (Float lanes over one example's positions, then Double), and the shard partials are
+  /// added in shard order, so the result does not depend on the thread count.
+  @inline(__always)
+  static func blockedSums<T: Scalar>(
+    n: Int, c: Int, hw: Int, _ out: UnsafeMutablePointer<Double>, outputs: Int,
+    _ f: (_ base: Int, _ cb: Int, _ acc: inout (SIMD16<T>, SIMD16<T>)) -> Void
+  ) {
+    let shards = Parallel.batchShards(n)
+    let partial = UnsafeMutablePointer<Double>.allocate(capacity: shards * outputs * c)
+    defer { partial.deallocate() }
+    partial.initialize(repeating: 0, count: shards * outputs * c)
+    Parallel.forEach(shards) { s in
+      let mine = partial + s * outputs * c
+      for i in Parallel.range(s, of: shards, n) {
+        for cb in 0..<(c / 16) {
+          var acc = (SIMD16<T>(), SIMD16<T>())
+          f((i * c + cb * 16) * hw, cb, &acc)
+          for l in 0..<16 {
+            mine[cb * 16 + l] += Double(acc.0[l])
+            if outputs > 1 { mine[c + cb * 16 + l] += Double(acc.1[l]) }
+          }
+        }
+      }
+    }
+    out.update(from: partial, count: outputs * c)
+    for s in 1..<shards {
+      for j in 0..<(outputs * c) { out[j] += partial[s * outputs * c + j] }
+    }
+  }
+
+  @inline(__always) static func load16<T: Scalar>(_ p: UnsafeMutablePointer<T>) -> SIMD16<T> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<T>.self)
+  }
+  @inline(__always) static func store16<T: Scalar>(_ v: SIMD16<T>, _ p: UnsafeMutablePointer<T>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<T>.self)
+  }
+  @inline(__always) static func lanes<T: Scalar>(_ t: UnsafeMutablePointer<T>, _ cb: Int) -> SIMD16<T> {
+    load16(t + cb * 16)
+  }
+
+  /// ``forward(x:gamma:beta:runningMean:runningVar:training:momentum:eps:y:savedMean:savedInvStd:)``
+  /// on nChw16c: same formulas, channels as SIMD lanes.
+  @_specialize(where T == Float)
+  @_specialize(where T == Double)
+  @inline(never)
+  static func forwardBlocked<T: Scalar>(
+    x: Tensor<T>, gamma: Tensor<T>, beta: Tensor<T>, runningMean: Tensor<T>,
+    runningVar: Tensor<T>, training: Bool, momentum: T, eps: T, y: Tensor<T>,
+    savedMean: Tensor<T>, savedInvStd: Tensor<T>
+  ) {
+    let (n, c) = (x.shape[0], x.shape[1])
+    let hw = x.shape[2] * x.shape[3]
+    let m = n * hw
+    let xp = x.data
+    if training {
+      let sums = UnsafeMutablePointer<Double>.allocate(capacity: c)
+      defer { sums.deallocate() }
+      blockedSums(n: n, c: c, hw: hw, sums, outputs: 1) { (base: Int, _, acc: inout (SIMD16<T>, SIMD16<T>)) in
+        for j in 0..<hw { acc.0 += load16(xp + base + j * 16) }
+      }
+      for ch in 0..<c { savedMean.data[ch] = T(sums[ch] / Double(m)) }
+      let mean = savedMean.data
+      blockedSums(n: n, c: c, hw: hw, sums, outputs: 1) {
+        (base: Int, cb: Int, acc: inout (SIMD16<T>, SIMD16<T>)) in
+        let mu = lanes(mean, cb)
+        for j in 0..<hw {
+          let d = load16(xp + base + j * 16) - mu
+          acc.0 += d * d
+        }
+      }
+      for ch in 0..<c {
+        let variance = T(sums[ch] / Double(m))
+        runningMean.data[ch] = (1 - momentum) * runningMean.data[ch] + momentum * mean[ch]
+        runningVar.data[ch] = (1 - momentum) * runningVar.data[ch] + momentum * T(sums[ch] / Double(m - 1))
+        savedInvStd.data[ch] = 1 / (variance + eps).squareRoot()
+      }
+    } else {
+      for ch in 0..<c {
+        savedMean.data[ch] = runningMean.data[ch]
+        savedInvStd.data[ch] = 1 / (runningVar.data[ch] + eps).squareRoot()
+      }
+    }
+    let (mean, invStd, yp) = (savedMean.data, savedInvStd.data, y.data)
+    let shards = Parallel.batchShards(n)
+    Parallel.forEach(shards) { s in
+      for i in Parallel.range(s, of: shards, n) {
+        for cb in 0..<(c / 16) {
+          let scale = lanes(gamma.data, cb) * lanes(invStd, cb)
+          let shift = lanes(beta.data, cb) - lanes(mean, cb) * scale
+          let base = (i * c + cb * 16) * hw
+          for j in 0..<hw { store16(load16(xp + base + j * 16) * scale + shift, yp + base + j * 16) }
+        }
+      }
+    }
+  }
+
+  /// ``backward(x:gamma:dy:savedMean:savedInvStd:training:dGamma:dBeta:dx:)`` on nChw16c.
+  @_specialize(where T == Float)
+  @_specialize(where T == Double)
+  @inline(never)
+  static func backwardBlocked<T: Scalar>(
+    x: Tensor<T>, gamma: Tensor<T>, dy: Tensor<T>, savedMean: Tensor<T>, savedInvStd: Tensor<T>,
+    training: Bool, dGamma: Tensor<T>, dBeta: Tensor<T>, dx: Tensor<T>?
+  ) {
+    let (n, c) = (x.shape[0], x.shape[1])
+    let hw = x.shape[2] * x.shape[3]
+    let m = T(n * hw)
+    let (xp, dyp, mean, invStd) = (x.data, dy.data, savedMean.data, savedInvStd.data)
+    let sums = UnsafeMutablePointer<Double>.allocate(capacity: 2 * c)
+    defer { sums.deallocate() }
+    blockedSums(n: n, c: c, hw: hw, sums, outputs: 2) {
+      (base: Int, cb: Int, acc: inout (SIMD16<T>, SIMD16<T>)) in
+      let mu = lanes(mean, cb)
+      for j in 0..<hw {
+        let d = load16(dyp + base + j * 16)
+        acc.0 += d
+        acc.1 += d * (load16(xp + base + j * 16) - mu)
+      }
+    }
+    for ch in 0..<c {
+      dBeta.data[ch] = T(sums[ch])
+      dGamma.data[ch] = T(sums[c + ch]) * invStd[ch]
+    }
+    guard let dx else { return }
+    let dxp = dx.data
+    let shards = Parallel.batchShards(n)
+    Parallel.forEach(shards) { s in
+      for i in Parallel.range(s, of: shards, n) {
+        for cb in 0..<(c / 16) {
+          let inv = lanes(invStd, cb)
+          let g = lanes(gamma.data, cb) * inv
+          let base = (i * c + cb * 16) * hw
+          if training {
+            let k1 = g / SIMD16(repeating: m)
+            let (mu, db, dg) = (lanes(mean, cb), lanes(dBeta.data, cb), lanes(dGamma.data, cb))
+            let mv = SIMD16<T>(repeating: m)
+            for j in 0..<hw {
+              let xhat = (load16(xp + base + j * 16) - mu) * inv
+              store16(k1 * (mv * load16(dyp + base + j * 16) - db - xhat * dg), dxp + base + j * 16)
+            }
+          } else {
+            for j in 0..<hw { store16(g * load16(dyp + base + j * 16), dxp + base + j * 16) }
           }
         }
       }

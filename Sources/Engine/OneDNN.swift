@@ -28,7 +28,7 @@
       self.winograd = winograd
       self.spatial = spatial
       super.init(geometry: geometry)
-      guard let probe = try? plan(batch: 8) else { return nil }
+      guard let probe = try? plan(batch: 8, blockedInput: false) else { return nil }
       let impl = probe.forward.implementation
       if impl.hasPrefix("ref") || impl.contains("gemm") { return nil }
       if winograd && !impl.contains("wino") { return nil }
@@ -44,11 +44,18 @@
       let dstOut: Primitive?  // forward dst -> nchw
       let weightsIn: Primitive?  // oihw -> forward weights
       let weights: Tensor<Float>  // blocked forward weights
+      let userSrc: dnnl_memory_desc_t  // the caller's input layout (nchw or nChw16c)
+      let userDst: dnnl_memory_desc_t  // the output layout: nChw16c when oneDNN writes it
+      let blockedOutput: Bool
       var backward: BackwardPlan?
       init(
         forward: Primitive, srcIn: Primitive?, dstOut: Primitive?, weightsIn: Primitive?,
-        weights: Tensor<Float>
+        weights: Tensor<Float>, userSrc: dnnl_memory_desc_t, userDst: dnnl_memory_desc_t,
+        blockedOutput: Bool
       ) {
+        self.userSrc = userSrc
+        self.userDst = userDst
+        self.blockedOutput = blockedOutput
         self.forward = forward
         self.srcIn = srcIn
         self.dstOut = dstOut
@@ -103,8 +110,10 @@
       )
     }
 
-    private func plan(batch n: Int) throws -> Plan {
-      if let p = plans[n] { return p }
+    /// Output is written in nChw16c (no reorder) whenever oneDNN's kernel uses that layout.
+    private func plan(batch n: Int, blockedInput: Bool) throws -> Plan {
+      let key = 2 * n + (blockedInput ? 1 : 0)
+      if let p = plans[key] { return p }
       DNNL.singleThreaded()
       let g = geometry
       var d = descriptors(batch: n)
@@ -120,8 +129,12 @@
           (DNNL_ARG_BIAS, dnnl_query_weights_md, 1), (DNNL_ARG_DST, dnnl_query_dst_md, 0),
         ])
       let (oh, ow) = g.outputSize(spatial.0, spatial.1)
-      let userSrc = DNNL.desc([n, g.inChannels, spatial.0, spatial.1], dnnl_nchw)
-      let userDst = DNNL.desc([n, g.outChannels, oh, ow], dnnl_nchw)
+      let userSrc = DNNL.desc(
+        [n, g.inChannels, spatial.0, spatial.1], blockedInput ? dnnl_nChw16c : dnnl_nchw)
+      var blocked = DNNL.desc([n, g.outChannels, oh, ow], dnnl_nChw16c)
+      var dst = fwd.md(3)
+      let blockedOutput = g.outChannels % 16 == 0 && dnnl_memory_desc_equal(&blocked, &dst) != 0
+      let userDst = blockedOutput ? blocked : DNNL.desc([n, g.outChannels, oh, ow], dnnl_nchw)
       let userW = DNNL.desc([g.outChannels, g.inChannels, g.kernelH, g.kernelW], dnnl_oihw)
       let wMD = fwd.md(1)
       let p = Plan(
@@ -129,8 +142,9 @@
         srcIn: try Primitive.reorder(userSrc, fwd.md(0)),
         dstOut: try Primitive.reorder(fwd.md(3), userDst),
         weightsIn: try Primitive.reorder(userW, wMD),
-        weights: Tensor(zeros: [DNNL.floats(wMD)]))
-      plans[n] = p
+        weights: Tensor(zeros: [DNNL.floats(wMD)]), userSrc: userSrc, userDst: userDst,
+        blockedOutput: blockedOutput)
+      plans[key] = p
       return p
     }
 
@@ -162,9 +176,7 @@
           (DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0),
           (DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1),
         ])
-      let (oh, ow) = g.outputSize(spatial.0, spatial.1)
-      let userSrc = DNNL.desc([n, g.inChannels, spatial.0, spatial.1], dnnl_nchw)
-      let userDst = DNNL.desc([n, g.outChannels, oh, ow], dnnl_nchw)
+      let (userSrc, userDst) = (p.userSrc, p.userDst)
       let userW = DNNL.desc([g.outChannels, g.inChannels, g.kernelH, g.kernelW], dnnl_oihw)
       var a = data.md(0)
       var b = wgrad.md(1)
@@ -184,7 +196,9 @@
 
     /// Shard sizes of a batch of `n`, their plans, and per-shard scratch buffers sized for
     /// every primitive involved. Runs on the calling thread, before the parallel section.
-    private func prepare(batch n: Int, backward: Bool) throws -> (shards: Int, slots: Int, plans: [Plan]) {
+    private func prepare(batch n: Int, blockedInput: Bool, backward: Bool) throws -> (
+      shards: Int, slots: Int, plans: [Plan]
+    ) {
       let shards = Parallel.batchShards(n)
       let slots = min(shards, Parallel.slotCount)
       var list: [Plan] = []
@@ -192,7 +206,7 @@
       var scratchBytes = 0
       for s in 0..<shards {
         let size = Parallel.range(s, of: shards, n).count
-        let p = try plan(batch: size)
+        let p = try plan(batch: size, blockedInput: blockedInput)
         var prims: [Primitive?] = [p.forward, p.srcIn, p.dstOut]
         if backward {
           let b = try backwardPlan(p, batch: size)
@@ -221,7 +235,9 @@
       try weight.expectShape([g.outChannels, g.inChannels, g.kernelH, g.kernelW], "\(g) weight")
       y.resize(outShape)
       let n = x.shape[0]
-      let (shards, slots, plans) = try prepare(batch: n, backward: false)
+      let (shards, slots, plans) = try prepare(
+        batch: n, blockedInput: x.layout == .blocked16, backward: false)
+      if plans[0].blockedOutput { y.layout = .blocked16 }
       // Weights: one reorder per distinct shard size, before the shards run.
       var done = Set<ObjectIdentifier>()
       for p in plans where done.insert(ObjectIdentifier(p)).inserted {
@@ -251,7 +267,7 @@
         }
         let dst = p.dstOut == nil ? ys : bufB
         p.forward.run(
-          slot: s,
+          slot: slot,
           [
             src, UnsafeMutableRawPointer(p.weights.data), UnsafeMutableRawPointer(bias?.data ?? zeroBias),
             dst,
@@ -261,7 +277,11 @@
       }
     }
 
-    override func prepareBackward(batch: Int) throws { _ = try prepare(batch: batch, backward: true) }
+    override var acceptsBlocked: Bool { true }
+
+    override func prepareBackward(batch: Int, blockedInput: Bool) throws {
+      _ = try prepare(batch: batch, blockedInput: blockedInput, backward: true)
+    }
 
     override func backward(
       x: Tensor<Float>, weight: Tensor<Float>, dy: Tensor<Float>, dWeight: Tensor<Float>,
@@ -270,14 +290,17 @@
       let g = geometry
       let n = x.shape[0]
       let prepared: (shards: Int, slots: Int, plans: [Plan])
-      do { prepared = try prepare(batch: n, backward: true) } catch {
+      do { prepared = try prepare(batch: n, blockedInput: x.layout == .blocked16, backward: true) } catch {
         preconditionFailure("\(error)")  // prepareBackward ran in the forward pass
       }
       let (shards, slots, plans) = prepared
       let wc = weight.count
       workspace.prepare(shards: shards, slots: 0, colCount: 0, weightCount: wc, outChannels: g.outChannels)
+      precondition(
+        dy.layout == (plans[0].blockedOutput ? .blocked16 : .nchw), "\(g): gradient in the wrong layout")
       if let dx {
         dx.resize(x.shape)
+        dx.layout = x.layout
         var done = Set<ObjectIdentifier>()
         for p in plans where done.insert(ObjectIdentifier(p)).inserted {
           let b = p.backward!
@@ -332,7 +355,7 @@
         let dWs = UnsafeMutableRawPointer(ws.dW[s].data)
         let dWout = b.diffWeightsOut == nil ? dWs : UnsafeMutableRawPointer(ws.dnnlBuffers[slot][3].data)
         b.weightsGrad.run(
-          slot: s, [src, diffDstW, dWout, UnsafeMutableRawPointer(ws.db[s].data)], scratch: scratch)
+          slot: slot, [src, diffDstW, dWout, UnsafeMutableRawPointer(ws.db[s].data)], scratch: scratch)
         if let q = b.diffWeightsOut { q.run(slot: slot, [dWout, dWs], scratch: scratch) }
       }
       Convolution.reduceShards(ws.dW, shards: shards, count: wc, into: dWeight.data)

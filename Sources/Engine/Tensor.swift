@@ -23,6 +23,9 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
   /// Start of the element buffer (capacity may exceed `count` after a shrinking reshape).
   public private(set) var data: UnsafeMutablePointer<T>
   private var capacity: Int
+  /// Memory order of a 4-D activation (``TensorLayout``); `.nchw` unless a kernel that
+  /// writes blocked output (oneDNN convolution) says otherwise.
+  public var layout = TensorLayout.nchw
 
   /// A zero-filled tensor of the given shape.
   public init(zeros shape: [Int]) {
@@ -67,7 +70,9 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
 
   /// Changes the shape, reallocating only when the new element count exceeds the capacity.
   /// Contents are unspecified after a reallocation.
+  /// The layout becomes `.nchw`: kernels that write blocked output set it afterwards.
   public func resize(_ newShape: [Int]) {
+    layout = .nchw
     if newShape == shape { return }
     let n = newShape.reduce(1, *)
     if n > capacity {
@@ -102,6 +107,7 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
   /// Copies the elements of `other`, adopting its shape.
   public func copy(from other: Tensor<T>) {
     resize(other.shape)
+    layout = other.layout
     data.update(from: other.data, count: count)
   }
   /// A deep copy.

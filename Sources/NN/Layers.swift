@@ -69,14 +69,16 @@ public final class Conv2d<T: Scalar>: Module<T> {
   public override var localParameters: [(String, Parameter<T>)] {
     [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
   }
-  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
-    input = x
-    _ = try Convolution.outputShape(geometry, input: x.shape)
+  private let layout = LayoutAdapter<T>()
+  public override func forward(_ given: Tensor<T>) throws -> Tensor<T> {
+    _ = try Convolution.outputShape(geometry, input: given.shape)
     if backend == nil {
       backend = Convolution.makeBackend(
-        geometry, inputShape: x.shape, policy: backendPolicy, workspace: workspace)
+        geometry, inputShape: given.shape, policy: backendPolicy, workspace: workspace)
     }
-    if isTraining { try backend!.prepareBackward(batch: x.shape[0]) }
+    let x = backend!.acceptsBlocked ? given : layout.input(given)
+    input = x
+    if isTraining { try backend!.prepareBackward(batch: x.shape[0], blockedInput: x.layout == .blocked16) }
     try backend!.forward(x: x, weight: weight.value, bias: bias?.value, y: output)
     return output
   }
@@ -84,7 +86,7 @@ public final class Conv2d<T: Scalar>: Module<T> {
     backend!.backward(
       x: input!, weight: weight.value, dy: dy, dWeight: weight.grad, dBias: bias?.grad,
       dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
-    return needInputGradient ? gradInputBuffer(for: dy) : nil
+    return needInputGradient ? layout.gradient(gradInputBuffer(for: dy)) : nil
   }
 }
 
@@ -158,10 +160,12 @@ public final class MaxPool2d<T: Scalar>: Module<T> {
   private var inputShape: [Int] = []
   private var argmax: [Int32] = []
   private let output = Tensor<T>(zeros: [0])
+  private let layout = LayoutAdapter<T>()
   public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
     geometry = PoolGeometry(kernel: kernelSize, stride: stride, padding: padding)
   }
-  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+  public override func forward(_ input: Tensor<T>) throws -> Tensor<T> {
+    let x = layout.input(input)
     inputShape = x.shape
     try Pooling.maxForward(geometry, x: x, y: output, argmax: &argmax)
     return output
@@ -170,7 +174,7 @@ public final class MaxPool2d<T: Scalar>: Module<T> {
     guard needInputGradient else { return nil }
     let gradInput = gradInputBuffer(for: dy)
     Pooling.maxBackward(inputShape: inputShape, dy: dy, argmax: argmax, dx: gradInput)
-    return gradInput
+    return layout.gradient(gradInput)
   }
 }
 
@@ -179,10 +183,12 @@ public final class AvgPool2d<T: Scalar>: Module<T> {
   public let geometry: PoolGeometry
   private var inputShape: [Int] = []
   private let output = Tensor<T>(zeros: [0])
+  private let layout = LayoutAdapter<T>()
   public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
     geometry = PoolGeometry(kernel: kernelSize, stride: stride, padding: padding)
   }
-  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+  public override func forward(_ input: Tensor<T>) throws -> Tensor<T> {
+    let x = layout.input(input)
     inputShape = x.shape
     try Pooling.avgForward(geometry, x: x, y: output)
     return output
@@ -191,7 +197,7 @@ public final class AvgPool2d<T: Scalar>: Module<T> {
     guard needInputGradient else { return nil }
     let gradInput = gradInputBuffer(for: dy)
     Pooling.avgBackward(geometry, inputShape: inputShape, dy: dy, dx: gradInput)
-    return gradInput
+    return layout.gradient(gradInput)
   }
 }
 
@@ -199,8 +205,10 @@ public final class AvgPool2d<T: Scalar>: Module<T> {
 public final class GlobalAvgPool2d<T: Scalar>: Module<T> {
   private var inputShape: [Int] = []
   private let output = Tensor<T>(zeros: [0])
+  private let layout = LayoutAdapter<T>()
   public override init() {}
-  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+  public override func forward(_ input: Tensor<T>) throws -> Tensor<T> {
+    let x = layout.input(input)
     inputShape = x.shape
     try Pooling.globalAvgForward(x: x, y: output)
     return output
@@ -209,7 +217,7 @@ public final class GlobalAvgPool2d<T: Scalar>: Module<T> {
     guard needInputGradient else { return nil }
     let gradInput = gradInputBuffer(for: dy)
     Pooling.globalAvgBackward(inputShape: inputShape, dy: dy, dx: gradInput)
-    return gradInput
+    return layout.gradient(gradInput)
   }
 }
 
@@ -217,8 +225,10 @@ public final class GlobalAvgPool2d<T: Scalar>: Module<T> {
 public final class Flatten<T: Scalar>: Module<T> {
   private var inputShape: [Int] = []
   private let output = Tensor<T>(zeros: [0])
+  private let layout = LayoutAdapter<T>()
   public override init() {}
-  public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+  public override func forward(_ input: Tensor<T>) throws -> Tensor<T> {
+    let x = layout.input(input)
     inputShape = x.shape
     output.copy(from: x)
     output.reshape([x.shape[0], x.count / max(x.shape[0], 1)])
@@ -229,7 +239,7 @@ public final class Flatten<T: Scalar>: Module<T> {
     let gradInput = gradInputBuffer(for: dy)
     gradInput.copy(from: dy)
     gradInput.reshape(inputShape)
-    return gradInput
+    return layout.gradient(gradInput)
   }
 }
 
@@ -274,6 +284,8 @@ public final class BasicBlock<T: Scalar>: Module<T> {
   private let gradInput = Tensor<T>(zeros: [0])
   /// Copy of `dL/d(sum)` for projection blocks (both paths read it).
   private let savedGrad = Tensor<T>(zeros: [0])
+  /// The shortcut in the main path's layout when the two differ.
+  private let shortcutLayout = LayoutAdapter<T>()
 
   public init(_ inChannels: Int, _ outChannels: Int, downsample: Bool) {
     let stride = downsample ? 2 : 1
@@ -296,7 +308,7 @@ public final class BasicBlock<T: Scalar>: Module<T> {
   }
   public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
     let h = try bn2(conv2(relu1(bn1(conv1(x)))))
-    let s = try shortcut?.forward(x) ?? x
+    let s = shortcutLayout.input(try shortcut?.forward(x) ?? x, as: h.layout)
     try Elementwise.add(h, s, y: sum)
     return try relu2(sum)
   }
@@ -307,10 +319,10 @@ public final class BasicBlock<T: Scalar>: Module<T> {
     if let shortcut {
       savedGrad.copy(from: d)
       d = savedGrad
-      let short = shortcut.backward(d, needInputGradient: needInputGradient)
+      let short = shortcut.backward(shortcutLayout.gradient(d), needInputGradient: needInputGradient)
       if needInputGradient, let short { gradInput.copy(from: short) }
     } else if needInputGradient {
-      gradInput.copy(from: d)
+      gradInput.copy(from: shortcutLayout.gradient(d))
     }
     var g = bn2.backward(d, needInputGradient: true)!
     g = conv2.backward(g, needInputGradient: true)!

@@ -52,6 +52,31 @@ public final class GradientBuffers<T: Scalar> {
   public func other(than t: Tensor<T>) -> Tensor<T> { t === a ? b : a }
 }
 
+/// Converts a layer's input to the layout the layer computes in, and its input gradient
+/// back to the layout the input came in (see ``Engine/TensorLayout``).
+public final class LayoutAdapter<T: Scalar> {
+  private let input = Tensor<T>(zeros: [0])
+  private let gradient = Tensor<T>(zeros: [0])
+  private var original: TensorLayout?
+  public init() {}
+  /// `x` itself when it already has `layout`, else a converted copy (kept for backward).
+  public func input(_ x: Tensor<T>, as layout: TensorLayout = .nchw) -> Tensor<T> {
+    if x.layout == layout {
+      original = nil
+      return x
+    }
+    original = x.layout
+    Layouts.convert(x, to: layout, into: input)
+    return input
+  }
+  /// The gradient with respect to the original input: `dx` converted back if needed.
+  public func gradient(_ dx: Tensor<T>) -> Tensor<T> {
+    guard let original, dx.layout != original else { return dx }
+    Layouts.convert(dx, to: original, into: gradient)
+    return gradient
+  }
+}
+
 /// Base class of all layers and containers.
 open class Module<T: Scalar> {
   /// Training mode (batch statistics in batch norm) or evaluation mode.

@@ -68,33 +68,46 @@ struct ConvBackendTests {
     let dy = randomTensor([n, o, oh, ow], seed: 14)
     let ref = refConvBackward(x, wt, dy, stride: s, pad: p)
     var names: [String] = []
+    // Every policy, with NCHW input and (when C % 16 == 0) with nChw16c input; outputs and
+    // gradients are compared in NCHW whatever layout the backend wrote them in.
+    let layouts: [TensorLayout] = c % 16 == 0 ? [.nchw, .blocked16] : [.nchw]
     for policy in ConvBackendPolicy.allCases {
-      let backend: ConvolutionBackend<Float> = Convolution.makeBackend(
-        g, inputShape: x.shape, policy: policy, workspace: ConvWorkspace())
-      names.append(backend.name)
-      let (xf, wf, bf, dyf) = (
-        Tensor<Float>(converting: x), Tensor<Float>(converting: wt), Tensor<Float>(converting: b),
-        Tensor<Float>(converting: dy)
-      )
-      let y = Tensor<Float>(zeros: [0])
-      try backend.prepareBackward(batch: n)
-      try backend.forward(x: xf, weight: wf, bias: hasBias ? bf : nil, y: y)
-      // Winograd F(4x4, 3x3) trades some float accuracy for 4x fewer multiplications.
-      let tolerance = backend.name.contains("wino") ? 2e-4 : 1e-5
-      #expect(y.shape == [n, o, oh, ow])
-      #expect(relativeError(y, yRef) < tolerance, "\(backend.name) forward")
-      let dW = Tensor<Float>(zeros: wt.shape)
-      let db = Tensor<Float>(zeros: [o])
-      let dx = Tensor<Float>(zeros: [0])
-      backend.backward(x: xf, weight: wf, dy: dyf, dWeight: dW, dBias: db, dx: dx)
-      #expect(relativeError(dW, ref.dW) < tolerance, "\(backend.name) dW")
-      #expect(relativeError(db, ref.db) < 1e-5, "\(backend.name) db")
-      #expect(dx.shape == x.shape)
-      #expect(relativeError(dx, ref.dx) < tolerance, "\(backend.name) dx")
-      // Twice in a row gives the same bits (no state leaks between calls).
-      let dW2 = Tensor<Float>(zeros: wt.shape)
-      backend.backward(x: xf, weight: wf, dy: dyf, dWeight: dW2, dBias: nil, dx: nil)
-      #expect(dW2.array == dW.array, "\(backend.name) repeat")
+      for inputLayout in layouts {
+        let backend: ConvolutionBackend<Float> = Convolution.makeBackend(
+          g, inputShape: x.shape, policy: policy, workspace: ConvWorkspace())
+        if inputLayout == .blocked16 && !backend.acceptsBlocked { continue }
+        if inputLayout == .nchw { names.append(backend.name) }
+        let what = "\(backend.name) \(inputLayout)"
+        let xf = Tensor<Float>(zeros: [0])
+        Layouts.convert(Tensor<Float>(converting: x), to: inputLayout, into: xf)
+        let (wf, bf) = (Tensor<Float>(converting: wt), Tensor<Float>(converting: b))
+        let y = Tensor<Float>(zeros: [0])
+        try backend.prepareBackward(batch: n, blockedInput: inputLayout == .blocked16)
+        try backend.forward(x: xf, weight: wf, bias: hasBias ? bf : nil, y: y)
+        if !backend.name.hasPrefix("onednn") { #expect(y.layout == .nchw) }
+        let plain = Tensor<Float>(zeros: [0])
+        Layouts.convert(y, to: .nchw, into: plain)
+        // Winograd F(4x4, 3x3) trades some float accuracy for 4x fewer multiplications.
+        let tolerance = backend.name.contains("wino") ? 2e-4 : 1e-5
+        #expect(plain.shape == [n, o, oh, ow])
+        #expect(relativeError(plain, yRef) < tolerance, "\(what) forward")
+        let dyf = Tensor<Float>(zeros: [0])
+        Layouts.convert(Tensor<Float>(converting: dy), to: y.layout, into: dyf)
+        let dW = Tensor<Float>(zeros: wt.shape)
+        let db = Tensor<Float>(zeros: [o])
+        let dx = Tensor<Float>(zeros: [0])
+        backend.backward(x: xf, weight: wf, dy: dyf, dWeight: dW, dBias: db, dx: dx)
+        #expect(relativeError(dW, ref.dW) < tolerance, "\(what) dW")
+        #expect(relativeError(db, ref.db) < 1e-5, "\(what) db")
+        #expect(dx.shape == x.shape && dx.layout == inputLayout, "\(what)")
+        let dxPlain = Tensor<Float>(zeros: [0])
+        Layouts.convert(dx, to: .nchw, into: dxPlain)
+        #expect(relativeError(dxPlain, ref.dx) < tolerance, "\(what) dx")
+        // Twice in a row gives the same bits (no state leaks between calls).
+        let dW2 = Tensor<Float>(zeros: wt.shape)
+        backend.backward(x: xf, weight: wf, dy: dyf, dWeight: dW2, dBias: nil, dx: nil)
+        #expect(dW2.array == dW.array, "\(what) repeat")
+      }
     }
     #expect(names[1] == "im2col+blas")
     #if os(Linux)
@@ -118,13 +131,16 @@ struct ConvBackendTests {
       let backend: ConvolutionBackend<Float> = Convolution.makeBackend(
         g, inputShape: x.shape, policy: .auto, workspace: ConvWorkspace())
       let y = Tensor<Float>(zeros: [0])
-      try backend.prepareBackward(batch: 13)
+      try backend.prepareBackward(batch: 13, blockedInput: false)
       try backend.forward(x: x, weight: wt, bias: nil, y: y)
       let dW = Tensor<Float>(zeros: wt.shape)
       let dx = Tensor<Float>(zeros: [0])
-      backend.backward(x: x, weight: wt, dy: dy, dWeight: dW, dBias: nil, dx: dx)
+      let dyIn = Tensor<Float>(zeros: [0])
+      Layouts.convert(dy, to: y.layout, into: dyIn)
+      backend.backward(x: x, weight: wt, dy: dyIn, dWeight: dW, dBias: nil, dx: dx)
       // A different batch size afterwards (as evaluation does) gets its own plan.
       let y3 = Tensor<Float>(zeros: [0])
+      #expect(y.layout == .blocked16)
       let x3 = Tensor<Float>(Array(x.array[0..<(3 * 16 * 64)]), shape: [3, 16, 8, 8])
       try backend.forward(x: x3, weight: wt, bias: nil, y: y3)
       return [y.array, dW.array, dx.array, y3.array]
@@ -133,5 +149,66 @@ struct ConvBackendTests {
     #expect(one == (try run(1)))
     #expect(one == (try run(2)))
     #expect(one == (try run(3)))
+  }
+}
+
+@Suite("Layouts and blocked batch norm")
+struct LayoutTests {
+  @Test("nChw16c conversion is a permutation with the documented index formula")
+  func conversion() {
+    let (n, c, h, w) = (2, 32, 3, 5)
+    let x = Tensor<Float>((0..<(n * c * h * w)).map { Float($0) }, shape: [n, c, h, w])
+    let b = Tensor<Float>(zeros: [0])
+    Layouts.convert(x, to: .blocked16, into: b)
+    #expect(b.layout == .blocked16 && b.shape == x.shape)
+    for i in 0..<n {
+      for ch in 0..<c {
+        for p in 0..<(h * w) {
+          let blockedIndex = ((i * c / 16 + ch / 16) * h * w + p) * 16 + ch % 16
+          #expect(b[blockedIndex] == x[(i * c + ch) * h * w + p])
+        }
+      }
+    }
+    let back = Tensor<Float>(zeros: [0])
+    Layouts.convert(b, to: .nchw, into: back)
+    #expect(back.layout == .nchw && back.array == x.array)
+  }
+
+  @Test("batch norm on nChw16c matches NCHW (training and evaluation, forward and backward)")
+  func blockedBatchNorm() throws {
+    let (n, c, h, w) = (5, 32, 3, 4)
+    let x = Tensor<Float>(converting: randomTensor([n, c, h, w], seed: 31))
+    let dy = Tensor<Float>(converting: randomTensor([n, c, h, w], seed: 32))
+    let gamma = Tensor<Float>(converting: randomTensor([c], seed: 33))
+    let beta = Tensor<Float>(converting: randomTensor([c], seed: 34))
+    for training in [true, false] {
+      var results: [[[Float]]] = []
+      for layout in [TensorLayout.nchw, .blocked16] {
+        let (xi, dyi) = (Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: [0]))
+        Layouts.convert(x, to: layout, into: xi)
+        Layouts.convert(dy, to: layout, into: dyi)
+        let rm = Tensor<Float>(converting: randomTensor([c], seed: 35))
+        let rv = Tensor<Float>((0..<c).map { 0.5 + Float($0) / 10 }, shape: [c])
+        let (y, mean, inv) = (Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: [0]))
+        try BatchNormKernel.forward(
+          x: xi, gamma: gamma, beta: beta, runningMean: rm, runningVar: rv, training: training,
+          momentum: 0.1, eps: 1e-5, y: y, savedMean: mean, savedInvStd: inv)
+        #expect(y.layout == layout)
+        let (dg, db, dx) = (Tensor<Float>(zeros: [c]), Tensor<Float>(zeros: [c]), Tensor<Float>(zeros: [0]))
+        BatchNormKernel.backward(
+          x: xi, gamma: gamma, dy: dyi, savedMean: mean, savedInvStd: inv, training: training,
+          dGamma: dg, dBeta: db, dx: dx)
+        #expect(dx.layout == layout)
+        let (yp, dxp) = (Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: [0]))
+        Layouts.convert(y, to: .nchw, into: yp)
+        Layouts.convert(dx, to: .nchw, into: dxp)
+        results.append([yp.array, dxp.array, dg.array, db.array, rm.array, rv.array])
+      }
+      for k in 0..<6 {
+        let ref = results[0][k].map(Double.init)
+        let err = relativeError(Tensor(results[1][k], shape: [results[1][k].count]), ref)
+        #expect(err < 1e-5, "training \(training), output \(k): \(err)")
+      }
+    }
   }
 }

@@ -40,3 +40,51 @@ struct DeterminismTests {
     }
   }
 }
+
+@Suite("Convolution backends in whole networks")
+struct BackendNetworkTests {
+  /// Loss and every parameter gradient of one batch, with the given convolution policy.
+  func gradients(_ model: String, shape: [Int], policy: ConvBackendPolicy) throws -> (
+    Double, [[Float]], [String]
+  ) {
+    let net: Network<Float> = try ModelZoo.make(model, inputShape: shape, classes: 10)
+    net.initialize(seed: 7, weights: .kaimingNormal, batchNorm: .uniform)
+    net.convolutionPolicy = policy
+    let data = Synthetic.make(count: 24, shape: shape, classes: 10, seed: 5)
+    let x = Tensor<Float>(zeros: [0])
+    let labels = data.gather(0..<24, into: x)
+    let (loss, _, _) = try net.lossAndGradients(input: x, labels: labels)
+    return (loss, net.parameters.map { $0.1.grad.array }, Array(net.convolutionBackendNames.values))
+  }
+
+  /// oneDNN (blocked activations, Winograd) against im2col + BLAS (NCHW): the same loss and
+  /// gradients up to float rounding, for models that exercise every layout path: pooling
+  /// and flatten after blocked convolutions (Conv-2, VGG), residual blocks with identity
+  /// and projection shortcuts and global pooling (ResNet).
+  @Test(
+    "auto and onednn agree with im2col on loss and gradients",
+    arguments: [
+      ("cifar_conv_2", [3, 12, 12]), ("cifar_vgg_11", [3, 32, 32]), ("cifar_resnet_8", [3, 16, 16]),
+      ("cifar_resnet_14_32", [3, 8, 8]),
+    ])
+  func agree(_ a: (String, [Int])) throws {
+    let (refLoss, ref, refNames) = try gradients(a.0, shape: a.1, policy: .im2col)
+    #expect(refNames.allSatisfy { $0 == "im2col+blas" })
+    for policy in [ConvBackendPolicy.auto, .onednn] {
+      let (loss, grads, names) = try gradients(a.0, shape: a.1, policy: policy)
+      #if os(Linux)
+        #expect(names.contains { $0.hasPrefix("onednn") }, "\(names)")
+      #endif
+      #expect(abs(loss - refLoss) < 1e-4 * max(1, abs(refLoss)), "\(policy) loss")
+      // Relative to the tensor's largest gradient, floored at 1% of the network's: the
+      // biases of convolutions followed by batch norm (VGG) have exactly zero gradient in
+      // exact arithmetic, so theirs is pure rounding noise.
+      let global = ref.map { $0.map { abs($0) }.max() ?? 0 }.max() ?? 1
+      for (k, g) in grads.enumerated() {
+        let scale = max(ref[k].map { abs($0) }.max() ?? 0, global * 1e-2)
+        let err = zip(g, ref[k]).map { abs($0 - $1) }.max() ?? 0
+        #expect(err / scale < 2e-3, "\(policy) \(a.0) gradient \(k): \(err / scale)")
+      }
+    }
+  }
+}
