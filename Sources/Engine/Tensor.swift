@@ -1,13 +1,18 @@
+import Synchronization
+
 /// Errors raised by the engine for bad input: they name what was expected.
 public struct EngineError: Error, CustomStringConvertible, Sendable {
   public let description: String
   public init(_ description: String) { self.description = description }
 }
 
-nonisolated(unsafe) var tensorAllocatedBytes = 0
-/// Bytes currently held by all tensors (approximate under concurrency; tensors are allocated
-/// from one thread in practice). `lth bench` reports it.
-public var tensorBytes: Int { tensorAllocatedBytes }
+let tensorAllocatedBytes = Atomic<Int>(0)
+let tensorAllocations = Atomic<Int>(0)
+/// Bytes currently held by all tensors. `lth bench` reports it.
+public var tensorBytes: Int { tensorAllocatedBytes.load(ordering: .relaxed) }
+/// Number of tensor buffer allocations so far (creations and growing resizes): constant
+/// across steady-state training steps, which reuse their planned buffers.
+public var tensorAllocationCount: Int { tensorAllocations.load(ordering: .relaxed) }
 
 /// A contiguous, row-major tensor of `Float` or `Double`.
 ///
@@ -35,7 +40,8 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
     self.capacity = max(count, 1)
     self.data = Self.allocate(capacity)
     data.initialize(repeating: 0, count: capacity)
-    tensorAllocatedBytes += capacity * MemoryLayout<T>.stride
+    tensorAllocatedBytes.wrappingAdd(capacity * MemoryLayout<T>.stride, ordering: .relaxed)
+    tensorAllocations.wrappingAdd(1, ordering: .relaxed)
   }
 
   /// A tensor holding `values` with the given shape (`values.count` must match).
@@ -64,7 +70,7 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
   }
 
   deinit {
-    tensorAllocatedBytes -= capacity * MemoryLayout<T>.stride
+    tensorAllocatedBytes.wrappingSubtract(capacity * MemoryLayout<T>.stride, ordering: .relaxed)
     data.deallocate()
   }
 
@@ -77,7 +83,8 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
     let n = newShape.reduce(1, *)
     if n > capacity {
       data.deallocate()
-      tensorAllocatedBytes += (n - capacity) * MemoryLayout<T>.stride
+      tensorAllocatedBytes.wrappingAdd((n - capacity) * MemoryLayout<T>.stride, ordering: .relaxed)
+      tensorAllocations.wrappingAdd(1, ordering: .relaxed)
       capacity = n
       data = Self.allocate(n)
       data.initialize(repeating: 0, count: n)

@@ -41,7 +41,9 @@ struct Bench: ParsableCommand {
       let labels = data.gather(0..<batch, into: x)
       let opt = try makeBenchOptimizer(net)
       var times: [Double] = []
+      var allocationsAfterWarmup = 0
       for i in 0..<(warmup + steps) {
+        if i == warmup { allocationsAfterWarmup = tensorAllocationCount }
         let t0 = DispatchTime.now().uptimeNanoseconds
         try net.lossAndGradients(input: x, labels: labels)
         opt.step()
@@ -59,6 +61,7 @@ struct Bench: ParsableCommand {
             "blas_config": BLASInfo.config, "blas_core": BLASInfo.coreName, "blas_threads": BLASInfo.threads,
             "blas_environment": BLASInfo.environment, "tensor_mb": Double(tensorBytes) / 1_048_576,
             "conv_backends": net.convolutionBackendNames,
+            "steady_state_tensor_allocations": tensorAllocationCount - allocationsAfterWarmup,
           ]))
       } else {
         print(

@@ -166,6 +166,19 @@ struct BadInputTests {
     #expect(dirs["auto"] != dirs["im2col"])
   }
 
+  @Test("no tensor is allocated after the first training step (buffers are planned once)")
+  func steadyStateAllocations() throws {
+    for model in ["mnist_lenet_300_100", "cifar_conv_2", "cifar_resnet_8"] {
+      let r = try CLI.run([
+        "bench", "--model", model, "--batch-size", "16", "--steps", "2", "--warmup", "1", "--threads", "2",
+        "--json",
+      ])
+      #expect(r.status == 0, "\(r.stderr)")
+      let d = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+      #expect(d["steady_state_tensor_allocations"] as? Int == 0, "\(model)")
+    }
+  }
+
   @Test("bad flags: one clear line each, non-zero exit")
   func flags() throws {
     let base = ["train", "--dataset", "synthetic", "--output", CLI.tempDir(), "--quiet"]
