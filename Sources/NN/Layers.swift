@@ -52,6 +52,8 @@ public final class Conv2d<T: Scalar>: Module<T> {
   public var backendPolicy = ConvBackendPolicy.auto { didSet { backend = nil } }
   /// The backend in use (nil before the first forward pass).
   public private(set) var backend: ConvolutionBackend<T>?
+  /// Shape of the last input (nil before the first forward pass).
+  public var lastInputShape: [Int]? { input?.shape }
 
   public init(
     _ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,

@@ -24,6 +24,8 @@ struct Bench: ParsableCommand {
   @Option(help: "Worker threads.") var threads = 2
   @Option(help: "Convolution backends: auto, im2col or onednn (direct only).")
   var convBackend: ConvBackendPolicy = .auto
+  @Flag(help: "Also time every convolution layer's forward + backward with each backend.")
+  var convLayers = false
   @Flag(help: "Print one JSON object instead of text.") var json = false
 
   func run() throws {
@@ -51,6 +53,7 @@ struct Bench: ParsableCommand {
         if i >= warmup { times.append(dt) }
       }
       let median = times.sorted()[times.count / 2]
+      let layers = convLayers ? try timeConvolutionLayers(net) : []
       let ips = Double(batch) / (median / 1000)
       let rss = peakRSSMiB()
       if json {
@@ -62,14 +65,33 @@ struct Bench: ParsableCommand {
             "blas_environment": BLASInfo.environment, "tensor_mb": Double(tensorBytes) / 1_048_576,
             "conv_backends": net.convolutionBackendNames,
             "steady_state_tensor_allocations": tensorAllocationCount - allocationsAfterWarmup,
+            "conv_layers": layers.map { l in
+              [
+                "layer": l.layer, "geometry": l.geometry, "input_shape": l.input, "chosen": l.chosen,
+                "ms": Dictionary(uniqueKeysWithValues: l.times),
+              ] as [String: Any]
+            },
           ]))
       } else {
         print(
           String(
             format: "%@  batch %d  threads %d  median step %.3f ms  %.0f images/s  peak RSS %.1f MiB",
             model, batch, threads, median, ips, rss))
-        for (layer, c) in net.convolutions {
-          print("  \(layer): \(c.geometry) -> \(c.backend?.name ?? "unplanned")")
+        if layers.isEmpty {
+          for (layer, c) in net.convolutions {
+            print("  \(layer): \(c.geometry) -> \(c.backend?.name ?? "unplanned")")
+          }
+        } else {
+          print(
+            "forward + backward per layer, ms (median of 5; * = the backend \(convBackend.rawValue) picks):")
+          for l in layers {
+            let cells = l.times.map {
+              ($0.0 == l.chosen ? "*" : "") + "\($0.0) \(String(format: "%.2f", $0.1))"
+            }
+            print(
+              "  \(l.layer): \(l.geometry), input \(l.input.map(String.init).joined(separator: "x")): \(cells.joined(separator: ", "))"
+            )
+          }
         }
       }
     }
@@ -108,3 +130,54 @@ struct Models: ParsableCommand {
 }
 
 extension ConvBackendPolicy: ExpressibleByArgument {}
+
+struct ConvLayerTiming {
+  var layer: String
+  var geometry: String
+  var input: [Int]
+  var times: [(String, Double)]
+  var chosen: String
+}
+
+/// Times forward + backward of every convolution layer of `net` (after a training step, so
+/// input shapes are known) with each backend that applies: im2col + BLAS, oneDNN direct and
+/// (where auto picks it) oneDNN Winograd. This is the measurement behind the auto rule.
+func timeConvolutionLayers(_ net: Network<Float>) throws -> [ConvLayerTiming] {
+  var out: [ConvLayerTiming] = []
+  for (index, (name, conv)) in net.convolutions.enumerated() {
+    guard let shape = conv.lastInputShape else { continue }
+    let g = conv.geometry
+    var r = RandomStream(seed: 1, purpose: "bench-conv")
+    let x = Tensor<Float>((0..<shape.reduce(1, *)).map { _ in Float(r.normal()) }, shape: shape)
+    let w = Tensor<Float>(
+      (0..<conv.weight.value.count).map { _ in Float(r.normal()) * 0.05 }, shape: conv.weight.value.shape)
+    var seen = Set<String>()
+    var times: [(String, Double)] = []
+    for policy in [ConvBackendPolicy.im2col, .onednn, .auto] {
+      let b: ConvolutionBackend<Float> = Convolution.makeBackend(
+        g, inputShape: shape, policy: policy, workspace: ConvWorkspace())
+      guard seen.insert(b.name).inserted else { continue }
+      let y = Tensor<Float>(zeros: [0])
+      let (dW, dx, dy) = (Tensor<Float>(zeros: w.shape), Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: [0]))
+      var samples: [Double] = []
+      for rep in 0..<6 {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try b.prepareBackward(batch: shape[0], blockedInput: false)
+        try b.forward(x: x, weight: w, bias: nil, y: y)
+        if rep == 0 {
+          dy.resize(y.shape)
+          dy.layout = y.layout
+          for i in 0..<dy.count { dy[i] = Float(r.normal()) }
+        }
+        b.backward(x: x, weight: w, dy: dy, dWeight: dW, dBias: nil, dx: index == 0 ? nil : dx)
+        if rep > 0 { samples.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6) }
+      }
+      times.append((b.name, samples.sorted()[samples.count / 2]))
+    }
+    out.append(
+      ConvLayerTiming(
+        layer: name, geometry: g.description, input: shape, times: times,
+        chosen: conv.backend?.name ?? "?"))
+  }
+  return out
+}

@@ -39,7 +39,7 @@ struct TrainingFlags: ParsableArguments {
     .activeProcessorCount
   @Option(
     help:
-      "Convolution backends: auto (oneDNN where it has a JIT kernel, Winograd for 3x3 layers with >= 16 channels), im2col, or onednn (direct only)."
+      "Convolution backends: auto (oneDNN where it has a JIT kernel, Winograd for 3x3 stride-1 layers with >= 32 channels), im2col, or onednn (direct only)."
   )
   var convBackend = "auto"
   @Option(help: "Output root for run folders.") var output = "./lth_runs"

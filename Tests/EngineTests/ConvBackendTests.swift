@@ -113,7 +113,7 @@ struct ConvBackendTests {
     #if os(Linux)
       // oneDNN is part of the Linux build: it must take the shapes it has JIT kernels for.
       #expect(names[2].hasPrefix("onednn:jit"), "\(names)")
-      if k == 3 && s == 1 && c >= 16 && o >= 16 {
+      if k == 3 && s == 1 && c >= 32 && o >= 32 {
         #expect(names[0].contains("wino"), "\(names)")
       }
     #endif
@@ -121,10 +121,10 @@ struct ConvBackendTests {
 
   @Test("oneDNN gives the same bits at 1, 2 and 3 threads, also in evaluation batches")
   func threadIndependence() throws {
-    let g = ConvGeometry(inChannels: 16, outChannels: 16, kernel: (3, 3), padding: (1, 1))
-    let x = Tensor<Float>(converting: randomTensor([13, 16, 8, 8], seed: 21))
-    let wt = Tensor<Float>(converting: randomTensor([16, 16, 3, 3], seed: 22))
-    let dy = Tensor<Float>(converting: randomTensor([13, 16, 8, 8], seed: 23))
+    let g = ConvGeometry(inChannels: 32, outChannels: 32, kernel: (3, 3), padding: (1, 1))
+    let x = Tensor<Float>(converting: randomTensor([13, 32, 8, 8], seed: 21))
+    let wt = Tensor<Float>(converting: randomTensor([32, 32, 3, 3], seed: 22))
+    let dy = Tensor<Float>(converting: randomTensor([13, 32, 8, 8], seed: 23))
     func run(_ threads: Int) throws -> [[Float]] {
       Parallel.threads = threads
       defer { Parallel.threads = 1 }
@@ -141,7 +141,7 @@ struct ConvBackendTests {
       // A different batch size afterwards (as evaluation does) gets its own plan.
       let y3 = Tensor<Float>(zeros: [0])
       #expect(y.layout == .blocked16)
-      let x3 = Tensor<Float>(Array(x.array[0..<(3 * 16 * 64)]), shape: [3, 16, 8, 8])
+      let x3 = Tensor<Float>(Array(x.array[0..<(3 * 32 * 64)]), shape: [3, 32, 8, 8])
       try backend.forward(x: x3, weight: wt, bias: nil, y: y3)
       return [y.array, dW.array, dx.array, y3.array]
     }
