@@ -194,34 +194,54 @@
       return b2
     }
 
-    /// Shard sizes of a batch of `n`, their plans, and per-shard scratch buffers sized for
+    /// Examples per oneDNN call: a shard of a large evaluation batch (500 -> 63 per shard)
+    /// is cut into calls of at most this many, so scratch buffers and plans stay bounded by
+    /// the training shard size (ResNet's batch of 128 gives shards of 16).
+    static let maxCallBatch = 16
+
+    /// One oneDNN call: examples `range` of the batch with the plan for its size.
+    struct Piece {
+      let range: Range<Int>
+      let plan: Plan
+    }
+
+    /// The pieces of every shard of a batch of `n`, and per-slot scratch buffers sized for
     /// every primitive involved. Runs on the calling thread, before the parallel section.
     private func prepare(batch n: Int, blockedInput: Bool, backward: Bool) throws -> (
-      shards: Int, slots: Int, plans: [Plan]
+      shards: Int, slots: Int, pieces: [[Piece]], plans: [Plan]
     ) {
       let shards = Parallel.batchShards(n)
       let slots = min(shards, Parallel.slotCount)
-      var list: [Plan] = []
-      var bufferFloats = 0
+      var pieces: [[Piece]] = []
+      var distinct: [Plan] = []
+      var bufferFloats = geometry.outChannels * geometry.patchSize + geometry.outChannels
       var scratchBytes = 0
       for s in 0..<shards {
-        let size = Parallel.range(s, of: shards, n).count
-        let p = try plan(batch: size, blockedInput: blockedInput)
-        var prims: [Primitive?] = [p.forward, p.srcIn, p.dstOut]
-        if backward {
-          let b = try backwardPlan(p, batch: size)
-          prims += [
-            b.data, b.weightsGrad, b.diffDstIn, b.diffDstInW, b.diffSrcOut, b.srcInW, b.diffWeightsOut,
-          ]
+        let r = Parallel.range(s, of: shards, n)
+        let parts = (r.count + Self.maxCallBatch - 1) / Self.maxCallBatch
+        var row: [Piece] = []
+        for k in 0..<parts {
+          let sub = Parallel.range(k, of: parts, r.count)
+          let p = try plan(batch: sub.count, blockedInput: blockedInput)
+          row.append(Piece(range: (r.lowerBound + sub.lowerBound)..<(r.lowerBound + sub.upperBound), plan: p))
+          if distinct.contains(where: { $0 === p }) { continue }
+          distinct.append(p)
+          var prims: [Primitive?] = [p.forward, p.srcIn, p.dstOut]
+          if backward {
+            let b = try backwardPlan(p, batch: sub.count)
+            prims += [
+              b.data, b.weightsGrad, b.diffDstIn, b.diffDstInW, b.diffSrcOut, b.srcInW, b.diffWeightsOut,
+            ]
+          }
+          for case let q? in prims {
+            scratchBytes = max(scratchBytes, q.scratchpadBytes)
+            for i in q.args.indices { bufferFloats = max(bufferFloats, DNNL.floats(q.md(i))) }
+          }
         }
-        for case let q? in prims {
-          scratchBytes = max(scratchBytes, q.scratchpadBytes)
-          for i in q.args.indices { bufferFloats = max(bufferFloats, DNNL.floats(q.md(i))) }
-        }
-        list.append(p)
+        pieces.append(row)
       }
       workspace.prepareOneDNN(slots: slots, floats: bufferFloats, scratchBytes: scratchBytes)
-      return (shards, slots, list)
+      return (shards, slots, pieces, distinct)
     }
 
     override func forward(x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>)
@@ -235,12 +255,11 @@
       try weight.expectShape([g.outChannels, g.inChannels, g.kernelH, g.kernelW], "\(g) weight")
       y.resize(outShape)
       let n = x.shape[0]
-      let (shards, slots, plans) = try prepare(
+      let (shards, slots, pieces, plans) = try prepare(
         batch: n, blockedInput: x.layout == .blocked16, backward: false)
       if plans[0].blockedOutput { y.layout = .blocked16 }
-      // Weights: one reorder per distinct shard size, before the shards run.
-      var done = Set<ObjectIdentifier>()
-      for p in plans where done.insert(ObjectIdentifier(p)).inserted {
+      // Weights: one reorder per distinct piece size, before the shards run.
+      for p in plans {
         if let r = p.weightsIn {
           r.run(slot: 0, [UnsafeMutableRawPointer(weight.data), UnsafeMutableRawPointer(p.weights.data)])
         } else {
@@ -253,27 +272,28 @@
       let ws = workspace
       Parallel.forEach(shards, slots: slots) { s, slot in
         DNNL.singleThreaded()
-        let p = plans[s]
-        let r = Parallel.range(s, of: shards, n)
-        let xs = UnsafeMutableRawPointer(x.data + r.lowerBound * inPerExample)
-        let ys = UnsafeMutableRawPointer(y.data + r.lowerBound * outPerExample)
         let bufA = UnsafeMutableRawPointer(ws.dnnlBuffers[slot][0].data)
         let bufB = UnsafeMutableRawPointer(ws.dnnlBuffers[slot][1].data)
         let scratch = UnsafeMutableRawPointer(ws.dnnlScratch[slot].data)
-        var src = xs
-        if let q = p.srcIn {
-          q.run(slot: slot, [xs, bufA], scratch: scratch)
-          src = bufA
+        for piece in pieces[s] {
+          let p = piece.plan
+          let xs = UnsafeMutableRawPointer(x.data + piece.range.lowerBound * inPerExample)
+          let ys = UnsafeMutableRawPointer(y.data + piece.range.lowerBound * outPerExample)
+          var src = xs
+          if let q = p.srcIn {
+            q.run(slot: slot, [xs, bufA], scratch: scratch)
+            src = bufA
+          }
+          let dst = p.dstOut == nil ? ys : bufB
+          p.forward.run(
+            slot: slot,
+            [
+              src, UnsafeMutableRawPointer(p.weights.data),
+              UnsafeMutableRawPointer(bias?.data ?? zeroBias), dst,
+            ],
+            scratch: scratch)
+          if let q = p.dstOut { q.run(slot: slot, [bufB, ys], scratch: scratch) }
         }
-        let dst = p.dstOut == nil ? ys : bufB
-        p.forward.run(
-          slot: slot,
-          [
-            src, UnsafeMutableRawPointer(p.weights.data), UnsafeMutableRawPointer(bias?.data ?? zeroBias),
-            dst,
-          ],
-          scratch: scratch)
-        if let q = p.dstOut { q.run(slot: slot, [bufB, ys], scratch: scratch) }
       }
     }
 
@@ -289,20 +309,20 @@
     ) {
       let g = geometry
       let n = x.shape[0]
-      let prepared: (shards: Int, slots: Int, plans: [Plan])
+      let prepared: (shards: Int, slots: Int, pieces: [[Piece]], plans: [Plan])
       do { prepared = try prepare(batch: n, blockedInput: x.layout == .blocked16, backward: true) } catch {
         preconditionFailure("\(error)")  // prepareBackward ran in the forward pass
       }
-      let (shards, slots, plans) = prepared
+      let (shards, slots, pieces, plans) = prepared
       let wc = weight.count
-      workspace.prepare(shards: shards, slots: 0, colCount: 0, weightCount: wc, outChannels: g.outChannels)
+      let oc = g.outChannels
+      workspace.prepare(shards: shards, slots: 0, colCount: 0, weightCount: wc, outChannels: oc)
       precondition(
         dy.layout == (plans[0].blockedOutput ? .blocked16 : .nchw), "\(g): gradient in the wrong layout")
       if let dx {
         dx.resize(x.shape)
         dx.layout = x.layout
-        var done = Set<ObjectIdentifier>()
-        for p in plans where done.insert(ObjectIdentifier(p)).inserted {
+        for p in plans {
           let b = p.backward!
           if let r = b.weightsInData {
             r.run(
@@ -317,50 +337,62 @@
       let ws = workspace
       Parallel.forEach(shards, slots: slots) { s, slot in
         DNNL.singleThreaded()
-        let b = plans[s].backward!
-        let r = Parallel.range(s, of: shards, n)
-        let xs = UnsafeMutableRawPointer(x.data + r.lowerBound * inPerExample)
-        let dys = UnsafeMutableRawPointer(dy.data + r.lowerBound * outPerExample)
         let bufA = UnsafeMutableRawPointer(ws.dnnlBuffers[slot][0].data)
         let bufB = UnsafeMutableRawPointer(ws.dnnlBuffers[slot][1].data)
         let bufC = UnsafeMutableRawPointer(ws.dnnlBuffers[slot][2].data)
+        let bufD = ws.dnnlBuffers[slot][3].data
+        let bufE = ws.dnnlBuffers[slot][4].data
         let scratch = UnsafeMutableRawPointer(ws.dnnlScratch[slot].data)
-        // diff_dst in the backward-data layout (bufB).
-        var diffDst = dys
-        if let q = b.diffDstIn {
-          q.run(slot: slot, [dys, bufB], scratch: scratch)
-          diffDst = bufB
-        }
-        if let dx {
-          let dxs = UnsafeMutableRawPointer(dx.data + r.lowerBound * inPerExample)
-          let out = b.diffSrcOut == nil ? dxs : bufA
-          b.data.run(
-            slot: slot, [diffDst, UnsafeMutableRawPointer(b.dataWeights.data), out], scratch: scratch)
-          if let q = b.diffSrcOut { q.run(slot: slot, [bufA, dxs], scratch: scratch) }
-        }
-        var src = xs
-        if let q = b.srcInW {
-          q.run(slot: slot, [xs, bufA], scratch: scratch)
-          src = bufA
-        }
-        var diffDstW = diffDst
-        if !b.sameDiffDst {
-          if let q = b.diffDstInW {
-            q.run(slot: slot, [dys, bufC], scratch: scratch)
-            diffDstW = bufC
-          } else {
-            diffDstW = dys
+        let (dWs, dbs) = (ws.dW[s].data, ws.db[s].data)
+        for (k, piece) in pieces[s].enumerated() {
+          let b = piece.plan.backward!
+          let xs = UnsafeMutableRawPointer(x.data + piece.range.lowerBound * inPerExample)
+          let dys = UnsafeMutableRawPointer(dy.data + piece.range.lowerBound * outPerExample)
+          // diff_dst in the backward-data layout (bufB).
+          var diffDst = dys
+          if let q = b.diffDstIn {
+            q.run(slot: slot, [dys, bufB], scratch: scratch)
+            diffDst = bufB
+          }
+          if let dx {
+            let dxs = UnsafeMutableRawPointer(dx.data + piece.range.lowerBound * inPerExample)
+            let out = b.diffSrcOut == nil ? dxs : bufA
+            b.data.run(
+              slot: slot, [diffDst, UnsafeMutableRawPointer(b.dataWeights.data), out], scratch: scratch)
+            if let q = b.diffSrcOut { q.run(slot: slot, [bufA, dxs], scratch: scratch) }
+          }
+          var src = xs
+          if let q = b.srcInW {
+            q.run(slot: slot, [xs, bufA], scratch: scratch)
+            src = bufA
+          }
+          var diffDstW = diffDst
+          if !b.sameDiffDst {
+            if let q = b.diffDstInW {
+              q.run(slot: slot, [dys, bufC], scratch: scratch)
+              diffDstW = bufC
+            } else {
+              diffDstW = dys
+            }
+          }
+          // The first piece writes the shard's partial gradients; later pieces go through
+          // bufE and are added in piece order.
+          let (wOut, bOut) = k == 0 ? (dWs, dbs) : (bufE, bufE + wc)
+          let raw = b.diffWeightsOut == nil ? UnsafeMutableRawPointer(wOut) : UnsafeMutableRawPointer(bufD)
+          b.weightsGrad.run(
+            slot: slot, [src, diffDstW, raw, UnsafeMutableRawPointer(bOut)], scratch: scratch)
+          if let q = b.diffWeightsOut {
+            q.run(slot: slot, [raw, UnsafeMutableRawPointer(wOut)], scratch: scratch)
+          }
+          if k > 0 {
+            for j in 0..<wc { dWs[j] += bufE[j] }
+            for j in 0..<oc { dbs[j] += bufE[wc + j] }
           }
         }
-        let dWs = UnsafeMutableRawPointer(ws.dW[s].data)
-        let dWout = b.diffWeightsOut == nil ? dWs : UnsafeMutableRawPointer(ws.dnnlBuffers[slot][3].data)
-        b.weightsGrad.run(
-          slot: slot, [src, diffDstW, dWout, UnsafeMutableRawPointer(ws.db[s].data)], scratch: scratch)
-        if let q = b.diffWeightsOut { q.run(slot: slot, [dWout, dWs], scratch: scratch) }
       }
       Convolution.reduceShards(ws.dW, shards: shards, count: wc, into: dWeight.data)
       if let dBias {
-        Convolution.reduceShards(ws.db, shards: shards, count: g.outChannels, into: dBias.data)
+        Convolution.reduceShards(ws.db, shards: shards, count: oc, into: dBias.data)
       }
     }
   }
@@ -504,10 +536,10 @@
 
 extension ConvWorkspace where T == Float {
   /// Per-thread-slot oneDNN buffers: [blocked src/diff_src, dst/diff_dst, second diff_dst,
-  /// diff_weights], and a scratchpad.
+  /// blocked diff_weights, diff_weights and diff_bias of a later piece], and a scratchpad.
   func prepareOneDNN(slots: Int, floats: Int, scratchBytes: Int) {
     while dnnlBuffers.count < slots {
-      dnnlBuffers.append((0..<4).map { _ in Tensor(zeros: [0]) })
+      dnnlBuffers.append((0..<5).map { _ in Tensor(zeros: [0]) })
       dnnlScratch.append(Tensor(zeros: [0]))
     }
     for s in 0..<slots {

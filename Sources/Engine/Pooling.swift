@@ -36,6 +36,10 @@ public enum Pooling {
     let os = try g.outputShape(x.shape)
     y.resize(os)
     if argmax.count != y.count { argmax = [Int32](repeating: 0, count: y.count) }
+    if x.layout == .blocked16 {
+      maxForwardBlocked(g, x: x, y: y, argmax: &argmax)
+      return
+    }
     let planes = os[0] * os[1]
     let (h, w, oh, ow) = (x.shape[2], x.shape[3], os[2], os[3])
     argmax.withUnsafeMutableBufferPointer { am in
@@ -79,6 +83,10 @@ public enum Pooling {
     inputShape: [Int], dy: Tensor<T>, argmax: [Int32], dx: Tensor<T>
   ) {
     dx.resize(inputShape)
+    if dy.layout == .blocked16 {
+      maxBackwardBlocked(inputShape: inputShape, dy: dy, argmax: argmax, dx: dx)
+      return
+    }
     let planes = inputShape[0] * inputShape[1]
     let hw = inputShape[2] * inputShape[3]
     let ohw = dy.shape[2] * dy.shape[3]
@@ -190,6 +198,100 @@ public enum Pooling {
     let scale = 1 / T(hw)
     for pl in 0..<dy.count {
       (dx.data + pl * hw).update(repeating: dy.data[pl] * scale, count: hw)
+    }
+  }
+}
+
+extension Pooling {
+  /// Max pooling on nChw16c: the 16 channels of a block as SIMD lanes, same window order and
+  /// tie rule (first maximum) as the NCHW kernel; `argmax` holds, per output element in
+  /// blocked order, the input position `ih * W + iw` of its lane.
+  @_specialize(where T == Float)
+  @_specialize(where T == Double)
+  @inline(never)
+  static func maxForwardBlocked<T: Scalar>(
+    _ g: PoolGeometry, x: Tensor<T>, y: Tensor<T>, argmax: inout [Int32]
+  ) {
+    // Blocked tensors come from oneDNN, which is Float only; Float also makes the comparison
+    // mask and the Int32 positions the same SIMD shape (compare + blend, no lane loops).
+    precondition(T.self == Float.self, "nChw16c max pooling is implemented for Float")
+    y.layout = .blocked16
+    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (oh, ow) = (y.shape[2], y.shape[3])
+    let blocks = n * c / 16
+    let xf = UnsafeMutableRawPointer(x.data).assumingMemoryBound(to: Float.self)
+    let yf = UnsafeMutableRawPointer(y.data).assumingMemoryBound(to: Float.self)
+    argmax.withUnsafeMutableBufferPointer { am in
+      let amp = UncheckedBox(am.baseAddress!)
+      let shards = Parallel.batchShards(blocks)
+      Parallel.forEach(shards) { s in
+        for b in Parallel.range(s, of: shards, blocks) {
+          maxPoolBlock(
+            g, xf + b * h * w * 16, h, w, yf + b * oh * ow * 16, amp.value + b * oh * ow * 16, oh, ow)
+        }
+      }
+    }
+  }
+
+  /// One 16-channel block: `[H][W][16] -> [OH][OW][16]` and the arg-max positions.
+  @inline(__always)
+  static func maxPoolBlock(
+    _ g: PoolGeometry, _ xp: UnsafeMutablePointer<Float>, _ h: Int, _ w: Int,
+    _ yp: UnsafeMutablePointer<Float>, _ ap: UnsafeMutablePointer<Int32>, _ oh: Int, _ ow: Int
+  ) {
+    for i in 0..<oh {
+      for j in 0..<ow {
+        var best = SIMD16<Float>()
+        var bi = SIMD16<Int32>()
+        var first = true
+        for p in 0..<g.kernel {
+          let ih = i * g.stride - g.padding + p
+          if ih < 0 || ih >= h { continue }
+          for q in 0..<g.kernel {
+            let iw = j * g.stride - g.padding + q
+            if iw < 0 || iw >= w { continue }
+            let v = UnsafeRawPointer(xp + (ih * w + iw) * 16).loadUnaligned(as: SIMD16<Float>.self)
+            let pos = SIMD16<Int32>(repeating: Int32(ih * w + iw))
+            if first {
+              (best, bi, first) = (v, pos, false)
+            } else {
+              let take = v .> best
+              best.replace(with: v, where: take)
+              bi.replace(with: pos, where: take)
+            }
+          }
+        }
+        let o = (i * ow + j) * 16
+        UnsafeMutableRawPointer(yp + o).storeBytes(of: best, as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(ap + o).storeBytes(of: bi, as: SIMD16<Int32>.self)
+      }
+    }
+  }
+
+  @_specialize(where T == Float)
+  @_specialize(where T == Double)
+  @inline(never)
+  static func maxBackwardBlocked<T: Scalar>(
+    inputShape: [Int], dy: Tensor<T>, argmax: [Int32], dx: Tensor<T>
+  ) {
+    dx.layout = .blocked16
+    let blocks = inputShape[0] * inputShape[1] / 16
+    let hw = inputShape[2] * inputShape[3]
+    let ohw = dy.shape[2] * dy.shape[3]
+    argmax.withUnsafeBufferPointer { am in
+      let amp = UncheckedBox(am.baseAddress!)
+      let shards = Parallel.batchShards(blocks)
+      Parallel.forEach(shards) { s in
+        for b in Parallel.range(s, of: shards, blocks) {
+          let dxp = dx.data + b * hw * 16
+          dxp.update(repeating: 0, count: hw * 16)
+          let dyp = dy.data + b * ohw * 16
+          let ap = amp.value + b * ohw * 16
+          for o in 0..<ohw {
+            for l in 0..<16 { dxp[Int(ap[o * 16 + l]) * 16 + l] += dyp[o * 16 + l] }
+          }
+        }
+      }
     }
   }
 }

@@ -162,12 +162,11 @@ public final class MaxPool2d<T: Scalar>: Module<T> {
   private var inputShape: [Int] = []
   private var argmax: [Int32] = []
   private let output = Tensor<T>(zeros: [0])
-  private let layout = LayoutAdapter<T>()
   public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
     geometry = PoolGeometry(kernel: kernelSize, stride: stride, padding: padding)
   }
   public override func forward(_ input: Tensor<T>) throws -> Tensor<T> {
-    let x = layout.input(input)
+    let x = input  // NCHW or nChw16c: the kernel handles both
     inputShape = x.shape
     try Pooling.maxForward(geometry, x: x, y: output, argmax: &argmax)
     return output
@@ -176,7 +175,7 @@ public final class MaxPool2d<T: Scalar>: Module<T> {
     guard needInputGradient else { return nil }
     let gradInput = gradInputBuffer(for: dy)
     Pooling.maxBackward(inputShape: inputShape, dy: dy, argmax: argmax, dx: gradInput)
-    return layout.gradient(gradInput)
+    return gradInput
   }
 }
 

@@ -48,12 +48,14 @@ func relativeError(_ a: Tensor<Float>, _ ref: [Double]) -> Double {
 struct ConvBackendTests {
   /// (n, c, h, w, o, k, stride, pad, bias): first layers (1 and 3 channels), 16/32-channel
   /// 3x3 layers (Winograd under `auto`), strided and 1x1 projections, a 5x5 kernel, odd
-  /// sizes, and batches that split into unequal shards.
+  /// sizes, batches that split into unequal shards, and shards larger than one oneDNN call.
   static let shapes: [(Int, Int, Int, Int, Int, Int, Int, Int, Bool)] = [
     (3, 3, 9, 9, 16, 3, 1, 1, true), (5, 1, 8, 8, 16, 3, 1, 1, true),
     (10, 16, 8, 8, 16, 3, 1, 1, false), (9, 32, 6, 6, 32, 3, 1, 1, true),
     (4, 16, 9, 9, 32, 3, 2, 1, false), (4, 16, 8, 8, 32, 1, 2, 0, false),
     (2, 8, 7, 7, 16, 5, 1, 2, true), (17, 16, 5, 7, 16, 3, 1, 1, true),
+    // 140 examples: shards of 17-18, each cut into two oneDNN calls (at most 16 examples).
+    (140, 32, 4, 4, 32, 3, 1, 1, true),
   ]
 
   @Test("forward and backward of every backend", arguments: shapes)
@@ -210,5 +212,35 @@ struct LayoutTests {
         #expect(err < 1e-5, "training \(training), output \(k): \(err)")
       }
     }
+  }
+
+  @Test(
+    "max pooling on nChw16c equals NCHW bit for bit, ties included",
+    arguments: [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0)])
+  func blockedMaxPool(_ a: (Int, Int, Int)) throws {
+    let g = PoolGeometry(kernel: a.0, stride: a.1, padding: a.2)
+    let (n, c, h, w) = (3, 32, 7, 6)
+    // Few distinct values, so windows often hold equal maxima (first one wins).
+    let x = Tensor<Float>((0..<(n * c * h * w)).map { Float(($0 * 7919) % 5) }, shape: [n, c, h, w])
+    var results: [[Float]] = []
+    for layout in [TensorLayout.nchw, .blocked16] {
+      let xi = Tensor<Float>(zeros: [0])
+      Layouts.convert(x, to: layout, into: xi)
+      let y = Tensor<Float>(zeros: [0])
+      var argmax: [Int32] = []
+      try Pooling.maxForward(g, x: xi, y: y, argmax: &argmax)
+      #expect(y.layout == layout)
+      let dyPlain = Tensor<Float>((0..<y.count).map { Float($0 % 11) - 5 }, shape: y.shape)
+      let dy = Tensor<Float>(zeros: [0])
+      Layouts.convert(dyPlain, to: layout, into: dy)
+      let dx = Tensor<Float>(zeros: [0])
+      Pooling.maxBackward(inputShape: x.shape, dy: dy, argmax: argmax, dx: dx)
+      #expect(dx.layout == layout)
+      let (yp, dxp) = (Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: [0]))
+      Layouts.convert(y, to: .nchw, into: yp)
+      Layouts.convert(dx, to: .nchw, into: dxp)
+      results.append(yp.array + dxp.array)
+    }
+    #expect(results[0] == results[1])
   }
 }
