@@ -87,4 +87,24 @@ struct BackendNetworkTests {
       }
     }
   }
+
+  @Test("SynFlow (evaluation-mode backward, batch of one) agrees across backends")
+  func synflow() throws {
+    var results: [(Double, [[Float]])] = []
+    for policy in [ConvBackendPolicy.im2col, .auto] {
+      let net: Network<Float> = try ModelZoo.make("cifar_resnet_8", inputShape: [3, 16, 16], classes: 10)
+      net.initialize(seed: 3, weights: .kaimingNormal, batchNorm: .uniform)
+      net.convolutionPolicy = policy
+      let r = try net.synflowGradients()
+      results.append((r, net.parameters.map { $0.1.grad.array }))
+    }
+    let (r0, g0) = results[0]
+    let (r1, g1) = results[1]
+    #expect(abs(r1 - r0) < 1e-4 * abs(r0))
+    for k in g0.indices {
+      let scale = max(g0[k].map { abs($0) }.max() ?? 0, 1e-30)
+      let err = zip(g0[k], g1[k]).map { abs($0 - $1) }.max() ?? 0
+      #expect(err / scale < 1e-3, "parameter \(k): \(err / scale)")
+    }
+  }
 }
