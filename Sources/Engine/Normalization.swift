@@ -10,6 +10,9 @@
 /// `dx = gamma / sqrt(var + eps) / M * (M * dy - dbeta - xhat * dgamma)`;
 /// (evaluation): `dx = gamma / sqrt(running_var + eps) * dy`.
 /// Each channel is independent, so shards (groups of channels) never interact.
+/// With `relu: true` the forward pass also applies ReLU (`y * (y > 0 ? 1 : 0)`, ReLU's own
+/// formula), and the backward pass takes the fused output as `reluOutput` and masks `dy`
+/// with it first: the same bits as separate batch-norm and ReLU layers, one pass fewer.
 public enum BatchNormKernel {
   @_specialize(where T == Float)
   @_specialize(where T == Double)
@@ -17,7 +20,7 @@ public enum BatchNormKernel {
   public static func forward<T: Scalar>(
     x: Tensor<T>, gamma: Tensor<T>, beta: Tensor<T>, runningMean: Tensor<T>,
     runningVar: Tensor<T>, training: Bool, momentum: T, eps: T, y: Tensor<T>,
-    savedMean: Tensor<T>, savedInvStd: Tensor<T>
+    savedMean: Tensor<T>, savedInvStd: Tensor<T>, relu: Bool = false
   ) throws {
     guard x.shape.count == 4 || x.shape.count == 2 else {
       throw EngineError("batch norm: expected NCHW or NC input, got shape \(x.shape)")
@@ -39,7 +42,7 @@ public enum BatchNormKernel {
       forwardBlocked(
         x: x, gamma: gamma, beta: beta, runningMean: runningMean, runningVar: runningVar,
         training: training, momentum: momentum, eps: eps, y: y, savedMean: savedMean,
-        savedInvStd: savedInvStd)
+        savedInvStd: savedInvStd, relu: relu)
       return
     }
     let shards = Parallel.batchShards(c)
@@ -69,7 +72,16 @@ public enum BatchNormKernel {
         for i in 0..<n {
           let p = x.data + (i * c + ch) * hw
           let q = y.data + (i * c + ch) * hw
-          for j in 0..<hw { q[j] = p[j] * scale + shift }
+          if relu {
+            // Exactly ReLU's kernel applied to the batch-norm output (a 0/1 mask product).
+            for j in 0..<hw {
+              let t = p[j] * scale + shift
+              let m: T = t > 0 ? 1 : 0
+              q[j] = t * m
+            }
+          } else {
+            for j in 0..<hw { q[j] = p[j] * scale + shift }
+          }
         }
       }
     }
@@ -80,8 +92,10 @@ public enum BatchNormKernel {
   @inline(never)
   public static func backward<T: Scalar>(
     x: Tensor<T>, gamma: Tensor<T>, dy: Tensor<T>, savedMean: Tensor<T>, savedInvStd: Tensor<T>,
-    training: Bool, dGamma: Tensor<T>, dBeta: Tensor<T>, dx: Tensor<T>?
+    training: Bool, dGamma: Tensor<T>, dBeta: Tensor<T>, dx: Tensor<T>?, reluOutput: Tensor<T>? = nil
   ) {
+    precondition(
+      reluOutput == nil || x.layout == .blocked16, "fused ReLU backward is for nChw16c; mask dy first")
     let (n, c) = (x.shape[0], x.shape[1])
     let hw = x.shape.count == 4 ? x.shape[2] * x.shape[3] : 1
     let m = T(n * hw)
@@ -90,7 +104,7 @@ public enum BatchNormKernel {
     if x.layout == .blocked16 {
       backwardBlocked(
         x: x, gamma: gamma, dy: dy, savedMean: savedMean, savedInvStd: savedInvStd,
-        training: training, dGamma: dGamma, dBeta: dBeta, dx: dx)
+        training: training, dGamma: dGamma, dBeta: dBeta, dx: dx, reluOutput: reluOutput)
       return
     }
     let shards = Parallel.batchShards(c)
@@ -164,6 +178,19 @@ extension BatchNormKernel {
     }
   }
 
+  /// `v * (r > 0 ? 1 : 0)` lane-wise: ReLU's forward (`r = v`) and backward (`r` = output)
+  /// products. Written for concrete Float so it compiles to compare + blend (generic SIMD
+  /// masks compile to per-lane code).
+  @inline(__always) static func maskProduct<T: Scalar>(_ v: SIMD16<T>, where r: SIMD16<T>) -> SIMD16<T> {
+    if T.self == Float.self {
+      let (vf, rf) = (unsafeBitCast(v, to: SIMD16<Float>.self), unsafeBitCast(r, to: SIMD16<Float>.self))
+      return unsafeBitCast(vf * SIMD16<Float>().replacing(with: 1, where: rf .> 0), to: SIMD16<T>.self)
+    }
+    var out = v
+    for l in 0..<16 { out[l] = v[l] * (r[l] > 0 ? 1 : 0) }
+    return out
+  }
+
   @inline(__always) static func load16<T: Scalar>(_ p: UnsafeMutablePointer<T>) -> SIMD16<T> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD16<T>.self)
   }
@@ -182,7 +209,7 @@ extension BatchNormKernel {
   static func forwardBlocked<T: Scalar>(
     x: Tensor<T>, gamma: Tensor<T>, beta: Tensor<T>, runningMean: Tensor<T>,
     runningVar: Tensor<T>, training: Bool, momentum: T, eps: T, y: Tensor<T>,
-    savedMean: Tensor<T>, savedInvStd: Tensor<T>
+    savedMean: Tensor<T>, savedInvStd: Tensor<T>, relu: Bool
   ) {
     let (n, c) = (x.shape[0], x.shape[1])
     let hw = x.shape[2] * x.shape[3]
@@ -224,7 +251,14 @@ extension BatchNormKernel {
           let scale = lanes(gamma.data, cb) * lanes(invStd, cb)
           let shift = lanes(beta.data, cb) - lanes(mean, cb) * scale
           let base = (i * c + cb * 16) * hw
-          for j in 0..<hw { store16(load16(xp + base + j * 16) * scale + shift, yp + base + j * 16) }
+          if relu {
+            for j in 0..<hw {
+              let t = load16(xp + base + j * 16) * scale + shift
+              store16(maskProduct(t, where: t), yp + base + j * 16)
+            }
+          } else {
+            for j in 0..<hw { store16(load16(xp + base + j * 16) * scale + shift, yp + base + j * 16) }
+          }
         }
       }
     }
@@ -236,19 +270,26 @@ extension BatchNormKernel {
   @inline(never)
   static func backwardBlocked<T: Scalar>(
     x: Tensor<T>, gamma: Tensor<T>, dy: Tensor<T>, savedMean: Tensor<T>, savedInvStd: Tensor<T>,
-    training: Bool, dGamma: Tensor<T>, dBeta: Tensor<T>, dx: Tensor<T>?
+    training: Bool, dGamma: Tensor<T>, dBeta: Tensor<T>, dx: Tensor<T>?, reluOutput: Tensor<T>?
   ) {
     let (n, c) = (x.shape[0], x.shape[1])
     let hw = x.shape[2] * x.shape[3]
     let m = T(n * hw)
     let (xp, dyp, mean, invStd) = (x.data, dy.data, savedMean.data, savedInvStd.data)
+    // With a fused ReLU, dy is first masked by its output (ReLU's backward, on the fly).
+    let rp = reluOutput?.data
+    @inline(__always) func grad(_ k: Int) -> SIMD16<T> {
+      let d = load16(dyp + k)
+      guard let rp else { return d }
+      return maskProduct(d, where: load16(rp + k))
+    }
     let sums = UnsafeMutablePointer<Double>.allocate(capacity: 2 * c)
     defer { sums.deallocate() }
     blockedSums(n: n, c: c, hw: hw, sums, outputs: 2) {
       (base: Int, cb: Int, acc: inout (SIMD16<T>, SIMD16<T>)) in
       let mu = lanes(mean, cb)
       for j in 0..<hw {
-        let d = load16(dyp + base + j * 16)
+        let d = grad(base + j * 16)
         acc.0 += d
         acc.1 += d * (load16(xp + base + j * 16) - mu)
       }
@@ -272,10 +313,10 @@ extension BatchNormKernel {
             let mv = SIMD16<T>(repeating: m)
             for j in 0..<hw {
               let xhat = (load16(xp + base + j * 16) - mu) * inv
-              store16(k1 * (mv * load16(dyp + base + j * 16) - db - xhat * dg), dxp + base + j * 16)
+              store16(k1 * (mv * grad(base + j * 16) - db - xhat * dg), dxp + base + j * 16)
             }
           } else {
-            for j in 0..<hw { store16(g * load16(dyp + base + j * 16), dxp + base + j * 16) }
+            for j in 0..<hw { store16(g * grad(base + j * 16), dxp + base + j * 16) }
           }
         }
       }

@@ -106,6 +106,12 @@ public final class BatchNorm<T: Scalar>: Module<T> {
   private let output = Tensor<T>(zeros: [0])
   private let savedMean = Tensor<T>(zeros: [0])
   private let savedInvStd = Tensor<T>(zeros: [0])
+  private lazy var maskedGrad = Tensor<T>(zeros: [0])
+  /// Applies the following ReLU too (``ReLU/isFused``): `y = relu(bn(x))` in one pass, and
+  /// ReLU's mask applied to `dy` inside the batch-norm backward pass. Bit for bit the same
+  /// as the two layers (ReLU's 0/1 mask product); ``Network`` sets it for every batch norm
+  /// directly followed by a ReLU.
+  public var fusedReLU = false
 
   public init(_ channels: Int, momentum: T = 0.1, eps: T = 1e-5) {
     weight = Parameter(shape: [channels], prunable: false)
@@ -128,14 +134,24 @@ public final class BatchNorm<T: Scalar>: Module<T> {
     try BatchNormKernel.forward(
       x: x, gamma: weight.value, beta: bias.value, runningMean: runningMean,
       runningVar: runningVar, training: isTraining, momentum: momentum, eps: eps, y: output,
-      savedMean: savedMean, savedInvStd: savedInvStd)
+      savedMean: savedMean, savedInvStd: savedInvStd, relu: fusedReLU)
     return output
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    var d = dy
+    var fusedOutput: Tensor<T>? = nil
+    if fusedReLU {
+      if input!.layout == .blocked16 {
+        fusedOutput = output  // masked inside the kernel
+      } else {
+        Elementwise.reluBackward(y: output, dy: dy, dx: maskedGrad)
+        d = maskedGrad
+      }
+    }
     BatchNormKernel.backward(
-      x: input!, gamma: weight.value, dy: dy, savedMean: savedMean, savedInvStd: savedInvStd,
+      x: input!, gamma: weight.value, dy: d, savedMean: savedMean, savedInvStd: savedInvStd,
       training: forwardWasTraining, dGamma: weight.grad, dBeta: bias.grad,
-      dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
+      dx: needInputGradient ? gradInputBuffer(for: dy) : nil, reluOutput: fusedOutput)
     return needInputGradient ? gradInputBuffer(for: dy) : nil
   }
 }
@@ -143,13 +159,18 @@ public final class BatchNorm<T: Scalar>: Module<T> {
 /// `max(x, 0)` element-wise.
 public final class ReLU<T: Scalar>: Module<T> {
   private let output = Tensor<T>(zeros: [0])
+  /// Set when the preceding ``BatchNorm`` computes this ReLU (``BatchNorm/fusedReLU``):
+  /// forward and backward pass their input through.
+  public var isFused = false
   public override init() {}
   public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    if isFused { return x }
     Elementwise.relu(x: x, y: output)
     return output
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     guard needInputGradient else { return nil }
+    if isFused { return dy }
     let gradInput = gradInputBuffer(for: dy)
     Elementwise.reluBackward(y: output, dy: dy, dx: gradInput)
     return gradInput
@@ -303,6 +324,9 @@ public final class BasicBlock<T: Scalar>: Module<T> {
       shortcut = nil
     }
   }
+  /// Batch norm + ReLU pairs that run back to back (for fusion); `bn2` is followed by the
+  /// residual addition, not by `relu2`.
+  public var batchNormReLUPairs: [(BatchNorm<T>, ReLU<T>)] { [(bn1, relu1)] }
   public override var children: [(String, Module<T>)] {
     [("conv1", conv1), ("bn1", bn1), ("relu1", relu1), ("conv2", conv2), ("bn2", bn2), ("relu2", relu2)]
       + (shortcut.map { [("shortcut", $0 as Module<T>)] } ?? [])

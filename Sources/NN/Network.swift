@@ -45,6 +45,31 @@ public final class Network<T: Scalar> {
     }
     walk(body, "")
     batchNormParameterNames = bn
+    applyFusion()
+  }
+
+  /// Every batch norm directly followed by a ReLU computes both (``BatchNorm/fusedReLU``);
+  /// bit for bit the same results, one pass over the activations fewer each way. On by
+  /// default.
+  public var fusesBatchNormReLU = true {
+    didSet { applyFusion() }
+  }
+  private func applyFusion() {
+    func walk(_ m: Module<T>) {
+      var pairs: [(BatchNorm<T>, ReLU<T>)] = []
+      if let s = m as? Sequential<T> {
+        for (a, b) in zip(s.layers, s.layers.dropFirst()) {
+          if let bn = a.1 as? BatchNorm<T>, let r = b.1 as? ReLU<T> { pairs.append((bn, r)) }
+        }
+      }
+      if let b = m as? BasicBlock<T> { pairs += b.batchNormReLUPairs }
+      for (bn, r) in pairs {
+        bn.fusedReLU = fusesBatchNormReLU
+        r.isFused = fusesBatchNormReLU
+      }
+      for (_, c) in m.children { walk(c) }
+    }
+    walk(body)
   }
 
   /// Convolution backends the network's layers may use (default ``ConvBackendPolicy/auto``).

@@ -107,4 +107,33 @@ struct BackendNetworkTests {
       #expect(err / scale < 1e-3, "parameter \(k): \(err / scale)")
     }
   }
+
+  @Test(
+    "fused batch norm + ReLU gives the same bits as the two layers",
+    arguments: [("cifar_vgg_11", [3, 32, 32]), ("cifar_resnet_8", [3, 16, 16])])
+  func fusion(_ a: (String, [Int])) throws {
+    func run<T: Scalar>(_: T.Type, _ policy: ConvBackendPolicy, fused: Bool) throws -> [[T]] {
+      let net = try ModelZoo.make(a.0, inputShape: a.1, classes: 10, as: T.self)
+      net.initialize(seed: 9, weights: .kaimingNormal, batchNorm: .uniform)
+      net.convolutionPolicy = policy
+      net.fusesBatchNormReLU = fused
+      let opt = try SGD(net.parameters, learningRate: 0.05, momentum: 0.9)
+      let data = Synthetic.make(count: 20, shape: a.1, classes: 10, seed: 2)
+      let xf = Tensor<Float>(zeros: [0])
+      var x = Tensor<T>(zeros: [0])
+      for step in 0..<2 {
+        let labels = data.gather((step * 10)..<(step * 10 + 10), into: xf)
+        x = Tensor<T>(converting: xf)
+        try net.lossAndGradients(input: x, labels: labels)
+        opt.step()
+      }
+      net.setTraining(false)
+      let logits = try net.forward(x).array
+      return net.parameters.map { $0.1.value.array } + net.buffers.map { $0.1.array } + [logits]
+    }
+    for policy in [ConvBackendPolicy.auto, .im2col] {
+      #expect(try run(Float.self, policy, fused: true) == run(Float.self, policy, fused: false), "\(policy)")
+    }
+    #expect(try run(Double.self, .im2col, fused: true) == run(Double.self, .im2col, fused: false))
+  }
 }
