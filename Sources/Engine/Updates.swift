@@ -74,6 +74,9 @@ public enum Updates {
 
   /// One Adam step for all targets (state: `m`, `v`; `stepSize = lr / (1 - b1^t)`,
   /// `bc2 = sqrt(1 - b2^t)`). Masks as for ``sgd(_:chunks:lr:weightDecay:momentum:dampening:nesterov:firstStep:)``.
+  @_specialize(where T == Float)
+  @_specialize(where T == Double)
+  @inline(never)
   public static func adam<T: Scalar>(
     _ targets: [UpdateTarget<T>], chunks: [(Int, Range<Int>)], stepSize: T, beta1: T,
     beta2: T, eps: T, weightDecay: T, sqrtBiasCorrection2: T

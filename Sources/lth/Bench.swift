@@ -24,6 +24,8 @@ struct Bench: ParsableCommand {
   @Option(help: "Worker threads.") var threads = 2
   @Option(help: "Convolution backends: auto, im2col or onednn (direct only).")
   var convBackend: ConvBackendPolicy = .auto
+  @Option(help: "Fraction of prunable weights kept by a random mask (1: dense), to time masked training.")
+  var density = 1.0
   @Flag(help: "Also time every convolution layer's forward + backward with each backend.")
   var convLayers = false
   @Flag(help: "Print one JSON object instead of text.") var json = false
@@ -38,6 +40,16 @@ struct Bench: ParsableCommand {
       guard batch >= 1 else { throw EngineError("--batch-size must be at least 1, got \(batch)") }
       net.initialize(seed: 0, weights: .kaimingNormal)
       net.convolutionPolicy = convBackend
+      guard density > 0, density <= 1 else {
+        throw EngineError("--density must be in (0, 1], got \(density)")
+      }
+      if density < 1 {
+        var r = RandomStream(seed: 0, purpose: "bench-mask")
+        for (_, p) in net.prunableParameters {
+          p.mask = Tensor(p.value.array.map { _ in r.uniform() < density ? 1 : 0 }, shape: p.value.shape)
+          p.applyMask()
+        }
+      }
       let data = Synthetic.make(count: batch, shape: net.inputShape, classes: net.classes)
       let x = Tensor<Float>(zeros: [0])
       let labels = data.gather(0..<batch, into: x)
@@ -59,7 +71,7 @@ struct Bench: ParsableCommand {
       if json {
         print(
           jsonLine([
-            "model": model, "batch_size": batch, "threads": threads, "step_ms": median,
+            "model": model, "batch_size": batch, "threads": threads, "step_ms": median, "density": density,
             "images_per_second": ips, "peak_rss_mb": rss, "steps_ms": times,
             "blas_config": BLASInfo.config, "blas_core": BLASInfo.coreName, "blas_threads": BLASInfo.threads,
             "blas_environment": BLASInfo.environment, "tensor_mb": Double(tensorBytes) / 1_048_576,
