@@ -19,7 +19,7 @@ public enum AtomicFile {
   public static func write(_ data: [UInt8], to path: String) throws {
     let dir = (path as NSString).deletingLastPathComponent
     let tmp = "\(dir.isEmpty ? "." : dir)/.\((path as NSString).lastPathComponent).tmp-\(getpid())"
-    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else {
       throw RunError("cannot write \(path): \(String(cString: strerror(errno)))")
     }
@@ -47,7 +47,7 @@ public enum AtomicFile {
       throw RunError("cannot write \(path): \(String(cString: strerror(errno)))")
     }
     ok = true
-    let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)
+    let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_CLOEXEC)
     if dfd >= 0 {
       fsync(dfd)
       close(dfd)
@@ -72,7 +72,7 @@ public enum AtomicFile {
 public final class FileLock {
   private let fd: Int32
   public init(_ path: String, what: String) throws {
-    fd = open(path, O_RDWR | O_CREAT, 0o644)
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw RunError("cannot create lock \(path): \(String(cString: strerror(errno)))") }
     if flock(fd, LOCK_EX | LOCK_NB) != 0 {
       close(fd)

@@ -266,3 +266,27 @@ struct BadInputTests {
     #expect(!FileManager.default.fileExists(atPath: dir + "/summary.json"))
   }
 }
+
+@Suite("Locks")
+struct LockTests {
+  /// A child process (lth starts `git` for provenance while holding a run's lock) must not
+  /// inherit the lock: otherwise a killed lth leaves its run locked until the child exits.
+  @Test("a run lock is not inherited by child processes")
+  func notInherited() throws {
+    let path = CLI.tempDir() + "/lock"
+    var lock: FileLock? = try FileLock(path, what: "test run")
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: "/bin/sleep")
+    child.arguments = ["3"]
+    try child.run()
+    defer { child.terminate() }
+    lock = nil  // released by this process; only an inherited descriptor could still hold it
+    #expect(lock == nil)
+    let probe = Process()
+    probe.executableURL = URL(fileURLWithPath: "/usr/bin/flock")
+    probe.arguments = ["-n", path, "true"]
+    try probe.run()
+    probe.waitUntilExit()
+    #expect(probe.terminationStatus == 0, "the lock is still held while the child runs")
+  }
+}
