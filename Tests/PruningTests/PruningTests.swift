@@ -230,7 +230,7 @@ struct LotteryTests {
       try CLI.run(
         ["lottery"] + lotteryBase + ["--output", CLI.tempDir(), "--replicates", "2", "--levels", "3"]
       ).status == 0)
-    let lotteryDuration = Date().timeIntervalSince(t0)
+    var lotteryDuration = Date().timeIntervalSince(t0)
     #expect(try steps(ref, kill: nil))
     let refResults = try results(ref)
     var rng = RandomStream(seed: 7, purpose: "lottery-kills")
@@ -241,9 +241,13 @@ struct LotteryTests {
       var killsHere = 0
       for attempt in 0..<60 where !done {
         // Kill at random moments until this trial has been killed twice (or 10 tries).
+        // Kill times scale with the lottery's duration, re-estimated from every attempt that
+        // ran to the end before its kill time (the first measurement may have run under load).
         let kill = killsHere < 2 && attempt < 10 ? rng.uniform(0.05, 0.9) * lotteryDuration : nil
+        let started = Date()
         done = try steps(out, kill: kill)
         if !done { killsHere += 1 }
+        if done, kill != nil { lotteryDuration = min(lotteryDuration, Date().timeIntervalSince(started) / 3) }
       }
       kills += killsHere
       #expect(done)
