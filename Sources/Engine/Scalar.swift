@@ -25,6 +25,7 @@ extension Float: Scalar {
     a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
     beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
   ) {
+    _ = BLASInfo.singleThreadedOnce
     cblas_sgemm(
       CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
       Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
@@ -41,6 +42,7 @@ extension Double: Scalar {
     a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
     beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int
   ) {
+    _ = BLASInfo.singleThreadedOnce
     cblas_dgemm(
       CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
       Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
@@ -67,4 +69,8 @@ public enum BLASInfo {
   }
   /// Makes every BLAS call single-threaded; parallelism comes from ``Parallel`` shards.
   public static func useSingleThreadedBLAS() { openblas_set_num_threads(1) }
+  /// Runs ``useSingleThreadedBLAS()`` once, before the first GEMM of the process, so that a
+  /// program that never sets ``Parallel/threads`` gets the same bits too (OpenBLAS's own
+  /// threads pick other kernels for some shapes, and so round differently).
+  static let singleThreadedOnce: Void = useSingleThreadedBLAS()
 }
