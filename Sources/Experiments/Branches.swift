@@ -59,10 +59,15 @@ extension LotteryRunner {
     let dir = "\(root)/replicate_\(r)/level_\(level)/\(b.folderName)"
     try makeDir(dir)
     try RunStore.claim(directory: dir, hparamsJSON: b.canonicalJSON(), kind: "branch")
-    if try TrainSummary.read(in: dir) != nil { return }
     let initSeed = replicateSeed(hparams.training.seed, r)
-    let dataSeed = replicateSeed(hparams.training.dataOrderSeed, r, purpose: "replicate-data")
     let probe = try setup.makeNetwork(seed: initSeed)
+    if try TrainSummary.read(in: dir) != nil {
+      if FileManager.default.fileExists(atPath: dir + "/mask.safetensors") {
+        _ = try loadMask(dir + "/mask.safetensors", for: probe)  // restores sparsity.json if missing
+      }
+      return
+    }
+    let dataSeed = replicateSeed(hparams.training.dataOrderSeed, r, purpose: "replicate-data")
     let mainMask = try Mask.load(main + "/mask.safetensors", for: probe)
     let rewind = levelDir(r, 0) + "/model_rewind.safetensors"
     let schedule = setup.schedule
@@ -74,7 +79,7 @@ extension LotteryRunner {
       let maskPath = dir + "/mask.safetensors"
       let mask: Mask
       if FileManager.default.fileExists(atPath: maskPath) {
-        mask = try Mask.load(maskPath, for: probe)
+        mask = try loadMask(maskPath, for: probe)
       } else {
         let seed = replicateSeed(hparams.training.seed &+ UInt64(level), r, purpose: "branch-random-prune")
         mask = RandomPruner.like(mainMask, layout: b.layout ?? .layerwise, seed: seed)

@@ -133,9 +133,22 @@ public final class LotteryRunner {
     return summary
   }
 
+  /// Writes `sparsity.json`, then `mask.safetensors` (whose presence marks the mask as
+  /// decided): a kill between the two leaves no mask, and the rerun decides it again.
   func writeMask(_ m: Mask, _ dir: String) throws {
-    try m.save(to: dir + "/mask.safetensors")
     try AtomicFile.write(m.sparsityJSON(), to: dir + "/sparsity.json")
+    try m.save(to: dir + "/mask.safetensors")
+  }
+
+  /// Loads a decided mask, restoring `sparsity.json` if it is missing (a folder written by
+  /// a version that saved the mask first and was killed in between).
+  func loadMask(_ path: String, for net: Network<Float>) throws -> Mask {
+    let m = try Mask.load(path, for: net)
+    let sparsity = (path as NSString).deletingLastPathComponent + "/sparsity.json"
+    if !FileManager.default.fileExists(atPath: sparsity) {
+      try AtomicFile.write(m.sparsityJSON(), to: sparsity)
+    }
+    return m
   }
 
   /// Copies a finished level 0 with the same key from another experiment, if any.
@@ -174,7 +187,9 @@ public final class LotteryRunner {
       let dir = levelDir(r, level)
       try makeDir(dir)
       if level == 0 {
-        if !FileManager.default.fileExists(atPath: dir + "/mask.safetensors") {
+        if FileManager.default.fileExists(atPath: dir + "/mask.safetensors") {
+          _ = try loadMask(dir + "/mask.safetensors", for: probe)
+        } else {
           try writeMask(Mask(ones: probe), dir)
         }
         try AtomicFile.write(hparams.levelZeroKey(replicate: r), to: dir + "/level0_key")
@@ -196,7 +211,7 @@ public final class LotteryRunner {
       let maskPath = dir + "/mask.safetensors"
       let mask: Mask
       if FileManager.default.fileExists(atPath: maskPath) {
-        mask = try Mask.load(maskPath, for: probe)
+        mask = try loadMask(maskPath, for: probe)
       } else {
         let trained = try setup.makeNetwork(seed: initSeed)
         try ModelState.load(trained, from: prev + "/model_final.safetensors")

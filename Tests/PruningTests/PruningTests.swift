@@ -256,6 +256,34 @@ struct LotteryTests {
     #expect(kills >= 2)
   }
 
+  /// Older builds saved mask.safetensors before sparsity.json; a SIGKILL between the two
+  /// left a folder that every later command (which prints the results table) failed on.
+  @Test("a mask without its sparsity.json (killed between the two writes) is repaired on rerun")
+  func maskWithoutSparsity() throws {
+    let out = CLI.tempDir()
+    let a = lotteryBase + ["--output", out]
+    #expect(try CLI.run(["lottery"] + a + ["--levels", "1"]).status == 0)
+    #expect(try CLI.run(["branch", "random-prune"] + a + ["--levels", "1"]).status == 0)
+    let root = try lotteryRoot(out)
+    let level1 = root + "/replicate_1/level_1"
+    let branch = try FileManager.default.contentsOfDirectory(atPath: level1).first {
+      $0.hasPrefix("branch_")
+    }!
+    let files = [
+      root + "/replicate_1/level_0/main/sparsity.json", level1 + "/main/sparsity.json",
+      level1 + "/" + branch + "/sparsity.json",
+    ]
+    let before = files.map { FileManager.default.contents(atPath: $0) }
+    #expect(before.allSatisfy { $0 != nil })
+    for f in files { try FileManager.default.removeItem(atPath: f) }
+    // Training is done, so only the mask paths run; results need every sparsity.json.
+    for cmd in [["lottery"] + a + ["--levels", "1"], ["branch", "random-prune"] + a + ["--levels", "1"]] {
+      let r = try CLI.run(cmd)
+      #expect(r.status == 0, "\(r.stderr)")
+    }
+    #expect(files.map { FileManager.default.contents(atPath: $0) } == before)
+  }
+
   @Test(
     "bad input: rewind beyond training, missing lottery run, unfinished level, corrupted mask, bad fraction")
   func badInput() throws {
