@@ -9,10 +9,13 @@
   ///     backward: dy_s --reorder--> diff_dst;  diff_dst * W --bwd data--> diff_src --> dx_s
   ///               src, diff_dst --bwd weights--> dW_s (blocked) --reorder--> dW_s (oihw), db_s
   ///
-  /// then `dW = dW_0 + dW_1 + ...` in shard order. Reorders are skipped when oneDNN picks the
-  /// plain layout itself (e.g. the 3-channel input of a first layer). Primitives are created
-  /// once per shard size and input size; scratchpads are user-managed per thread slot, so no
-  /// memory is allocated in the steady state and no primitive shares state across threads.
+  /// then `dW = dW_0 + dW_1 + ...` in shard order. Reorders are skipped when the caller's
+  /// layout is oneDNN's: input already nChw16c (``TensorLayout/blocked16``, written by the
+  /// previous oneDNN layer), output left nChw16c for the next layer, or plain NCHW accepted
+  /// as is (the 3-channel input of a first layer). A shard larger than
+  /// ``maxCallBatch`` examples is computed in several calls whose weight gradients are added
+  /// in order. Primitives are created once per call size and input layout; scratchpads are
+  /// user-managed per thread slot, so no memory is allocated in the steady state.
   /// oneDNN's own OpenMP threads are pinned to one per calling thread (`omp_set_num_threads`):
   /// LotteryKit's worker pool provides the parallelism, as with BLAS.
   final class OneDNNConvolution: ConvolutionBackend<Float>, @unchecked Sendable {
@@ -397,7 +400,7 @@
     }
   }
 
-  /// One oneDNN primitive with its argument list, and memory objects per shard slot (set to
+  /// One oneDNN primitive with its argument list, and memory objects per thread slot (set to
   /// the caller's buffers on each run).
   final class Primitive: @unchecked Sendable {
     let pd: dnnl_primitive_desc_t
@@ -502,7 +505,7 @@
       precondition(status == dnnl_success, "oneDNN: no CPU engine (status \(status.rawValue))")
       return e!
     }()
-    /// Primitive attributes: scratchpads are passed in by the caller (per shard).
+    /// Primitive attributes: scratchpads are passed in by the caller (per thread slot).
     nonisolated(unsafe) static let userScratchpad: dnnl_primitive_attr_t = {
       var a: dnnl_primitive_attr_t?
       dnnl_primitive_attr_create(&a)
