@@ -98,6 +98,11 @@
     private var algorithm: dnnl_alg_kind_t { winograd ? dnnl_convolution_winograd : dnnl_convolution_direct }
     private var hasBias = true
 
+    /// The caller's weight layout (OIHW, PyTorch's).
+    private var userWeights: dnnl_memory_desc_t {
+      DNNL.desc([geometry.outChannels, geometry.inChannels, geometry.kernelH, geometry.kernelW], dnnl_oihw)
+    }
+
     private func descriptors(batch n: Int) -> (
       src: dnnl_memory_desc_t, weights: dnnl_memory_desc_t, bias: dnnl_memory_desc_t,
       dst: dnnl_memory_desc_t, strides: [Int64], padding: [Int64]
@@ -138,13 +143,12 @@
       var dst = fwd.md(3)
       let blockedOutput = g.outChannels % 16 == 0 && dnnl_memory_desc_equal(&blocked, &dst) != 0
       let userDst = blockedOutput ? blocked : DNNL.desc([n, g.outChannels, oh, ow], dnnl_nchw)
-      let userW = DNNL.desc([g.outChannels, g.inChannels, g.kernelH, g.kernelW], dnnl_oihw)
       let wMD = fwd.md(1)
       let p = Plan(
         forward: fwd,
         srcIn: try Primitive.reorder(userSrc, fwd.md(0)),
         dstOut: try Primitive.reorder(fwd.md(3), userDst),
-        weightsIn: try Primitive.reorder(userW, wMD),
+        weightsIn: try Primitive.reorder(userWeights, wMD),
         weights: Tensor(zeros: [DNNL.floats(wMD)]), userSrc: userSrc, userDst: userDst,
         blockedOutput: blockedOutput)
       plans[key] = p
@@ -179,8 +183,7 @@
           (DNNL_ARG_DIFF_WEIGHTS, dnnl_query_diff_weights_md, 0),
           (DNNL_ARG_DIFF_BIAS, dnnl_query_diff_weights_md, 1),
         ])
-      let (userSrc, userDst) = (p.userSrc, p.userDst)
-      let userW = DNNL.desc([g.outChannels, g.inChannels, g.kernelH, g.kernelW], dnnl_oihw)
+      let (userSrc, userDst, userW) = (p.userSrc, p.userDst, userWeights)
       var a = data.md(0)
       var b = wgrad.md(1)
       let same = dnnl_memory_desc_equal(&a, &b) != 0
@@ -208,13 +211,32 @@
       let plan: Plan
     }
 
-    /// The pieces of every shard of a batch of `n`, and per-slot scratch buffers sized for
-    /// every primitive involved. Runs on the calling thread, before the parallel section.
+    /// How a batch is cut into calls, and what their scratch buffers need.
+    struct Layout {
+      let shards: Int
+      let pieces: [[Piece]]
+      let plans: [Plan]  // distinct
+      let bufferFloats: Int
+      let scratchBytes: Int
+    }
+    private var layouts: [[Int]: Layout] = [:]
+
+    /// The pieces of every shard of a batch of `n` (computed once per batch size, input
+    /// layout and direction), and per-slot scratch buffers sized for every primitive
+    /// involved. Runs on the calling thread, before the parallel section.
     private func prepare(batch n: Int, blockedInput: Bool, backward: Bool) throws -> (
       shards: Int, slots: Int, pieces: [[Piece]], plans: [Plan]
     ) {
+      let key = [n, blockedInput ? 1 : 0, backward ? 1 : 0]
+      let layout = try layouts[key] ?? makeLayout(batch: n, blockedInput: blockedInput, backward: backward)
+      layouts[key] = layout
+      let slots = min(layout.shards, Parallel.slotCount)
+      workspace.prepareOneDNN(slots: slots, floats: layout.bufferFloats, scratchBytes: layout.scratchBytes)
+      return (layout.shards, slots, layout.pieces, layout.plans)
+    }
+
+    private func makeLayout(batch n: Int, blockedInput: Bool, backward: Bool) throws -> Layout {
       let shards = Parallel.batchShards(n)
-      let slots = min(shards, Parallel.slotCount)
       var pieces: [[Piece]] = []
       var distinct: [Plan] = []
       var bufferFloats = geometry.outChannels * geometry.patchSize + geometry.outChannels
@@ -243,8 +265,18 @@
         }
         pieces.append(row)
       }
-      workspace.prepareOneDNN(slots: slots, floats: bufferFloats, scratchBytes: scratchBytes)
-      return (shards, slots, pieces, distinct)
+      return Layout(
+        shards: shards, pieces: pieces, plans: distinct, bufferFloats: bufferFloats,
+        scratchBytes: scratchBytes)
+    }
+
+    /// `into = weight` in the layout `reorder` produces (a plain copy without one).
+    private func copyWeights(_ weight: Tensor<Float>, via reorder: Primitive?, into: Tensor<Float>) {
+      if let reorder {
+        reorder.run(slot: 0, [UnsafeMutableRawPointer(weight.data), UnsafeMutableRawPointer(into.data)])
+      } else {
+        into.data.update(from: weight.data, count: weight.count)
+      }
     }
 
     override func forward(x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>)
@@ -262,13 +294,7 @@
         batch: n, blockedInput: x.layout == .blocked16, backward: false)
       if plans[0].blockedOutput { y.layout = .blocked16 }
       // Weights: one reorder per distinct piece size, before the shards run.
-      for p in plans {
-        if let r = p.weightsIn {
-          r.run(slot: 0, [UnsafeMutableRawPointer(weight.data), UnsafeMutableRawPointer(p.weights.data)])
-        } else {
-          p.weights.data.update(from: weight.data, count: weight.count)
-        }
-      }
+      for p in plans { copyWeights(weight, via: p.weightsIn, into: p.weights) }
       let zeroBias = workspace.zeroBias(g.outChannels)
       let inPerExample = g.inChannels * spatial.0 * spatial.1
       let outPerExample = outShape[1] * outShape[2] * outShape[3]
@@ -325,15 +351,7 @@
       if let dx {
         dx.resize(x.shape)
         dx.layout = x.layout
-        for p in plans {
-          let b = p.backward!
-          if let r = b.weightsInData {
-            r.run(
-              slot: 0, [UnsafeMutableRawPointer(weight.data), UnsafeMutableRawPointer(b.dataWeights.data)])
-          } else {
-            b.dataWeights.data.update(from: weight.data, count: wc)
-          }
-        }
+        for p in plans { copyWeights(weight, via: p.backward!.weightsInData, into: p.backward!.dataWeights) }
       }
       let inPerExample = g.inChannels * spatial.0 * spatial.1
       let outPerExample = dy.count / max(n, 1)
@@ -411,6 +429,8 @@
     let scratchpadBytes: Int
     /// memories[slot][i]: memory object for args[i] (and the scratchpad last).
     private var memories: [[dnnl_memory_t]] = []
+    /// The execution arguments of each slot (fixed; `run` only changes the memories' data).
+    private var execArgs: [[dnnl_exec_arg_t]] = []
     private var streams: [dnnl_stream_t] = []
 
     /// A primitive from an operation descriptor; `args` name the queries for its arguments.
@@ -455,6 +475,8 @@
           row.append(m!)
         }
         memories.append(row)
+        let kinds = args.map(\.0) + (scratchpadBytes > 0 ? [DNNL_ARG_SCRATCHPAD] : [])
+        execArgs.append(zip(kinds, row).map { dnnl_exec_arg_t(arg: $0, memory: $1) })
         var st: dnnl_stream_t?
         try DNNL.check(dnnl_stream_create(&st, DNNL.engine, dnnl_stream_default_flags.rawValue), "stream")
         streams.append(st!)
@@ -482,17 +504,12 @@
     func run(slot: Int, _ pointers: [UnsafeMutableRawPointer], scratch: UnsafeMutableRawPointer? = nil) {
       precondition(pointers.count == args.count)
       let row = memories[slot]
-      var exec = [dnnl_exec_arg_t]()
-      exec.reserveCapacity(args.count + 1)
-      for i in args.indices {
-        dnnl_memory_set_data_handle(row[i], pointers[i])
-        exec.append(dnnl_exec_arg_t(arg: args[i].0, memory: row[i]))
-      }
+      for i in args.indices { dnnl_memory_set_data_handle(row[i], pointers[i]) }
       if scratchpadBytes > 0 {
         precondition(scratch != nil, "oneDNN primitive needs a scratchpad")
         dnnl_memory_set_data_handle(row[args.count], scratch)
-        exec.append(dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: row[args.count]))
       }
+      let exec = execArgs[slot]
       let status = dnnl_primitive_execute(primitive, streams[slot], Int32(exec.count), exec)
       precondition(status == dnnl_success, "oneDNN execution failed (status \(status.rawValue))")
     }
@@ -550,9 +567,10 @@ extension ConvWorkspace where T == Float {
       if dnnlScratch[s].count * 4 < scratchBytes { dnnlScratch[s].resize([(scratchBytes + 3) / 4]) }
     }
   }
+  /// `n` zeros (the bias of a convolution without one). Nothing ever writes this buffer, and
+  /// tensors are allocated zero-filled.
   func zeroBias(_ n: Int) -> UnsafeMutablePointer<Float> {
     if zeros.count < n { zeros.resize([n]) }
-    zeros.data.update(repeating: 0, count: n)
     return zeros.data
   }
 }

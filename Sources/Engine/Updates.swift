@@ -12,24 +12,29 @@ public enum Updates {
   @inline(never)
   public static func multiply<T: Scalar>(_ y: Tensor<T>, by mask: Tensor<T>) {
     precondition(y.count == mask.count, "mask shape \(mask.shape) does not match \(y.shape)")
-    let (yp, mp) = (y.data, mask.data)
-    for i in 0..<y.count { yp[i] *= mp[i] }
+    multiply(y, mask, 0..<y.count)
   }
 
-  /// Work items for one update of all `targets`: (target, element range) chunks of at most
-  /// 16K elements, so one parallel loop covers every tensor, small ones included. Elements
-  /// are independent, so the split never changes results.
-  public static func chunks<T: Scalar>(_ targets: [UpdateTarget<T>]) -> [(Int, Range<Int>)] {
+  /// Work items for one update of tensors of `counts` elements: (tensor, element range)
+  /// chunks of at most 16K elements, so one parallel loop covers every tensor, small ones
+  /// included. Elements are independent, so the split never changes results.
+  public static func chunks(counts: [Int]) -> [(Int, Range<Int>)] {
     var out: [(Int, Range<Int>)] = []
-    for (k, t) in targets.enumerated() {
-      var i = 0
-      while i < t.weight.count {
-        let j = min(t.weight.count, i + 16384)
-        out.append((k, i..<j))
-        i = j
-      }
+    for (k, n) in counts.enumerated() {
+      for i in stride(from: 0, to: n, by: 16384) { out.append((k, i..<min(n, i + 16384))) }
     }
     return out
+  }
+
+  /// Runs `update` on elements `r` of `t` under the mask contract: the gradient is masked
+  /// first, the weight and every state tensor after.
+  @inline(__always)
+  static func masked<T: Scalar>(_ t: UpdateTarget<T>, _ r: Range<Int>, _ update: () -> Void) {
+    guard let mask = t.mask else { return update() }
+    multiply(t.grad, mask, r)
+    update()
+    multiply(t.weight, mask, r)
+    for s in t.state { multiply(s, mask, r) }
   }
 
   /// `t[r] *= mask[r]`.
@@ -52,22 +57,19 @@ public enum Updates {
       let (k, r) = chunks[c]
       let t = targets[k]
       let (w, g) = (t.weight.data, t.grad.data)
-      if let mask = t.mask { multiply(t.grad, mask, r) }
-      if let buffer = t.state.first {
-        let b = buffer.data
-        let damp = 1 - dampening
-        for i in r {
-          let d = g[i] + weightDecay * w[i]
-          let nb = firstStep ? d : momentum * b[i] + damp * d
-          b[i] = nb
-          w[i] -= lr * (nesterov ? d + momentum * nb : nb)
+      masked(t, r) {
+        if let buffer = t.state.first {
+          let b = buffer.data
+          let damp = 1 - dampening
+          for i in r {
+            let d = g[i] + weightDecay * w[i]
+            let nb = firstStep ? d : momentum * b[i] + damp * d
+            b[i] = nb
+            w[i] -= lr * (nesterov ? d + momentum * nb : nb)
+          }
+        } else {
+          for i in r { w[i] -= lr * (g[i] + weightDecay * w[i]) }
         }
-      } else {
-        for i in r { w[i] -= lr * (g[i] + weightDecay * w[i]) }
-      }
-      if let mask = t.mask {
-        multiply(t.weight, mask, r)
-        for s in t.state { multiply(s, mask, r) }
       }
     }
   }
@@ -84,13 +86,10 @@ public enum Updates {
     Parallel.forEach(chunks.count) { c in
       let (k, r) = chunks[c]
       let t = targets[k]
-      if let mask = t.mask { multiply(t.grad, mask, r) }
-      adamChunk(
-        t.weight, t.grad, t.state[0], t.state[1], r, stepSize, beta1, beta2, eps, weightDecay,
-        sqrtBiasCorrection2)
-      if let mask = t.mask {
-        multiply(t.weight, mask, r)
-        for s in t.state { multiply(s, mask, r) }
+      masked(t, r) {
+        adamChunk(
+          t.weight, t.grad, t.state[0], t.state[1], r, stepSize, beta1, beta2, eps, weightDecay,
+          sqrtBiasCorrection2)
       }
     }
   }

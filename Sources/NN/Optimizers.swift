@@ -70,8 +70,7 @@ public final class SGD<T: Scalar>: Optimizer {
       firstStep: stepCount == 0)
     stepCount += 1
   }
-  private lazy var chunks = Updates.chunks(
-    parameters.map { UpdateTarget(weight: $0.1.value, grad: $0.1.grad, mask: nil, state: []) })
+  private lazy var chunks = Updates.chunks(counts: parameters.map { $0.1.value.count })
 }
 
 /// `torch.optim.Adam` (L2 weight decay added to the gradient, not AdamW):
@@ -127,8 +126,7 @@ public final class Adam<T: Scalar>: Optimizer {
       targets, chunks: chunks, stepSize: T(learningRate / bc1), beta1: T(beta1), beta2: T(beta2),
       eps: T(eps), weightDecay: T(weightDecay), sqrtBiasCorrection2: T(bc2.squareRoot()))
   }
-  private lazy var chunks = Updates.chunks(
-    parameters.map { UpdateTarget(weight: $0.1.value, grad: $0.1.grad, mask: nil, state: []) })
+  private lazy var chunks = Updates.chunks(counts: parameters.map { $0.1.value.count })
 }
 
 @inline(__always) private func _pow(_ a: Double, _ b: Double) -> Double { Foundation.pow(a, b) }
