@@ -60,13 +60,15 @@ extension LotteryRunner {
     try makeDir(dir)
     try RunStore.claim(directory: dir, hparamsJSON: b.canonicalJSON(), kind: "branch")
     let initSeed = replicateSeed(hparams.training.seed, r)
-    let probe = try setup.makeNetwork(seed: initSeed)
     if try TrainSummary.read(in: dir) != nil {
-      if FileManager.default.fileExists(atPath: dir + "/mask.safetensors") {
-        _ = try loadMask(dir + "/mask.safetensors", for: probe)  // restores sparsity.json if missing
+      // Finished. Only a sparsity.json lost to a kill (see writeMask) needs the network.
+      let fm = FileManager.default
+      if fm.fileExists(atPath: dir + "/mask.safetensors") && !fm.fileExists(atPath: dir + "/sparsity.json") {
+        _ = try loadMask(dir + "/mask.safetensors", for: try setup.makeNetwork(seed: initSeed))
       }
       return
     }
+    let probe = try setup.makeNetwork(seed: initSeed)
     let dataSeed = replicateSeed(hparams.training.dataOrderSeed, r, purpose: "replicate-data")
     let mainMask = try Mask.load(main + "/mask.safetensors", for: probe)
     let rewind = levelDir(r, 0) + "/model_rewind.safetensors"

@@ -128,6 +128,14 @@ open class Module<T: Scalar> {
     return out
   }
 
+  /// This module and every descendant with its dotted name (`""` for this one), depth
+  /// first in `state_dict` order.
+  public func namedModules(prefix: String = "") -> [(String, Module<T>)] {
+    var out: [(String, Module<T>)] = [(prefix, self)]
+    for (n, c) in children { out += c.namedModules(prefix: prefix.isEmpty ? n : prefix + "." + n) }
+    return out
+  }
+
   /// All buffers with dotted names, depth first.
   public func namedBuffers(prefix: String = "") -> [(String, Tensor<T>)] {
     var out = localBuffers.map { (prefix + $0.0, $0.1) }

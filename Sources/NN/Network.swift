@@ -28,22 +28,17 @@ public final class Network<T: Scalar> {
     self.outputLayer = outputLayer
     parameters = body.namedParameters()
     buffers = body.namedBuffers()
-    var bn = Set<String>()
-    // One im2col workspace for all convolutions and two alternating input-gradient buffers
-    // for all layers: layers run one after another, so they can share scratch memory.
+    // One convolution workspace for all convolutions and two alternating input-gradient
+    // buffers for all layers: layers run one after another, so they can share scratch memory.
     let workspace = ConvWorkspace<T>()
     let gradients = GradientBuffers<T>()
-    func walk(_ m: Module<T>, _ prefix: String) {
+    var bn = Set<String>()
+    for (name, m) in body.namedModules() {
       if let c = m as? Conv2d<T> { c.workspace = workspace }
       // Residual blocks keep their own input gradient: it must outlive their main path.
       if !(m is BasicBlock<T>) { m.gradientBuffers = gradients }
-      if m is BatchNorm<T> {
-        bn.insert(prefix + "weight")
-        bn.insert(prefix + "bias")
-      }
-      for (n, c) in m.children { walk(c, prefix + n + ".") }
+      if m is BatchNorm<T> { bn.formUnion(["weight", "bias"].map { name.isEmpty ? $0 : name + "." + $0 }) }
     }
-    walk(body, "")
     batchNormParameterNames = bn
     applyFusion()
   }
@@ -55,7 +50,7 @@ public final class Network<T: Scalar> {
     didSet { applyFusion() }
   }
   private func applyFusion() {
-    func walk(_ m: Module<T>) {
+    for (_, m) in body.namedModules() {
       var pairs: [(BatchNorm<T>, ReLU<T>)] = []
       if let s = m as? Sequential<T> {
         for (a, b) in zip(s.layers, s.layers.dropFirst()) {
@@ -67,9 +62,7 @@ public final class Network<T: Scalar> {
         bn.fusedReLU = fusesBatchNormReLU
         r.isFused = fusesBatchNormReLU
       }
-      for (_, c) in m.children { walk(c) }
     }
-    walk(body)
   }
 
   /// Convolution backends the network's layers may use (default ``ConvBackendPolicy/auto``).
@@ -78,13 +71,7 @@ public final class Network<T: Scalar> {
   }
   /// Convolution layers by module name, in order.
   public var convolutions: [(String, Conv2d<T>)] {
-    var out: [(String, Conv2d<T>)] = []
-    func walk(_ m: Module<T>, _ prefix: String) {
-      if let c = m as? Conv2d<T> { out.append((String(prefix.dropLast()), c)) }
-      for (n, c) in m.children { walk(c, prefix + n + ".") }
-    }
-    walk(body, "")
-    return out
+    body.namedModules().compactMap { name, m in (m as? Conv2d<T>).map { (name, $0) } }
   }
   /// "layer: backend" for every convolution (after a first forward pass).
   public var convolutionBackendNames: [String: String] {
