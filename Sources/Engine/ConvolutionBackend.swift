@@ -123,17 +123,6 @@ extension Convolution {
     _ parts: [Tensor<T>], shards: Int, count: Int, into out: UnsafeMutablePointer<T>
   ) {
     out.update(from: parts[0].data, count: count)
-    for s in 1..<max(shards, 1) {
-      let src = parts[s].data
-      var j = 0
-      while j + 8 <= count {
-        store8(load8(out + j) + load8(src + j), out + j)
-        j += 8
-      }
-      while j < count {
-        out[j] += src[j]
-        j += 1
-      }
-    }
+    for s in 1..<max(shards, 1) { addElements(out, parts[s].data, into: out, 0..<count) }
   }
 }

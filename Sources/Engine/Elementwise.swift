@@ -57,19 +57,7 @@ public enum Elementwise {
     y.layout = a.layout
     let n = a.count
     let sh = shards(n)
-    Parallel.forEach(sh) { s in
-      let (ap, bp, yp) = (a.data, b.data, y.data)
-      let r = Parallel.range(s, of: sh, n)
-      var i = r.lowerBound
-      while i + 8 <= r.upperBound {
-        store8(load8(ap + i) + load8(bp + i), yp + i)
-        i += 8
-      }
-      while i < r.upperBound {
-        yp[i] = ap[i] + bp[i]
-        i += 1
-      }
-    }
+    Parallel.forEach(sh) { s in addElements(a.data, b.data, into: y.data, Parallel.range(s, of: sh, n)) }
   }
 
   /// `y += x` in place.
@@ -80,19 +68,22 @@ public enum Elementwise {
     precondition(x.count == y.count && x.layout == y.layout, "addInPlace: \(x.shape) vs \(y.shape)")
     let n = y.count
     let sh = shards(n)
-    Parallel.forEach(sh) { s in
-      let (xp, yp) = (x.data, y.data)
-      let r = Parallel.range(s, of: sh, n)
-      var i = r.lowerBound
-      while i + 8 <= r.upperBound {
-        store8(load8(yp + i) + load8(xp + i), yp + i)
-        i += 8
-      }
-      while i < r.upperBound {
-        yp[i] += xp[i]
-        i += 1
-      }
-    }
+    Parallel.forEach(sh) { s in addElements(y.data, x.data, into: y.data, Parallel.range(s, of: sh, n)) }
+  }
+}
+
+/// `y[i] = a[i] + b[i]` for `i` in `r`, 8 lanes at a time (`y` may be `a`).
+@inline(__always) func addElements<T: Scalar>(
+  _ a: UnsafeMutablePointer<T>, _ b: UnsafeMutablePointer<T>, into y: UnsafeMutablePointer<T>, _ r: Range<Int>
+) {
+  var i = r.lowerBound
+  while i + 8 <= r.upperBound {
+    store8(load8(a + i) + load8(b + i), y + i)
+    i += 8
+  }
+  while i < r.upperBound {
+    y[i] = a[i] + b[i]
+    i += 1
   }
 }
 

@@ -406,8 +406,8 @@
             q.run(slot: slot, [raw, UnsafeMutableRawPointer(wOut)], scratch: scratch)
           }
           if k > 0 {
-            for j in 0..<wc { dWs[j] += bufE[j] }
-            for j in 0..<oc { dbs[j] += bufE[wc + j] }
+            addElements(dWs, bufE, into: dWs, 0..<wc)
+            addElements(dbs, bufE + wc, into: dbs, 0..<oc)
           }
         }
       }
