@@ -196,6 +196,9 @@ struct BadInputTests {
     expectOneLineError(try CLI.run(m + ["--lr", "-0.1"]), "Missing value for '--lr <lr>'")
     expectOneLineError(try CLI.run(m + ["--no-such-flag"]), "no-such-flag")
     expectOneLineError(try CLI.run(m + ["--conv-backend", "cudnn"]), "--conv-backend must be one of auto")
+    expectOneLineError(try CLI.run(["bench", "--conv-backend", "cudnn"]), "'auto', 'im2col' or 'onednn'")
+    expectOneLineError(try CLI.run(["bench", "--density", "0"]), "--density must be in (0, 1]")
+    expectOneLineError(try CLI.run(["bench", "--density", "1.5"]), "--density must be in (0, 1]")
     let missing = try CLI.run([
       "train", "--model", "mnist_lenet_10", "--dataset", "mnist", "--data-dir", "/nonexistent", "--quiet",
       "--output", CLI.tempDir(),
