@@ -48,10 +48,10 @@ let package = Package(
         "Engine", "NN", "Data", "Training", "Pruning", "Experiments",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
-    .testTarget(name: "EngineTests", dependencies: ["Engine", "NN"]),
+    .testTarget(name: "EngineTests", dependencies: ["Engine", "NN", "TestSupport"]),
     .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Data", "CZlib"]),
-    .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Data"]),
-    .target(name: "TestSupport", path: "Tests/TestSupport"),
+    .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Data", "TestSupport"]),
+    .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
     .testTarget(
       name: "TrainingTests", dependencies: ["Engine", "NN", "Data", "Training", "Experiments", "TestSupport"]),
     .testTarget(

@@ -81,6 +81,21 @@ extension Convolution {
     #endif
   }
 
+  /// The instruction set oneDNN dispatches to, e.g. `avx2` or `avx512_core` (`none` without
+  /// oneDNN). oneDNN reads `DNNL_MAX_CPU_ISA` once, at its first use, so `DNNL_MAX_CPU_ISA=AVX2`
+  /// runs the AVX2 kernels on an AVX-512 machine. What the rule below picks follows from it:
+  /// oneDNN 2.6 has Winograd and the nChw16c layout only from `avx512_core` up.
+  public static var isa: String {
+    #if canImport(CDNNL)
+      DNNL.isa
+    #else
+      "none"
+    #endif
+  }
+
+  /// Whether oneDNN offers Winograd kernels and the nChw16c layout here (AVX-512).
+  public static var hasAVX512Kernels: Bool { isa.hasPrefix("avx512") }
+
   /// The backend for one layer: `geometry` applied to inputs of shape `[N, C, H, W]`
   /// (`N` may change later; `C, H, W` are fixed per layer).
   ///

@@ -545,6 +545,17 @@
       return (dnnl_memory_desc_get_size(&m) + 3) / 4
     }
     /// oneDNN's OpenMP parallelism off for the calling thread (it is a per-thread setting).
+    /// The effective ISA's name (oneDNN's `dnnl_cpu_isa_t`, prefix removed).
+    static let isa: String = {
+      let names: [UInt32: String] = [
+        0x1: "sse41", 0x3: "avx", 0x7: "avx2", 0x407: "avx2_vnni", 0xf: "avx512_mic",
+        0x1f: "avx512_mic_4ops", 0x27: "avx512_core", 0x67: "avx512_core_vnni",
+        0xe7: "avx512_core_bf16", 0x3e7: "avx512_core_amx",
+      ]
+      let v = UInt32(dnnl_get_effective_cpu_isa().rawValue)
+      return names[v] ?? "isa_0x" + String(v, radix: 16)
+    }()
+
     @inline(__always) static func singleThreaded() { omp_set_num_threads(1) }
     /// "oneDNN 2.6.3 (cpu runtime omp)" for run records.
     static var version: String {

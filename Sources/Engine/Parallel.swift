@@ -11,25 +11,49 @@ import Synchronization
 /// so changing ``threads`` changes speed, never results. BLAS runs single-threaded inside
 /// each shard (``BLASInfo/useSingleThreadedBLAS()``).
 public enum Parallel {
-  /// The thread count and the pool, behind one lock. A pool is never stopped: when more
-  /// threads are asked for, a bigger pool replaces it and the old one's workers sleep.
+  /// The process-wide thread count and the pool, behind one lock. When more threads are
+  /// asked for, a bigger pool replaces the old one, which is retired once idle.
   private static let state = Mutex<(threads: Int, pool: WorkerPool?)>((1, nil))
 
-  /// Threads used by ``forEach(_:_:)`` (default 1). Setting it also makes BLAS
-  /// single-threaded inside each shard.
+  /// A thread count for the current task only (``withThreads(_:_:)``), over the global one.
+  @TaskLocal private static var taskThreads: Int? = nil
+
+  /// Threads used by ``forEach(_:_:)`` (default 1): the task's ``withThreads(_:_:)`` value
+  /// if any, else the process-wide value. Setting it sets the process-wide value and makes
+  /// BLAS single-threaded inside each shard.
   public static var threads: Int {
-    get { state.withLock { $0.threads } }
+    get { taskThreads ?? state.withLock { $0.threads } }
     set {
       precondition(newValue >= 1, "threads must be at least 1")
-      BLASInfo.useSingleThreadedBLAS()
-      state.withLock { s in
-        s.threads = newValue
-        if newValue > 1 && (s.pool?.workers ?? 0) < newValue - 1 {
-          s.pool = WorkerPool(workers: newValue - 1)
-        }
-      }
+      ensurePool(newValue)
+      state.withLock { $0.threads = newValue }
     }
   }
+
+  /// Runs `body` with `threads` threads for parallel loops started by this task (and
+  /// only this task), leaving the process-wide setting alone.
+  public static func withThreads<R>(_ threads: Int, _ body: () throws -> R) rethrows -> R {
+    precondition(threads >= 1, "threads must be at least 1")
+    ensurePool(threads)
+    return try $taskThreads.withValue(threads) { try body() }
+  }
+
+  private static func ensurePool(_ threads: Int) {
+    BLASInfo.useSingleThreadedBLAS()
+    let old: WorkerPool? = state.withLock { s in
+      guard threads > 1 && (s.pool?.workers ?? 0) < threads - 1 else { return nil }
+      let old = s.pool
+      s.pool = WorkerPool(workers: threads - 1)
+      return old
+    }
+    old?.retire()
+  }
+
+  /// Parallel loops that ran serially on their caller because the pool was busy (another
+  /// thread's job, or a loop nested in a shard). Same results; tests use it to check that
+  /// a multi-threaded case really ran multi-threaded.
+  public static var busyFallbacks: Int { fallbacks.load(ordering: .relaxed) }
+  private static let fallbacks = Atomic<Int>(0)
 
   /// The fixed shard count for a batch of `n` examples: at most 8 shards, independent of
   /// the thread count (8 keeps 1, 2, 4 and 8 threads evenly loaded).
@@ -55,8 +79,14 @@ public enum Parallel {
   /// it (`0..<slots`; the calling thread is slot 0). Shards on the same slot never overlap,
   /// so per-slot scratch buffers suffice: memory grows with threads, not with shards.
   public static func forEach(_ count: Int, slots: Int, _ body: (_ shard: Int, _ slot: Int) -> Void) {
-    let (threads, pool) = state.withLock { ($0.threads, $0.pool) }
-    guard count > 1, threads > 1, slots > 1, let pool, pool.tryAcquire() else {
+    let threads = self.threads
+    let pool = state.withLock { $0.pool }
+    guard count > 1, threads > 1, slots > 1, let pool else {
+      for i in 0..<count { body(i, 0) }
+      return
+    }
+    guard pool.tryAcquire() else {
+      fallbacks.wrappingAdd(1, ordering: .relaxed)
       for i in 0..<count { body(i, 0) }
       return
     }
@@ -67,95 +97,132 @@ public enum Parallel {
   }
 
   /// Threads a parallel loop started now may use (slots for ``forEach(_:slots:_:)``).
-  public static var slotCount: Int { state.withLock { $0.threads } }
+  public static var slotCount: Int { threads }
 }
 
-/// Persistent worker threads. A job is published by bumping `generation`; every thread
-/// (the caller included) claims shard indices from `next` until none are left, and every
-/// worker acknowledges the job before the caller returns, so no worker can straggle into
-/// the next job. Workers spin for a short while after a job (training issues jobs back to
-/// back), then sleep.
+/// Persistent worker threads that run one job at a time.
+///
+/// A job is an immutable snapshot (``Job``: shard count, participants, body, and its own
+/// counters) published under a lock together with its generation number; a worker reads
+/// the pair atomically, so it either takes part in exactly the job it was counted in or
+/// stays out of it. The caller returns only when every shard is done and every counted
+/// worker has acknowledged, so while a job is unfinished no newer one can be published: a
+/// counted worker always finds its own job, and a straggler that was not counted holds at
+/// most a finished job whose body has been cleared. Workers spin for a short while after a
+/// job (training issues jobs back to back), then sleep; the caller's wait is a bounded spin
+/// followed by `sched_yield`, so more threads than cores costs little.
 final class WorkerPool: @unchecked Sendable {
-  private let generation = Atomic<Int>(0)
-  private let next = Atomic<Int>(0)
-  private let done = Atomic<Int>(0)
-  private let acks = Atomic<Int>(0)
-  private let busy = Atomic<Bool>(false)
-  /// Workers `0..<participants` take part in the current job.
-  private var participants = 0
+  /// One job. `body` is written before publication and cleared by the caller after every
+  /// counted worker acknowledged (release/acquire through `acks`), never touched by others.
+  final class Job: @unchecked Sendable {
+    let count: Int
+    /// Workers `0..<participants` take part; the others never read `body`.
+    let participants: Int
+    var body: ((Int, Int) -> Void)?
+    let next = Atomic<Int>(0)
+    let done = Atomic<Int>(0)
+    let acks = Atomic<Int>(0)
+    init(count: Int, participants: Int, body: @escaping (Int, Int) -> Void) {
+      self.count = count
+      self.participants = participants
+      self.body = body
+    }
+  }
+
   let workers: Int
+  /// The published job and its generation, read by workers as one snapshot.
+  private let current = Mutex<(generation: Int, job: Job?)>((0, nil))
+  /// A copy of the published generation that workers can poll without the lock.
+  private let generation = Atomic<Int>(0)
+  private let busy = Atomic<Bool>(false)
+  private let retired = Atomic<Bool>(false)
   private let sleepers = Atomic<Int>(0)
   private let condition = NSCondition()
-  private var job: ((Int, Int) -> Void)?
-  private var count = 0
-  private var threads: [Thread] = []
 
   init(workers: Int) {
     self.workers = workers
     for id in 0..<workers {
-      let t = Thread { [unowned self] in self.workerLoop(id) }
+      // Strong capture: the threads keep the pool alive until it is retired.
+      let t = Thread { self.workerLoop(id) }
       t.stackSize = 1 << 22
-      threads.append(t)
       t.start()
     }
   }
 
   /// Claims the pool for one job; false when another job holds it.
   func tryAcquire() -> Bool {
-    busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+    busy.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
   }
   func release() { busy.store(false, ordering: .releasing) }
 
-  private func claim(slot: Int) {
-    while true {
-      let i = next.wrappingAdd(1, ordering: .relaxed).oldValue
-      if i >= count { return }
-      job!(i, slot)
-      done.wrappingAdd(1, ordering: .releasing)
-    }
+  /// Stops the workers once the pool is idle (a replaced pool). A pool in use right now is
+  /// left running: its workers go back to sleep after the job and are never woken again.
+  func retire() {
+    guard tryAcquire() else { return }  // never released: nobody can start a job again
+    retired.store(true, ordering: .sequentiallyConsistent)
+    publish(nil)
   }
 
-  func run(_ count: Int, participants: Int, _ body: @escaping (Int, Int) -> Void) {
-    job = body
-    self.count = count
-    self.participants = participants
-    next.store(0, ordering: .relaxed)
-    done.store(0, ordering: .relaxed)
-    acks.store(0, ordering: .relaxed)
+  private func publish(_ job: Job?) {
+    let g = current.withLock { s in
+      s.generation += 1
+      s.job = job
+      return s.generation
+    }
     // Publish first, then wake sleepers: a worker that registers as a sleeper after this
-    // load re-checks `generation` under the lock and sees the new job (no lost wake-up).
-    generation.wrappingAdd(1, ordering: .sequentiallyConsistent)
+    // store re-checks `generation` under the condition's lock (no lost wake-up).
+    generation.store(g, ordering: .sequentiallyConsistent)
     if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
       condition.lock()
       condition.broadcast()
       condition.unlock()
     }
-    claim(slot: 0)
-    while done.load(ordering: .acquiring) < count || acks.load(ordering: .acquiring) < participants {}
-    job = nil
+  }
+
+  private static func claim(_ job: Job, slot: Int) {
+    guard let body = job.body else { return }
+    while true {
+      let i = job.next.wrappingAdd(1, ordering: .relaxed).oldValue
+      if i >= job.count { return }
+      body(i, slot)
+      job.done.wrappingAdd(1, ordering: .releasing)
+    }
+  }
+
+  /// Runs `body` over `0..<count` on the caller (slot 0) and workers `0..<participants`
+  /// (slots 1...). The caller must hold the pool (``tryAcquire()``).
+  func run(_ count: Int, participants: Int, _ body: @escaping (Int, Int) -> Void) {
+    let job = Job(count: count, participants: min(participants, workers), body: body)
+    publish(job)
+    Self.claim(job, slot: 0)
+    var spins = 0
+    while job.done.load(ordering: .acquiring) < count || job.acks.load(ordering: .acquiring) < job.participants {
+      spins += 1
+      if spins > 4096 { _ = sched_yield() }
+    }
+    current.withLock { $0.job = nil }
+    job.body = nil
   }
 
   private func workerLoop(_ id: Int) {
-    // Generations start at 0: a worker that starts after the first job was published still
-    // sees it as new.
     var seen = 0
     while true {
       var spins = 0
       while generation.load(ordering: .acquiring) == seen {
         spins += 1
-        if spins < 200_000 { continue }
+        if spins < 100_000 { continue }
         condition.lock()
         sleepers.wrappingAdd(1, ordering: .sequentiallyConsistent)
         while generation.load(ordering: .sequentiallyConsistent) == seen { condition.wait() }
-        sleepers.wrappingSubtract(1, ordering: .releasing)
+        sleepers.wrappingSubtract(1, ordering: .sequentiallyConsistent)
         condition.unlock()
       }
-      seen = generation.load(ordering: .acquiring)
-      // The caller publishes `job`, `count` and `participants` before bumping `generation`.
-      if id < participants {
-        claim(slot: id + 1)
-        acks.wrappingAdd(1, ordering: .releasing)
-      }
+      let (g, job) = current.withLock { ($0.generation, $0.job) }
+      seen = g
+      if retired.load(ordering: .sequentiallyConsistent) { return }
+      guard let job, id < job.participants else { continue }
+      Self.claim(job, slot: id + 1)
+      job.acks.wrappingAdd(1, ordering: .releasing)
     }
   }
 }

@@ -1,12 +1,15 @@
 import Data
 import Engine
 import NN
+import TestSupport
 import Testing
 
 /// Trains a few steps and returns every parameter and buffer, bit for bit.
 func trainFewSteps(_ model: String, shape: [Int], threads: Int, sgd: Bool) throws -> [[Float]] {
-  Parallel.threads = threads
-  defer { Parallel.threads = 1 }
+  try withExclusiveThreads(threads) { try trainFewSteps(model, shape: shape, sgd: sgd) }
+}
+
+func trainFewSteps(_ model: String, shape: [Int], sgd: Bool) throws -> [[Float]] {
   let net: Network<Float> = try ModelZoo.make(model, inputShape: shape, classes: 10)
   net.initialize(seed: 42, weights: .kaimingNormal, batchNorm: .uniform)
   let data = Synthetic.make(count: 60, shape: shape, classes: 10, seed: 3)
