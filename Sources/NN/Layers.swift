@@ -279,14 +279,16 @@ public final class Sequential<T: Scalar>: Module<T> {
     for (_, l) in layers { h = try l.forward(h) }
     return h
   }
-  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws -> Tensor<T>? {
     var d = dy
     for (i, (_, l)) in layers.enumerated().reversed() {
-      let need = i > 0 || needInputGradient
-      guard let next = l.backward(d, needInputGradient: need) else { return nil }
-      d = next
+      if i > 0 || needInputGradient {
+        d = try l.inputGradient(d)
+      } else {
+        _ = try l.backward(d, needInputGradient: false)
+      }
     }
-    return d
+    return needInputGradient ? d : nil
   }
 }
 
@@ -339,21 +341,21 @@ public final class BasicBlock<T: Scalar>: Module<T> {
   }
   /// The shortcut's gradient goes into the block's own buffer first, then the main path
   /// (which may use the network's shared gradient buffers) is added to it.
-  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
-    var d = relu2.backward(dy, needInputGradient: true)!
+  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws -> Tensor<T>? {
+    var d = try relu2.inputGradient(dy)
     if let shortcut {
       savedGrad.copy(from: d)
       d = savedGrad
-      let short = shortcut.backward(shortcutLayout.gradient(d), needInputGradient: needInputGradient)
+      let short = try shortcut.backward(shortcutLayout.gradient(d), needInputGradient: needInputGradient)
       if needInputGradient, let short { gradInput.copy(from: short) }
     } else if needInputGradient {
       gradInput.copy(from: shortcutLayout.gradient(d))
     }
-    var g = bn2.backward(d, needInputGradient: true)!
-    g = conv2.backward(g, needInputGradient: true)!
-    g = relu1.backward(g, needInputGradient: true)!
-    g = bn1.backward(g, needInputGradient: true)!
-    guard let main = conv1.backward(g, needInputGradient: needInputGradient) else { return nil }
+    var g = try bn2.inputGradient(d)
+    g = try conv2.inputGradient(g)
+    g = try relu1.inputGradient(g)
+    g = try bn1.inputGradient(g)
+    guard let main = try conv1.backward(g, needInputGradient: needInputGradient) else { return nil }
     Elementwise.addInPlace(gradInput, main)
     return gradInput
   }

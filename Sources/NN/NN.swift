@@ -110,8 +110,20 @@ open class Module<T: Scalar> {
   }
 
   /// Given `dy = dL/d(output)` of the last forward call, writes parameter gradients and
-  /// returns `dL/d(input)` (nil when `needInputGradient` is false).
-  open func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? { nil }
+  /// returns `dL/d(input)` (nil when `needInputGradient` is false). A layer that does not
+  /// override it throws: a missing backward pass must never leave the previous step's
+  /// gradients in place silently.
+  open func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws -> Tensor<T>? {
+    throw EngineError("\(type(of: self)) does not implement backward")
+  }
+
+  /// ``backward(_:needInputGradient:)`` when the input gradient is needed: nil is an error.
+  public func inputGradient(_ dy: Tensor<T>) throws -> Tensor<T> {
+    guard let dx = try backward(dy, needInputGradient: true) else {
+      throw EngineError("\(type(of: self)).backward returned no input gradient")
+    }
+    return dx
+  }
 
   public func callAsFunction(_ x: Tensor<T>) throws -> Tensor<T> { try forward(x) }
 

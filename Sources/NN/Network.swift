@@ -109,7 +109,7 @@ public final class Network<T: Scalar> {
     let logits = try forward(x)
     let loss = try CrossEntropy.loss(logits: logits, labels: labels, dLogits: dLogits)
     let correct = CrossEntropy.correctCount(logits: logits, labels: labels)
-    let dx = body.backward(dLogits, needInputGradient: inputGradient)
+    let dx = try body.backward(dLogits, needInputGradient: inputGradient)
     return (loss, correct, dx)
   }
 
@@ -141,7 +141,7 @@ public final class Network<T: Scalar> {
     for i in 0..<out.count { r += Double(out[i]) }
     dLogits.resize(out.shape)
     dLogits.buffer.update(repeating: 1)
-    _ = body.backward(dLogits, needInputGradient: false)
+    _ = try body.backward(dLogits, needInputGradient: false)
     return r
   }
 

@@ -57,6 +57,9 @@ struct ConvBackendTests {
     (2, 8, 7, 7, 16, 5, 1, 2, true), (17, 16, 5, 7, 16, 3, 1, 1, true),
     // 140 examples: shards of 17-18, each cut into two oneDNN calls (at most 16 examples).
     (140, 32, 4, 4, 32, 3, 1, 1, true),
+    // VGG-11's middle layers at 32x32 input (wide channels, small images).
+    (3, 3, 32, 32, 64, 3, 1, 1, true), (3, 64, 16, 16, 128, 3, 1, 1, true), (3, 128, 8, 8, 256, 3, 1, 1, true),
+    (3, 256, 8, 8, 256, 3, 1, 1, true), (3, 256, 4, 4, 512, 3, 1, 1, true), (3, 512, 4, 4, 512, 3, 1, 1, true),
   ]
 
   @Test("forward and backward of every backend", arguments: shapes)
@@ -119,6 +122,21 @@ struct ConvBackendTests {
       // Winograd only where oneDNN has it (AVX-512; `DNNL_MAX_CPU_ISA=AVX2` takes it away).
       if k == 3 && s == 1 && c >= 32 && o >= 32 {
         #expect(names[0].contains("wino") == Convolution.hasAVX512Kernels, "\(names) on \(Convolution.isa)")
+      }
+    #endif
+  }
+
+  /// `make test` runs the whole suite a second time under `DNNL_MAX_CPU_ISA=AVX2`, so an
+  /// AVX-512 machine checks the AVX2 kernels too; this checks the cap took effect.
+  @Test("oneDNN honours DNNL_MAX_CPU_ISA")
+  func isaCap() {
+    #if os(Linux)
+      let cap = ProcessInfo.processInfo.environment["DNNL_MAX_CPU_ISA"]?.lowercased()
+      if cap == "avx2" {
+        #expect(Convolution.isa == "avx2", "\(Convolution.isa)")
+        #expect(!Convolution.hasAVX512Kernels)
+      } else {
+        #expect(Convolution.isa != "none" && !Convolution.isa.hasPrefix("isa_0x"), "\(Convolution.isa)")
       }
     #endif
   }

@@ -29,7 +29,7 @@ func checkModule(_ m: Module<Double>, input x: Tensor<Double>, seed: UInt64 = 11
     return s
   }
   _ = try m.forward(x)
-  let dx = m.backward(r, needInputGradient: true)!.clone()
+  let dx = try m.inputGradient(r).clone()
   let params = m.namedParameters()
   let grads = params.map { $0.1.grad.clone() }
   let eps = 1e-6
