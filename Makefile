@@ -3,7 +3,7 @@ SWIFT ?= swift
 APT_PACKAGES := libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist
 LTH := .build/release/lth
 
-.PHONY: deps build demo test bench verify pydeps format clean
+.PHONY: deps build demo test tsan bench verify pydeps format clean
 
 # Installs the Debian packages that are missing (needs root or sudo).
 deps:
@@ -32,6 +32,13 @@ test: deps
 	$(SWIFT) build -c release --build-tests
 	$(SWIFT) test -c release --skip-build
 	DNNL_MAX_CPU_ISA=AVX2 $(SWIFT) test -c release --skip-build
+
+# The worker pool's stress tests under ThreadSanitizer (debug build in .build-tsan; a few
+# minutes on 2 cores). Any race report fails the run. .ci/run runs it after `make test`.
+tsan: deps
+	$(SWIFT) build --build-tests --sanitize=thread --scratch-path .build-tsan
+	SWIFT_BACKTRACE=enable=no TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --sanitize=thread \
+	  --scratch-path .build-tsan --skip-build --filter ParallelTests
 
 # Python packages for the PyTorch/JAX sides of `make bench` and `make verify` (pip; the CPU
 # wheel of PyTorch that pip finds on this machine kind). Skipped when already importable.

@@ -13,7 +13,7 @@ import Synchronization
 public enum Parallel {
   /// The process-wide thread count and the pool, behind one lock. When more threads are
   /// asked for, a bigger pool replaces the old one, which is retired once idle.
-  private static let state = Mutex<(threads: Int, pool: WorkerPool?)>((1, nil))
+  private static let state = Locked<(threads: Int, pool: WorkerPool?)>((1, nil))
 
   /// A thread count for the current task only (``withThreads(_:_:)``), over the global one.
   @TaskLocal private static var taskThreads: Int? = nil
@@ -131,7 +131,7 @@ final class WorkerPool: @unchecked Sendable {
 
   let workers: Int
   /// The published job and its generation, read by workers as one snapshot.
-  private let current = Mutex<(generation: Int, job: Job?)>((0, nil))
+  private let current = Locked<(generation: Int, job: Job?)>((0, nil))
   /// A copy of the published generation that workers can poll without the lock.
   private let generation = Atomic<Int>(0)
   private let busy = Atomic<Bool>(false)
@@ -208,12 +208,14 @@ final class WorkerPool: @unchecked Sendable {
     var seen = 0
     while true {
       var spins = 0
-      while generation.load(ordering: .acquiring) == seen {
+      // `<=`, not `==`: the snapshot can be newer than the polled copy (the caller stores
+      // the copy after publishing), and a worker must not take the same job twice.
+      while generation.load(ordering: .acquiring) <= seen {
         spins += 1
         if spins < 100_000 { continue }
         condition.lock()
         sleepers.wrappingAdd(1, ordering: .sequentiallyConsistent)
-        while generation.load(ordering: .sequentiallyConsistent) == seen { condition.wait() }
+        while generation.load(ordering: .sequentiallyConsistent) <= seen { condition.wait() }
         sleepers.wrappingSubtract(1, ordering: .sequentiallyConsistent)
         condition.unlock()
       }
@@ -224,6 +226,19 @@ final class WorkerPool: @unchecked Sendable {
       Self.claim(job, slot: id + 1)
       job.acks.wrappingAdd(1, ordering: .releasing)
     }
+  }
+}
+
+/// A value behind a pthread mutex (`NSLock`). Unlike `Synchronization.Mutex` (futex-based on
+/// Linux), ThreadSanitizer sees its happens-before edges, so `make tsan` checks the pool.
+final class Locked<Value>: @unchecked Sendable {
+  private let lock = NSLock()
+  private var value: Value
+  init(_ value: Value) { self.value = value }
+  func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+    lock.lock()
+    defer { lock.unlock() }
+    return try body(&value)
   }
 }
 
