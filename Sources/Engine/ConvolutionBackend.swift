@@ -81,6 +81,17 @@ extension Convolution {
     #endif
   }
 
+  /// The instruction set oneDNN's JIT kernels dispatch to on this machine
+  /// (`dnnl_get_effective_cpu_isa`, which honours `ONEDNN_MAX_CPU_ISA`), e.g. `avx2` or
+  /// `avx512_core`; nil where LotteryKit was built without oneDNN.
+  public static var onednnISA: String? {
+    #if canImport(CDNNL)
+      DNNL.isaName
+    #else
+      nil
+    #endif
+  }
+
   /// The backend for one layer: `geometry` applied to inputs of shape `[N, C, H, W]`
   /// (`N` may change later; `C, H, W` are fixed per layer).
   ///

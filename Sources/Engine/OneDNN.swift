@@ -546,6 +546,18 @@
     }
     /// oneDNN's OpenMP parallelism off for the calling thread (it is a per-thread setting).
     @inline(__always) static func singleThreaded() { omp_set_num_threads(1) }
+    /// The effective CPU ISA as oneDNN's own lower-case names (`dnnl_cpu_isa_t` values).
+    static var isaName: String {
+      let isa = dnnl_get_effective_cpu_isa()
+      let names: [(dnnl_cpu_isa_t, String)] = [
+        (dnnl_cpu_isa_all, "all"), (dnnl_cpu_isa_sse41, "sse41"), (dnnl_cpu_isa_avx, "avx"),
+        (dnnl_cpu_isa_avx2, "avx2"), (dnnl_cpu_isa_avx2_vnni, "avx2_vnni"),
+        (dnnl_cpu_isa_avx512_mic, "avx512_mic"), (dnnl_cpu_isa_avx512_mic_4ops, "avx512_mic_4ops"),
+        (dnnl_cpu_isa_avx512_core, "avx512_core"), (dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni"),
+        (dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"), (dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"),
+      ]
+      return names.first { $0.0 == isa }?.1 ?? "isa_0x" + String(isa.rawValue, radix: 16)
+    }
     /// "oneDNN 2.6.3 (cpu runtime omp)" for run records.
     static var version: String {
       guard let v = dnnl_version() else { return "oneDNN" }
