@@ -50,7 +50,8 @@ let package = Package(
     .target(
       name: "Experiments",
       dependencies: [
-        "Engine", "NN", "Data", "Training", "Pruning", "BuildInfo", .product(name: "Crypto", package: "swift-crypto"),
+        "Engine", "NN", "Data", "Training", "Pruning", "BuildInfo",
+        .product(name: "Crypto", package: "swift-crypto"),
       ]),
     .executableTarget(
       name: "lth",

@@ -554,7 +554,8 @@
         (dnnl_cpu_isa_avx2, "avx2"), (dnnl_cpu_isa_avx2_vnni, "avx2_vnni"),
         (dnnl_cpu_isa_avx512_mic, "avx512_mic"), (dnnl_cpu_isa_avx512_mic_4ops, "avx512_mic_4ops"),
         (dnnl_cpu_isa_avx512_core, "avx512_core"), (dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni"),
-        (dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"), (dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"),
+        (dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"),
+        (dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"),
       ]
       return names.first { $0.0 == isa }?.1 ?? "isa_0x" + String(isa.rawValue, radix: 16)
     }

@@ -72,7 +72,8 @@ extension LotteryRunner {
     }
     let dir = "\(root)/replicate_\(r)/level_\(level)/\(b.folderName)"
     try RunStore.migrate(
-      from: "\(root)/replicate_\(r)/level_\(level)/\(b.legacyFolderName)", to: dir, hparamsJSON: b.canonicalJSON())
+      from: "\(root)/replicate_\(r)/level_\(level)/\(b.legacyFolderName)", to: dir,
+      hparamsJSON: b.canonicalJSON())
     try makeDir(dir)
     try RunStore.claim(
       directory: dir, hparamsJSON: b.canonicalJSON(), kind: "branch",

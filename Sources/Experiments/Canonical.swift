@@ -37,7 +37,8 @@ public enum CanonicalEncodingError: Error, CustomStringConvertible {
   case empty([CodingKey])
   public var description: String {
     switch self {
-    case .notFinite(let p): "cannot hash a non-finite number at \(p.map(\.stringValue).joined(separator: "."))"
+    case .notFinite(let p):
+      "cannot hash a non-finite number at \(p.map(\.stringValue).joined(separator: "."))"
     case .empty(let p): "nothing encoded at \(p.map(\.stringValue).joined(separator: "."))"
     }
   }
@@ -231,7 +232,8 @@ struct CanonicalEncoderImpl: Encoder {
   }
 
   /// Scalars go through here whichever container they come from.
-  static func encodeValue<T: Encodable>(_ value: T, into node: CanonicalNode, codingPath: [CodingKey]) throws {
+  static func encodeValue<T: Encodable>(_ value: T, into node: CanonicalNode, codingPath: [CodingKey]) throws
+  {
     switch value {
     case let v as Double:
       guard let s = canonicalNumber(v) else { throw CanonicalEncodingError.notFinite(codingPath) }

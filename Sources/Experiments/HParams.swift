@@ -145,7 +145,8 @@ extension TrainingHParams {
     try need(batchSize > 0, "--batch-size must be positive, got \(batchSize)")
     try need(lr > 0 && lr.isFinite, "--lr must be positive, got \(lr)")
     try need(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got \(momentum)")
-    try need(weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be non-negative, got \(weightDecay)")
+    try need(
+      weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be non-negative, got \(weightDecay)")
     try need(gamma > 0 && gamma.isFinite, "--gamma must be positive, got \(gamma)")
     try need(
       subsampleFraction > 0 && subsampleFraction <= 1,

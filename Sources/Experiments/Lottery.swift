@@ -194,7 +194,7 @@ public final class LotteryRunner {
       else { continue }
       for f in [
         "metrics.jsonl", "metrics.csv", "checkpoint.safetensors", "model_init.safetensors",
-        "model_rewind.safetensors", "model_final.safetensors",
+        "model_rewind.safetensors", "model_final.safetensors", "provenance.json",
       ]
       where FileManager.default.fileExists(atPath: src + "/" + f) {
         try AtomicFile.write(try AtomicFile.read(src + "/" + f), to: dir + "/" + f)

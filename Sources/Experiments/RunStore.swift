@@ -54,7 +54,8 @@ public struct Provenance: Codable, Sendable {
   /// ISA, BLAS settings, threads and (when given) the planned convolution backends.
   public static func current(convBackends: [String: String]? = nil) -> Provenance {
     Provenance(
-      lotterykitVersion: LotteryKitVersion.version, gitCommit: BuildInfo.gitCommit, gitDirty: BuildInfo.gitDirty,
+      lotterykitVersion: LotteryKitVersion.version, gitCommit: BuildInfo.gitCommit,
+      gitDirty: BuildInfo.gitDirty,
       blasConfig: BLASInfo.config, blasCore: BLASInfo.coreName, blasThreads: BLASInfo.threads,
       blasEnvironment: BLASInfo.environment, threads: Parallel.threads,
       created: ISO8601DateFormatter().string(from: Date()), convolutionLibrary: Convolution.library,
@@ -149,7 +150,8 @@ public enum RunStore {
   @discardableResult
   public static func migrate(from legacy: String, to directory: String, hparamsJSON: String) throws -> Bool {
     let fm = FileManager.default
-    guard legacy != directory, !fm.fileExists(atPath: directory), fm.fileExists(atPath: legacy + "/hparams.json")
+    guard legacy != directory, !fm.fileExists(atPath: directory),
+      fm.fileExists(atPath: legacy + "/hparams.json")
     else { return false }
     let lock = try FileLock(legacy + "/.lock", what: "run folder \(legacy)")
     defer { withExtendedLifetime(lock) {} }
@@ -250,7 +252,8 @@ public enum MachineCheck {
   ) throws -> Bool {
     guard let (file, _) = try RunStore.storedHParams(runDir) else { return false }
     let entries = try changes(in: runDir)
-    let recorded = (entries.last?["machine"] as? [String: Any]) ?? (file["provenance"] as? [String: Any]) ?? [:]
+    let recorded =
+      (entries.last?["machine"] as? [String: Any]) ?? (file["provenance"] as? [String: Any]) ?? [:]
     let now = try current(convBackends: convBackends)
     let diffs = differences(recorded: recorded, current: now)
     guard !diffs.isEmpty else { return false }
@@ -260,7 +263,8 @@ public enum MachineCheck {
         "\(runDir) was run on another machine (\(what)); --require-same-cpu refuses to continue it here")
     }
     var changes: [String: Any] = [:]
-    for field in comparedFields where differences(recorded: recorded.filter { $0.key == field }, current: now).count > 0 {
+    for field in comparedFields
+    where differences(recorded: recorded.filter { $0.key == field }, current: now).count > 0 {
       changes[field] = ["from": recorded[field] ?? NSNull(), "to": now[field] ?? NSNull()]
     }
     let entry: [String: Any] = [

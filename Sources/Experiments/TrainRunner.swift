@@ -164,7 +164,8 @@ public enum TrainRunner {
   /// A run folder named by the old FNV hash is migrated first; continuing a run on another
   /// machine prints one line and records it, or fails with `requireSameCPU`.
   public static func run(
-    _ h: TrainingHParams, dataDir: String?, output: String, progress: ProgressStyle, requireSameCPU: Bool = false
+    _ h: TrainingHParams, dataDir: String?, output: String, progress: ProgressStyle,
+    requireSameCPU: Bool = false
   ) throws -> (summary: TrainSummary, alreadyDone: Bool) {
     let dir = output + "/train_" + h.hash
     try RunStore.makeDirectory(output)
@@ -184,9 +185,11 @@ public enum TrainRunner {
     let setup = try RunSetup(h, dataDir: dataDir)
     let backends = try setup.plannedConvBackends()
     if existed {
-      try MachineCheck.check(runDir: dir, command: "train", convBackends: backends, requireSameCPU: requireSameCPU)
+      try MachineCheck.check(
+        runDir: dir, command: "train", convBackends: backends, requireSameCPU: requireSameCPU)
     } else {
-      try RunStore.claim(directory: dir, hparamsJSON: h.canonicalJSON(), kind: "train", convBackends: backends)
+      try RunStore.claim(
+        directory: dir, hparamsJSON: h.canonicalJSON(), kind: "train", convBackends: backends)
     }
     let net = try setup.makeNetwork(seed: h.seed)
     let opt = try setup.makeOptimizer(net)

@@ -68,30 +68,37 @@ struct LotteryIdentityTests {
     let bh = try decodeStored(BranchHParams.self, level1 + "/" + branch)
     #expect(branch == bh.folderName)
     // The folders as an older build named them.
-    try FileManager.default.moveItem(atPath: level1 + "/" + branch, toPath: level1 + "/" + bh.legacyFolderName)
+    try FileManager.default.moveItem(
+      atPath: level1 + "/" + branch, toPath: level1 + "/" + bh.legacyFolderName)
     let legacyRoot = out + "/lottery_" + lh.legacyHash
     try FileManager.default.moveItem(atPath: root, toPath: legacyRoot)
     let before = CLI.snapshot(legacyRoot)
     let results = try CLI.run(["results", legacyRoot]).stdout
     let l = try CLI.run(["lottery"] + a + ["--levels", "1"])
     #expect(l.status == 0, "\(l.stderr)")
-    #expect(l.stderr.split(separator: "\n").count == 1 && l.stderr.contains("migrated \(legacyRoot)"), "\(l.stderr)")
+    #expect(
+      l.stderr.split(separator: "\n").count == 1 && l.stderr.contains("migrated \(legacyRoot)"), "\(l.stderr)"
+    )
     let b = try CLI.run(["branch", "random-reinit"] + a + ["--levels", "1"])
     #expect(b.status == 0, "\(b.stderr)")
-    #expect(b.stderr.split(separator: "\n").count == 1 && b.stderr.contains(bh.legacyFolderName), "\(b.stderr)")
+    #expect(
+      b.stderr.split(separator: "\n").count == 1 && b.stderr.contains(bh.legacyFolderName), "\(b.stderr)")
     #expect(try lotteryRoot(out) == root)
     #expect(try branchFolders(level1) == [bh.folderName])
     // Nothing retrained: the same files (but the two hparams.json that name their old folder).
     let after = CLI.snapshot(root)
     for (k, v) in before where !k.hasSuffix("hparams.json") && !k.hasSuffix("level0_key") {
-      #expect(after[k.replacingOccurrences(of: bh.legacyFolderName, with: bh.folderName)] == v, "\(k) changed")
+      #expect(
+        after[k.replacingOccurrences(of: bh.legacyFolderName, with: bh.folderName)] == v, "\(k) changed")
     }
     #expect(try jsonObject(root + "/hparams.json")["migrated_from"] as? String == "lottery_" + lh.legacyHash)
     let resultsAfter = try CLI.run(["results", root]).stdout
     #expect(resultsAfter == results)
   }
 
-  @Test("continuing a lottery on another ISA: one line, recorded, marked by lth results; --require-same-cpu refuses")
+  @Test(
+    "continuing a lottery on another ISA: one line, recorded, marked by lth results; --require-same-cpu refuses"
+  )
   func machineChange() throws {
     let out = CLI.tempDir()
     let a = lotteryBase + ["--output", out]
@@ -99,7 +106,9 @@ struct LotteryIdentityTests {
     let root = try lotteryRoot(out)
     // Every level records the machine that trained it.
     for level in 0...1 {
-      let p = try jsonObject("\(root)/replicate_1/level_\(level)/main/provenance.json")["provenance"] as! [String: Any]
+      let p =
+        try jsonObject("\(root)/replicate_1/level_\(level)/main/provenance.json")["provenance"]
+        as! [String: Any]
       #expect(p["cpu_model"] is String && p["blas_core"] is String && p.keys.contains("onednn_isa"))
     }
     var hp = try jsonObject(root + "/hparams.json")
@@ -108,21 +117,28 @@ struct LotteryIdentityTests {
     prov["onednn_isa"] = "avx512_core_fake"
     hp["provenance"] = prov
     _ = FileManager.default.createFile(
-      atPath: root + "/hparams.json", contents: try JSONSerialization.data(withJSONObject: hp, options: [.sortedKeys]))
+      atPath: root + "/hparams.json",
+      contents: try JSONSerialization.data(withJSONObject: hp, options: [.sortedKeys]))
     // Finished work is only reported, whatever the machine.
     let done = try CLI.run(["lottery"] + a + ["--levels", "1", "--require-same-cpu"])
     #expect(done.status == 0 && done.stderr.isEmpty, "\(done.stderr)")
     let before = CLI.snapshot(root)
     let refused = try CLI.run(["lottery"] + a + ["--levels", "2", "--require-same-cpu"])
-    expectOneLineError(refused, "onednn_isa avx512_core_fake -> \(isa)); --require-same-cpu refuses to continue")
-    let refusedBranch = try CLI.run(["branch", "random-reinit"] + a + ["--levels", "1", "--require-same-cpu"])
+    expectOneLineError(
+      refused, "onednn_isa avx512_core_fake -> \(isa)); --require-same-cpu refuses to continue")
+    let refusedBranch = try CLI.run(
+      ["branch", "random-reinit"] + a + ["--levels", "1", "--require-same-cpu"])
     expectOneLineError(refusedBranch, "--require-same-cpu refuses to continue")
     #expect(CLI.snapshot(root) == before, "--require-same-cpu changed the run folder")
     let r = try CLI.run(["lottery"] + a + ["--levels", "2"])
     #expect(r.status == 0, "\(r.stderr)")
     #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
-    #expect(r.stderr.hasPrefix("note: continuing \(root) on a different machine: onednn_isa avx512_core_fake -> \(isa)"))
-    #expect(r.stdout.contains("* part of this run was trained on another machine (onednn_isa avx512_core_fake -> \(isa))"))
+    #expect(
+      r.stderr.hasPrefix(
+        "note: continuing \(root) on a different machine: onednn_isa avx512_core_fake -> \(isa)"))
+    #expect(
+      r.stdout.contains(
+        "* part of this run was trained on another machine (onednn_isa avx512_core_fake -> \(isa))"))
     let res = try CLI.run(["results", root, "--json"])
     let obj = try JSONSerialization.jsonObject(with: Data(res.stdout.utf8)) as! [String: Any]
     #expect(obj["machine_changed"] as? Bool == true)
@@ -138,7 +154,8 @@ struct LotteryIdentityTests {
         #expect(capped.status == 0, "\(capped.stderr)")
         #expect(capped.stderr.contains("onednn_isa \(isa) -> sse41"), "\(capped.stderr)")
         let changes =
-          try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: root + "/machine_changes.json")!)
+          try JSONSerialization.jsonObject(
+            with: FileManager.default.contents(atPath: root + "/machine_changes.json")!)
           as! [[String: Any]]
         #expect(changes.count == 2 && changes[1]["command"] as? String == "branch random-prune")
       }

@@ -55,7 +55,10 @@ struct IdentityTests {
   @Test("canonical JSON: sorted keys, RFC 8785 numbers, fixed escapes, nil left out")
   func canonicalEncoding() throws {
     let v = Numbers(
-      values: [1.0, 0.1, -0.0, 1e-7, 0.000001, 1e21, 123456789012345683968, 2.5e-5, .leastNonzeroMagnitude, 0.3, 1.7976931348623157e308],
+      values: [
+        1.0, 0.1, -0.0, 1e-7, 0.000001, 1e21, 123_456_789_012_345_683_968, 2.5e-5, .leastNonzeroMagnitude,
+        0.3, 1.7976931348623157e308,
+      ],
       floats: [0.1, 3], ints: [0, -7], big: UInt64.max, text: "a\"b\\c\n\u{01}é/", flag: true,
       nested: ["b": 2, "a": 1, "B": 3])
     let text = try CanonicalEncoder().encode(v)
@@ -128,7 +131,8 @@ struct IdentityTests {
     let before = CLI.snapshot(legacy)
     let r = try CLI.run(quickRun + ["--output", out, "--json"])
     #expect(r.status == 0, "\(r.stderr)")
-    #expect(r.stderr.split(separator: "\n").count == 1 && r.stderr.contains("migrated \(legacy)"), "\(r.stderr)")
+    #expect(
+      r.stderr.split(separator: "\n").count == 1 && r.stderr.contains("migrated \(legacy)"), "\(r.stderr)")
     #expect(!FileManager.default.fileExists(atPath: legacy))
     let after = CLI.snapshot(dir)
     // Nothing retrained: every file as it was but hparams.json, which names the old folder.
@@ -136,7 +140,9 @@ struct IdentityTests {
     let hp = try readJSON(dir + "/hparams.json")
     #expect(hp["migrated_from"] as? String == "train_" + h.legacyHash)
     #expect(hp["run_hash"] as? String == h.fullHash)
-    let summary = try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+    let summary =
+      try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8))
+      as! [String: Any]
     #expect(summary["run_dir"] as? String == dir)
     // Once only.
     let again = try CLI.run(quickRun + ["--output", out])
@@ -167,17 +173,21 @@ struct IdentityTests {
     let lines = r.stderr.split(separator: "\n")
     #expect(lines.count == 1, "\(r.stderr)")
     #expect(
-      lines.first?.hasPrefix("note: continuing \(dir) on a different machine: onednn_isa avx512_core_fake -> \(isa)")
+      lines.first?.hasPrefix(
+        "note: continuing \(dir) on a different machine: onednn_isa avx512_core_fake -> \(isa)")
         == true, "\(r.stderr)")
     let changes =
-      try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: dir + "/machine_changes.json")!)
+      try JSONSerialization.jsonObject(
+        with: FileManager.default.contents(atPath: dir + "/machine_changes.json")!)
       as! [[String: Any]]
     #expect(changes.count == 1)
     let c = (changes[0]["changes"] as! [String: Any])["onednn_isa"] as! [String: Any]
     #expect(c["from"] as? String == "avx512_core_fake" && (c["to"] as? String ?? "none") == isa)
     #expect((changes[0]["machine"] as! [String: Any])["cpu_model"] is String)
     #expect(changes[0]["command"] as? String == "train")
-    let summary = try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+    let summary =
+      try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8))
+      as! [String: Any]
     #expect(summary["machine_changed"] as? Bool == true)
     // Finished now: nothing more to say, and a run on the same machine is never flagged.
     let again = try CLI.run(quickRun + ["--output", out, "--require-same-cpu"])

@@ -277,7 +277,7 @@ struct BadInputTests {
 
 @Suite("Locks")
 struct LockTests {
-  /// A child process (lth starts `git` for provenance while holding a run's lock) must not
+  /// A child process (older builds started `git` for provenance while holding a run's lock) must not
   /// inherit the lock: otherwise a killed lth leaves its run locked until the child exits.
   @Test("a run lock is not inherited by child processes")
   func notInherited() throws {
