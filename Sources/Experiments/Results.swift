@@ -192,8 +192,11 @@ public enum Results {
     var widths = header.map(\.count)
     for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
     func fmt(_ r: [String]) -> String {
-      r.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-        .joined(separator: "  ")
+      // The last column is not padded: no trailing blanks.
+      r.enumerated().map {
+        $0.offset == r.count - 1 ? $0.element : $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0)
+      }
+      .joined(separator: "  ")
     }
     var lines = [fmt(header)] + rows.map(fmt)
     if obj["machine_changed"] as? Bool == true {
