@@ -62,7 +62,7 @@ public enum RunHash {
   /// The first ``folderDigits`` hex digits of ``sha256(_:)``.
   public static func short(_ text: String) -> String { String(sha256(text).prefix(folderDigits)) }
 
-  /// The hash of LotteryKit before 0.x: FNV-1a-64 over `JSONEncoder` text. Only used to find
+  /// The hash of builds before the SHA-256 scheme: FNV-1a-64 over `JSONEncoder` text. Only used to find
   /// run folders made under it (see ``RunStore/migrate(from:to:hparamsJSON:)``).
   public static func legacyFNV(_ s: String) -> String {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325

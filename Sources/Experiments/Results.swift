@@ -194,7 +194,8 @@ public enum Results {
     func fmt(_ r: [String]) -> String {
       // The last column is not padded: no trailing blanks.
       r.enumerated().map {
-        $0.offset == r.count - 1 ? $0.element : $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0)
+        $0.offset == r.count - 1
+          ? $0.element : $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0)
       }
       .joined(separator: "  ")
     }
