@@ -21,7 +21,9 @@ let package = Package(
     .executable(name: "lth", targets: ["lth"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    // SHA-256 for run hashes (Crypto is CryptoKit's API; on Linux it builds BoringSSL).
+    .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
   ],
   targets: [
     // BLAS through a system-library target (Debian's OpenBLAS by default).
@@ -41,7 +43,16 @@ let package = Package(
     .target(name: "Data", dependencies: ["Engine", "CZlib"]),
     .target(name: "Training", dependencies: ["Engine", "NN", "Data"]),
     .target(name: "Pruning", dependencies: ["Engine", "NN", "Training"]),
-    .target(name: "Experiments", dependencies: ["Engine", "NN", "Data", "Training", "Pruning"]),
+    // The git commit of the checkout, embedded at build time (Plugins/GitCommit: a prebuild
+    // command that runs `git rev-parse HEAD`; "unknown" outside a git checkout).
+    .plugin(name: "GitCommit", capability: .buildTool()),
+    .target(name: "BuildInfo", plugins: ["GitCommit"]),
+    .target(
+      name: "Experiments",
+      dependencies: [
+        "Engine", "NN", "Data", "Training", "Pruning", "BuildInfo",
+        .product(name: "Crypto", package: "swift-crypto"),
+      ]),
     .executableTarget(
       name: "lth",
       dependencies: [
@@ -53,7 +64,8 @@ let package = Package(
     .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Data", "TestSupport"]),
     .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
     .testTarget(
-      name: "TrainingTests", dependencies: ["Engine", "NN", "Data", "Training", "Experiments", "TestSupport"]),
+      name: "TrainingTests",
+      dependencies: ["Engine", "NN", "Data", "Training", "Experiments", "TestSupport", "BuildInfo"]),
     .testTarget(
       name: "PruningTests",
       dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "TestSupport"]),

@@ -96,6 +96,9 @@ extension Convolution {
   /// Whether oneDNN offers Winograd kernels and the nChw16c layout here (AVX-512).
   public static var hasAVX512Kernels: Bool { isa.hasPrefix("avx512") }
 
+  /// ``isa`` for run records: nil where LotteryKit was built without oneDNN.
+  public static var onednnISA: String? { isa == "none" ? nil : isa }
+
   /// The backend for one layer: `geometry` applied to inputs of shape `[N, C, H, W]`
   /// (`N` may change later; `C, H, W` are fixed per layer).
   ///

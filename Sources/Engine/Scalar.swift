@@ -58,6 +58,16 @@ public enum BLASInfo {
   public static var config: String { String(cString: openblas_get_config()) }
   /// Core type OpenBLAS selected (`openblas_get_corename`), e.g. `Haswell`.
   public static var coreName: String { String(cString: openblas_get_corename()) }
+  /// How this OpenBLAS was built to run in parallel (`openblas_get_parallel`): `sequential`,
+  /// `pthreads` or `openmp` (Debian's libopenblas0-pthread, -openmp or -serial).
+  public static var parallelBuild: String {
+    switch openblas_get_parallel() {
+    case 0: "sequential"
+    case 1: "pthreads"
+    case 2: "openmp"
+    case let v: "unknown(\(v))"
+    }
+  }
   /// Thread count OpenBLAS uses for one call.
   public static var threads: Int { Int(openblas_get_num_threads()) }
   /// Environment variables that steer OpenBLAS, as set for this process.

@@ -30,6 +30,8 @@ public struct BranchHParams: Codable, Equatable, Sendable, CanonicalJSON {
   }
   /// `branch_<kind>_<hash>`.
   public var folderName: String { "branch_\(kind.rawValue)_\(hash)" }
+  /// The folder name under the old FNV hash (migrated on first use).
+  public var legacyFolderName: String { "branch_\(kind.rawValue)_\(legacyHash)" }
 }
 
 /// Parses level lists such as `0-3,5,7`.
@@ -48,6 +50,18 @@ public func parseLevels(_ text: String) throws -> [Int] {
 }
 
 extension LotteryRunner {
+  /// Whether branch `b` is unfinished at any of these levels and replicates (under its
+  /// folder name or its pre-SHA-256 one).
+  public func hasUnfinishedBranches(_ b: BranchHParams, replicates: [Int], levels: [Int]) -> Bool {
+    replicates.contains { r in
+      levels.contains { l in
+        ![b.folderName, b.legacyFolderName].contains {
+          FileManager.default.fileExists(atPath: "\(root)/replicate_\(r)/level_\(l)/\($0)/summary.json")
+        }
+      }
+    }
+  }
+
   /// Runs one branch of level `level` of replicate `r` (skipped when finished).
   public func runBranch(_ b: BranchHParams, replicate r: Int, level: Int, retrainSetup: RunSetup?) throws {
     let main = levelDir(r, level)
@@ -57,8 +71,13 @@ extension LotteryRunner {
       )
     }
     let dir = "\(root)/replicate_\(r)/level_\(level)/\(b.folderName)"
+    try RunStore.migrate(
+      from: "\(root)/replicate_\(r)/level_\(level)/\(b.legacyFolderName)", to: dir,
+      hparamsJSON: b.canonicalJSON())
     try makeDir(dir)
-    try RunStore.claim(directory: dir, hparamsJSON: b.canonicalJSON(), kind: "branch")
+    try RunStore.claim(
+      directory: dir, hparamsJSON: b.canonicalJSON(), kind: "branch",
+      convBackends: try (retrainSetup ?? setup).plannedConvBackends())
     let initSeed = replicateSeed(hparams.training.seed, r)
     if try TrainSummary.read(in: dir) != nil {
       // Finished. Only a sparsity.json lost to a kill (see writeMask) needs the network.

@@ -3,8 +3,10 @@
 /// ``TrainingHParams`` is the full, resolved description of one training run (every
 /// default filled in from the model's ``NN/Recipe``). Its hash names the run folder
 /// (`train_<hash>`), so a changed default can never silently reuse an old run; the folder's
-/// `hparams.json` also records the LotteryKit version, the git commit (and whether the tree
-/// was dirty), the BLAS library and the thread count (``Provenance``). ``RunStore`` makes and
+/// `hparams.json` also records the LotteryKit version, the git commit embedded at build time
+/// (and whether the tree was dirty), the CPU, the ISA oneDNN dispatches to, the BLAS library
+/// and the thread count (``Provenance``). The hash is SHA-256 over ``CanonicalEncoder`` text
+/// (see Canonical.swift); folders named by the older FNV hash are migrated on first use. ``RunStore`` makes and
 /// locks run folders; ``TrainRunner`` resolves, trains, resumes and summarises.
 import Data
 import Engine
@@ -61,30 +63,30 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
 
 }
 
-/// Hyperparameter groups are hashed over their canonical JSON.
+/// Hyperparameter groups are hashed over their canonical JSON (``CanonicalEncoder``).
 public protocol CanonicalJSON: Encodable {}
 
 extension CanonicalJSON {
-  /// Canonical JSON (sorted keys): what the hash covers.
-  public func canonicalJSON() -> String {
+  /// Canonical JSON (sorted keys, fixed number and string formatting): what the hash covers.
+  /// Values are validated before hashing, so encoding cannot fail (only NaN or infinity could).
+  public func canonicalJSON() -> String { try! CanonicalEncoder().encode(self) }
+
+  /// Folder hash: the first 16 hex digits of SHA-256 over the canonical JSON.
+  public var hash: String { RunHash.short(canonicalJSON()) }
+
+  /// All 64 hex digits of SHA-256 over the canonical JSON (recorded in `hparams.json`).
+  public var fullHash: String { RunHash.sha256(canonicalJSON()) }
+
+  /// JSONEncoder's text (sorted keys): what the pre-SHA-256 hash covered.
+  public func legacyJSON() -> String {
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys]
     return String(decoding: try! e.encode(self), as: UTF8.self)
   }
 
-  /// 16 hex digits of FNV-1a-64 over the canonical JSON.
-  public var hash: String { stableHash(canonicalJSON()) }
-}
-
-/// FNV-1a 64-bit as 16 hex digits (stable across platforms and versions).
-public func stableHash(_ s: String) -> String {
-  var h: UInt64 = 0xcbf2_9ce4_8422_2325
-  for b in s.utf8 {
-    h ^= UInt64(b)
-    h = h &* 0x0000_0100_0000_01b3
-  }
-  let hex = String(h, radix: 16)
-  return String(repeating: "0", count: 16 - hex.count) + hex
+  /// The folder hash of LotteryKit builds before SHA-256: FNV-1a-64 over ``legacyJSON()``.
+  /// Used only to find and migrate run folders made by them.
+  public var legacyHash: String { RunHash.legacyFNV(legacyJSON()) }
 }
 
 /// Command-line overrides of a recipe (nil: the recipe's value).
@@ -143,8 +145,15 @@ extension TrainingHParams {
     try need(batchSize > 0, "--batch-size must be positive, got \(batchSize)")
     try need(lr > 0 && lr.isFinite, "--lr must be positive, got \(lr)")
     try need(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got \(momentum)")
-    try need(weightDecay >= 0, "--weight-decay must be non-negative, got \(weightDecay)")
-    try need(gamma > 0, "--gamma must be positive, got \(gamma)")
+    try need(
+      weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be non-negative, got \(weightDecay)")
+    try need(gamma > 0 && gamma.isFinite, "--gamma must be positive, got \(gamma)")
+    try need(
+      subsampleFraction > 0 && subsampleFraction <= 1,
+      "--subsample-fraction must be in (0, 1], got \(subsampleFraction)")
+    try need(
+      randomLabelsFraction >= 0 && randomLabelsFraction <= 1,
+      "--random-labels-fraction must be in [0, 1], got \(randomLabelsFraction)")
     try need(["sgd", "adam"].contains(optimizer), "--optimizer must be sgd or adam, got \(optimizer)")
     try need(
       !nesterov || (optimizer == "sgd" && momentum > 0), "--nesterov needs --optimizer sgd and --momentum > 0"

@@ -47,7 +47,12 @@ public struct LotteryHParams: Codable, Equatable, Sendable, CanonicalJSON {
   /// Key of level 0, which depends only on training and the rewind step (not on pruning or
   /// the retraining mode), so experiments that differ only there can share it.
   public func levelZeroKey(replicate: Int) -> String {
-    stableHash(training.canonicalJSON() + "|rewind=" + rewindStep + "|replicate=\(replicate)")
+    RunHash.short(training.canonicalJSON() + "|rewind=" + rewindStep + "|replicate=\(replicate)")
+  }
+
+  /// ``levelZeroKey(replicate:)`` as builds before SHA-256 wrote it (still matched on adoption).
+  public func legacyLevelZeroKey(replicate: Int) -> String {
+    RunHash.legacyFNV(training.legacyJSON() + "|rewind=" + rewindStep + "|replicate=\(replicate)")
   }
 }
 
@@ -73,7 +78,6 @@ public final class LotteryRunner {
     hparams = h
     self.output = output
     self.progress = progress
-    root = output + "/lottery_" + h.hash
     setup = try RunSetup(h.training, dataDir: dataDir)
     rewindIteration = try StepSpec(parsing: h.rewindStep).iterations(perEpoch: setup.iterationsPerEpoch)
     guard rewindIteration < setup.totalSteps else {
@@ -87,16 +91,38 @@ public final class LotteryRunner {
     } else {
       finetuneIterations = setup.totalSteps - rewindIteration
     }
-    // Validate the pruning policy against the model before any training.
+    // Validate the pruning policy against the model before any training (and hashing).
     _ = try h.pruning.fractions(for: try setup.makeNetwork(seed: 0))
+    root = output + "/lottery_" + h.hash
   }
 
-  /// Creates and locks the experiment folder (and records its hyperparameters).
-  public func open() throws {
+  /// Creates and locks the experiment folder (and records its hyperparameters), after
+  /// migrating a folder named by the old FNV hash. Returns whether it existed before.
+  @discardableResult
+  public func open() throws -> Bool {
     try RunStore.makeDirectory(output)
+    try RunStore.migrate(
+      from: output + "/lottery_" + hparams.legacyHash, to: root, hparamsJSON: hparams.canonicalJSON())
     try RunStore.makeDirectory(root)
     lock = try RunStore.lock(root)
-    try RunStore.claim(directory: root, hparamsJSON: hparams.canonicalJSON(), kind: "lottery")
+    return try RunStore.claim(
+      directory: root, hparamsJSON: hparams.canonicalJSON(), kind: "lottery",
+      convBackends: try setup.plannedConvBackends())
+  }
+
+  /// Whether any phase of levels `0...levels` of these replicates is unfinished.
+  public func hasUnfinishedLevels(replicates: [Int], levels: Int) -> Bool {
+    replicates.contains { r in
+      (0...levels).contains { !FileManager.default.fileExists(atPath: levelDir(r, $0) + "/summary.json") }
+    }
+  }
+
+  /// Checks the machine (``MachineCheck``) before training more of this experiment: call
+  /// it after ``open()`` when there is work left (a fresh experiment is never checked).
+  public func checkMachine(command: String, requireSameCPU: Bool) throws {
+    try MachineCheck.check(
+      runDir: root, command: command, convBackends: try setup.plannedConvBackends(),
+      requireSameCPU: requireSameCPU)
   }
 
   public func levelDir(_ r: Int, _ l: Int) -> String { "\(root)/replicate_\(r)/level_\(l)/main" }
@@ -116,6 +142,12 @@ public final class LotteryRunner {
   ) throws -> TrainSummary {
     if let s = try TrainSummary.read(in: dir) { return s }
     let started = Date()
+    // A level's record of the machine that trains it (branches have it in hparams.json).
+    let fm = FileManager.default
+    if !fm.fileExists(atPath: dir + "/hparams.json") && !fm.fileExists(atPath: dir + "/provenance.json") {
+      let p = try Provenance.current(convBackends: try setup.plannedConvBackends()).jsonObject()
+      try RunStore.writeJSON(["provenance": p], to: dir + "/provenance.json")
+    }
     let net = try setup.makeNetwork(seed: initSeed)
     if let initialState { try ModelState.load(net, from: initialState) }
     try mask.apply(to: net)
@@ -153,16 +185,16 @@ public final class LotteryRunner {
 
   /// Copies a finished level 0 with the same key from another experiment, if any.
   func adoptLevelZero(replicate r: Int, into dir: String) throws -> Bool {
-    let key = hparams.levelZeroKey(replicate: r)
+    let keys = [hparams.levelZeroKey(replicate: r), hparams.legacyLevelZeroKey(replicate: r)]
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
     for e in entries where e.hasPrefix("lottery_") && output + "/" + e != root {
       let src = "\(output)/\(e)/replicate_\(r)/level_0/main"
-      guard let k = try? String(contentsOfFile: src + "/level0_key", encoding: .utf8), k == key,
+      guard let k = try? String(contentsOfFile: src + "/level0_key", encoding: .utf8), keys.contains(k),
         FileManager.default.fileExists(atPath: src + "/summary.json")
       else { continue }
       for f in [
         "metrics.jsonl", "metrics.csv", "checkpoint.safetensors", "model_init.safetensors",
-        "model_rewind.safetensors", "model_final.safetensors",
+        "model_rewind.safetensors", "model_final.safetensors", "provenance.json",
       ]
       where FileManager.default.fileExists(atPath: src + "/" + f) {
         try AtomicFile.write(try AtomicFile.read(src + "/" + f), to: dir + "/" + f)

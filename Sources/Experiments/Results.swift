@@ -3,6 +3,12 @@ import Training
 
 /// `lth results`: per level, density and accuracies as mean ± sample standard deviation
 /// over the replicates present, with each branch beside the main line.
+///
+/// Branch columns are named by kind (`random-reinit %`); only when one run holds two
+/// branches of the same kind with different flags do their names get the first 8 hex
+/// digits of their hash (`random-prune_1a2b3c4d %`, the start of the folder name). Runs
+/// continued on another machine (``MachineCheck``) are marked `machine_changed` in JSON
+/// and by a `*` line under the table.
 public enum Results {
   struct Cell {
     var density: [Double] = []
@@ -66,7 +72,27 @@ public enum Results {
       throw RunError("\(root) is not a lottery run folder (no hparams.json)")
     }
     var main: [Int: Cell] = [:]
+    // Branches by identity (the hash of their hyperparameters under the current scheme, so a
+    // folder not yet migrated from the old hash is the same branch as a migrated one).
     var branches: [Int: [String: Cell]] = [:]
+    var kinds: [String: String] = [:]
+    var branchIDs: [String: String] = [:]  // folder name -> identity
+    func identity(_ dir: String, folder: String) -> (id: String, kind: String) {
+      if let id = branchIDs[folder] { return (id, kinds[id]!) }
+      let name = String(folder.dropFirst("branch_".count))
+      let cut = name.lastIndex(of: "_")
+      var kind = cut.map { String(name[..<$0]) } ?? name
+      var id = cut.map { String(name[name.index(after: $0)...]) } ?? name
+      if let stored = try? RunStore.storedHParams(dir)?.hparams,
+        let data = try? JSONSerialization.data(withJSONObject: stored),
+        let b = try? JSONDecoder().decode(BranchHParams.self, from: data)
+      {
+        (kind, id) = (b.kind.rawValue, b.hash)
+      }
+      branchIDs[folder] = id
+      kinds[id] = kind
+      return (id, kind)
+    }
     let reps = (try fm.contentsOfDirectory(atPath: root)).filter { $0.hasPrefix("replicate_") }.sorted()
     for rep in reps {
       for lv in (try fm.contentsOfDirectory(atPath: root + "/" + rep)).filter({ $0.hasPrefix("level_") }) {
@@ -76,27 +102,56 @@ public enum Results {
         try read(ldir + "/main", into: &cell)
         main[level] = cell
         for b in (try fm.contentsOfDirectory(atPath: ldir)).filter({ $0.hasPrefix("branch_") }).sorted() {
-          let name = String(b.dropFirst("branch_".count))
-          var bc = branches[level, default: [:]][name] ?? Cell()
+          let id = identity(ldir + "/" + b, folder: b).id
+          var bc = branches[level, default: [:]][id] ?? Cell()
           try read(ldir + "/" + b, into: &bc)
-          branches[level, default: [:]][name] = bc
+          branches[level, default: [:]][id] = bc
         }
       }
+    }
+    // Column names: the kind, plus 8 hash digits where a kind has more than one identity.
+    var perKind: [String: Int] = [:]
+    for (_, kind) in kinds { perKind[kind, default: 0] += 1 }
+    func columnName(_ id: String) -> String {
+      let kind = kinds[id]!
+      return perKind[kind]! > 1 ? kind + "_" + String(id.prefix(8)) : kind
     }
     var levels: [[String: Any]] = []
     for level in main.keys.sorted() where !main[level]!.final.isEmpty {
       var o = object(main[level]!)
       o["level"] = level
       var bo: [String: Any] = [:]
-      for (name, c) in branches[level] ?? [:] where !c.final.isEmpty {
+      for (id, c) in branches[level] ?? [:] where !c.final.isEmpty {
         var x = object(c)
         x["level"] = level
-        bo[name] = x
+        x["kind"] = kinds[id]!
+        x["hash"] = id
+        bo[columnName(id)] = x
       }
       o["branches"] = bo
       levels.append(o)
     }
-    return ["run_dir": root, "levels": levels]
+    let changes = try MachineCheck.changes(in: root)
+    var out: [String: Any] = ["run_dir": root, "levels": levels, "machine_changed": !changes.isEmpty]
+    if !changes.isEmpty { out["machine_changes"] = changes }
+    return out
+  }
+
+  /// "onednn_isa a -> b, conv_backends" for the `*` line of a run continued elsewhere.
+  static func changeSummary(_ changes: [[String: Any]]) -> String {
+    var parts: [String] = []
+    for entry in changes {
+      let c = entry["changes"] as? [String: Any] ?? [:]
+      for field in MachineCheck.comparedFields where c[field] != nil {
+        let ft = c[field] as? [String: Any] ?? [:]
+        let part =
+          field == "conv_backends"
+          ? "conv_backends"
+          : "\(field) \(MachineCheck.text(ft["from"])) -> \(MachineCheck.text(ft["to"]))"
+        if !parts.contains(part) { parts.append(part) }
+      }
+    }
+    return parts.joined(separator: ", ")
   }
 
   public static func jsonLine(_ obj: [String: Any]) -> String {
@@ -120,7 +175,7 @@ public enum Results {
   public static func table(_ obj: [String: Any]) -> String {
     let levels = obj["levels"] as! [[String: Any]]
     let names = Array(Set(levels.flatMap { ($0["branches"] as! [String: Any]).keys })).sorted()
-    var header =
+    let header =
       ["level", "density %", "test acc %", "best %", "early stop", "reps"] + names.map { $0 + " %" }
     var rows: [[String]] = []
     for l in levels {
@@ -137,10 +192,20 @@ public enum Results {
     var widths = header.map(\.count)
     for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
     func fmt(_ r: [String]) -> String {
-      r.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
-        .joined(separator: "  ")
+      // The last column is not padded: no trailing blanks.
+      r.enumerated().map {
+        $0.offset == r.count - 1
+          ? $0.element : $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0)
+      }
+      .joined(separator: "  ")
     }
-    header = header.enumerated().map { $0.element }
-    return ([fmt(header)] + rows.map(fmt)).joined(separator: "\n")
+    var lines = [fmt(header)] + rows.map(fmt)
+    if obj["machine_changed"] as? Bool == true {
+      let changes = obj["machine_changes"] as? [[String: Any]] ?? []
+      lines.append(
+        "* part of this run was trained on another machine (\(changeSummary(changes))); see \(obj["run_dir"] ?? "")/\(MachineCheck.fileName)"
+      )
+    }
+    return lines.joined(separator: "\n")
   }
 }

@@ -1,10 +1,19 @@
+import BuildInfo
 import Engine
 import Foundation
 import Training
 
-/// Who made a run: recorded in every `hparams.json`.
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Who made a run, and on what machine: recorded in every `hparams.json` (runs and branches)
+/// and in the `provenance.json` of every lottery level.
 public struct Provenance: Codable, Sendable {
   public var lotterykitVersion: String
+  /// The commit the binary was built from (embedded at build time, see ``BuildInfo``).
   public var gitCommit: String
   public var gitDirty: Bool?
   public var blasConfig: String
@@ -15,6 +24,15 @@ public struct Provenance: Codable, Sendable {
   public var created: String
   /// The convolution library next to BLAS, e.g. `oneDNN 2.6.3` (nil in older records).
   public var convolutionLibrary: String?
+  /// The CPU's name (`model name` of /proc/cpuinfo; nil in older records).
+  public var cpuModel: String?
+  /// The ISA oneDNN dispatches to (`avx2`, `avx512_core`, ...); null without oneDNN.
+  public var onednnISA: String?
+  /// OpenBLAS's threading build: `pthreads`, `openmp` or `sequential` (nil in older records).
+  public var blasParallel: String?
+  /// Every convolution layer's backend as planned for this run's input shape (nil for
+  /// models without convolutions and in older records).
+  public var convBackends: [String: String]?
 
   enum CodingKeys: String, CodingKey {
     case lotterykitVersion = "lotterykit_version"
@@ -26,43 +44,30 @@ public struct Provenance: Codable, Sendable {
     case blasEnvironment = "blas_environment"
     case threads, created
     case convolutionLibrary = "convolution_library"
+    case cpuModel = "cpu_model"
+    case onednnISA = "onednn_isa"
+    case blasParallel = "blas_parallel"
+    case convBackends = "conv_backends"
   }
 
-  /// The current process: version, the commit of the source tree this binary was built
-  /// from (found through this file's compile-time path), BLAS settings and threads.
-  public static func current() -> Provenance {
-    let src = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path
-    let commit = git(["rev-parse", "HEAD"], in: src)
-    let status = git(["status", "--porcelain", "--untracked-files=no"], in: src)
-    return Provenance(
-      lotterykitVersion: LotteryKitVersion.version, gitCommit: commit ?? "unknown",
-      gitDirty: commit == nil ? nil : !(status ?? "").isEmpty, blasConfig: BLASInfo.config,
-      blasCore: BLASInfo.coreName, blasThreads: BLASInfo.threads, blasEnvironment: BLASInfo.environment,
-      threads: Parallel.threads, created: ISO8601DateFormatter().string(from: Date()),
-      convolutionLibrary: Convolution.library)
+  /// The current process: version, the commit embedded at build time, the CPU, oneDNN's
+  /// ISA, BLAS settings, threads and (when given) the planned convolution backends.
+  public static func current(convBackends: [String: String]? = nil) -> Provenance {
+    Provenance(
+      lotterykitVersion: LotteryKitVersion.version, gitCommit: BuildInfo.gitCommit,
+      gitDirty: BuildInfo.gitDirty,
+      blasConfig: BLASInfo.config, blasCore: BLASInfo.coreName, blasThreads: BLASInfo.threads,
+      blasEnvironment: BLASInfo.environment, threads: Parallel.threads,
+      created: ISO8601DateFormatter().string(from: Date()), convolutionLibrary: Convolution.library,
+      cpuModel: MachineInfo.cpuModel, onednnISA: Convolution.onednnISA, blasParallel: BLASInfo.parallelBuild,
+      convBackends: convBackends)
   }
 
-  nonisolated(unsafe) static var cachedGit: [String: String?] = [:]
-
-  static func git(_ args: [String], in dir: String) -> String? {
-    let key = args.joined(separator: " ") + "@" + dir
-    if let c = cachedGit[key] { return c }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["git", "-C", dir] + args
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
-    var result: String? = nil
-    if (try? p.run()) != nil {
-      let d = out.fileHandleForReading.readDataToEndOfFile()
-      p.waitUntilExit()
-      if p.terminationStatus == 0 {
-        result = String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-      }
-    }
-    cachedGit[key] = result
-    return result
+  /// As a JSON object; `onednn_isa` is written as null (not left out) without oneDNN.
+  public func jsonObject() throws -> [String: Any] {
+    var o = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(self)) as! [String: Any]
+    if onednnISA == nil { o["onednn_isa"] = NSNull() }
+    return o
   }
 }
 
@@ -85,33 +90,87 @@ public enum RunStore {
     }
   }
 
+  /// The `hparams` object of a run folder's `hparams.json` (nil when there is none);
+  /// throws when the file is unreadable.
+  static func storedHParams(_ directory: String) throws -> (file: [String: Any], hparams: Any)? {
+    let path = directory + "/hparams.json"
+    guard FileManager.default.fileExists(atPath: path) else { return nil }
+    let data = try AtomicFile.read(path)
+    guard let obj = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any],
+      let stored = obj["hparams"]
+    else { throw RunError("\(path) is unreadable or truncated; move the run folder aside to start over") }
+    return (obj, stored)
+  }
+
+  /// Whether a stored `hparams` object describes the same values as `hparamsJSON`.
+  static func same(_ stored: Any, _ hparamsJSON: String) throws -> Bool {
+    let ours = try JSONSerialization.jsonObject(with: Data(hparamsJSON.utf8))
+    func text(_ o: Any) throws -> String {
+      String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
+    }
+    if try text(stored) == text(ours) { return true }
+    // Numbers written as 1 by one writer and 1.0 by another are the same number.
+    if let a = stored as? NSDictionary, let b = ours as? NSDictionary { return a.isEqual(b) }
+    return false
+  }
+
   /// Writes `hparams.json` for a new run, or checks that an existing one describes the
   /// same hyperparameters (`hparamsJSON` is the canonical JSON of the hashed object).
-  public static func claim(directory: String, hparamsJSON: String, kind: String) throws {
+  /// Returns whether the folder already had one (a resumed or finished run).
+  @discardableResult
+  public static func claim(
+    directory: String, hparamsJSON: String, kind: String, convBackends: [String: String]? = nil
+  ) throws -> Bool {
     let path = directory + "/hparams.json"
-    if FileManager.default.fileExists(atPath: path) {
-      let data = try AtomicFile.read(path)
-      guard let obj = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any],
-        let stored = obj["hparams"]
-      else { throw RunError("\(path) is unreadable or truncated; move the run folder aside to start over") }
-      let storedJSON = String(
-        decoding: try JSONSerialization.data(withJSONObject: stored, options: [.sortedKeys]), as: UTF8.self)
-      let ours = try JSONSerialization.jsonObject(with: Data(hparamsJSON.utf8))
-      let oursJSON = String(
-        decoding: try JSONSerialization.data(withJSONObject: ours, options: [.sortedKeys]), as: UTF8.self)
-      guard storedJSON == oursJSON else {
+    if let (_, stored) = try storedHParams(directory) {
+      guard try same(stored, hparamsJSON) else {
         throw RunError(
           "\(path) describes other hyperparameters than this command (hash collision or edited file)")
       }
-      return
+      return true
     }
-    let prov = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(Provenance.current()))
     let obj: [String: Any] = [
       "kind": kind, "hparams": try JSONSerialization.jsonObject(with: Data(hparamsJSON.utf8)),
-      "provenance": prov,
+      "provenance": try Provenance.current(convBackends: convBackends).jsonObject(),
+      "run_hash": RunHash.sha256(hparamsJSON), "hash_scheme": RunHash.scheme,
     ]
+    try writeJSON(obj, to: path)
+    return false
+  }
+
+  static func writeJSON(_ obj: Any, to path: String) throws {
     let text = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
     try AtomicFile.write([UInt8](text) + [10], to: path)
+  }
+
+  /// Finds a run folder made under the old FNV hash: when `directory` does not exist but
+  /// `legacy` does and its `hparams.json` describes the same hyperparameters, renames it to
+  /// `directory` (one atomic rename, under the old folder's lock), records the old name in
+  /// its `hparams.json`, and says so in one line on stderr. Returns whether it did.
+  @discardableResult
+  public static func migrate(from legacy: String, to directory: String, hparamsJSON: String) throws -> Bool {
+    let fm = FileManager.default
+    guard legacy != directory, !fm.fileExists(atPath: directory),
+      fm.fileExists(atPath: legacy + "/hparams.json")
+    else { return false }
+    let lock = try FileLock(legacy + "/.lock", what: "run folder \(legacy)")
+    defer { withExtendedLifetime(lock) {} }
+    guard !fm.fileExists(atPath: directory), let (file, stored) = try storedHParams(legacy),
+      try same(stored, hparamsJSON)
+    else { return false }
+    guard rename(legacy, directory) == 0 else {
+      throw RunError("cannot rename \(legacy) to \(directory): \(String(cString: strerror(errno)))")
+    }
+    var updated = file
+    updated["migrated_from"] = (legacy as NSString).lastPathComponent
+    updated["run_hash"] = RunHash.sha256(hparamsJSON)
+    updated["hash_scheme"] = RunHash.scheme
+    try writeJSON(updated, to: directory + "/hparams.json")
+    FileHandle.standardError.write(
+      Data(
+        "migrated \(legacy) to \((directory as NSString).lastPathComponent) (run folders are now named by SHA-256)\n"
+          .utf8))
+    return true
   }
 
   /// Takes the run's lock (released when the process exits, even by a crash) and removes
@@ -123,5 +182,98 @@ public enum RunStore {
       try? FileManager.default.removeItem(atPath: directory + "/" + f)
     }
     return lock
+  }
+}
+
+/// Continuing a run on another machine. A run's reference machine is the one in its
+/// `hparams.json` provenance, or the last one `machine_changes.json` records. A runner that
+/// is about to train more of a run compares it with this process's machine: oneDNN's ISA,
+/// the OpenBLAS core and the planned convolution backends (what changes the numbers; the
+/// CPU's name alone does not). On a difference it says so in one line on stderr and appends
+/// an entry to `machine_changes.json` (atomic write); with `--require-same-cpu` it stops
+/// with one line instead, before writing anything.
+public enum MachineCheck {
+  /// The fields compared, as named in provenance.
+  public static let comparedFields = ["onednn_isa", "blas_core", "conv_backends"]
+  /// The fields recorded for each machine in `machine_changes.json`.
+  static let machineFields = ["cpu_model", "onednn_isa", "blas_core", "blas_parallel", "conv_backends"]
+  public static let fileName = "machine_changes.json"
+
+  /// The entries of a run folder's `machine_changes.json` (empty when there is none).
+  public static func changes(in runDir: String) throws -> [[String: Any]] {
+    let path = runDir + "/" + fileName
+    guard FileManager.default.fileExists(atPath: path) else { return [] }
+    guard let a = try? JSONSerialization.jsonObject(with: Data(try AtomicFile.read(path))) as? [[String: Any]]
+    else { throw RunError("\(path) is unreadable or truncated") }
+    return a
+  }
+
+  /// This process's machine (the ``machineFields`` of ``Provenance/current(convBackends:)``).
+  public static func current(convBackends: [String: String]?) throws -> [String: Any] {
+    let p = try Provenance.current(convBackends: convBackends).jsonObject()
+    var out: [String: Any] = [:]
+    for k in machineFields { out[k] = p[k] ?? NSNull() }
+    return out
+  }
+
+  static func text(_ v: Any?) -> String {
+    switch v {
+    case nil, is NSNull: "none"
+    case let s as String: s
+    default: "\(v!)"
+    }
+  }
+
+  /// "field old -> new" for every compared field that differs; fields an older record
+  /// lacks are not compared.
+  public static func differences(recorded: [String: Any], current: [String: Any]) -> [String] {
+    var out: [String] = []
+    for field in comparedFields {
+      guard let r = recorded[field] else { continue }
+      let c = current[field] ?? NSNull()
+      if field == "conv_backends" {
+        let rd = r as? [String: String] ?? [:]
+        let cd = c as? [String: String] ?? [:]
+        for layer in Set(rd.keys).union(cd.keys).sorted() where rd[layer] != cd[layer] {
+          out.append("conv_backends[\(layer)] \(rd[layer] ?? "none") -> \(cd[layer] ?? "none")")
+        }
+      } else if text(r) != text(c) {
+        out.append("\(field) \(text(r)) -> \(text(c))")
+      }
+    }
+    return out
+  }
+
+  /// Checks the machine before more of `runDir` is trained (see the type's description).
+  /// Returns whether this process's machine differs from the run's.
+  @discardableResult
+  public static func check(
+    runDir: String, command: String, convBackends: [String: String]?, requireSameCPU: Bool
+  ) throws -> Bool {
+    guard let (file, _) = try RunStore.storedHParams(runDir) else { return false }
+    let entries = try changes(in: runDir)
+    let recorded =
+      (entries.last?["machine"] as? [String: Any]) ?? (file["provenance"] as? [String: Any]) ?? [:]
+    let now = try current(convBackends: convBackends)
+    let diffs = differences(recorded: recorded, current: now)
+    guard !diffs.isEmpty else { return false }
+    let what = diffs.joined(separator: ", ")
+    if requireSameCPU {
+      throw RunError(
+        "\(runDir) was run on another machine (\(what)); --require-same-cpu refuses to continue it here")
+    }
+    var changes: [String: Any] = [:]
+    for field in comparedFields
+    where differences(recorded: recorded.filter { $0.key == field }, current: now).count > 0 {
+      changes[field] = ["from": recorded[field] ?? NSNull(), "to": now[field] ?? NSNull()]
+    }
+    let entry: [String: Any] = [
+      "created": ISO8601DateFormatter().string(from: Date()), "command": command, "changes": changes,
+      "machine": now, "git_commit": BuildInfo.gitCommit,
+    ]
+    try RunStore.writeJSON(entries + [entry], to: runDir + "/" + fileName)
+    FileHandle.standardError.write(
+      Data("note: continuing \(runDir) on a different machine: \(what) (recorded in \(fileName))\n".utf8))
+    return true
   }
 }

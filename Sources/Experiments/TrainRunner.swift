@@ -41,6 +41,24 @@ public final class RunSetup {
       totalSteps: totalSteps)
   }
 
+  private var plannedBackends: [String: String]?? = nil
+
+  /// The backend each convolution layer will use (planned by one forward pass of a zero
+  /// example through a throwaway network: the choice depends on the layer's geometry,
+  /// input size, policy and machine, not on the batch); nil for models without convolutions.
+  public func plannedConvBackends() throws -> [String: String]? {
+    if let p = plannedBackends { return p }
+    let net = try makeNetwork(seed: 0)
+    var result: [String: String]? = nil
+    if !net.convolutions.isEmpty {
+      net.setTraining(false)
+      _ = try net.forward(Tensor<Float>(zeros: [1] + train.shape))
+      result = net.convolutionBackendNames
+    }
+    plannedBackends = .some(result)
+    return result
+  }
+
   /// Splits evaluated during training: test, validation (when held out), train (when asked).
   public var evalSets: [(String, Dataset)] {
     var s: [(String, Dataset)] = [("test", test)]
@@ -90,6 +108,8 @@ public struct TrainSummary: Codable, Sendable, Equatable {
   public var seconds: Double
   /// The convolution backend of every convolution layer, e.g. `onednn:jit_wino_4x3:avx512_core`.
   public var convBackends: [String: String]? = nil
+  /// True when part of the run was trained on another machine (see ``MachineCheck``).
+  public var machineChanged: Bool? = nil
   enum CodingKeys: String, CodingKey {
     case runDir = "run_dir"
     case testAccuracy = "test_accuracy"
@@ -99,6 +119,7 @@ public struct TrainSummary: Codable, Sendable, Equatable {
     case earlyStopStep = "early_stop_step"
     case steps, seconds
     case convBackends = "conv_backends"
+    case machineChanged = "machine_changed"
   }
 
   /// Summarises a run's metrics (early stopping = step of minimum validation loss).
@@ -140,18 +161,36 @@ public struct TrainSummary: Codable, Sendable, Equatable {
 /// `lth train`: one run in `<output>/train_<hash>`, resumable, locked.
 public enum TrainRunner {
   /// Returns the summary and whether the run had already finished before this call.
+  /// A run folder named by the old FNV hash is migrated first; continuing a run on another
+  /// machine prints one line and records it, or fails with `requireSameCPU`.
   public static func run(
-    _ h: TrainingHParams, dataDir: String?, output: String, progress: ProgressStyle
+    _ h: TrainingHParams, dataDir: String?, output: String, progress: ProgressStyle,
+    requireSameCPU: Bool = false
   ) throws -> (summary: TrainSummary, alreadyDone: Bool) {
     let dir = output + "/train_" + h.hash
     try RunStore.makeDirectory(output)
+    try RunStore.migrate(from: output + "/train_" + h.legacyHash, to: dir, hparamsJSON: h.canonicalJSON())
     try RunStore.makeDirectory(dir)
     let lock = try RunStore.lock(dir)
     defer { withExtendedLifetime(lock) {} }
-    try RunStore.claim(directory: dir, hparamsJSON: h.canonicalJSON(), kind: "train")
-    if let s = try TrainSummary.read(in: dir) { return (s, true) }
+    let existed = try RunStore.storedHParams(dir) != nil
+    if existed {
+      try RunStore.claim(directory: dir, hparamsJSON: h.canonicalJSON(), kind: "train")
+      if var s = try TrainSummary.read(in: dir) {
+        s.runDir = dir  // the folder may have been migrated or moved since
+        return (s, true)
+      }
+    }
     let started = Date()
     let setup = try RunSetup(h, dataDir: dataDir)
+    let backends = try setup.plannedConvBackends()
+    if existed {
+      try MachineCheck.check(
+        runDir: dir, command: "train", convBackends: backends, requireSameCPU: requireSameCPU)
+    } else {
+      try RunStore.claim(
+        directory: dir, hparamsJSON: h.canonicalJSON(), kind: "train", convBackends: backends)
+    }
     let net = try setup.makeNetwork(seed: h.seed)
     let opt = try setup.makeOptimizer(net)
     let trainer = try Trainer(
@@ -161,9 +200,10 @@ public enum TrainRunner {
     trainer.saveStates = [(0, dir + "/model_init.safetensors")]
     let records = try trainer.run()
     try ModelState.save(net, step: setup.totalSteps, to: dir + "/model_final.safetensors")
-    let summary = try TrainSummary.from(
+    var summary = try TrainSummary.from(
       records, runDir: dir, steps: setup.totalSteps, seconds: Date().timeIntervalSince(started),
       network: net)
+    if try !MachineCheck.changes(in: dir).isEmpty { summary.machineChanged = true }
     try summary.write(in: dir)
     return (summary, false)
   }

@@ -87,10 +87,13 @@ struct Lottery: ParsableCommand {
       try training.applyThreads()
       guard levels >= 0 else { throw EngineError("--levels must be non-negative, got \(levels)") }
       let h = try lottery.resolve(try training.resolve())
+      let replicates = try lottery.replicateList()
       let runner = try LotteryRunner(
         h, dataDir: training.dataDir, output: training.output, progress: training.progress)
-      try runner.open()
-      for r in try lottery.replicateList() { try runner.runReplicate(r, levels: levels) }
+      if try runner.open(), runner.hasUnfinishedLevels(replicates: replicates, levels: levels) {
+        try runner.checkMachine(command: "lottery", requireSameCPU: training.requireSameCPU)
+      }
+      for r in replicates { try runner.runReplicate(r, levels: levels) }
       let results = try Results.collect(runner.root)
       if !training.json { print(Results.table(results)) }
       print(training.json ? Results.jsonLine(results) : "results: \(runner.root)")
@@ -114,9 +117,13 @@ struct BranchCommon: ParsableArguments {
       throw RunError(
         "no lottery run for these flags at \(runner.root); run `lth lottery` with the same flags first")
     }
+    let replicates = try lottery.replicateList()
     try runner.open()
     let rs = try retrain.map { try RunSetup($0, dataDir: training.dataDir) }
-    for r in try lottery.replicateList() {
+    if runner.hasUnfinishedBranches(b, replicates: replicates, levels: levelList) {
+      try runner.checkMachine(command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU)
+    }
+    for r in replicates {
       for l in levelList { try runner.runBranch(b, replicate: r, level: l, retrainSetup: rs) }
     }
     let results = try Results.collect(runner.root)

@@ -43,6 +43,12 @@ struct TrainingFlags: ParsableArguments {
   )
   var convBackend = "auto"
   @Option(help: "Output root for run folders.") var output = "./lth_runs"
+  @Flag(
+    name: .customLong("require-same-cpu"),
+    help:
+      "Refuse (one line, nothing changed) to continue a run recorded on a machine with another oneDNN ISA, BLAS core or convolution backends."
+  )
+  var requireSameCPU = false
   @Flag(help: "No progress output.") var quiet = false
   @Flag(help: "Make the last line of stdout one JSON object.") var json = false
 
@@ -86,6 +92,9 @@ struct Train: ParsableCommand {
     abstract: "Train one network; re-running the same command resumes it or reports the finished run.",
     discussion: """
       The run lives in <output>/train_<hash>, the hash taken over every resolved hyperparameter. \
+      Continuing a run on a machine with another oneDNN ISA, BLAS core or convolution \
+      backends prints one line on stderr and records it in machine_changes.json \
+      (--require-same-cpu: an error instead). \
       It holds hparams.json, metrics.jsonl, metrics.csv, checkpoint.safetensors (resumable), \
       model_init.safetensors, model_final.safetensors and summary.json.
       """)
@@ -96,7 +105,8 @@ struct Train: ParsableCommand {
       try flags.applyThreads()
       let h = try flags.resolve()
       let (s, done) = try TrainRunner.run(
-        h, dataDir: flags.dataDir, output: flags.output, progress: flags.progress)
+        h, dataDir: flags.dataDir, output: flags.output, progress: flags.progress,
+        requireSameCPU: flags.requireSameCPU)
       if !flags.json || !flags.quiet {
         if done { print("already finished: \(s.runDir)") }
         print(

@@ -159,9 +159,14 @@ struct BadInputTests {
         let dir = try CLI.runDir(out)
         dirs[backend] = (dir as NSString).lastPathComponent
         files.append(FileManager.default.contents(atPath: dir + "/model_final.safetensors"))
-        let hp = try String(contentsOfFile: dir + "/hparams.json", encoding: .utf8)
-        #expect(hp.contains("conv_backend") == (backend != "auto"))
-        #expect(hp.contains("convolution_library"))
+        let hpObject =
+          try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: dir + "/hparams.json")!)
+          as! [String: Any]
+        #expect(((hpObject["hparams"] as! [String: Any])["conv_backend"] != nil) == (backend != "auto"))
+        let prov = hpObject["provenance"] as! [String: Any]
+        #expect(prov["convolution_library"] is String)
+        // The run records the backends it planned, and they are the ones it used.
+        #expect(prov["conv_backends"] as? [String: String] == names)
       }
       #expect(files[0] != nil && files[0] == files[1], "\(backend): 1 vs 3 threads")
     }
@@ -274,7 +279,7 @@ struct BadInputTests {
 
 @Suite("Locks")
 struct LockTests {
-  /// A child process (lth starts `git` for provenance while holding a run's lock) must not
+  /// A child process (older builds started `git` for provenance while holding a run's lock) must not
   /// inherit the lock: otherwise a killed lth leaves its run locked until the child exits.
   @Test("a run lock is not inherited by child processes")
   func notInherited() throws {
