@@ -102,7 +102,8 @@ extension LotteryRunner {
       if FileManager.default.fileExists(atPath: maskPath) {
         mask = try loadMask(maskPath, for: probe)
       } else {
-        let seed = replicateSeed(hparams.training.seed &+ UInt64(level), r, purpose: "branch-random-prune")
+        let seed = derivedSeed(
+          hparams.training.seed, purpose: "branch-mask", replicate: r, level: level, branch: b.kind.rawValue)
         mask = RandomPruner.like(mainMask, layout: b.layout ?? .layerwise, seed: seed)
         try writeMask(mask, dir)
       }
@@ -111,7 +112,8 @@ extension LotteryRunner {
         firstStep: k, lastStep: T, lr: { schedule($0) })
     case .randomReinit:
       try writeMask(mainMask, dir)
-      let seed = replicateSeed(hparams.training.seed &+ UInt64(level), r, purpose: "branch-random-reinit")
+      let seed = derivedSeed(
+        hparams.training.seed, purpose: "branch-init", replicate: r, level: level, branch: b.kind.rawValue)
       _ = try trainPhase(
         dir: dir, mask: mainMask, setup: setup, initSeed: seed, dataSeed: dataSeed, initialState: nil,
         firstStep: k, lastStep: T, lr: { schedule($0) })

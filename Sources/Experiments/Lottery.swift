@@ -56,10 +56,26 @@ public struct LotteryHParams: Codable, Equatable, Sendable, CanonicalJSON {
   }
 }
 
+/// Every derived seed: one keyed derivation of `(seed, purpose, replicate, level, branch)`.
+///
+/// The optional fields are appended to the purpose as `/level=L` and `/branch=K`, and the
+/// result addresses a ``Engine/RandomStream`` (a hash of the key mixed with the seed), so
+/// two different tuples never share a seed by arithmetic: the old `seed + level` made
+/// (seed s, level L+1) collide with (seed s+1, level L). Without level and branch this is
+/// the replicate seed the main line has always used, so main-line results are unchanged.
+public func derivedSeed(
+  _ base: UInt64, purpose: String, replicate: Int, level: Int? = nil, branch: String? = nil
+) -> UInt64 {
+  var key = purpose
+  if let level { key += "/level=\(level)" }
+  if let branch { key += "/branch=\(branch)" }
+  var s = RandomStream(seed: base, purpose: key, index: UInt64(replicate))
+  return s.next()
+}
+
 /// Seeds of replicate `r` (numbered from 1), derived from the base seed.
 public func replicateSeed(_ base: UInt64, _ replicate: Int, purpose: String = "replicate") -> UInt64 {
-  var s = RandomStream(seed: base, purpose: purpose, index: UInt64(replicate))
-  return s.next()
+  derivedSeed(base, purpose: purpose, replicate: replicate)
 }
 
 /// Runs lottery experiments and their branches.
@@ -94,6 +110,12 @@ public final class LotteryRunner {
     // Validate the pruning policy against the model before any training (and hashing).
     _ = try h.pruning.fractions(for: try setup.makeNetwork(seed: 0))
     root = output + "/lottery_" + h.hash
+  }
+
+  /// Fails, before any training, when the plan for levels `0...levels` is impossible:
+  /// pruning counts of every level (``Pruning/PruningPolicy/validateSchedule(for:levels:)``).
+  public func validatePlan(levels: Int) throws {
+    try hparams.pruning.validateSchedule(for: try setup.makeNetwork(seed: 0), levels: levels)
   }
 
   /// Creates and locks the experiment folder (and records its hyperparameters), after
@@ -192,9 +214,11 @@ public final class LotteryRunner {
       guard let k = try? String(contentsOfFile: src + "/level0_key", encoding: .utf8), keys.contains(k),
         FileManager.default.fileExists(atPath: src + "/summary.json")
       else { continue }
+      // The checkpoint goes last (then the summary): a kill before it leaves a folder that
+      // trains from scratch, never one that resumes without its init and rewind states.
       for f in [
-        "metrics.jsonl", "metrics.csv", "checkpoint.safetensors", "model_init.safetensors",
-        "model_rewind.safetensors", "model_final.safetensors", "provenance.json",
+        "metrics.jsonl", "metrics.csv", "model_init.safetensors", "model_rewind.safetensors",
+        "model_final.safetensors", "provenance.json", "checkpoint.safetensors",
       ]
       where FileManager.default.fileExists(atPath: src + "/" + f) {
         try AtomicFile.write(try AtomicFile.read(src + "/" + f), to: dir + "/" + f)

@@ -1,6 +1,6 @@
 import Engine
 
-/// The model zoo: networks by name, as in the papers (see `shared/reference/PAPERS.md`).
+/// The model zoo: networks by name, as in the papers (see `docs/REFERENCE.md`).
 ///
 /// | name | architecture |
 /// |---|---|

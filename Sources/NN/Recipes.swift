@@ -26,7 +26,7 @@ public struct PruningPolicy: Equatable, Sendable, Codable {
 }
 
 /// A family's default training recipe: the paper's where the paper gives one, OpenLTH's
-/// otherwise (the table "Default recipes LotteryKit uses" in PAPERS.md). Every field can be
+/// otherwise (the table "Default recipes LotteryKit uses" in docs/REFERENCE.md). Every field can be
 /// overridden from the command line.
 public struct Recipe: Equatable, Sendable {
   public enum OptimizerKind: String, Sendable, Codable, CaseIterable { case sgd, adam }

@@ -151,6 +151,51 @@ extension PruningPolicy {
   }
 }
 
+extension PruningPolicy {
+  /// Checks a whole pruning schedule before any training: the remaining weights of every
+  /// pruned tensor after each of `levels` levels, with exactly the counts
+  /// ``MagnitudePruner/prune(_:mask:policy:level:)`` will use (`ceil(fraction * alive)`
+  /// per level). Layerwise counts are exact, so an impossible schedule fails here with the
+  /// line pruning would fail with, naming the last level that works. Under global pruning
+  /// only the pooled count is known in advance (how it splits across tensors depends on
+  /// the trained weights), so the check is that the pool keeps at least one weight per
+  /// pooled tensor.
+  public func validateSchedule<T: Scalar>(for net: Network<T>, levels: Int) throws {
+    let fractions = try self.fractions(for: net)
+    let sizes = net.prunableParameters.map { ($0.0, $0.1.value.count) }
+    func fail(_ level: Int, _ what: String) -> PruningError {
+      PruningError(
+        "level \(level) would prune every remaining weight of \(what); use fewer levels (at most \(level - 1))")
+    }
+    switch strategy {
+    case .layerwise:
+      // The earliest level at which any tensor would be emptied.
+      var first: (level: Int, what: String)?
+      for (n, size) in sizes where fractions[n]! > 0 {
+        var alive = size
+        for level in stride(from: 1, through: min(levels, first.map { $0.level - 1 } ?? levels), by: 1) {
+          let k = Int((fractions[n]! * Double(alive)).rounded(.up))
+          if k >= alive {
+            first = (level, "\(n) (\(alive) left)")
+            break
+          }
+          alive -= k
+        }
+      }
+      if let first { throw fail(first.level, first.what) }
+    case .global:
+      let pooled = sizes.filter { fractions[$0.0]! > 0 }
+      var alive = pooled.reduce(0) { $0 + $1.1 }
+      for level in stride(from: 1, through: levels, by: 1) {
+        alive -= Int((fraction * Double(alive)).rounded(.up))
+        guard alive >= pooled.count else {
+          throw fail(level, "some pooled tensor (\(alive) weights left for \(pooled.count) tensors)")
+        }
+      }
+    }
+  }
+}
+
 /// One level of magnitude pruning.
 public enum MagnitudePruner {
   /// Prunes the weights of `net` (trained, under `mask`) and returns the next mask.

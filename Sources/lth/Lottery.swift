@@ -90,6 +90,7 @@ struct Lottery: ParsableCommand {
       let replicates = try lottery.replicateList()
       let runner = try LotteryRunner(
         h, dataDir: training.dataDir, output: training.output, progress: training.progress)
+      try runner.validatePlan(levels: levels)
       if try runner.open(), runner.hasUnfinishedLevels(replicates: replicates, levels: levels) {
         try runner.checkMachine(command: "lottery", requireSameCPU: training.requireSameCPU)
       }
@@ -119,6 +120,15 @@ struct BranchCommon: ParsableArguments {
     }
     let replicates = try lottery.replicateList()
     try runner.open()
+    // Every branch level must exist before any branch trains: a plan that fails at its
+    // last level must not throw away the branches trained before it.
+    for r in replicates {
+      for l in levelList where !FileManager.default.fileExists(atPath: runner.levelDir(r, l) + "/summary.json") {
+        throw RunError(
+          "level \(l) of replicate \(r) is unfinished or missing in \(runner.root); run `lth lottery` with the same flags first"
+        )
+      }
+    }
     let rs = try retrain.map { try RunSetup($0, dataDir: training.dataDir) }
     if runner.hasUnfinishedBranches(b, replicates: replicates, levels: levelList) {
       try runner.checkMachine(command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU)

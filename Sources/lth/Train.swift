@@ -6,7 +6,7 @@ import NN
 import Training
 
 /// Flags shared by every command that trains (`train`, `lottery`, `branch`). Unset flags
-/// take the model family's recipe (see `Recipe` and PAPERS.md).
+/// take the model family's recipe (see `Recipe` and docs/REFERENCE.md).
 struct TrainingFlags: ParsableArguments {
   @Option(help: "Model name, e.g. mnist_lenet_300_100, cifar_conv_2, cifar_resnet_20 (see `lth models`).")
   var model: String

@@ -30,7 +30,7 @@ struct ScheduleTests {
     #expect(throws: EngineError.self) { try LearningRateSchedule(base: 1, milestones: [5, 3]) }
   }
 
-  @Test("recipes follow the PAPERS.md table") func recipes() throws {
+  @Test("recipes follow the reference table (docs/REFERENCE.md)") func recipes() throws {
     let lenet = try Recipe.forModel("mnist_lenet_300_100")
     #expect(lenet.optimizer == .adam && lenet.learningRate == 1.2e-3 && lenet.batchSize == 60)
     #expect(lenet.trainingSteps == "50000it" && lenet.initializer == .glorotNormal)

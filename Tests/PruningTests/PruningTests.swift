@@ -57,6 +57,42 @@ struct PruningTests {
     )
   }
 
+  /// The up-front schedule check agrees with real pruning: a layerwise schedule passes for
+  /// exactly the levels that pruning completes, and fails at the first one it cannot.
+  @Test("the whole pruning schedule is checked before training, with pruning's own counts")
+  func schedule() throws {
+    let net: Network<Float> = try ModelZoo.make("mnist_lenet_6_4", inputShape: [1, 3, 3], classes: 3)
+    net.initialize(seed: 1, weights: .kaimingNormal, batchNorm: .uniform)
+    let policy = PruningPolicy(strategy: .layerwise, fraction: 0.3, outputFraction: 0.25)
+    var mask = Mask(ones: net)
+    var failedAt = 0
+    for level in 1...100 {
+      do { mask = try MagnitudePruner.prune(net, mask: mask, policy: policy, level: level) } catch {
+        failedAt = level
+        break
+      }
+    }
+    #expect(failedAt > 3)
+    try policy.validateSchedule(for: net, levels: failedAt - 1)
+    #expect(throws: PruningError.self) { try policy.validateSchedule(for: net, levels: failedAt) }
+    do { try policy.validateSchedule(for: net, levels: 100) } catch {
+      #expect("\(error)".contains("level \(failedAt) would prune every remaining weight"), "\(error)")
+    }
+  }
+
+  @Test("an impossible lottery plan fails before any training, in one line")
+  func impossiblePlan() throws {
+    let out = CLI.tempDir()
+    let r = try CLI.run(["lottery", "--model", "mnist_lenet_300_100", "--levels", "60", "--output", out])
+    #expect(r.status != 0)
+    #expect(
+      r.stderr.contains("level 42 would prune every remaining weight of fc_layers.1.weight"), "\(r.stderr)")
+    #expect(r.stderr.split(separator: "\n").count == 1)
+    // Nothing was trained: no lottery folder exists.
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+    #expect(!entries.contains { $0.hasPrefix("lottery_") }, "\(entries)")
+  }
+
   @Test("random pruning keeps per-tensor counts (layerwise) or the total (global)")
   func random() throws {
     let masks = try densities(
@@ -204,6 +240,18 @@ struct LotteryTests {
     #expect(abs((levels[2]["density"] as! Double) - 0.64) < 0.01)
   }
 
+  /// Every `mask.safetensors` and `model_final.safetensors` under `root`, by relative path.
+  func modelFiles(_ root: String) throws -> [String: Data] {
+    var out: [String: Data] = [:]
+    let e = FileManager.default.enumerator(atPath: root)!
+    while let rel = e.nextObject() as? String {
+      let name = (rel as NSString).lastPathComponent
+      guard name == "mask.safetensors" || name == "model_final.safetensors" else { continue }
+      out[rel] = FileManager.default.contents(atPath: root + "/" + rel)
+    }
+    return out
+  }
+
   @Test("SIGKILL during a multi-level run with branches, then rerun: identical results")
   func killAndResume() throws {
     let ref = CLI.tempDir()
@@ -252,6 +300,11 @@ struct LotteryTests {
       kills += killsHere
       #expect(done)
       #expect(try results(out) == refResults)
+      // Not only the means: every mask and final model, byte for byte.
+      let (a, b) = (try modelFiles(try lotteryRoot(ref)), try modelFiles(try lotteryRoot(out)))
+      #expect(a.count >= 2 * (4 + 4 + 2) * 2, "\(a.keys.sorted())")
+      #expect(a.keys.sorted() == b.keys.sorted())
+      for (name, bytes) in a { #expect(b[name] == bytes, "\(name) differs after kills") }
     }
     #expect(kills >= 2)
   }
