@@ -17,9 +17,21 @@ p.add_argument("--lth", default=os.path.join(HERE, "..", ".build", "release", "l
 p.add_argument("--rounds", type=int, default=3)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--models", default="mnist_lenet_300_100,cifar_conv_2,cifar_resnet_20")
+p.add_argument("--isa", default=None,
+               help="cap every side's CPU kernels at this ISA (AVX2): oneDNN's DNNL_MAX_CPU_ISA / "
+                    "ONEDNN_MAX_CPU_ISA (LotteryKit and PyTorch), ATEN_CPU_CAPABILITY (PyTorch), "
+                    "XLA's --xla_cpu_max_isa (JAX)")
 a = p.parse_args()
 
-STEPS = {"mnist_lenet_300_100": 200, "cifar_conv_2": 8, "cifar_resnet_20": 5}
+# Steps per run: about a second of work or more on the small model (its step is ~1 ms and
+# noisy), fewer on the big ones. Small models also alternate more rounds.
+STEPS = {"mnist_lenet_300_100": 500, "cifar_conv_2": 10, "cifar_resnet_20": 6}
+ROUNDS = {"mnist_lenet_300_100": 3 * a.rounds}
+if a.isa:
+    os.environ["DNNL_MAX_CPU_ISA"] = a.isa.upper()
+    os.environ["ONEDNN_MAX_CPU_ISA"] = a.isa.upper()
+    os.environ["ATEN_CPU_CAPABILITY"] = a.isa.lower()
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_cpu_max_isa={a.isa.upper()}").strip()
 cores = ",".join(str(i) for i in range(a.threads))
 
 
@@ -71,6 +83,8 @@ def sgemm_gflops():
 
 info = json.loads(subprocess.run([a.lth, "bench", "--model", "mnist_lenet_10", "--steps", "1", "--json"],
                                  capture_output=True, text=True).stdout)
+print(f"CPU: {info.get('cpu')}; oneDNN ISA (LotteryKit): {info.get('onednn_isa')}"
+      + (f" (capped with --isa {a.isa})" if a.isa else ""))
 print(f"LotteryKit BLAS: {info.get('blas_config')}; core {info.get('blas_core')}; "
       f"BLAS threads per call {info.get('blas_threads')}; env {info.get('blas_environment')}; threads {a.threads}")
 torch_ok, jax_ok = have("torch"), have("jax") and have("optax")
@@ -99,7 +113,7 @@ for model in a.models.split(","):
     results = {k: [] for k in impls}
     every = {k: [] for k in impls}
     rss = {}
-    for r in range(a.rounds):
+    for r in range(ROUNDS.get(model, a.rounds)):
         for name, cmd in impls.items():
             res, err = run(cmd)
             if res is None:
@@ -113,10 +127,14 @@ for model in a.models.split(","):
     for name, ts in results.items():
         med = statistics.median(ts) if ts else float("nan")
         print(f"  {name:24s} {' '.join(f'{t:9.2f}' for t in ts)}   median {med:9.2f}   peak RSS {rss.get(name, 0):7.1f} MiB")
-    print("  every step time (ms), per round:")
+    print("  step times per round, ms: p10 / median / p90 of the round's steps")
     for name, rounds in every.items():
-        for r, ts in enumerate(rounds):
-            print(f"    {name} round {r + 1}: " + " ".join(f"{t:.2f}" for t in ts))
+        cells = []
+        for ts in rounds:
+            q = sorted(ts)
+            if q:
+                cells.append(f"{q[len(q) // 10]:.2f}/{q[len(q) // 2]:.2f}/{q[min(len(q) - 1, len(q) * 9 // 10)]:.2f}")
+        print(f"    {name:24s} " + "  ".join(cells))
     lk = statistics.median(results["lotterykit"]) if results["lotterykit"] else None
     peers = {k: statistics.median(v) for k, v in results.items() if k != "lotterykit" and v}
     if lk and peers:

@@ -19,7 +19,11 @@ struct Bench: ParsableCommand {
 
   @Option(help: "Model name (see `lth models`).") var model = "mnist_lenet_300_100"
   @Option(help: "Batch size (default: 128 for ResNet/VGG, 60 otherwise).") var batchSize: Int?
-  @Option(help: "Timed steps (after warm-up).") var steps = 20
+  @Option(
+    help: "Timed steps after warm-up (default: at least 20, and enough for --min-seconds of timed work).")
+  var steps: Int?
+  @Option(help: "Without --steps, keep timing until this much work was timed (seconds).")
+  var minSeconds = 1.0
   @Option(help: "Untimed warm-up steps.") var warmup = 3
   @Option(help: "Worker threads.") var threads = 2
   @Option(help: "Convolution backends: auto, im2col or onednn (direct only).")
@@ -33,7 +37,10 @@ struct Bench: ParsableCommand {
   func run() throws {
     runOrFail {
       guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
-      guard steps >= 1, warmup >= 0 else { throw EngineError("--steps must be at least 1") }
+      guard steps ?? 1 >= 1, warmup >= 0 else { throw EngineError("--steps must be at least 1") }
+      guard minSeconds >= 0, minSeconds <= 3600 else {
+        throw EngineError("--min-seconds must be in [0, 3600], got \(minSeconds)")
+      }
       Parallel.threads = threads
       let net: Network<Float> = try ModelZoo.make(model)
       let batch = batchSize ?? ((model.contains("resnet") || model.contains("vgg")) ? 128 : 60)
@@ -56,15 +63,31 @@ struct Bench: ParsableCommand {
       let opt = try makeBenchOptimizer(net)
       var times: [Double] = []
       var allocationsAfterWarmup = 0
-      for i in 0..<(warmup + steps) {
+      // A fixed --steps, or: at least 20 steps and --min-seconds of timed work (a few
+      // steps of a 1 ms model are noise; at most 100,000 steps).
+      var timed = 0.0
+      var i = 0
+      while true {
         if i == warmup { allocationsAfterWarmup = tensorAllocationCount }
         let t0 = DispatchTime.now().uptimeNanoseconds
         try net.lossAndGradients(input: x, labels: labels)
         opt.step()
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
-        if i >= warmup { times.append(dt) }
+        if i >= warmup {
+          times.append(dt)
+          timed += dt / 1000
+        }
+        i += 1
+        if let steps {
+          if times.count >= steps { break }
+        } else if times.count >= 100_000 || (times.count >= 20 && timed >= minSeconds) {
+          break
+        }
       }
-      let median = times.sorted()[times.count / 2]
+      let sorted = times.sorted()
+      let median = sorted[sorted.count / 2]
+      let p10 = sorted[sorted.count / 10]
+      let p90 = sorted[min(sorted.count - 1, sorted.count * 9 / 10)]
       let layers = convLayers ? try timeConvolutionLayers(net) : []
       let ips = Double(batch) / (median / 1000)
       let rss = peakRSSMiB()
@@ -72,6 +95,8 @@ struct Bench: ParsableCommand {
         print(
           jsonLine([
             "model": model, "batch_size": batch, "threads": threads, "step_ms": median, "density": density,
+            "p10_ms": p10, "p90_ms": p90, "timed_steps": times.count, "cpu": MachineInfo.cpuModel,
+            "onednn_isa": Convolution.isa,
             "images_per_second": ips, "peak_rss_mb": rss, "steps_ms": times,
             "blas_config": BLASInfo.config, "blas_core": BLASInfo.coreName, "blas_threads": BLASInfo.threads,
             "blas_environment": BLASInfo.environment, "tensor_mb": Double(tensorBytes) / 1_048_576,
@@ -87,8 +112,10 @@ struct Bench: ParsableCommand {
       } else {
         print(
           String(
-            format: "%@  batch %d  threads %d  median step %.3f ms  %.0f images/s  peak RSS %.1f MiB",
-            model, batch, threads, median, ips, rss))
+            format:
+              "%@  batch %d  threads %d  median step %.3f ms (p10 %.3f, p90 %.3f, %d steps)  %.0f images/s  peak RSS %.1f MiB",
+            model, batch, threads, median, p10, p90, times.count, ips, rss))
+        print("  CPU \(MachineInfo.cpuModel), oneDNN ISA \(Convolution.isa)")
         if layers.isEmpty {
           for (layer, c) in net.convolutions {
             print("  \(layer): \(c.geometry) -> \(c.backend?.name ?? "unplanned")")
