@@ -110,6 +110,14 @@ extension Convolution {
   /// 16-channel layers direct was 5-15% faster, and ResNet-20 steps 15% faster with direct
   /// there); im2col + BLAS for Double, without oneDNN, and for shapes where oneDNN would
   /// fall back to its own GEMM or reference code.
+  ///
+  /// On AVX2 (no AVX-512, or `DNNL_MAX_CPU_ISA=AVX2`) oneDNN 2.6 has no Winograd, so the
+  /// rule gives its direct kernel everywhere it has one, with NCHW between layers (its AVX2
+  /// kernels block by 8, and LotteryKit's blocked kernels are for 16). Measured on ResNet-20
+  /// under the cap (`lth bench --conv-layers`): direct oneDNN beat im2col 1.5-2.0x on every
+  /// 3x3 layer with 16 or more input channels; im2col was faster on the 3-channel first
+  /// layer (4.1 against 5.0 ms) and the 32->64 1x1 shortcut (2.6 against 3.2 ms), 0.3% of
+  /// the step, so the rule stays one rule for both instruction sets.
   public static func makeBackend<T: Scalar>(
     _ g: ConvGeometry, inputShape: [Int], policy: ConvBackendPolicy,
     workspace: ConvWorkspace<T>
