@@ -39,7 +39,7 @@ open class ConvolutionBackend<T: Scalar>: @unchecked Sendable {
   }
   /// Sets up what a backward pass on a batch of `batch` needs (errors surface here, in the
   /// forward pass, rather than in ``backward(x:weight:dy:dWeight:dBias:dx:)``).
-  open func prepareBackward(batch: Int, blockedInput: Bool) throws {}
+  open func prepareBackward(batch: Int, inputLayout: TensorLayout) throws {}
   /// Writes `dWeight`, `dBias` (if non-nil) and `dx` (if non-nil, resized to `x`'s shape).
   open func backward(
     x: Tensor<T>, weight: Tensor<T>, dy: Tensor<T>, dWeight: Tensor<T>, dBias: Tensor<T>?,
@@ -95,6 +95,10 @@ extension Convolution {
 
   /// Whether oneDNN offers Winograd kernels and the nChw16c layout here (AVX-512).
   public static var hasAVX512Kernels: Bool { isa.hasPrefix("avx512") }
+
+  /// The blocked layout oneDNN's direct kernels use here: nChw16c with AVX-512, nChw8c
+  /// with AVX2.
+  public static var blockedLayout: TensorLayout { hasAVX512Kernels ? .blocked16 : .blocked8 }
 
   /// ``isa`` for run records: nil where LotteryKit was built without oneDNN.
   public static var onednnISA: String? { isa == "none" ? nil : isa }

@@ -1,16 +1,33 @@
 /// Activation memory layouts.
 ///
 /// `nchw` is PyTorch's default: `x[n, c, h, w]` at `((n*C + c)*H + h)*W + w`.
-/// `blocked16` is oneDNN's `nChw16c`: channels in blocks of 16, the 16 channels of a block
-/// innermost, `x[n, c, h, w]` at `(((n*C/16 + c/16)*H + h)*W + w)*16 + c%16`; it needs
-/// `C % 16 == 0`. oneDNN's convolution kernels read and write it natively, so a chain
-/// conv -> batch norm -> ReLU -> conv (-> residual add) stays blocked and skips two reorders
-/// per layer. Layers that need NCHW (pooling, flatten, im2col convolution) convert on entry
-/// and convert their input gradient back (``Layouts/convert(_:to:into:)``).
-public enum TensorLayout: Sendable, Equatable, CustomStringConvertible {
+/// `blocked16` is oneDNN's `nChw16c` (its AVX-512 kernels) and `blocked8` its `nChw8c` (its
+/// AVX2 kernels): channels in blocks of B, the B channels of a block innermost,
+/// `x[n, c, h, w]` at `(((n*C/B + c/B)*H + h)*W + w)*B + c%B`; they need `C % B == 0`.
+/// oneDNN's convolution kernels read and write them natively, so a chain conv -> batch norm
+/// -> ReLU -> conv (-> residual add, max pooling) stays blocked and skips two reorders per
+/// layer. Layers that need NCHW (flatten, average pooling, im2col convolution) convert on
+/// entry and convert their input gradient back (``Layouts/convert(_:to:into:)``).
+public enum TensorLayout: Sendable, Equatable, Hashable, CustomStringConvertible {
   case nchw
   case blocked16
-  public var description: String { self == .nchw ? "nchw" : "nChw16c" }
+  case blocked8
+  /// Channels per block (1 for NCHW).
+  public var block: Int {
+    switch self {
+    case .nchw: 1
+    case .blocked16: 16
+    case .blocked8: 8
+    }
+  }
+  public var isBlocked: Bool { self != .nchw }
+  public var description: String {
+    switch self {
+    case .nchw: "nchw"
+    case .blocked16: "nChw16c"
+    case .blocked8: "nChw8c"
+    }
+  }
 }
 
 public enum Layouts {
@@ -25,27 +42,34 @@ public enum Layouts {
       y.copy(from: x)
       return
     }
+    if x.layout.isBlocked && layout.isBlocked {  // one block size to another, through NCHW
+      let plain = Tensor<T>(zeros: [0])
+      convert(x, to: .nchw, into: plain)
+      convert(plain, to: layout, into: y)
+      return
+    }
+    let toBlocked = layout.isBlocked
+    let b = toBlocked ? layout.block : x.layout.block
     precondition(
-      x.shape.count == 4 && x.shape[1] % 16 == 0, "nChw16c needs 4-D input with C % 16 == 0, got \(x.shape)")
+      x.shape.count == 4 && x.shape[1] % b == 0, "\(toBlocked ? layout : x.layout) needs 4-D input with C % \(b) == 0, got \(x.shape)")
     y.resize(x.shape)
     y.layout = layout
     let (n, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
-    let toBlocked = layout == .blocked16
     let shards = Parallel.batchShards(n)
     Parallel.forEach(shards) { s in
       for i in Parallel.range(s, of: shards, n) {
-        for cb in 0..<(c / 16) {
-          // One 16-channel block of one example: [16][HW] (nchw) <-> [HW][16] (blocked).
-          let plain = (toBlocked ? x.data : y.data) + (i * c + cb * 16) * hw
-          let blocked = (toBlocked ? y.data : x.data) + (i * c + cb * 16) * hw
-          // 16x16 tiles (16 positions x 16 channels, 1 KiB) so reads and writes stay in L1.
+        for cb in 0..<(c / b) {
+          // One B-channel block of one example: [B][HW] (nchw) <-> [HW][B] (blocked).
+          let plain = (toBlocked ? x.data : y.data) + (i * c + cb * b) * hw
+          let blocked = (toBlocked ? y.data : x.data) + (i * c + cb * b) * hw
+          // Tiles of 16 positions x B channels (at most 1 KiB) so reads and writes stay in L1.
           var j0 = 0
           while j0 < hw {
             let j1 = min(j0 + 16, hw)
             if toBlocked {
-              for l in 0..<16 { for j in j0..<j1 { blocked[j * 16 + l] = plain[l * hw + j] } }
+              for l in 0..<b { for j in j0..<j1 { blocked[j * b + l] = plain[l * hw + j] } }
             } else {
-              for l in 0..<16 { for j in j0..<j1 { plain[l * hw + j] = blocked[j * 16 + l] } }
+              for l in 0..<b { for j in j0..<j1 { plain[l * hw + j] = blocked[j * b + l] } }
             }
             j0 = j1
           }

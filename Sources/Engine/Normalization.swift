@@ -38,7 +38,7 @@ public enum BatchNormKernel {
     y.layout = x.layout
     savedMean.resize([c])
     savedInvStd.resize([c])
-    if x.layout == .blocked16 {
+    if x.layout.isBlocked {
       forwardBlocked(
         x: x, gamma: gamma, beta: beta, runningMean: runningMean, runningVar: runningVar,
         training: training, momentum: momentum, eps: eps, y: y, savedMean: savedMean,
@@ -95,13 +95,13 @@ public enum BatchNormKernel {
     training: Bool, dGamma: Tensor<T>, dBeta: Tensor<T>, dx: Tensor<T>?, reluOutput: Tensor<T>? = nil
   ) {
     precondition(
-      reluOutput == nil || x.layout == .blocked16, "fused ReLU backward is for nChw16c; mask dy first")
+      reluOutput == nil || x.layout.isBlocked, "fused ReLU backward is for blocked layouts; mask dy first")
     let (n, c) = (x.shape[0], x.shape[1])
     let hw = x.shape.count == 4 ? x.shape[2] * x.shape[3] : 1
     let m = T(n * hw)
     dx?.resize(x.shape)
     dx?.layout = x.layout
-    if x.layout == .blocked16 {
+    if x.layout.isBlocked {
       backwardBlocked(
         x: x, gamma: gamma, dy: dy, savedMean: savedMean, savedInvStd: savedInvStd,
         training: training, dGamma: dGamma, dBeta: dBeta, dx: dx, reluOutput: reluOutput)
@@ -146,13 +146,33 @@ public enum BatchNormKernel {
 }
 
 extension BatchNormKernel {
-  /// Per-channel sums over a blocked (nChw16c) tensor: `f` maps each 16-channel vector of
-  /// one position to the vector to add. Sharded by example; each shard sums its examples
-  /// (Float lanes over one example's positions, then Double), and the shard partials are
-  /// added in shard order, so the result does not depend on the thread count.
+  /// How a blocked tensor is walked: the B-channel block of one example is `B * hw`
+  /// contiguous values, read in vectors of 16 lanes, lane `l` holding channel `l % B` of the
+  /// block: one position per vector for nChw16c, two for nChw8c. With B = 8 and an odd `hw`
+  /// the last vector is half (upper lanes read as zero, never stored).
+  struct Blocking {
+    let b: Int
+    let full: Int
+    let half: Bool
+    init(_ layout: TensorLayout, hw: Int) {
+      b = layout.block
+      full = b * hw / 16
+      half = (b * hw) % 16 != 0
+    }
+    /// Calls `body(offset, half)` for every vector of one block.
+    @inline(__always) func vectors(_ body: (_ offset: Int, _ half: Bool) -> Void) {
+      for k in 0..<full { body(k * 16, false) }
+      if half { body(full * 16, true) }
+    }
+  }
+
+  /// Per-channel sums over a blocked tensor: `f` adds one block's vectors to `acc`. Sharded
+  /// by example; each shard sums its examples (Float lanes over one example's positions,
+  /// then Double per channel), and the shard partials are added in shard order, so the
+  /// result does not depend on the thread count.
   @inline(__always)
   static func blockedSums<T: Scalar>(
-    n: Int, c: Int, hw: Int, _ out: UnsafeMutablePointer<Double>, outputs: Int,
+    n: Int, c: Int, hw: Int, block b: Int, _ out: UnsafeMutablePointer<Double>, outputs: Int,
     _ f: (_ base: Int, _ cb: Int, _ acc: inout (SIMD16<T>, SIMD16<T>)) -> Void
   ) {
     let shards = Parallel.batchShards(n)
@@ -162,12 +182,12 @@ extension BatchNormKernel {
     Parallel.forEach(shards) { s in
       let mine = partial + s * outputs * c
       for i in Parallel.range(s, of: shards, n) {
-        for cb in 0..<(c / 16) {
+        for cb in 0..<(c / b) {
           var acc = (SIMD16<T>(), SIMD16<T>())
-          f((i * c + cb * 16) * hw, cb, &acc)
+          f((i * c + cb * b) * hw, cb, &acc)
           for l in 0..<16 {
-            mine[cb * 16 + l] += Double(acc.0[l])
-            if outputs > 1 { mine[c + cb * 16 + l] += Double(acc.1[l]) }
+            mine[cb * b + l % b] += Double(acc.0[l])
+            if outputs > 1 { mine[c + cb * b + l % b] += Double(acc.1[l]) }
           }
         }
       }
@@ -191,18 +211,28 @@ extension BatchNormKernel {
     return out
   }
 
-  @inline(__always) static func load16<T: Scalar>(_ p: UnsafeMutablePointer<T>) -> SIMD16<T> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<T>.self)
+  /// 16 values at `p`, or 8 and zeros when `half`.
+  @inline(__always) static func load16<T: Scalar>(_ p: UnsafeMutablePointer<T>, half: Bool = false) -> SIMD16<T> {
+    if half { return SIMD16(lowHalf: UnsafeRawPointer(p).loadUnaligned(as: SIMD8<T>.self), highHalf: .zero) }
+    return UnsafeRawPointer(p).loadUnaligned(as: SIMD16<T>.self)
   }
-  @inline(__always) static func store16<T: Scalar>(_ v: SIMD16<T>, _ p: UnsafeMutablePointer<T>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<T>.self)
+  /// Stores 16 values at `p`, or the lower 8 when `half`.
+  @inline(__always) static func store16<T: Scalar>(_ v: SIMD16<T>, _ p: UnsafeMutablePointer<T>, half: Bool = false) {
+    if half {
+      UnsafeMutableRawPointer(p).storeBytes(of: v.lowHalf, as: SIMD8<T>.self)
+    } else {
+      UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<T>.self)
+    }
   }
-  @inline(__always) static func lanes<T: Scalar>(_ t: UnsafeMutablePointer<T>, _ cb: Int) -> SIMD16<T> {
-    load16(t + cb * 16)
+  /// Channel parameters of block `cb` in lane order: 16 channels, or 8 channels twice.
+  @inline(__always) static func lanes<T: Scalar>(_ t: UnsafeMutablePointer<T>, _ cb: Int, _ b: Int) -> SIMD16<T> {
+    if b == 16 { return load16(t + cb * 16) }
+    let v = UnsafeRawPointer(t + cb * 8).loadUnaligned(as: SIMD8<T>.self)
+    return SIMD16(lowHalf: v, highHalf: v)
   }
 
   /// ``forward(x:gamma:beta:runningMean:runningVar:training:momentum:eps:y:savedMean:savedInvStd:)``
-  /// on nChw16c: same formulas, channels as SIMD lanes.
+  /// on nChw16c or nChw8c: same formulas, channels as SIMD lanes.
   @_specialize(where T == Float)
   @_specialize(where T == Double)
   @inline(never)
@@ -215,19 +245,23 @@ extension BatchNormKernel {
     let hw = x.shape[2] * x.shape[3]
     let m = n * hw
     let xp = x.data
+    let blk = Blocking(x.layout, hw: hw)
+    let b = blk.b
     if training {
       let sums = UnsafeMutablePointer<Double>.allocate(capacity: c)
       defer { sums.deallocate() }
-      blockedSums(n: n, c: c, hw: hw, sums, outputs: 1) { (base: Int, _, acc: inout (SIMD16<T>, SIMD16<T>)) in
-        for j in 0..<hw { acc.0 += load16(xp + base + j * 16) }
+      blockedSums(n: n, c: c, hw: hw, block: b, sums, outputs: 1) {
+        (base: Int, _, acc: inout (SIMD16<T>, SIMD16<T>)) in
+        blk.vectors { o, half in acc.0 += load16(xp + base + o, half: half) }
       }
       for ch in 0..<c { savedMean.data[ch] = T(sums[ch] / Double(m)) }
       let mean = savedMean.data
-      blockedSums(n: n, c: c, hw: hw, sums, outputs: 1) {
+      blockedSums(n: n, c: c, hw: hw, block: b, sums, outputs: 1) {
         (base: Int, cb: Int, acc: inout (SIMD16<T>, SIMD16<T>)) in
-        let mu = lanes(mean, cb)
-        for j in 0..<hw {
-          let d = load16(xp + base + j * 16) - mu
+        let mu = lanes(mean, cb, b)
+        blk.vectors { o, half in
+          var d = load16(xp + base + o, half: half) - mu
+          if half { d.highHalf = .zero }
           acc.0 += d * d
         }
       }
@@ -247,24 +281,27 @@ extension BatchNormKernel {
     let shards = Parallel.batchShards(n)
     Parallel.forEach(shards) { s in
       for i in Parallel.range(s, of: shards, n) {
-        for cb in 0..<(c / 16) {
-          let scale = lanes(gamma.data, cb) * lanes(invStd, cb)
-          let shift = lanes(beta.data, cb) - lanes(mean, cb) * scale
-          let base = (i * c + cb * 16) * hw
+        for cb in 0..<(c / b) {
+          let scale = lanes(gamma.data, cb, b) * lanes(invStd, cb, b)
+          let shift = lanes(beta.data, cb, b) - lanes(mean, cb, b) * scale
+          let base = (i * c + cb * b) * hw
           if relu {
-            for j in 0..<hw {
-              let t = load16(xp + base + j * 16) * scale + shift
-              store16(maskProduct(t, where: t), yp + base + j * 16)
+            blk.vectors { o, half in
+              let t = load16(xp + base + o, half: half) * scale + shift
+              store16(maskProduct(t, where: t), yp + base + o, half: half)
             }
           } else {
-            for j in 0..<hw { store16(load16(xp + base + j * 16) * scale + shift, yp + base + j * 16) }
+            blk.vectors { o, half in
+              store16(load16(xp + base + o, half: half) * scale + shift, yp + base + o, half: half)
+            }
           }
         }
       }
     }
   }
 
-  /// ``backward(x:gamma:dy:savedMean:savedInvStd:training:dGamma:dBeta:dx:)`` on nChw16c.
+  /// ``backward(x:gamma:dy:savedMean:savedInvStd:training:dGamma:dBeta:dx:)`` on nChw16c or
+  /// nChw8c.
   @_specialize(where T == Float)
   @_specialize(where T == Double)
   @inline(never)
@@ -276,22 +313,25 @@ extension BatchNormKernel {
     let hw = x.shape[2] * x.shape[3]
     let m = T(n * hw)
     let (xp, dyp, mean, invStd) = (x.data, dy.data, savedMean.data, savedInvStd.data)
+    let blk = Blocking(x.layout, hw: hw)
+    let b = blk.b
     // With a fused ReLU, dy is first masked by its output (ReLU's backward, on the fly).
     let rp = reluOutput?.data
-    @inline(__always) func grad(_ k: Int) -> SIMD16<T> {
-      let d = load16(dyp + k)
+    @inline(__always) func grad(_ k: Int, _ half: Bool) -> SIMD16<T> {
+      let d = load16(dyp + k, half: half)
       guard let rp else { return d }
-      return maskProduct(d, where: load16(rp + k))
+      return maskProduct(d, where: load16(rp + k, half: half))
     }
     let sums = UnsafeMutablePointer<Double>.allocate(capacity: 2 * c)
     defer { sums.deallocate() }
-    blockedSums(n: n, c: c, hw: hw, sums, outputs: 2) {
+    // Half vectors: the gradient's upper lanes are zero, so they add nothing.
+    blockedSums(n: n, c: c, hw: hw, block: b, sums, outputs: 2) {
       (base: Int, cb: Int, acc: inout (SIMD16<T>, SIMD16<T>)) in
-      let mu = lanes(mean, cb)
-      for j in 0..<hw {
-        let d = grad(base + j * 16)
+      let mu = lanes(mean, cb, b)
+      blk.vectors { o, half in
+        let d = grad(base + o, half)
         acc.0 += d
-        acc.1 += d * (load16(xp + base + j * 16) - mu)
+        acc.1 += d * (load16(xp + base + o, half: half) - mu)
       }
     }
     for ch in 0..<c {
@@ -303,20 +343,20 @@ extension BatchNormKernel {
     let shards = Parallel.batchShards(n)
     Parallel.forEach(shards) { s in
       for i in Parallel.range(s, of: shards, n) {
-        for cb in 0..<(c / 16) {
-          let inv = lanes(invStd, cb)
-          let g = lanes(gamma.data, cb) * inv
-          let base = (i * c + cb * 16) * hw
+        for cb in 0..<(c / b) {
+          let inv = lanes(invStd, cb, b)
+          let g = lanes(gamma.data, cb, b) * inv
+          let base = (i * c + cb * b) * hw
           if training {
             let k1 = g / SIMD16(repeating: m)
-            let (mu, db, dg) = (lanes(mean, cb), lanes(dBeta.data, cb), lanes(dGamma.data, cb))
+            let (mu, db, dg) = (lanes(mean, cb, b), lanes(dBeta.data, cb, b), lanes(dGamma.data, cb, b))
             let mv = SIMD16<T>(repeating: m)
-            for j in 0..<hw {
-              let xhat = (load16(xp + base + j * 16) - mu) * inv
-              store16(k1 * (mv * grad(base + j * 16) - db - xhat * dg), dxp + base + j * 16)
+            blk.vectors { o, half in
+              let xhat = (load16(xp + base + o, half: half) - mu) * inv
+              store16(k1 * (mv * grad(base + o, half) - db - xhat * dg), dxp + base + o, half: half)
             }
           } else {
-            for j in 0..<hw { store16(g * grad(base + j * 16), dxp + base + j * 16) }
+            blk.vectors { o, half in store16(g * grad(base + o, half), dxp + base + o, half: half) }
           }
         }
       }

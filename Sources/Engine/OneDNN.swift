@@ -10,8 +10,9 @@
   ///               src, diff_dst --bwd weights--> dW_s (blocked) --reorder--> dW_s (oihw), db_s
   ///
   /// then `dW = dW_0 + dW_1 + ...` in shard order. Reorders are skipped when the caller's
-  /// layout is oneDNN's: input already nChw16c (``TensorLayout/blocked16``, written by the
-  /// previous oneDNN layer), output left nChw16c for the next layer, or plain NCHW accepted
+  /// layout is oneDNN's: input already blocked (``Convolution/blockedLayout``: nChw16c with
+  /// AVX-512, nChw8c with AVX2, written by the previous oneDNN layer), output left blocked
+  /// for the next layer, or plain NCHW accepted
   /// as is (the 3-channel input of a first layer). A shard larger than
   /// ``maxCallBatch`` examples is computed in several calls whose weight gradients are added
   /// in order. Primitives are created once per call size and input layout; scratchpads are
@@ -22,7 +23,7 @@
     let workspace: ConvWorkspace<Float>
     let winograd: Bool
     let spatial: (Int, Int)
-    private var plans: [Int: Plan] = [:]
+    private var plans: [[Int]: Plan] = [:]
     private(set) var implementation = ""
 
     /// nil when oneDNN has no JIT kernel for this shape (the caller falls back to im2col).
@@ -31,7 +32,7 @@
       self.winograd = winograd
       self.spatial = spatial
       super.init(geometry: geometry)
-      guard let probe = try? plan(batch: 8, blockedInput: false) else { return nil }
+      guard let probe = try? plan(batch: 8, input: .nchw) else { return nil }
       let impl = probe.forward.implementation
       if impl.hasPrefix("ref") || impl.contains("gemm") { return nil }
       if winograd && !impl.contains("wino") { return nil }
@@ -47,18 +48,18 @@
       let dstOut: Primitive?  // forward dst -> nchw
       let weightsIn: Primitive?  // oihw -> forward weights
       let weights: Tensor<Float>  // blocked forward weights
-      let userSrc: dnnl_memory_desc_t  // the caller's input layout (nchw or nChw16c)
-      let userDst: dnnl_memory_desc_t  // the output layout: nChw16c when oneDNN writes it
-      let blockedOutput: Bool
+      let userSrc: dnnl_memory_desc_t  // the caller's input layout (nchw or blocked)
+      let userDst: dnnl_memory_desc_t  // the output layout: blocked when oneDNN writes it
+      let outputLayout: TensorLayout
       var backward: BackwardPlan?
       init(
         forward: Primitive, srcIn: Primitive?, dstOut: Primitive?, weightsIn: Primitive?,
         weights: Tensor<Float>, userSrc: dnnl_memory_desc_t, userDst: dnnl_memory_desc_t,
-        blockedOutput: Bool
+        outputLayout: TensorLayout
       ) {
         self.userSrc = userSrc
         self.userDst = userDst
-        self.blockedOutput = blockedOutput
+        self.outputLayout = outputLayout
         self.forward = forward
         self.srcIn = srcIn
         self.dstOut = dstOut
@@ -118,9 +119,10 @@
       )
     }
 
-    /// Output is written in nChw16c (no reorder) whenever oneDNN's kernel uses that layout.
-    private func plan(batch n: Int, blockedInput: Bool) throws -> Plan {
-      let key = 2 * n + (blockedInput ? 1 : 0)
+    /// Output is written blocked (no reorder) whenever oneDNN's kernel uses the blocked
+    /// layout of this ISA (``Convolution/blockedLayout``: nChw16c or nChw8c).
+    private func plan(batch n: Int, input: TensorLayout) throws -> Plan {
+      let key = [n, input.block]
       if let p = plans[key] { return p }
       DNNL.singleThreaded()
       let g = geometry
@@ -138,10 +140,12 @@
         ])
       let (oh, ow) = g.outputSize(spatial.0, spatial.1)
       let userSrc = DNNL.desc(
-        [n, g.inChannels, spatial.0, spatial.1], blockedInput ? dnnl_nChw16c : dnnl_nchw)
-      var blocked = DNNL.desc([n, g.outChannels, oh, ow], dnnl_nChw16c)
+        [n, g.inChannels, spatial.0, spatial.1], DNNL.tag(input))
+      let preferred = Convolution.blockedLayout
+      var blocked = DNNL.desc([n, g.outChannels, oh, ow], DNNL.tag(preferred))
       var dst = fwd.md(3)
-      let blockedOutput = g.outChannels % 16 == 0 && dnnl_memory_desc_equal(&blocked, &dst) != 0
+      let blockedOutput =
+        g.outChannels % preferred.block == 0 && dnnl_memory_desc_equal(&blocked, &dst) != 0
       let userDst = blockedOutput ? blocked : DNNL.desc([n, g.outChannels, oh, ow], dnnl_nchw)
       let wMD = fwd.md(1)
       let p = Plan(
@@ -150,7 +154,7 @@
         dstOut: try Primitive.reorder(fwd.md(3), userDst),
         weightsIn: try Primitive.reorder(userWeights, wMD),
         weights: Tensor(zeros: [DNNL.floats(wMD)]), userSrc: userSrc, userDst: userDst,
-        blockedOutput: blockedOutput)
+        outputLayout: blockedOutput ? preferred : .nchw)
       plans[key] = p
       return p
     }
@@ -224,18 +228,18 @@
     /// The pieces of every shard of a batch of `n` (computed once per batch size, input
     /// layout and direction), and per-slot scratch buffers sized for every primitive
     /// involved. Runs on the calling thread, before the parallel section.
-    private func prepare(batch n: Int, blockedInput: Bool, backward: Bool) throws -> (
+    private func prepare(batch n: Int, input: TensorLayout, backward: Bool) throws -> (
       shards: Int, slots: Int, pieces: [[Piece]], plans: [Plan]
     ) {
-      let key = [n, blockedInput ? 1 : 0, backward ? 1 : 0]
-      let layout = try layouts[key] ?? makeLayout(batch: n, blockedInput: blockedInput, backward: backward)
+      let key = [n, input.block, backward ? 1 : 0]
+      let layout = try layouts[key] ?? makeLayout(batch: n, input: input, backward: backward)
       layouts[key] = layout
       let slots = min(layout.shards, Parallel.slotCount)
       workspace.prepareOneDNN(slots: slots, floats: layout.bufferFloats, scratchBytes: layout.scratchBytes)
       return (layout.shards, slots, layout.pieces, layout.plans)
     }
 
-    private func makeLayout(batch n: Int, blockedInput: Bool, backward: Bool) throws -> Layout {
+    private func makeLayout(batch n: Int, input: TensorLayout, backward: Bool) throws -> Layout {
       let shards = Parallel.batchShards(n)
       var pieces: [[Piece]] = []
       var distinct: [Plan] = []
@@ -247,7 +251,7 @@
         var row: [Piece] = []
         for k in 0..<parts {
           let sub = Parallel.range(k, of: parts, r.count)
-          let p = try plan(batch: sub.count, blockedInput: blockedInput)
+          let p = try plan(batch: sub.count, input: input)
           row.append(Piece(range: (r.lowerBound + sub.lowerBound)..<(r.lowerBound + sub.upperBound), plan: p))
           if distinct.contains(where: { $0 === p }) { continue }
           distinct.append(p)
@@ -291,8 +295,8 @@
       y.resize(outShape)
       let n = x.shape[0]
       let (shards, slots, pieces, plans) = try prepare(
-        batch: n, blockedInput: x.layout == .blocked16, backward: false)
-      if plans[0].blockedOutput { y.layout = .blocked16 }
+        batch: n, input: x.layout, backward: false)
+      y.layout = plans[0].outputLayout
       // Weights: one reorder per distinct piece size, before the shards run.
       for p in plans { copyWeights(weight, via: p.weightsIn, into: p.weights) }
       let zeroBias = workspace.zeroBias(g.outChannels)
@@ -328,8 +332,8 @@
 
     override var acceptsBlocked: Bool { true }
 
-    override func prepareBackward(batch: Int, blockedInput: Bool) throws {
-      _ = try prepare(batch: batch, blockedInput: blockedInput, backward: true)
+    override func prepareBackward(batch: Int, inputLayout: TensorLayout) throws {
+      _ = try prepare(batch: batch, input: inputLayout, backward: true)
     }
 
     override func backward(
@@ -339,7 +343,7 @@
       let g = geometry
       let n = x.shape[0]
       let prepared: (shards: Int, slots: Int, pieces: [[Piece]], plans: [Plan])
-      do { prepared = try prepare(batch: n, blockedInput: x.layout == .blocked16, backward: true) } catch {
+      do { prepared = try prepare(batch: n, input: x.layout, backward: true) } catch {
         preconditionFailure("\(error)")  // prepareBackward ran in the forward pass
       }
       let (shards, slots, pieces, plans) = prepared
@@ -347,7 +351,7 @@
       let oc = g.outChannels
       workspace.prepare(shards: shards, slots: 0, colCount: 0, weightCount: wc, outChannels: oc)
       precondition(
-        dy.layout == (plans[0].blockedOutput ? .blocked16 : .nchw), "\(g): gradient in the wrong layout")
+        dy.layout == plans[0].outputLayout, "\(g): gradient in the wrong layout")
       if let dx {
         dx.resize(x.shape)
         dx.layout = x.layout
@@ -555,6 +559,15 @@
       let v = UInt32(dnnl_get_effective_cpu_isa().rawValue)
       return names[v] ?? "isa_0x" + String(v, radix: 16)
     }()
+
+    /// oneDNN's format tag for a layout.
+    static func tag(_ layout: TensorLayout) -> dnnl_format_tag_t {
+      switch layout {
+      case .nchw: dnnl_nchw
+      case .blocked16: dnnl_nChw16c
+      case .blocked8: dnnl_nChw8c
+      }
+    }
 
     @inline(__always) static func singleThreaded() { omp_set_num_threads(1) }
     /// "oneDNN 2.6.3 (cpu runtime omp)" for run records.

@@ -36,7 +36,7 @@ public enum Pooling {
     let os = try g.outputShape(x.shape)
     y.resize(os)
     if argmax.count != y.count { argmax = [Int32](repeating: 0, count: y.count) }
-    if x.layout == .blocked16 {
+    if x.layout.isBlocked {
       maxForwardBlocked(g, x: x, y: y, argmax: &argmax)
       return
     }
@@ -83,7 +83,7 @@ public enum Pooling {
     inputShape: [Int], dy: Tensor<T>, argmax: [Int32], dx: Tensor<T>
   ) {
     dx.resize(inputShape)
-    if dy.layout == .blocked16 {
+    if dy.layout.isBlocked {
       maxBackwardBlocked(inputShape: inputShape, dy: dy, argmax: argmax, dx: dx)
       return
     }
@@ -203,9 +203,9 @@ public enum Pooling {
 }
 
 extension Pooling {
-  /// Max pooling on nChw16c: the 16 channels of a block as SIMD lanes, same window order and
-  /// tie rule (first maximum) as the NCHW kernel; `argmax` holds, per output element in
-  /// blocked order, the input position `ih * W + iw` of its lane.
+  /// Max pooling on nChw16c or nChw8c: the channels of a block as SIMD lanes, same window
+  /// order and tie rule (first maximum) as the NCHW kernel; `argmax` holds, per output
+  /// element in blocked order, the input position `ih * W + iw` of its lane.
   @_specialize(where T == Float)
   @_specialize(where T == Double)
   @inline(never)
@@ -214,35 +214,43 @@ extension Pooling {
   ) {
     // Blocked tensors come from oneDNN, which is Float only; Float also makes the comparison
     // mask and the Int32 positions the same SIMD shape (compare + blend, no lane loops).
-    precondition(T.self == Float.self, "nChw16c max pooling is implemented for Float")
-    y.layout = .blocked16
+    precondition(T.self == Float.self, "blocked max pooling is implemented for Float")
+    y.layout = x.layout
+    let b = x.layout.block
     let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (oh, ow) = (y.shape[2], y.shape[3])
-    let blocks = n * c / 16
+    let blocks = n * c / b
     let xf = UnsafeMutableRawPointer(x.data).assumingMemoryBound(to: Float.self)
     let yf = UnsafeMutableRawPointer(y.data).assumingMemoryBound(to: Float.self)
     argmax.withUnsafeMutableBufferPointer { am in
       let amp = UncheckedBox(am.baseAddress!)
       let shards = Parallel.batchShards(blocks)
       Parallel.forEach(shards) { s in
-        for b in Parallel.range(s, of: shards, blocks) {
-          maxPoolBlock(
-            g, xf + b * h * w * 16, h, w, yf + b * oh * ow * 16, amp.value + b * oh * ow * 16, oh, ow)
+        for k in Parallel.range(s, of: shards, blocks) {
+          let (xb, yb, ab) = (xf + k * h * w * b, yf + k * oh * ow * b, amp.value + k * oh * ow * b)
+          if b == 16 {
+            maxPoolBlock(g, xb, h, w, yb, ab, oh, ow, SIMD16<Float>.self, SIMD16<Int32>.self)
+          } else {
+            maxPoolBlock(g, xb, h, w, yb, ab, oh, ow, SIMD8<Float>.self, SIMD8<Int32>.self)
+          }
         }
       }
     }
   }
 
-  /// One 16-channel block: `[H][W][16] -> [OH][OW][16]` and the arg-max positions.
+  /// One block of B = `V.scalarCount` channels: `[H][W][B] -> [OH][OW][B]` and the arg-max
+  /// positions (called with concrete SIMD16 or SIMD8 types, so it is specialised).
   @inline(__always)
-  static func maxPoolBlock(
+  static func maxPoolBlock<V: SIMD, I: SIMD>(
     _ g: PoolGeometry, _ xp: UnsafeMutablePointer<Float>, _ h: Int, _ w: Int,
-    _ yp: UnsafeMutablePointer<Float>, _ ap: UnsafeMutablePointer<Int32>, _ oh: Int, _ ow: Int
-  ) {
+    _ yp: UnsafeMutablePointer<Float>, _ ap: UnsafeMutablePointer<Int32>, _ oh: Int, _ ow: Int,
+    _: V.Type, _: I.Type
+  ) where V.Scalar == Float, I.Scalar == Int32, V.MaskStorage == I.MaskStorage {
+    let b = V.scalarCount
     for i in 0..<oh {
       for j in 0..<ow {
-        var best = SIMD16<Float>()
-        var bi = SIMD16<Int32>()
+        var best = V()
+        var bi = I()
         var first = true
         for p in 0..<g.kernel {
           let ih = i * g.stride - g.padding + p
@@ -250,8 +258,8 @@ extension Pooling {
           for q in 0..<g.kernel {
             let iw = j * g.stride - g.padding + q
             if iw < 0 || iw >= w { continue }
-            let v = UnsafeRawPointer(xp + (ih * w + iw) * 16).loadUnaligned(as: SIMD16<Float>.self)
-            let pos = SIMD16<Int32>(repeating: Int32(ih * w + iw))
+            let v = UnsafeRawPointer(xp + (ih * w + iw) * b).loadUnaligned(as: V.self)
+            let pos = I(repeating: Int32(ih * w + iw))
             if first {
               (best, bi, first) = (v, pos, false)
             } else {
@@ -261,9 +269,9 @@ extension Pooling {
             }
           }
         }
-        let o = (i * ow + j) * 16
-        UnsafeMutableRawPointer(yp + o).storeBytes(of: best, as: SIMD16<Float>.self)
-        UnsafeMutableRawPointer(ap + o).storeBytes(of: bi, as: SIMD16<Int32>.self)
+        let o = (i * ow + j) * b
+        UnsafeMutableRawPointer(yp + o).storeBytes(of: best, as: V.self)
+        UnsafeMutableRawPointer(ap + o).storeBytes(of: bi, as: I.self)
       }
     }
   }
@@ -274,21 +282,22 @@ extension Pooling {
   static func maxBackwardBlocked<T: Scalar>(
     inputShape: [Int], dy: Tensor<T>, argmax: [Int32], dx: Tensor<T>
   ) {
-    dx.layout = .blocked16
-    let blocks = inputShape[0] * inputShape[1] / 16
+    dx.layout = dy.layout
+    let b = dy.layout.block
+    let blocks = inputShape[0] * inputShape[1] / b
     let hw = inputShape[2] * inputShape[3]
     let ohw = dy.shape[2] * dy.shape[3]
     argmax.withUnsafeBufferPointer { am in
       let amp = UncheckedBox(am.baseAddress!)
       let shards = Parallel.batchShards(blocks)
       Parallel.forEach(shards) { s in
-        for b in Parallel.range(s, of: shards, blocks) {
-          let dxp = dx.data + b * hw * 16
-          dxp.update(repeating: 0, count: hw * 16)
-          let dyp = dy.data + b * ohw * 16
-          let ap = amp.value + b * ohw * 16
+        for k in Parallel.range(s, of: shards, blocks) {
+          let dxp = dx.data + k * hw * b
+          dxp.update(repeating: 0, count: hw * b)
+          let dyp = dy.data + k * ohw * b
+          let ap = amp.value + k * ohw * b
           for o in 0..<ohw {
-            for l in 0..<16 { dxp[Int(ap[o * 16 + l]) * 16 + l] += dyp[o * 16 + l] }
+            for l in 0..<b { dxp[Int(ap[o * b + l]) * b + l] += dyp[o * b + l] }
           }
         }
       }

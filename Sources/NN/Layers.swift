@@ -80,7 +80,7 @@ public final class Conv2d<T: Scalar>: Module<T> {
     }
     let x = backend!.acceptsBlocked ? given : layout.input(given)
     input = x
-    if isTraining { try backend!.prepareBackward(batch: x.shape[0], blockedInput: x.layout == .blocked16) }
+    if isTraining { try backend!.prepareBackward(batch: x.shape[0], inputLayout: x.layout) }
     try backend!.forward(x: x, weight: weight.value, bias: bias?.value, y: output)
     return output
   }
@@ -141,7 +141,7 @@ public final class BatchNorm<T: Scalar>: Module<T> {
     var d = dy
     var fusedOutput: Tensor<T>? = nil
     if fusedReLU {
-      if input!.layout == .blocked16 {
+      if input!.layout.isBlocked {
         fusedOutput = output  // masked inside the kernel
       } else {
         Elementwise.reluBackward(y: output, dy: dy, dx: maskedGrad)
@@ -187,7 +187,7 @@ public final class MaxPool2d<T: Scalar>: Module<T> {
     geometry = PoolGeometry(kernel: kernelSize, stride: stride, padding: padding)
   }
   public override func forward(_ input: Tensor<T>) throws -> Tensor<T> {
-    let x = input  // NCHW or nChw16c: the kernel handles both
+    let x = input  // NCHW or blocked: the kernel handles both
     inputShape = x.shape
     try Pooling.maxForward(geometry, x: x, y: output, argmax: &argmax)
     return output

@@ -201,7 +201,7 @@ func timeConvolutionLayers(_ net: Network<Float>) throws -> [ConvLayerTiming] {
       var samples: [Double] = []
       for rep in 0..<6 {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        try b.prepareBackward(batch: shape[0], blockedInput: false)
+        try b.prepareBackward(batch: shape[0], inputLayout: .nchw)
         try b.forward(x: x, weight: w, bias: nil, y: y)
         if rep == 0 {
           dy.resize(y.shape)

@@ -74,21 +74,21 @@ struct ConvBackendTests {
     let dy = randomTensor([n, o, oh, ow], seed: 14)
     let ref = refConvBackward(x, wt, dy, stride: s, pad: p)
     var names: [String] = []
-    // Every policy, with NCHW input and (when C % 16 == 0) with nChw16c input; outputs and
+    // Every policy, with NCHW input and (when C allows) nChw16c and nChw8c input; outputs and
     // gradients are compared in NCHW whatever layout the backend wrote them in.
-    let layouts: [TensorLayout] = c % 16 == 0 ? [.nchw, .blocked16] : [.nchw]
+    let layouts = [TensorLayout.nchw, .blocked16, .blocked8].filter { c % $0.block == 0 }
     for policy in ConvBackendPolicy.allCases {
       for inputLayout in layouts {
         let backend: ConvolutionBackend<Float> = Convolution.makeBackend(
           g, inputShape: x.shape, policy: policy, workspace: ConvWorkspace())
-        if inputLayout == .blocked16 && !backend.acceptsBlocked { continue }
+        if inputLayout.isBlocked && !backend.acceptsBlocked { continue }
         if inputLayout == .nchw { names.append(backend.name) }
         let what = "\(backend.name) \(inputLayout)"
         let xf = Tensor<Float>(zeros: [0])
         Layouts.convert(Tensor<Float>(converting: x), to: inputLayout, into: xf)
         let (wf, bf) = (Tensor<Float>(converting: wt), Tensor<Float>(converting: b))
         let y = Tensor<Float>(zeros: [0])
-        try backend.prepareBackward(batch: n, blockedInput: inputLayout == .blocked16)
+        try backend.prepareBackward(batch: n, inputLayout: inputLayout)
         try backend.forward(x: xf, weight: wf, bias: hasBias ? bf : nil, y: y)
         if !backend.name.hasPrefix("onednn") { #expect(y.layout == .nchw) }
         let plain = Tensor<Float>(zeros: [0])
@@ -154,7 +154,7 @@ struct ConvBackendTests {
       let backend: ConvolutionBackend<Float> = Convolution.makeBackend(
         g, inputShape: x.shape, policy: .auto, workspace: ConvWorkspace())
       let y = Tensor<Float>(zeros: [0])
-      try backend.prepareBackward(batch: 13, blockedInput: false)
+      try backend.prepareBackward(batch: 13, inputLayout: .nchw)
       try backend.forward(x: x, weight: wt, bias: nil, y: y)
       let dW = Tensor<Float>(zeros: wt.shape)
       let dx = Tensor<Float>(zeros: [0])
@@ -163,7 +163,8 @@ struct ConvBackendTests {
       backend.backward(x: x, weight: wt, dy: dyIn, dWeight: dW, dBias: nil, dx: dx)
       // A different batch size afterwards (as evaluation does) gets its own plan.
       let y3 = Tensor<Float>(zeros: [0])
-      #expect(y.layout == (Convolution.hasAVX512Kernels ? .blocked16 : .nchw), "\(Convolution.isa)")
+      #expect(y.layout == Convolution.blockedLayout, "\(Convolution.isa)")
+      #expect(Convolution.blockedLayout == (Convolution.hasAVX512Kernels ? .blocked16 : .blocked8))
       let x3 = Tensor<Float>(Array(x.array[0..<(3 * 32 * 64)]), shape: [3, 32, 8, 8])
       try backend.forward(x: x3, weight: wt, bias: nil, y: y3)
       return [y.array, dW.array, dx.array, y3.array]
@@ -177,17 +178,20 @@ struct ConvBackendTests {
 
 @Suite("Layouts and blocked batch norm")
 struct LayoutTests {
-  @Test("nChw16c conversion is a permutation with the documented index formula")
-  func conversion() {
+  @Test(
+    "nChw16c and nChw8c conversions are permutations with the documented index formula",
+    arguments: [TensorLayout.blocked16, .blocked8])
+  func conversion(_ layout: TensorLayout) {
     let (n, c, h, w) = (2, 32, 3, 5)
     let x = Tensor<Float>((0..<(n * c * h * w)).map { Float($0) }, shape: [n, c, h, w])
     let b = Tensor<Float>(zeros: [0])
-    Layouts.convert(x, to: .blocked16, into: b)
-    #expect(b.layout == .blocked16 && b.shape == x.shape)
+    Layouts.convert(x, to: layout, into: b)
+    #expect(b.layout == layout && b.shape == x.shape)
+    let bs = layout.block
     for i in 0..<n {
       for ch in 0..<c {
         for p in 0..<(h * w) {
-          let blockedIndex = ((i * c / 16 + ch / 16) * h * w + p) * 16 + ch % 16
+          let blockedIndex = ((i * c / bs + ch / bs) * h * w + p) * bs + ch % bs
           #expect(b[blockedIndex] == x[(i * c + ch) * h * w + p])
         }
       }
@@ -195,18 +199,26 @@ struct LayoutTests {
     let back = Tensor<Float>(zeros: [0])
     Layouts.convert(b, to: .nchw, into: back)
     #expect(back.layout == .nchw && back.array == x.array)
+    // Between the two block sizes (through NCHW).
+    let other = Tensor<Float>(zeros: [0])
+    Layouts.convert(b, to: layout == .blocked16 ? .blocked8 : .blocked16, into: other)
+    Layouts.convert(other, to: .nchw, into: back)
+    #expect(back.array == x.array)
   }
 
-  @Test("batch norm on nChw16c matches NCHW (training and evaluation, forward and backward)")
-  func blockedBatchNorm() throws {
-    let (n, c, h, w) = (5, 32, 3, 4)
+  /// An odd spatial size makes nChw8c's last vector of each block half (8 lanes).
+  @Test(
+    "batch norm on nChw16c and nChw8c matches NCHW (training and evaluation, forward and backward)",
+    arguments: [(5, 32, 3, 4), (3, 16, 3, 3), (4, 32, 1, 1)])
+  func blockedBatchNorm(_ shape: (Int, Int, Int, Int)) throws {
+    let (n, c, h, w) = shape
     let x = Tensor<Float>(converting: randomTensor([n, c, h, w], seed: 31))
     let dy = Tensor<Float>(converting: randomTensor([n, c, h, w], seed: 32))
     let gamma = Tensor<Float>(converting: randomTensor([c], seed: 33))
     let beta = Tensor<Float>(converting: randomTensor([c], seed: 34))
     for training in [true, false] {
       var results: [[[Float]]] = []
-      for layout in [TensorLayout.nchw, .blocked16] {
+      for layout in [TensorLayout.nchw, .blocked16, .blocked8] {
         let (xi, dyi) = (Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: [0]))
         Layouts.convert(x, to: layout, into: xi)
         Layouts.convert(dy, to: layout, into: dyi)
@@ -227,16 +239,18 @@ struct LayoutTests {
         Layouts.convert(dx, to: .nchw, into: dxp)
         results.append([yp.array, dxp.array, dg.array, db.array, rm.array, rv.array])
       }
-      for k in 0..<6 {
-        let ref = results[0][k].map(Double.init)
-        let err = relativeError(Tensor(results[1][k], shape: [results[1][k].count]), ref)
-        #expect(err < 1e-5, "training \(training), output \(k): \(err)")
+      for r in 1..<results.count {
+        for k in 0..<6 {
+          let ref = results[0][k].map(Double.init)
+          let err = relativeError(Tensor(results[r][k], shape: [results[r][k].count]), ref)
+          #expect(err < 1e-5, "training \(training), layout \(r), output \(k): \(err)")
+        }
       }
     }
   }
 
   @Test(
-    "max pooling on nChw16c equals NCHW bit for bit, ties included",
+    "max pooling on nChw16c and nChw8c equals NCHW bit for bit, ties included",
     arguments: [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0)])
   func blockedMaxPool(_ a: (Int, Int, Int)) throws {
     let g = PoolGeometry(kernel: a.0, stride: a.1, padding: a.2)
@@ -244,7 +258,7 @@ struct LayoutTests {
     // Few distinct values, so windows often hold equal maxima (first one wins).
     let x = Tensor<Float>((0..<(n * c * h * w)).map { Float(($0 * 7919) % 5) }, shape: [n, c, h, w])
     var results: [[Float]] = []
-    for layout in [TensorLayout.nchw, .blocked16] {
+    for layout in [TensorLayout.nchw, .blocked16, .blocked8] {
       let xi = Tensor<Float>(zeros: [0])
       Layouts.convert(x, to: layout, into: xi)
       let y = Tensor<Float>(zeros: [0])
@@ -263,5 +277,6 @@ struct LayoutTests {
       results.append(yp.array + dxp.array)
     }
     #expect(results[0] == results[1])
+    #expect(results[0] == results[2])
   }
 }
