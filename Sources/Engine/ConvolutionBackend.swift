@@ -84,7 +84,8 @@ extension Convolution {
   /// The instruction set oneDNN dispatches to, e.g. `avx2` or `avx512_core` (`none` without
   /// oneDNN). oneDNN reads `DNNL_MAX_CPU_ISA` once, at its first use, so `DNNL_MAX_CPU_ISA=AVX2`
   /// runs the AVX2 kernels on an AVX-512 machine. What the rule below picks follows from it:
-  /// oneDNN 2.6 has Winograd and the nChw16c layout only from `avx512_core` up.
+  /// oneDNN 2.6 has Winograd and the nChw16c layout only from `avx512_core` up (nChw8c
+  /// below).
   public static var isa: String {
     #if canImport(CDNNL)
       DNNL.isa
@@ -116,8 +117,8 @@ extension Convolution {
   /// fall back to its own GEMM or reference code.
   ///
   /// On AVX2 (no AVX-512, or `DNNL_MAX_CPU_ISA=AVX2`) oneDNN 2.6 has no Winograd, so the
-  /// rule gives its direct kernel everywhere it has one, with NCHW between layers (its AVX2
-  /// kernels block by 8, and LotteryKit's blocked kernels are for 16). Measured on ResNet-20
+  /// rule gives its direct kernel everywhere it has one, with nChw8c between layers.
+  /// Measured on ResNet-20
   /// under the cap (`lth bench --conv-layers`): direct oneDNN beat im2col 1.5-2.0x on every
   /// 3x3 layer with 16 or more input channels; im2col was faster on the 3-channel first
   /// layer (4.1 against 5.0 ms) and the 32->64 1x1 shortcut (2.6 against 3.2 ms), 0.3% of
