@@ -90,12 +90,7 @@ public enum RunStore {
   public static func claim(directory: String, hparamsJSON: String, kind: String) throws {
     let path = directory + "/hparams.json"
     if FileManager.default.fileExists(atPath: path) {
-      let data = try AtomicFile.read(path)
-      guard let obj = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any],
-        let stored = obj["hparams"]
-      else { throw RunError("\(path) is unreadable or truncated; move the run folder aside to start over") }
-      let storedJSON = String(
-        decoding: try JSONSerialization.data(withJSONObject: stored, options: [.sortedKeys]), as: UTF8.self)
+      let storedJSON = try storedHParams(AtomicFile.read(path), path: path)
       let ours = try JSONSerialization.jsonObject(with: Data(hparamsJSON.utf8))
       let oursJSON = String(
         decoding: try JSONSerialization.data(withJSONObject: ours, options: [.sortedKeys]), as: UTF8.self)
@@ -112,6 +107,16 @@ public enum RunStore {
     ]
     let text = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
     try AtomicFile.write([UInt8](text) + [10], to: path)
+  }
+
+  /// The `hparams` object of an `hparams.json` as canonical JSON (sorted keys); `path`
+  /// only names the file in errors.
+  public static func storedHParams(_ bytes: [UInt8], path: String) throws -> String {
+    guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+      let stored = obj["hparams"] as? [String: Any]
+    else { throw RunError("\(path) is unreadable or truncated; move the run folder aside to start over") }
+    return String(
+      decoding: try JSONSerialization.data(withJSONObject: stored, options: [.sortedKeys]), as: UTF8.self)
   }
 
   /// Takes the run's lock (released when the process exits, even by a crash) and removes
