@@ -66,8 +66,9 @@ fuzz: fuzz-build
 	@mkdir -p $(FUZZ_DIR)/findings
 	@for t in $(FUZZ_TARGETS); do \
 	  case $$t in FuzzCIFAR) len=8192;; FuzzSteps) len=64;; FuzzPatterns) len=256;; *) len=4096;; esac; \
+	  dict=""; [ -f Tests/Fuzz/dict/$$t.dict ] && dict=-dict=Tests/Fuzz/dict/$$t.dict; \
 	  mkdir -p $(FUZZ_DIR)/corpus/$$t; log=$(FUZZ_DIR)/findings/$$t.log; \
-	  if SWIFT_BACKTRACE=enable=no $(FUZZ_DIR)/release/$$t $(FUZZ_FLAGS) -max_len=$$len -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_TIME) \
+	  if SWIFT_BACKTRACE=enable=no $(FUZZ_DIR)/release/$$t $(FUZZ_FLAGS) $$dict -max_len=$$len -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_TIME) \
 	    -artifact_prefix=$(FUZZ_DIR)/findings/$$t- $(FUZZ_DIR)/corpus/$$t Tests/Fuzz/corpus/$$t >$$log 2>&1; then \
 	    runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log); \
 	    rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' $$log); \
