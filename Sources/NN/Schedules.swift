@@ -16,7 +16,8 @@ public struct StepSpec: Equatable, Sendable, Codable, CustomStringConvertible {
   public init(parsing text: String) throws {
     let s = text.trimmingCharacters(in: .whitespaces)
     let bad = EngineError(
-      "invalid step '\(text.escapingControlCharacters)': write iterations or epochs as 2000it, 2ep or 1ep500it")
+      "invalid step '\(text.escapingControlCharacters)': write iterations or epochs as 2000it, 2ep or 1ep500it"
+    )
     var ep = 0
     var it = 0
     var rest = Substring(s)
@@ -43,7 +44,8 @@ public struct StepSpec: Equatable, Sendable, Codable, CustomStringConvertible {
     let (e, o1) = epochs.multipliedReportingOverflow(by: perEpoch)
     let (total, o2) = e.addingReportingOverflow(iterations)
     guard !o1, !o2 else {
-      throw EngineError("step '\(description)' is too long: \(epochs) epochs of \(perEpoch) iterations overflow")
+      throw EngineError(
+        "step '\(description)' is too long: \(epochs) epochs of \(perEpoch) iterations overflow")
     }
     return total
   }

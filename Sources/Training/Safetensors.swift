@@ -122,7 +122,8 @@ public enum Safetensors {
       guard let d = value as? [String: Any] else { throw bad("entry \(quoted) is not an object") }
       guard let dtypeName = d["dtype"] as? String else { throw bad("tensor \(quoted) has no dtype") }
       guard let dt = DType(rawValue: dtypeName) else {
-        throw bad("tensor \(quoted) has dtype \(dtypeName.debugDescription); LotteryKit reads F32, F64 and I64")
+        throw bad(
+          "tensor \(quoted) has dtype \(dtypeName.debugDescription); LotteryKit reads F32, F64 and I64")
       }
       guard let shape = d["shape"] as? [Int] else {
         throw bad("tensor \(quoted) has no shape (a list of integers)")
@@ -147,7 +148,9 @@ public enum Safetensors {
         )
       }
       guard end - begin == count else {
-        throw bad("tensor \(quoted) has \(end - begin) bytes, its dtype \(dt.rawValue) and shape \(shape) need \(count)")
+        throw bad(
+          "tensor \(quoted) has \(end - begin) bytes, its dtype \(dt.rawValue) and shape \(shape) need \(count)"
+        )
       }
       ranges.append((begin, end, name, dt, shape))
     }

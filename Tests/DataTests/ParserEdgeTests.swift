@@ -6,7 +6,9 @@ import Testing
 /// gzip-compresses `bytes` in memory (zlib, one member).
 func gzipped(_ bytes: [UInt8]) -> [UInt8] {
   var s = z_stream()
-  deflateInit2_(&s, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size))
+  deflateInit2_(
+    &s, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)
+  )
   defer { deflateEnd(&s) }
   var out = [UInt8](repeating: 0, count: Int(deflateBound(&s, UInt(bytes.count))) + 64)
   var input = bytes
@@ -52,7 +54,9 @@ struct ParserEdgeTests {
     }
     let z = gzipped(data)
     for cut in [2, 10, z.count - 1] {
-      expectDataError("p: corrupt or truncated gzip data") { _ = try gunzipIfNeeded(Array(z[..<cut]), path: "p") }
+      expectDataError("p: corrupt or truncated gzip data") {
+        _ = try gunzipIfNeeded(Array(z[..<cut]), path: "p")
+      }
     }
     var flipped = z
     flipped[12] ^= 0xff

@@ -73,7 +73,8 @@ struct StepStringEdgeTests {
       _ = try StepSpec(parsing: input)
       Issue.record("parsed")
     } catch {
-      #expect("\(error)".hasPrefix(#"invalid step '\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\r': write"#), "\(error)")
+      #expect(
+        "\(error)".hasPrefix(#"invalid step '\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\r': write"#), "\(error)")
     }
     #expect(throws: EngineError.self) { try StepSpec(parsing: "2ep\n3it") }
   }
@@ -82,7 +83,9 @@ struct StepStringEdgeTests {
   func overflow() throws {
     let s = try StepSpec(parsing: "9223372036854775807ep")
     #expect(throws: EngineError.self) { try s.iterations(perEpoch: 2) }
-    #expect(throws: EngineError.self) { try StepSpec(parsing: "1ep9223372036854775807it").iterations(perEpoch: 1) }
+    #expect(throws: EngineError.self) {
+      try StepSpec(parsing: "1ep9223372036854775807it").iterations(perEpoch: 1)
+    }
     #expect(try s.iterations(perEpoch: 1) == Int.max)
     #expect(throws: EngineError.self) { try StepSpec(parsing: "99999999999999999999it") }
   }

@@ -22,7 +22,9 @@ struct RunFileTests {
 
   @Test("hparams.json whose hparams is not an object")
   func hparams() throws {
-    #expect(try RunStore.storedHParams(Array(#"{"hparams":{"b":1,"a":[2]}}"#.utf8), path: "h") == #"{"a":[2],"b":1}"#)
+    #expect(
+      try RunStore.storedHParams(Array(#"{"hparams":{"b":1,"a":[2]}}"#.utf8), path: "h")
+        == #"{"a":[2],"b":1}"#)
     for bad in [#"{"hparams":5}"#, #"{"hparams":"x"}"#, #"{"hparams":null}"#, #"{"hparams":[1]}"#, "[]", ""] {
       #expect(throws: RunError.self, "\(bad)") { try RunStore.storedHParams(Array(bad.utf8), path: "h") }
     }

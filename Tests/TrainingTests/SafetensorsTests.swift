@@ -18,7 +18,8 @@ func expectInvalid(_ bytes: [UInt8], _ substring: String, sourceLocation: Source
     let text = "\(error)"
     #expect(text.hasPrefix("x.safetensors: not a valid safetensors file"), sourceLocation: sourceLocation)
     #expect(text.contains(substring), "error was: \(text)", sourceLocation: sourceLocation)
-    #expect(!text.contains("\n") && !text.contains("\r"), "error was: \(text)", sourceLocation: sourceLocation)
+    #expect(
+      !text.contains("\n") && !text.contains("\r"), "error was: \(text)", sourceLocation: sourceLocation)
   }
 }
 
@@ -33,7 +34,8 @@ struct SafetensorsParserTests {
       data: eight)
     let (t, meta) = try Safetensors.parse(f, path: "x")
     #expect(t["a"]?.bytes == eight && t["a"]?.shape == [2] && t["e"]?.bytes == [] && meta == ["k": "v"])
-    let again = try Safetensors.parse(Safetensors.encode([("a", t["a"]!), ("e", t["e"]!)], metadata: meta), path: "y")
+    let again = try Safetensors.parse(
+      Safetensors.encode([("a", t["a"]!), ("e", t["e"]!)], metadata: meta), path: "y")
     #expect(again.tensors["a"]?.bytes == eight && again.metadata == meta)
   }
 
@@ -52,7 +54,8 @@ struct SafetensorsParserTests {
     let entry = { (o: String) in #"{"a":{"dtype":"F32","shape":[2],"data_offsets":\#(o)}}"# }
     expectInvalid(safetensorsFile(entry("[0,16]"), data: eight), "past the end of the 8-byte data section")
     expectInvalid(safetensorsFile(entry("[8,16]"), data: eight), "past the end")
-    expectInvalid(safetensorsFile(entry("[9223372036854775800,9223372036854775807]"), data: eight), "past the end")
+    expectInvalid(
+      safetensorsFile(entry("[9223372036854775800,9223372036854775807]"), data: eight), "past the end")
     expectInvalid(safetensorsFile(entry("[8,0]"), data: eight), "not 0 <= begin <= end")
     expectInvalid(safetensorsFile(entry("[-8,0]"), data: eight), "not 0 <= begin <= end")
     expectInvalid(safetensorsFile(entry("[0]"), data: eight), "no data_offsets")
@@ -78,9 +81,13 @@ struct SafetensorsParserTests {
     let entry = { (dtype: String, shape: String, o: String) in
       #"{"a":{"dtype":"\#(dtype)","shape":\#(shape),"data_offsets":\#(o)}}"#
     }
-    expectInvalid(safetensorsFile(entry("BF16", "[4]", "[0,8]"), data: eight), #"dtype "BF16"; LotteryKit reads F32, F64 and I64"#)
+    expectInvalid(
+      safetensorsFile(entry("BF16", "[4]", "[0,8]"), data: eight),
+      #"dtype "BF16"; LotteryKit reads F32, F64 and I64"#)
     expectInvalid(safetensorsFile(#"{"a":{"shape":[2],"data_offsets":[0,8]}}"#, data: eight), "has no dtype")
-    expectInvalid(safetensorsFile(entry("F32", "[3]", "[0,8]"), data: eight), "has 8 bytes, its dtype F32 and shape [3] need 12")
+    expectInvalid(
+      safetensorsFile(entry("F32", "[3]", "[0,8]"), data: eight),
+      "has 8 bytes, its dtype F32 and shape [3] need 12")
     expectInvalid(safetensorsFile(entry("F64", "[2]", "[0,8]"), data: eight), "need 16")
     expectInvalid(safetensorsFile(entry("F32", "[-2,-1]", "[0,8]"), data: eight), "negative size")
     expectInvalid(

@@ -22,7 +22,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
   for size in [nil, (28, 28)] as [(Int, Int)?] {
     oneLineErrors {
       let ds = try IDX.dataset(
-        imageBytes: gunzipIfNeeded(images, path: "images"), labelBytes: gunzipIfNeeded(labels, path: "labels"),
+        imageBytes: gunzipIfNeeded(images, path: "images"),
+        labelBytes: gunzipIfNeeded(labels, path: "labels"),
         images: "images", labels: "labels", name: "fuzz", mean: 0.5, std: 0.25, expectedSize: size)
       guard case .bytes(let pixels) = ds.storage else { fatalError("IDX gives bytes") }
       require(ds.count > 0 && pixels.count == ds.count * ds.exampleSize, "data set sizes")

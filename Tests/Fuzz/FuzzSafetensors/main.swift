@@ -16,9 +16,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     require(e.values(Float.self).count == count, "tensor \(name): value count")
   }
   let ordered = tensors.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-  guard let again = oneLineErrors({
-    try Safetensors.parse(Safetensors.encode(ordered, metadata: metadata), path: "re-encoded")
-  }) else {
+  guard
+    let again = oneLineErrors({
+      try Safetensors.parse(Safetensors.encode(ordered, metadata: metadata), path: "re-encoded")
+    })
+  else {
     fatalError("a parsed file does not re-encode and parse")
   }
   require(again.metadata == metadata && again.tensors.count == tensors.count, "round trip")
