@@ -58,6 +58,11 @@ struct ParserEdgeTests {
         _ = try gunzipIfNeeded(Array(z[..<cut]), path: "p")
       }
     }
+    let zeros = gzipped([UInt8](repeating: 0, count: 1 << 20))
+    #expect(zeros.count < 2000)
+    expectDataError("p: gzip data decompresses to more than 100000 bytes") {
+      _ = try gunzipIfNeeded(zeros, path: "p", limit: 100_000)
+    }
     var flipped = z
     flipped[12] ^= 0xff
     expectDataError("corrupt or truncated gzip data") { _ = try gunzipIfNeeded(flipped, path: "p") }
