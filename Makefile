@@ -3,7 +3,7 @@ SWIFT ?= swift
 APT_PACKAGES := libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist
 LTH := .build/release/lth
 
-.PHONY: deps build demo test tsan bench verify pydeps format clean
+.PHONY: deps build demo test tsan bench verify pydeps format clean fuzz fuzz-build
 
 # Installs the Debian packages that are missing (needs root or sudo).
 deps:
@@ -61,8 +61,40 @@ bench: build pydeps
 verify: build pydeps
 	$(PY) bench/verify_pytorch.py $(LTH)
 
+# Fuzzing (README, "Fuzzing"): libFuzzer + AddressSanitizer builds of one target per parser
+# of outside bytes (Tests/Fuzz/<target>, added to the package only when LTH_FUZZ=1) in
+# .build-fuzz; each runs from its seed corpus Tests/Fuzz/corpus/<target> for FUZZ_RUNS inputs
+# (FUZZ_TIME > 0: at most that many seconds per target). A crash, an input slower than 1 s
+# or an allocation over the limits stops with the input in .build-fuzz/findings/.
+FUZZ_TARGETS ?= FuzzIDX FuzzCIFAR FuzzSafetensors FuzzRunJSON FuzzSteps FuzzPatterns
+FUZZ_RUNS ?= 1000000
+FUZZ_TIME ?= 0
+FUZZ_FLAGS ?= -timeout=1 -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1
+FUZZ_DIR := .build-fuzz
+fuzz-build: deps
+	@for t in $(FUZZ_TARGETS); do \
+	  LTH_FUZZ=1 $(SWIFT) build -c release --scratch-path $(FUZZ_DIR) -Xswiftc -sanitize=fuzzer,address \
+	    --product $$t || exit 1; \
+	done
+
+fuzz: fuzz-build
+	@mkdir -p $(FUZZ_DIR)/findings
+	@for t in $(FUZZ_TARGETS); do \
+	  case $$t in FuzzCIFAR) len=8192;; FuzzSteps) len=64;; FuzzPatterns) len=256;; *) len=4096;; esac; \
+	  dict=""; [ -f Tests/Fuzz/dict/$$t.dict ] && dict=-dict=Tests/Fuzz/dict/$$t.dict; \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t; log=$(FUZZ_DIR)/findings/$$t.log; \
+	  if SWIFT_BACKTRACE=enable=no $(FUZZ_DIR)/release/$$t $(FUZZ_FLAGS) $$dict -max_len=$$len -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_TIME) \
+	    -artifact_prefix=$(FUZZ_DIR)/findings/$$t- $(FUZZ_DIR)/corpus/$$t Tests/Fuzz/corpus/$$t >$$log 2>&1; then \
+	    runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log); \
+	    rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' $$log); \
+	    echo "$$t: $$runs inputs, $$rate inputs/s, no finding (log: $$log)"; \
+	  else \
+	    tail -n 40 $$log; echo "$$t: FINDING, the input is in $(FUZZ_DIR)/findings/ (log: $$log)"; exit 1; \
+	  fi; \
+	done
+
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift
 
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz

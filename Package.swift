@@ -72,3 +72,19 @@ let package = Package(
   ],
   swiftLanguageModes: [.v6]
 )
+
+// `make fuzz` only (LTH_FUZZ=1 in the environment): libFuzzer targets for the parsers of
+// outside bytes, built with `-sanitize=fuzzer,address` into `.build-fuzz`. Ordinary builds
+// never see them (without libFuzzer's `main` they would not link).
+if Context.environment["LTH_FUZZ"] == "1" {
+  package.targets.append(.target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport"))
+  let fuzzTargets: [(String, [Target.Dependency])] = [
+    ("FuzzIDX", ["Data"]), ("FuzzCIFAR", ["Data"]), ("FuzzSafetensors", ["Training"]),
+    ("FuzzRunJSON", ["Training", "Experiments"]), ("FuzzSteps", ["NN", "Experiments"]),
+    ("FuzzPatterns", ["Pruning"]),
+  ]
+  for (name, deps) in fuzzTargets {
+    package.targets.append(
+      .executableTarget(name: name, dependencies: deps + ["FuzzSupport"], path: "Tests/Fuzz/\(name)"))
+  }
+}

@@ -1,29 +1,72 @@
 import CZlib
 import Foundation
 
-/// Reads a whole file, transparently decompressing gzip (zlib's `gzread` also reads plain
-/// files as they are).
+/// Reads a whole file, transparently decompressing gzip (see ``gunzipIfNeeded(_:path:limit:)``).
 public func readMaybeGzip(_ path: String) throws -> [UInt8] {
   guard FileManager.default.fileExists(atPath: path) else {
     throw DataError("\(path): no such file")
   }
-  guard let f = gzopen(path, "rb") else { throw DataError("\(path): cannot open") }
-  defer { gzclose(f) }
+  guard let d = FileManager.default.contents(atPath: path) else { throw DataError("\(path): cannot open") }
+  return try gunzipIfNeeded([UInt8](d), path: path)
+}
+
+/// `bytes` as they are, or decompressed when they start with the gzip magic `1f 8b`
+/// (one or more gzip members, as `gzip` and zlib's `gzread` accept). Trailing zero bytes
+/// after the last member are ignored, as Python's `gzip` does; anything else is an error.
+/// Output beyond `limit` bytes (a corrupt or malicious file: the largest data set read,
+/// CIFAR-100, is 185 MB) is an error rather than an allocation.
+public func gunzipIfNeeded(_ bytes: [UInt8], path: String, limit: Int = 1 << 31) throws -> [UInt8] {
+  guard bytes.count >= 2, bytes[0] == 0x1f, bytes[1] == 0x8b else { return bytes }
+  let corrupt = DataError("\(path): corrupt or truncated gzip data")
+  var stream = z_stream()
+  guard inflateInit2_(&stream, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK
+  else { throw DataError("\(path): cannot start gzip decompression (out of memory?)") }
+  defer { inflateEnd(&stream) }
   var out = [UInt8]()
-  var chunk = [UInt8](repeating: 0, count: 1 << 20)
-  while true {
-    let n = chunk.withUnsafeMutableBytes { gzread(f, $0.baseAddress, UInt32($0.count)) }
-    if n < 0 { throw DataError("\(path): corrupt or truncated gzip data") }
-    if n == 0 { break }
-    out.append(contentsOf: chunk[0..<Int(n)])
+  var chunk = [UInt8](repeating: 0, count: 1 << 18)
+  return try bytes.withUnsafeBufferPointer { input -> [UInt8] in
+    let base = UnsafeMutablePointer(mutating: input.baseAddress!)
+    var fed = 0  // bytes of `input` handed to zlib so far
+    while true {
+      if stream.avail_in == 0 && fed < input.count {
+        let n = min(input.count - fed, 1 << 30)
+        stream.next_in = base + fed
+        stream.avail_in = UInt32(n)
+        fed += n
+      }
+      let status = chunk.withUnsafeMutableBufferPointer { c -> Int32 in
+        stream.next_out = c.baseAddress
+        stream.avail_out = UInt32(c.count)
+        return inflate(&stream, Z_NO_FLUSH)
+      }
+      out.append(contentsOf: chunk[0..<(chunk.count - Int(stream.avail_out))])
+      guard out.count <= limit else {
+        throw DataError("\(path): gzip data decompresses to more than \(limit) bytes (corrupt file?)")
+      }
+      switch status {
+      case Z_STREAM_END:
+        let consumed = fed - Int(stream.avail_in)
+        let rest = input[consumed...]
+        if rest.count >= 2 && rest[consumed] == 0x1f && rest[consumed + 1] == 0x8b {
+          // Another gzip member follows.
+          guard inflateReset(&stream) == Z_OK else { throw corrupt }
+          continue
+        }
+        guard rest.allSatisfy({ $0 == 0 }) else {
+          throw DataError("\(path): unexpected bytes after the end of the gzip data (corrupt file)")
+        }
+        return out
+      case Z_OK:
+        continue
+      case Z_BUF_ERROR where stream.avail_in == 0 && fed < input.count:
+        continue  // needs the next piece of input
+      case Z_BUF_ERROR:
+        throw corrupt  // the input ends before the gzip stream does
+      default:
+        throw corrupt
+      }
+    }
   }
-  // A truncated gzip stream ends without error from gzread; gzclose_r/gzerror report it.
-  var errnum: Int32 = 0
-  _ = gzerror(f, &errnum)
-  if errnum != Z_OK && errnum != Z_STREAM_END {
-    throw DataError("\(path): corrupt or truncated gzip data")
-  }
-  return out
 }
 
 /// IDX files (MNIST family): magic `00 00 08 D` (unsigned bytes, `D` dimensions), then `D`
@@ -50,7 +93,16 @@ public enum IDX {
       dims.append(
         Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3]))
     }
-    let expected = dims.reduce(1, *)
+    // The sizes come from the file: multiply without overflow before comparing.
+    var expected = 1
+    for d in dims {
+      let (p, overflow) = expected.multipliedReportingOverflow(by: d)
+      guard !overflow, p <= bytes.count else {
+        throw DataError(
+          "\(path): \(bytes.count - header) data bytes, the header \(dims) needs more (truncated or corrupt)")
+      }
+      expected = p
+    }
     guard bytes.count - header == expected else {
       throw DataError(
         "\(path): \(bytes.count - header) data bytes, the header \(dims) needs \(expected) (truncated or corrupt)"
@@ -64,8 +116,20 @@ public enum IDX {
     images: String, labels: String, name: String, classes: Int = 10, mean: Float, std: Float,
     expectedSize: (Int, Int)? = (28, 28)
   ) throws -> Dataset {
-    let (idims, pixels) = try parse(readMaybeGzip(images), dimensions: 3, path: images)
-    let (ldims, lab) = try parse(readMaybeGzip(labels), dimensions: 1, path: labels)
+    try dataset(
+      imageBytes: readMaybeGzip(images), labelBytes: readMaybeGzip(labels), images: images, labels: labels,
+      name: name, classes: classes, mean: mean, std: std, expectedSize: expectedSize)
+  }
+
+  /// A data set from the (decompressed) contents of an image file and a label file; the
+  /// paths only name the files in errors.
+  public static func dataset(
+    imageBytes: [UInt8], labelBytes: [UInt8], images: String, labels: String, name: String,
+    classes: Int = 10, mean: Float, std: Float, expectedSize: (Int, Int)? = (28, 28)
+  ) throws -> Dataset {
+    let (idims, pixels) = try parse(imageBytes, dimensions: 3, path: images)
+    let (ldims, lab) = try parse(labelBytes, dimensions: 1, path: labels)
+    guard idims[0] > 0 else { throw DataError("\(images): holds no images") }
     guard idims[0] == ldims[0] else {
       throw DataError("\(labels): \(ldims[0]) labels but \(images) has \(idims[0]) images")
     }

@@ -6,6 +6,28 @@ public struct EngineError: Error, CustomStringConvertible, Sendable {
   public init(_ description: String) { self.description = description }
 }
 
+extension String {
+  /// The string with control characters and line separators escaped as in a Swift literal
+  /// (`\n`, `\r`, `\t`, `\u{1b}`), so that text from a file or the command line keeps an
+  /// error message on one line.
+  public var escapingControlCharacters: String {
+    var out = ""
+    for u in unicodeScalars {
+      switch u {
+      case "\n": out += "\\n"
+      case "\r": out += "\\r"
+      case "\t": out += "\\t"
+      default:
+        switch u.properties.generalCategory {
+        case .control, .lineSeparator, .paragraphSeparator: out += "\\u{\(String(u.value, radix: 16))}"
+        default: out.unicodeScalars.append(u)
+        }
+      }
+    }
+    return out
+  }
+}
+
 let tensorAllocatedBytes = Atomic<Int>(0)
 let tensorAllocations = Atomic<Int>(0)
 /// Bytes currently held by all tensors. `lth bench` reports it.

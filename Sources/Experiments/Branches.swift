@@ -34,15 +34,21 @@ public struct BranchHParams: Codable, Equatable, Sendable, CanonicalJSON {
   public var legacyFolderName: String { "branch_\(kind.rawValue)_\(legacyHash)" }
 }
 
-/// Parses level lists such as `0-3,5,7`.
+/// The highest level a level list may name (IMP at 20% a level keeps 0.8^1000 of the weights).
+public let maxLevel = 1000
+
+/// Parses level lists such as `0-3,5,7` (levels `0...maxLevel`).
 public func parseLevels(_ text: String) throws -> [Int] {
   var out: [Int] = []
-  let bad = EngineError("invalid level list '\(text)': write e.g. 0-3,5,7")
+  let bad = EngineError("invalid level list '\(text.escapingControlCharacters)': write e.g. 0-3,5,7")
   for part in text.split(separator: ",", omittingEmptySubsequences: false) {
     let ends = part.split(separator: "-", omittingEmptySubsequences: false)
     guard (1...2).contains(ends.count), let a = Int(ends[0]), a >= 0 else { throw bad }
     let b = ends.count == 2 ? Int(ends[1]) : a
     guard let b, b >= a else { throw bad }
+    guard b <= maxLevel else {
+      throw EngineError("invalid level list '\(text.escapingControlCharacters)': levels go up to \(maxLevel)")
+    }
     out += Array(a...b)
   }
   guard !out.isEmpty else { throw bad }

@@ -27,9 +27,7 @@ public enum Results {
     guard let s = try TrainSummary.read(in: dir) else { return }
     let sp = dir + "/sparsity.json"
     let density: Double
-    if let d = try? JSONSerialization.jsonObject(with: Data(try AtomicFile.read(sp))) as? [String: Any],
-      let value = d["density"] as? Double
-    {
+    if let bytes = try? AtomicFile.read(sp), let value = sparsityDensity(bytes) {
       density = value
     } else if let fromMask = try? maskDensity(dir + "/mask.safetensors") {
       // A folder killed between its mask and sparsity.json by an older build; the runner
@@ -42,6 +40,14 @@ public enum Results {
     cell.final.append(s.testAccuracy)
     cell.best.append(s.bestTestAccuracy)
     if let e = s.earlyStopStep { cell.earlyStop.append(Double(e)) }
+  }
+
+  /// The `density` of a `sparsity.json`'s contents (nil: unreadable or not a number in [0, 1]).
+  public static func sparsityDensity(_ bytes: [UInt8]) -> Double? {
+    guard let d = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+      let value = d["density"] as? Double, value >= 0, value <= 1
+    else { return nil }
+    return value
   }
 
   /// Fraction of ones over every tensor of a mask file.

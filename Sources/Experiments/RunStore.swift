@@ -95,9 +95,17 @@ public enum RunStore {
   static func storedHParams(_ directory: String) throws -> (file: [String: Any], hparams: Any)? {
     let path = directory + "/hparams.json"
     guard FileManager.default.fileExists(atPath: path) else { return nil }
-    let data = try AtomicFile.read(path)
-    guard let obj = try? JSONSerialization.jsonObject(with: Data(data)) as? [String: Any],
-      let stored = obj["hparams"]
+    let (obj, stored) = try parseHParamsFile(try AtomicFile.read(path), path: path)
+    return (obj, stored)
+  }
+
+  /// An `hparams.json`'s bytes: the whole object and its `hparams` object (anything else,
+  /// including an `hparams` that is not an object, is one clear error).
+  static func parseHParamsFile(_ bytes: [UInt8], path: String) throws -> (
+    file: [String: Any], hparams: [String: Any]
+  ) {
+    guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+      let stored = obj["hparams"] as? [String: Any]
     else { throw RunError("\(path) is unreadable or truncated; move the run folder aside to start over") }
     return (obj, stored)
   }
@@ -171,6 +179,14 @@ public enum RunStore {
         "migrated \(legacy) to \((directory as NSString).lastPathComponent) (run folders are now named by SHA-256)\n"
           .utf8))
     return true
+  }
+
+  /// The `hparams` object of an `hparams.json` as canonical JSON (sorted keys); `path`
+  /// only names the file in errors.
+  public static func storedHParams(_ bytes: [UInt8], path: String) throws -> String {
+    let (_, stored) = try parseHParamsFile(bytes, path: path)
+    return String(
+      decoding: try JSONSerialization.data(withJSONObject: stored, options: [.sortedKeys]), as: UTF8.self)
   }
 
   /// Takes the run's lock (released when the process exits, even by a crash) and removes

@@ -140,8 +140,13 @@ public struct TrainSummary: Codable, Sendable, Equatable {
   public static func read(in dir: String) throws -> TrainSummary? {
     let p = dir + "/summary.json"
     guard FileManager.default.fileExists(atPath: p) else { return nil }
-    guard let s = try? JSONDecoder().decode(TrainSummary.self, from: Data(try AtomicFile.read(p))) else {
-      throw RunError("\(p) is unreadable or truncated")
+    return try decode(AtomicFile.read(p), path: p)
+  }
+
+  /// Decodes the contents of a `summary.json`; `path` only names the file in errors.
+  public static func decode(_ bytes: [UInt8], path: String) throws -> TrainSummary {
+    guard let s = try? JSONDecoder().decode(TrainSummary.self, from: Data(bytes)) else {
+      throw RunError("\(path) is unreadable or truncated")
     }
     return s
   }

@@ -15,7 +15,9 @@ public struct StepSpec: Equatable, Sendable, Codable, CustomStringConvertible {
   /// Parses `Nit`, `Nep` or `NepMit` (non-negative integers).
   public init(parsing text: String) throws {
     let s = text.trimmingCharacters(in: .whitespaces)
-    let bad = EngineError("invalid step '\(text)': write iterations or epochs as 2000it, 2ep or 1ep500it")
+    let bad = EngineError(
+      "invalid step '\(text.escapingControlCharacters)': write iterations or epochs as 2000it, 2ep or 1ep500it"
+    )
     var ep = 0
     var it = 0
     var rest = Substring(s)
@@ -37,8 +39,16 @@ public struct StepSpec: Equatable, Sendable, Codable, CustomStringConvertible {
     iterations = it
   }
 
-  /// Total iterations for `iterationsPerEpoch`.
-  public func iterations(perEpoch: Int) -> Int { epochs * perEpoch + iterations }
+  /// Total iterations for `iterationsPerEpoch`; an error when the count overflows.
+  public func iterations(perEpoch: Int) throws -> Int {
+    let (e, o1) = epochs.multipliedReportingOverflow(by: perEpoch)
+    let (total, o2) = e.addingReportingOverflow(iterations)
+    guard !o1, !o2 else {
+      throw EngineError(
+        "step '\(description)' is too long: \(epochs) epochs of \(perEpoch) iterations overflow")
+    }
+    return total
+  }
 
   public var description: String {
     if epochs == 0 { return "\(iterations)it" }

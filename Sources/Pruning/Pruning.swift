@@ -102,18 +102,32 @@ public struct Mask: Equatable, Sendable {
   }
 }
 
-/// Matches `pattern` with `*` wildcards against `name`.
+/// Matches `pattern` with `*` wildcards (any run of characters, the empty one included)
+/// against `name`: the greedy two-pointer glob match, backtracking to the last `*`.
 public func wildcardMatch(_ pattern: String, _ name: String) -> Bool {
-  let parts = pattern.split(separator: "*", omittingEmptySubsequences: false).map(String.init)
-  if parts.count == 1 { return pattern == name }
-  var rest = Substring(name)
-  guard rest.hasPrefix(parts[0]) else { return false }
-  rest = rest.dropFirst(parts[0].count)
-  for part in parts.dropFirst().dropLast() {
-    guard let r = rest.range(of: part) else { return false }
-    rest = rest[r.upperBound...]
+  let p = Array(pattern)
+  let n = Array(name)
+  var (i, j) = (0, 0)  // next pattern and name characters
+  var star: Int? = nil  // position of the last `*` seen, and the name position it resumes at
+  var resume = 0
+  while j < n.count {
+    if i < p.count && p[i] == "*" {
+      star = i
+      resume = j
+      i += 1
+    } else if i < p.count && p[i] == n[j] {
+      i += 1
+      j += 1
+    } else if let s = star {
+      // Let the last `*` absorb one more character and retry.
+      resume += 1
+      (i, j) = (s + 1, resume)
+    } else {
+      return false
+    }
   }
-  return rest.hasSuffix(parts.last!) && rest.count >= parts.last!.count
+  while i < p.count && p[i] == "*" { i += 1 }
+  return i == p.count
 }
 
 extension PruningPolicy {
@@ -130,7 +144,7 @@ extension PruningPolicy {
     let names = net.prunableParameters.map(\.0)
     for pattern in ignore where !names.contains(where: { wildcardMatch(pattern, $0) }) {
       throw PruningError(
-        "--prune-ignore pattern '\(pattern)' matches no prunable tensor; they are: \(names.joined(separator: ", "))"
+        "--prune-ignore pattern '\(pattern.escapingControlCharacters)' matches no prunable tensor; they are: \(names.joined(separator: ", "))"
       )
     }
     let outputName = net.outputLayer + ".weight"

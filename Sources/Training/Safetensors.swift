@@ -80,33 +80,90 @@ public enum Safetensors {
 
   /// Parses a file; any inconsistency is a one-line error naming the file.
   public static func read(_ path: String) throws -> (tensors: [String: Entry], metadata: [String: String]) {
-    let bytes = try AtomicFile.read(path)
+    try parse(AtomicFile.read(path), path: path)
+  }
+
+  /// The largest header accepted (the reference implementation's limit is 100 MB too).
+  public static let maxHeaderBytes = 100_000_000
+
+  /// Parses the contents of a safetensors file; `path` only names the file in errors.
+  /// Checks, before anything is allocated from a header field: the header length (at most
+  /// ``maxHeaderBytes`` and inside the file), every entry's dtype (F32, F64, I64), shape
+  /// (non-negative sizes whose product times the dtype's width does not overflow and equals
+  /// the entry's byte count) and data offsets (`begin <= end`, inside the data section), and
+  /// that no two tensors share a byte.
+  public static func parse(_ bytes: [UInt8], path: String) throws -> (
+    tensors: [String: Entry], metadata: [String: String]
+  ) {
     let bad = { (why: String) in RunError("\(path): not a valid safetensors file (\(why))") }
-    guard bytes.count >= 8 else { throw bad("truncated header") }
+    guard bytes.count >= 8 else { throw bad("\(bytes.count) bytes, shorter than the 8-byte header length") }
     var n: UInt64 = 0
     for i in 0..<8 { n |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-    guard n <= UInt64(bytes.count - 8) else { throw bad("truncated header") }
-    let json = Data(bytes[8..<(8 + Int(n))])
-    guard let header = try? JSONSerialization.jsonObject(with: json) as? [String: Any] else {
-      throw bad("header is not JSON")
+    guard n <= UInt64(maxHeaderBytes) else {
+      throw bad("header length \(n) is over the limit of \(maxHeaderBytes) bytes")
+    }
+    guard n <= UInt64(bytes.count - 8) else {
+      throw bad("header length \(n) runs past the end of the \(bytes.count)-byte file (truncated?)")
     }
     let dataStart = 8 + Int(n)
+    let dataSize = bytes.count - dataStart
+    guard let header = try? JSONSerialization.jsonObject(with: Data(bytes[8..<dataStart])) as? [String: Any]
+    else { throw bad("header is not a JSON object") }
     var tensors: [String: Entry] = [:]
     var metadata: [String: String] = [:]
+    var ranges: [(begin: Int, end: Int, name: String, dtype: DType, shape: [Int])] = []
     for (name, value) in header {
+      let quoted = name.debugDescription  // names may hold any character, newlines included
       if name == "__metadata__" {
-        metadata = value as? [String: String] ?? [:]
+        guard let m = value as? [String: String] else { throw bad("__metadata__ is not a map of strings") }
+        metadata = m
         continue
       }
-      guard let d = value as? [String: Any], let dt = (d["dtype"] as? String).flatMap(DType.init),
-        let shape = d["shape"] as? [Int], let off = d["data_offsets"] as? [Int], off.count == 2
-      else { throw bad("entry \(name) is malformed or has an unsupported dtype") }
-      let size = dt == .F32 ? 4 : 8
-      guard off[0] >= 0, off[1] >= off[0], dataStart + off[1] <= bytes.count,
-        off[1] - off[0] == shape.reduce(1, *) * size
-      else { throw bad("tensor \(name) is truncated or its size disagrees with its shape") }
-      tensors[name] = Entry(
-        dtype: dt, shape: shape, bytes: Array(bytes[(dataStart + off[0])..<(dataStart + off[1])]))
+      guard let d = value as? [String: Any] else { throw bad("entry \(quoted) is not an object") }
+      guard let dtypeName = d["dtype"] as? String else { throw bad("tensor \(quoted) has no dtype") }
+      guard let dt = DType(rawValue: dtypeName) else {
+        throw bad(
+          "tensor \(quoted) has dtype \(dtypeName.debugDescription); LotteryKit reads F32, F64 and I64")
+      }
+      guard let shape = d["shape"] as? [Int] else {
+        throw bad("tensor \(quoted) has no shape (a list of integers)")
+      }
+      guard let off = d["data_offsets"] as? [Int], off.count == 2 else {
+        throw bad("tensor \(quoted) has no data_offsets (two integers)")
+      }
+      var count = dt == .F32 ? 4 : 8  // bytes: the dtype's width times every size
+      for s in shape {
+        guard s >= 0 else { throw bad("tensor \(quoted) has shape \(shape) with a negative size") }
+        let (p, overflow) = count.multipliedReportingOverflow(by: s)
+        guard !overflow else { throw bad("tensor \(quoted) has shape \(shape), too large") }
+        count = p
+      }
+      let (begin, end) = (off[0], off[1])
+      guard begin >= 0, begin <= end else {
+        throw bad("tensor \(quoted) has data_offsets [\(begin), \(end)], not 0 <= begin <= end")
+      }
+      guard end <= dataSize else {
+        throw bad(
+          "tensor \(quoted) has data_offsets [\(begin), \(end)] past the end of the \(dataSize)-byte data section (truncated?)"
+        )
+      }
+      guard end - begin == count else {
+        throw bad(
+          "tensor \(quoted) has \(end - begin) bytes, its dtype \(dt.rawValue) and shape \(shape) need \(count)"
+        )
+      }
+      ranges.append((begin, end, name, dt, shape))
+    }
+    // No byte may belong to two tensors (empty tensors own none).
+    let nonEmpty = ranges.filter { $0.begin < $0.end }.sorted { ($0.begin, $0.end) < ($1.begin, $1.end) }
+    for (a, b) in zip(nonEmpty, nonEmpty.dropFirst()) where b.begin < a.end {
+      throw bad(
+        "tensors \(a.name.debugDescription) [\(a.begin), \(a.end)] and \(b.name.debugDescription) [\(b.begin), \(b.end)] overlap"
+      )
+    }
+    for r in ranges {
+      tensors[r.name] = Entry(
+        dtype: r.dtype, shape: r.shape, bytes: Array(bytes[(dataStart + r.begin)..<(dataStart + r.end)]))
     }
     return (tensors, metadata)
   }

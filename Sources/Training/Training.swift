@@ -47,14 +47,23 @@ public final class MetricsLog {
       try flush()
       return
     }
-    let text = String(decoding: try AtomicFile.read(jsonlPath), as: UTF8.self)
-    for line in text.split(separator: "\n") where !line.isEmpty {
-      guard let r = try? JSONDecoder().decode(MetricRecord.self, from: Data(line.utf8)) else {
-        throw RunError("\(jsonlPath): unreadable line '\(line.prefix(60))'")
-      }
-      if r.step <= step { records.append(r) }
-    }
+    records = try Self.parse(AtomicFile.read(jsonlPath), path: jsonlPath).filter { $0.step <= step }
     try flush()
+  }
+
+  /// The records of a `metrics.jsonl` (one JSON object a line); `path` only names the file
+  /// in errors.
+  public static func parse(_ bytes: [UInt8], path: String) throws -> [MetricRecord] {
+    var out: [MetricRecord] = []
+    // Split the bytes: as a String, "\r\n" would be one character and no line break.
+    for line in bytes.split(separator: 10) where !line.isEmpty {
+      guard let r = try? JSONDecoder().decode(MetricRecord.self, from: Data(line)) else {
+        let excerpt = String(decoding: line.prefix(60), as: UTF8.self).escapingControlCharacters
+        throw RunError("\(path): unreadable line '\(excerpt)'")
+      }
+      out.append(r)
+    }
+    return out
   }
 
   public func append(_ r: MetricRecord) throws {

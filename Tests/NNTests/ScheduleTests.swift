@@ -62,3 +62,31 @@ struct ScheduleTests {
     #expect(w.parameter("fc.weight")!.value.shape == [10, 128])
   }
 }
+
+@Suite("Step strings: fuzzing regressions")
+struct StepStringEdgeTests {
+  @Test("control characters stay escaped in the one-line error")
+  func controlCharacters() {
+    // libFuzzer input (FuzzSteps): seven NUL bytes and a carriage return.
+    let input = String(decoding: [0, 0, 0, 0, 0, 0, 0, 13] as [UInt8], as: UTF8.self)
+    do {
+      _ = try StepSpec(parsing: input)
+      Issue.record("parsed")
+    } catch {
+      #expect(
+        "\(error)".hasPrefix(#"invalid step '\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\u{0}\r': write"#), "\(error)")
+    }
+    #expect(throws: EngineError.self) { try StepSpec(parsing: "2ep\n3it") }
+  }
+
+  @Test("iteration counts that overflow are an error, not a trap")
+  func overflow() throws {
+    let s = try StepSpec(parsing: "9223372036854775807ep")
+    #expect(throws: EngineError.self) { try s.iterations(perEpoch: 2) }
+    #expect(throws: EngineError.self) {
+      try StepSpec(parsing: "1ep9223372036854775807it").iterations(perEpoch: 1)
+    }
+    #expect(try s.iterations(perEpoch: 1) == Int.max)
+    #expect(throws: EngineError.self) { try StepSpec(parsing: "99999999999999999999it") }
+  }
+}

@@ -375,3 +375,33 @@ struct LotteryTests {
     #expect(CLI.snapshot(root + "/replicate_1/level_0") == before)
   }
 }
+
+@Suite("Layer-name patterns and level lists: fuzzing regressions")
+struct PatternEdgeTests {
+  @Test("wildcards that match the empty run, repeated and adjacent stars")
+  func wildcards() {
+    // libFuzzer input (FuzzPatterns): "**" did not match "" (Foundation's range(of: "")
+    // finds nothing, so an empty middle part failed every match).
+    #expect(wildcardMatch("**", ""))
+    #expect(wildcardMatch("*", "") && wildcardMatch("***", "fc.weight"))
+    #expect(wildcardMatch("blocks.**.weight", "blocks.1.conv.weight"))
+    #expect(wildcardMatch("a*a", "aa") && !wildcardMatch("a*a", "a"))
+    #expect(wildcardMatch("*.weight", "fc.weight") && !wildcardMatch("*.weight", "fc.bias"))
+    #expect(wildcardMatch("a*b*c", "aXbYbZc") && !wildcardMatch("a*b*c", "aXcYb"))
+    #expect(!wildcardMatch("", "a") && wildcardMatch("", ""))
+  }
+
+  @Test("level lists: huge ranges and control characters are one-line errors")
+  func levels() throws {
+    #expect(try parseLevels("0-3,5,7") == [0, 1, 2, 3, 5, 7])
+    #expect(try parseLevels("1000") == [1000])
+    // Allocated 10^13 integers before the limit.
+    #expect(throws: EngineError.self) { try parseLevels("0-9999999999999") }
+    do {
+      _ = try parseLevels("1\n2")
+      Issue.record("parsed")
+    } catch {
+      #expect(!"\(error)".contains("\n") && "\(error)".contains(#"'1\n2'"#), "\(error)")
+    }
+  }
+}
