@@ -51,7 +51,8 @@ public enum Layouts {
     let toBlocked = layout.isBlocked
     let b = toBlocked ? layout.block : x.layout.block
     precondition(
-      x.shape.count == 4 && x.shape[1] % b == 0, "\(toBlocked ? layout : x.layout) needs 4-D input with C % \(b) == 0, got \(x.shape)")
+      x.shape.count == 4 && x.shape[1] % b == 0,
+      "\(toBlocked ? layout : x.layout) needs 4-D input with C % \(b) == 0, got \(x.shape)")
     y.resize(x.shape)
     y.layout = layout
     let (n, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])

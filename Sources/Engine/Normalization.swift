@@ -212,12 +212,16 @@ extension BatchNormKernel {
   }
 
   /// 16 values at `p`, or 8 and zeros when `half`.
-  @inline(__always) static func load16<T: Scalar>(_ p: UnsafeMutablePointer<T>, half: Bool = false) -> SIMD16<T> {
+  @inline(__always) static func load16<T: Scalar>(_ p: UnsafeMutablePointer<T>, half: Bool = false) -> SIMD16<
+    T
+  > {
     if half { return SIMD16(lowHalf: UnsafeRawPointer(p).loadUnaligned(as: SIMD8<T>.self), highHalf: .zero) }
     return UnsafeRawPointer(p).loadUnaligned(as: SIMD16<T>.self)
   }
   /// Stores 16 values at `p`, or the lower 8 when `half`.
-  @inline(__always) static func store16<T: Scalar>(_ v: SIMD16<T>, _ p: UnsafeMutablePointer<T>, half: Bool = false) {
+  @inline(__always) static func store16<T: Scalar>(
+    _ v: SIMD16<T>, _ p: UnsafeMutablePointer<T>, half: Bool = false
+  ) {
     if half {
       UnsafeMutableRawPointer(p).storeBytes(of: v.lowHalf, as: SIMD8<T>.self)
     } else {
@@ -225,7 +229,9 @@ extension BatchNormKernel {
     }
   }
   /// Channel parameters of block `cb` in lane order: 16 channels, or 8 channels twice.
-  @inline(__always) static func lanes<T: Scalar>(_ t: UnsafeMutablePointer<T>, _ cb: Int, _ b: Int) -> SIMD16<T> {
+  @inline(__always) static func lanes<T: Scalar>(_ t: UnsafeMutablePointer<T>, _ cb: Int, _ b: Int) -> SIMD16<
+    T
+  > {
     if b == 16 { return load16(t + cb * 16) }
     let v = UnsafeRawPointer(t + cb * 8).loadUnaligned(as: SIMD8<T>.self)
     return SIMD16(lowHalf: v, highHalf: v)

@@ -196,7 +196,9 @@ final class WorkerPool: @unchecked Sendable {
     publish(job)
     Self.claim(job, slot: 0)
     var spins = 0
-    while job.done.load(ordering: .acquiring) < count || job.acks.load(ordering: .acquiring) < job.participants {
+    while job.done.load(ordering: .acquiring) < count
+      || job.acks.load(ordering: .acquiring) < job.participants
+    {
       spins += 1
       if spins > 4096 { _ = sched_yield() }
     }

@@ -355,7 +355,7 @@ public final class BasicBlock<T: Scalar>: Module<T> {
     g = try conv2.inputGradient(g)
     g = try relu1.inputGradient(g)
     g = try bn1.inputGradient(g)
-    guard let main = try conv1.backward(g, needInputGradient: needInputGradient) else { return nil }
+    guard let main = conv1.backward(g, needInputGradient: needInputGradient) else { return nil }
     Elementwise.addInPlace(gradInput, main)
     return gradInput
   }

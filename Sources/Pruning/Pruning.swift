@@ -179,7 +179,8 @@ extension PruningPolicy {
     let sizes = net.prunableParameters.map { ($0.0, $0.1.value.count) }
     func fail(_ level: Int, _ what: String) -> PruningError {
       PruningError(
-        "level \(level) would prune every remaining weight of \(what); use fewer levels (at most \(level - 1))")
+        "level \(level) would prune every remaining weight of \(what); use fewer levels (at most \(level - 1))"
+      )
     }
     switch strategy {
     case .layerwise:

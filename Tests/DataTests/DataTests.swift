@@ -211,7 +211,8 @@ struct LoaderTests {
   func fashion() throws {
     let path = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
     try #require(
-      FileManager.default.fileExists(atPath: path), "\(path) missing: install dataset-fashion-mnist (make deps)")
+      FileManager.default.fileExists(atPath: path),
+      "\(path) missing: install dataset-fashion-mnist (make deps)")
     let (train, test) = try DatasetCatalog.load("fashion_mnist")
     #expect(train.count == 60000 && test.count == 10000 && train.classes == 10)
   }

@@ -58,8 +58,10 @@ struct ConvBackendTests {
     // 140 examples: shards of 17-18, each cut into two oneDNN calls (at most 16 examples).
     (140, 32, 4, 4, 32, 3, 1, 1, true),
     // VGG-11's middle layers at 32x32 input (wide channels, small images).
-    (3, 3, 32, 32, 64, 3, 1, 1, true), (3, 64, 16, 16, 128, 3, 1, 1, true), (3, 128, 8, 8, 256, 3, 1, 1, true),
-    (3, 256, 8, 8, 256, 3, 1, 1, true), (3, 256, 4, 4, 512, 3, 1, 1, true), (3, 512, 4, 4, 512, 3, 1, 1, true),
+    (3, 3, 32, 32, 64, 3, 1, 1, true), (3, 64, 16, 16, 128, 3, 1, 1, true),
+    (3, 128, 8, 8, 256, 3, 1, 1, true),
+    (3, 256, 8, 8, 256, 3, 1, 1, true), (3, 256, 4, 4, 512, 3, 1, 1, true),
+    (3, 512, 4, 4, 512, 3, 1, 1, true),
   ]
 
   @Test("forward and backward of every backend", arguments: shapes)

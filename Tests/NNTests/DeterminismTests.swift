@@ -1,6 +1,6 @@
 import Data
-import Foundation
 import Engine
+import Foundation
 import NN
 import TestSupport
 import Testing
@@ -153,7 +153,9 @@ struct BackendNetworkTests {
       #expect(f.margin < 1e-6, "\(policy) \(a.0): a flipped decision \(f.margin) from the boundary")
       #expect(f.count <= 4, "\(policy) \(a.0): \(f.count) flipped decisions")
       let layers = (r.net.body as? Sequential<Float>)?.layers.map(\.0) ?? []
-      if verbose { print("\(a.0) \(policy) on \(Convolution.isa): \(f.count) flips, deepest at layer \(f.deepest)") }
+      if verbose {
+        print("\(a.0) \(policy) on \(Convolution.isa): \(f.count) flips, deepest at layer \(f.deepest)")
+      }
       for (k, (name, g)) in r.grads.enumerated() {
         let ref = exact.grads[k].1
         let refNorm = Self.norm(ref)
@@ -166,7 +168,9 @@ struct BackendNetworkTests {
           #expect(err < 1e-5 * total, "\(policy) \(a.0) \(name): \(err / total) of the total gradient norm")
         } else {
           let bound = upstreamOfFlip ? 5e-2 : 1e-4
-          if verbose { print("  \(name): relative L2 error \(err / refNorm)\(upstreamOfFlip ? " (before a flip)" : "")") }
+          if verbose {
+            print("  \(name): relative L2 error \(err / refNorm)\(upstreamOfFlip ? " (before a flip)" : "")")
+          }
           #expect(err / refNorm < bound, "\(policy) \(a.0) \(name): relative L2 error \(err / refNorm)")
         }
       }
