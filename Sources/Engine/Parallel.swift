@@ -214,7 +214,7 @@ final class WorkerPool: @unchecked Sendable {
       // the copy after publishing), and a worker must not take the same job twice.
       while generation.load(ordering: .acquiring) <= seen {
         spins += 1
-        // About half a millisecond of polling: LeNet's step has serial stretches (loss,
+        // A long enough polling window matters: LeNet's step has serial stretches (loss,
         // optimizer) between parallel loops; with half this window, about half of all
         // processes had workers falling asleep there and ran 2x slower (0.65 -> 1.4 ms).
         if spins < 200_000 { continue }
