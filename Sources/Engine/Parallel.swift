@@ -79,8 +79,8 @@ public enum Parallel {
   /// it (`0..<slots`; the calling thread is slot 0). Shards on the same slot never overlap,
   /// so per-slot scratch buffers suffice: memory grows with threads, not with shards.
   public static func forEach(_ count: Int, slots: Int, _ body: (_ shard: Int, _ slot: Int) -> Void) {
-    let threads = self.threads
-    let pool = state.withLock { $0.pool }
+    let (global, pool) = state.withLock { ($0.threads, $0.pool) }
+    let threads = taskThreads ?? global
     guard count > 1, threads > 1, slots > 1, let pool else {
       for i in 0..<count { body(i, 0) }
       return

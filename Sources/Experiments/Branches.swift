@@ -69,13 +69,18 @@ extension LotteryRunner {
   }
 
   /// Runs one branch of level `level` of replicate `r` (skipped when finished).
-  public func runBranch(_ b: BranchHParams, replicate r: Int, level: Int, retrainSetup: RunSetup?) throws {
-    let main = levelDir(r, level)
-    guard FileManager.default.fileExists(atPath: main + "/summary.json") else {
+  /// Branches run off finished main-line levels only.
+  public func requireFinishedLevel(replicate r: Int, level: Int) throws {
+    guard FileManager.default.fileExists(atPath: levelDir(r, level) + "/summary.json") else {
       throw RunError(
         "level \(level) of replicate \(r) is unfinished or missing in \(root); run `lth lottery` with the same flags first"
       )
     }
+  }
+
+  public func runBranch(_ b: BranchHParams, replicate r: Int, level: Int, retrainSetup: RunSetup?) throws {
+    try requireFinishedLevel(replicate: r, level: level)
+    let main = levelDir(r, level)
     let dir = "\(root)/replicate_\(r)/level_\(level)/\(b.folderName)"
     try RunStore.migrate(
       from: "\(root)/replicate_\(r)/level_\(level)/\(b.legacyFolderName)", to: dir,

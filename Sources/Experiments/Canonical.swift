@@ -254,24 +254,9 @@ struct CanonicalEncoderImpl: Encoder {
     mutating func encodeNil(forKey key: Key) throws {
       node.child(forKey: key.stringValue).content = .literal("null")
     }
+    // This generic method also witnesses the protocol's per-type `encode` requirements
+    // (Bool, String, Double, the integers...): every scalar goes through `encodeValue`.
     mutating func encode<T: Encodable>(_ value: T, forKey key: Key) throws {
-      try encodeGeneric(value, forKey: key)
-    }
-    mutating func encode(_ value: Bool, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: String, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: Double, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: Float, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: Int, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: Int8, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: Int16, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: Int32, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: Int64, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: UInt, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: UInt8, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: UInt16, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: UInt32, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encode(_ value: UInt64, forKey key: Key) throws { try encodeGeneric(value, forKey: key) }
-    mutating func encodeGeneric<T: Encodable>(_ value: T, forKey key: Key) throws {
       try CanonicalEncoderImpl.encodeValue(
         value, into: node.child(forKey: key.stringValue), codingPath: codingPath + [key])
     }
@@ -302,22 +287,7 @@ struct CanonicalEncoderImpl: Encoder {
     }
     var key: CodingKey { CanonicalKey(intValue: count) }
     mutating func encodeNil() throws { node.appendChild().content = .literal("null") }
-    mutating func encode<T: Encodable>(_ value: T) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Bool) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: String) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Double) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Float) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Int) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Int8) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Int16) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Int32) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Int64) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: UInt) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: UInt8) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: UInt16) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: UInt32) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: UInt64) throws { try encodeGeneric(value) }
-    mutating func encodeGeneric<T: Encodable>(_ value: T) throws {
+    mutating func encode<T: Encodable>(_ value: T) throws {  // witnesses the per-type ones too
       let k = key
       try CanonicalEncoderImpl.encodeValue(value, into: node.appendChild(), codingPath: codingPath + [k])
     }
@@ -341,22 +311,7 @@ struct CanonicalEncoderImpl: Encoder {
     let node: CanonicalNode
     let codingPath: [CodingKey]
     mutating func encodeNil() throws { node.content = .literal("null") }
-    mutating func encode<T: Encodable>(_ value: T) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Bool) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: String) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Double) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Float) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Int) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Int8) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Int16) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Int32) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: Int64) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: UInt) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: UInt8) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: UInt16) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: UInt32) throws { try encodeGeneric(value) }
-    mutating func encode(_ value: UInt64) throws { try encodeGeneric(value) }
-    mutating func encodeGeneric<T: Encodable>(_ value: T) throws {
+    mutating func encode<T: Encodable>(_ value: T) throws {  // witnesses the per-type ones too
       try CanonicalEncoderImpl.encodeValue(value, into: node, codingPath: codingPath)
     }
   }

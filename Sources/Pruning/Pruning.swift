@@ -166,6 +166,11 @@ extension PruningPolicy {
 }
 
 extension PruningPolicy {
+  /// Weights one level prunes from `alive` survivors: `ceil(fraction * alive)`.
+  static func pruneCount(_ fraction: Double, of alive: Int) -> Int {
+    Int((fraction * Double(alive)).rounded(.up))
+  }
+
   /// Checks a whole pruning schedule before any training: the remaining weights of every
   /// pruned tensor after each of `levels` levels, with exactly the counts
   /// ``MagnitudePruner/prune(_:mask:policy:level:)`` will use (`ceil(fraction * alive)`
@@ -189,7 +194,7 @@ extension PruningPolicy {
       for (n, size) in sizes where fractions[n]! > 0 {
         var alive = size
         for level in stride(from: 1, through: min(levels, first.map { $0.level - 1 } ?? levels), by: 1) {
-          let k = Int((fractions[n]! * Double(alive)).rounded(.up))
+          let k = Self.pruneCount(fractions[n]!, of: alive)
           if k >= alive {
             first = (level, "\(n) (\(alive) left)")
             break
@@ -202,7 +207,7 @@ extension PruningPolicy {
       let pooled = sizes.filter { fractions[$0.0]! > 0 }
       var alive = pooled.reduce(0) { $0 + $1.1 }
       for level in stride(from: 1, through: levels, by: 1) {
-        alive -= Int((fraction * Double(alive)).rounded(.up))
+        alive -= Self.pruneCount(fraction, of: alive)
         guard alive >= pooled.count else {
           throw fail(level, "some pooled tensor (\(alive) weights left for \(pooled.count) tensors)")
         }
@@ -227,7 +232,7 @@ public enum MagnitudePruner {
         let w = params[n]!.value
         var alive: [(Double, Int)] = []
         for i in 0..<v.count where v[i] == 1 { alive.append((Double(abs(w[i])), i)) }
-        let k = Int((fractions[n]! * Double(alive.count)).rounded(.up))
+        let k = PruningPolicy.pruneCount(fractions[n]!, of: alive.count)
         guard k < alive.count else {
           throw PruningError(
             "level \(level) would prune every remaining weight of \(n) (\(alive.count) left); use fewer levels"
@@ -244,7 +249,7 @@ public enum MagnitudePruner {
         let w = params[n]!.value
         for i in 0..<v.count where v[i] == 1 { alive.append((Double(abs(w[i])), t, i)) }
       }
-      let k = Int((policy.fraction * Double(alive.count)).rounded(.up))
+      let k = PruningPolicy.pruneCount(policy.fraction, of: alive.count)
       alive.sort { ($0.0, $0.1, $0.2) < ($1.0, $1.1, $1.2) }
       for (_, t, i) in alive.prefix(k) { next.values[mask.names[t]]![i] = 0 }
       for (_, n) in pooled where next.remaining(n) == 0 {

@@ -123,12 +123,7 @@ struct BranchCommon: ParsableArguments {
     // Every branch level must exist before any branch trains: a plan that fails at its
     // last level must not throw away the branches trained before it.
     for r in replicates {
-      for l in levelList
-      where !FileManager.default.fileExists(atPath: runner.levelDir(r, l) + "/summary.json") {
-        throw RunError(
-          "level \(l) of replicate \(r) is unfinished or missing in \(runner.root); run `lth lottery` with the same flags first"
-        )
-      }
+      for l in levelList { try runner.requireFinishedLevel(replicate: r, level: l) }
     }
     let rs = try retrain.map { try RunSetup($0, dataDir: training.dataDir) }
     if runner.hasUnfinishedBranches(b, replicates: replicates, levels: levelList) {
