@@ -113,6 +113,7 @@ for model in a.models.split(","):
     results = {k: [] for k in impls}
     every = {k: [] for k in impls}
     rss = {}
+    backends = set()
     for r in range(ROUNDS.get(model, a.rounds)):
         for name, cmd in impls.items():
             res, err = run(cmd)
@@ -122,6 +123,8 @@ for model in a.models.split(","):
             results[name].append(res["step_ms"])
             every[name].append(res.get("steps_ms", []))
             rss[name] = res.get("peak_rss_mb")
+            if name == "lotterykit":
+                backends.update(res.get("conv_backends", {}).values())
     flops = 3 * 2 * forward_macs(model) * (128 if "resnet" in model else 60) if torch_ok else None
     print(f"\n{model}: step times in ms per round (median of {steps} steps each)")
     for name, ts in results.items():
@@ -143,6 +146,8 @@ for model in a.models.split(","):
     if lk and flops:
         print(f"  LotteryKit at {flops / (lk / 1000) / 1e9:.1f} GFLOP/s = {flops / (lk / 1000) / 1e9 / roof * 100:.0f}% "
               f"of the sgemm roofline ({flops / 1e6:.0f} MFLOP per step; roofline time {flops / roof / 1e6:.2f} ms)")
-        if not model.startswith("mnist"):
+        if any("wino" in b for b in backends):
             print("  (FLOPs counted as direct convolution; LotteryKit's Winograd F(4x4,3x3) layers do about a "
                   "quarter of the multiplications, so more than 100% is possible)")
+        if backends:
+            print(f"  LotteryKit's convolution kernels: {', '.join(sorted(backends))}")
