@@ -12,10 +12,18 @@ import Training
 ///   `(seed, replicate, level, branch)`, trained like the main line;
 /// - `retrain`: the same mask and rewind weights, trained with other training flags
 ///   (data sets only with the same input shape and class count).
+///
+/// The ablations of the PaI paper, for lottery levels and PaI densities alike:
+/// - `shuffle`: positions redrawn within each tensor, per-tensor counts kept (for lottery
+///   levels the same operation as `random-prune --layout layerwise`);
+/// - `reinit`: the same mask, fresh initial weights (for lottery levels: `random-reinit`);
+/// - `invert`: keep the lowest-scoring weights instead of the highest at the same density
+///   (for lottery levels: the smallest magnitudes of level L-1's trained weights).
 public enum BranchKind: String, Codable, Sendable, CaseIterable {
   case randomPrune = "random-prune"
   case randomReinit = "random-reinit"
   case retrain
+  case shuffle, reinit, invert
 }
 
 /// What defines a branch (hashed into its folder name).
@@ -107,7 +115,7 @@ extension LotteryRunner {
     let T = setup.totalSteps
     if progress != .quiet { print("replicate \(r) level \(level): branch \(b.kind.rawValue)") }
     switch b.kind {
-    case .randomPrune:
+    case .randomPrune, .shuffle, .invert:
       let maskPath = dir + "/mask.safetensors"
       let mask: Mask
       if FileManager.default.fileExists(atPath: maskPath) {
@@ -115,13 +123,17 @@ extension LotteryRunner {
       } else {
         let seed = derivedSeed(
           hparams.training.seed, purpose: "branch-mask", replicate: r, level: level, branch: b.kind.rawValue)
-        mask = RandomPruner.like(mainMask, layout: b.layout ?? .layerwise, seed: seed)
+        if b.kind == .invert {
+          mask = try invertedMask(replicate: r, level: level, initSeed: initSeed)
+        } else {
+          mask = RandomPruner.like(mainMask, layout: b.layout ?? .layerwise, seed: seed)
+        }
         try writeMask(mask, dir)
       }
       _ = try trainPhase(
         dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed, initialState: rewind,
         firstStep: k, lastStep: T, lr: { schedule($0) })
-    case .randomReinit:
+    case .randomReinit, .reinit:
       try writeMask(mainMask, dir)
       let seed = derivedSeed(
         hparams.training.seed, purpose: "branch-init", replicate: r, level: level, branch: b.kind.rawValue)
@@ -142,5 +154,17 @@ extension LotteryRunner {
         dir: dir, mask: mainMask, setup: rs, initSeed: initSeed, dataSeed: dataSeed, initialState: rewind,
         firstStep: rk, lastStep: rs.totalSteps, lr: { rschedule($0) })
     }
+  }
+
+  /// Level `level` pruned from level `level - 1` keeping the smallest magnitudes, with the
+  /// main line's counts (level 0: the dense mask).
+  func invertedMask(replicate r: Int, level: Int, initSeed: UInt64) throws -> Mask {
+    let probe = try setup.makeNetwork(seed: initSeed)
+    guard level > 0 else { return Mask(ones: probe) }
+    let prev = levelDir(r, level - 1)
+    let trained = try setup.makeNetwork(seed: initSeed)
+    try ModelState.load(trained, from: prev + "/model_final.safetensors")
+    let prevMask = try Mask.load(prev + "/mask.safetensors", for: probe)
+    return try MagnitudePruner.prune(trained, mask: prevMask, policy: hparams.pruning, level: level, invert: true)
   }
 }

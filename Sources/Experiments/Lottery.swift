@@ -89,12 +89,15 @@ public final class LotteryRunner {
   public let rewindIteration: Int
   public let finetuneIterations: Int
   private var lock: FileLock?
+  /// Phase training and mask files, shared with ``PaIRunner``.
+  let phases: PhaseRunner
 
   public init(_ h: LotteryHParams, dataDir: String?, output: String, progress: ProgressStyle) throws {
     hparams = h
     self.output = output
     self.progress = progress
     setup = try RunSetup(h.training, dataDir: dataDir)
+    phases = PhaseRunner(setup: setup, progress: progress)
     rewindIteration = try StepSpec(parsing: h.rewindStep).iterations(perEpoch: setup.iterationsPerEpoch)
     guard rewindIteration < setup.totalSteps else {
       throw EngineError(
@@ -149,61 +152,22 @@ public final class LotteryRunner {
 
   public func levelDir(_ r: Int, _ l: Int) -> String { "\(root)/replicate_\(r)/level_\(l)/main" }
 
-  func makeDir(_ d: String) throws {
-    try RunStore.makeDirectory(d)
-    for f in (try? FileManager.default.contentsOfDirectory(atPath: d)) ?? []
-    where f.hasPrefix(".") && f.contains(".tmp-") {
-      try? FileManager.default.removeItem(atPath: d + "/" + f)
-    }
-  }
+  func makeDir(_ d: String) throws { try phases.makeDir(d) }
 
   /// Trains one phase into `dir` unless its `summary.json` exists (then returns it).
   func trainPhase(
     dir: String, mask: Mask, setup: RunSetup, initSeed: UInt64, dataSeed: UInt64, initialState: String?,
     firstStep: Int, lastStep: Int, lr: @escaping (Int) -> Double, saveStates: [(step: Int, path: String)] = []
   ) throws -> TrainSummary {
-    if let s = try TrainSummary.read(in: dir) { return s }
-    let started = Date()
-    // A level's record of the machine that trains it (branches have it in hparams.json).
-    let fm = FileManager.default
-    if !fm.fileExists(atPath: dir + "/hparams.json") && !fm.fileExists(atPath: dir + "/provenance.json") {
-      let p = try Provenance.current(convBackends: try setup.plannedConvBackends()).jsonObject()
-      try RunStore.writeJSON(["provenance": p], to: dir + "/provenance.json")
-    }
-    let net = try setup.makeNetwork(seed: initSeed)
-    if let initialState { try ModelState.load(net, from: initialState) }
-    try mask.apply(to: net)
-    let trainer = try Trainer(
-      network: net, optimizer: try setup.makeOptimizer(net), loader: try setup.makeLoader(seed: dataSeed),
-      evalSets: setup.evalSets, firstStep: firstStep, lastStep: lastStep, evalEvery: setup.evalEvery,
-      learningRate: lr, directory: dir, progress: progress)
-    trainer.saveStates = saveStates + [(firstStep, dir + "/model_start.safetensors")]
-    let records = try trainer.run()
-    try ModelState.save(net, step: lastStep, to: dir + "/model_final.safetensors")
-    let summary = try TrainSummary.from(
-      records, runDir: dir, steps: lastStep - firstStep, seconds: Date().timeIntervalSince(started),
-      network: net)
-    try summary.write(in: dir)
-    return summary
+    try phases.train(
+      dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed, initialState: initialState,
+      firstStep: firstStep, lastStep: lastStep, lr: lr, saveStates: saveStates)
   }
 
-  /// Writes `sparsity.json`, then `mask.safetensors` (whose presence marks the mask as
-  /// decided): a kill between the two leaves no mask, and the rerun decides it again.
-  func writeMask(_ m: Mask, _ dir: String) throws {
-    try AtomicFile.write(m.sparsityJSON(), to: dir + "/sparsity.json")
-    try m.save(to: dir + "/mask.safetensors")
-  }
+  /// Writes the mask with its connectivity (see ``PhaseRunner/writeMask(_:_:connectivity:)``).
+  func writeMask(_ m: Mask, _ dir: String) throws { try phases.writeMask(m, dir, connectivity: nil) }
 
-  /// Loads a decided mask, restoring `sparsity.json` if it is missing (a folder written by
-  /// a version that saved the mask first and was killed in between).
-  func loadMask(_ path: String, for net: Network<Float>) throws -> Mask {
-    let m = try Mask.load(path, for: net)
-    let sparsity = (path as NSString).deletingLastPathComponent + "/sparsity.json"
-    if !FileManager.default.fileExists(atPath: sparsity) {
-      try AtomicFile.write(m.sparsityJSON(), to: sparsity)
-    }
-    return m
-  }
+  func loadMask(_ path: String, for net: Network<Float>) throws -> Mask { try phases.loadMask(path) }
 
   /// Copies a finished level 0 with the same key from another experiment, if any.
   func adoptLevelZero(replicate r: Int, into dir: String) throws -> Bool {

@@ -1,8 +1,9 @@
 import Foundation
 import Training
 
-/// `lth results`: per level, density and accuracies as mean ± sample standard deviation
-/// over the replicates present, with each branch beside the main line.
+/// `lth results`: per level (lottery runs) or per target density (prune-init runs), density,
+/// effective density and accuracies as mean ± sample standard deviation over the replicates
+/// present, with each branch beside the main line; several runs side by side by density.
 ///
 /// Branch columns are named by kind (`random-reinit %`); only when one run holds two
 /// branches of the same kind with different flags do their names get the first 8 hex
@@ -15,6 +16,7 @@ public enum Results {
     var final: [Double] = []
     var best: [Double] = []
     var earlyStop: [Double] = []
+    var effective: [Double] = []
   }
 
   static func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
@@ -29,6 +31,11 @@ public enum Results {
     let density: Double
     if let bytes = try? AtomicFile.read(sp), let value = sparsityDensity(bytes) {
       density = value
+      if let d = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+        let e = d["effective_density"] as? Double
+      {
+        cell.effective.append(e)
+      }
     } else if let fromMask = try? maskDensity(dir + "/mask.safetensors") {
       // A folder killed between its mask and sparsity.json by an older build; the runner
       // rewrites sparsity.json when it next visits the folder.
@@ -68,6 +75,8 @@ public enum Results {
       "density": mean(c.density) ?? NSNull(), "test_accuracy_mean": mean(c.final) ?? NSNull(),
       "test_accuracy_std": std(c.final) ?? NSNull(), "best_test_accuracy_mean": mean(c.best) ?? NSNull(),
       "early_stop_step_mean": mean(c.earlyStop) ?? NSNull(), "replicates": c.final.count,
+      "effective_density": (c.effective.count == c.final.count ? mean(c.effective) : nil) ?? NSNull(),
+      "test_accuracy_values": c.final,
     ]
   }
 
@@ -99,10 +108,24 @@ public enum Results {
       kinds[id] = kind
       return (id, kind)
     }
+    let isPaI = (root as NSString).lastPathComponent.hasPrefix("pai_")
+    let rowPrefix = isPaI ? "density_" : "level_"
+    // Rows: level numbers, or target densities (their folder text, ordered by value).
+    var rowNames: [Int: String] = [:]
+    func rowKey(_ folder: String) -> Int? {
+      let text = String(folder.dropFirst(rowPrefix.count))
+      if isPaI {
+        guard let d = Double(text) else { return nil }
+        let key = -Int((d * 1e12).rounded())  // dense first
+        rowNames[key] = text
+        return key
+      }
+      return Int(text)
+    }
     let reps = (try fm.contentsOfDirectory(atPath: root)).filter { $0.hasPrefix("replicate_") }.sorted()
     for rep in reps {
-      for lv in (try fm.contentsOfDirectory(atPath: root + "/" + rep)).filter({ $0.hasPrefix("level_") }) {
-        guard let level = Int(lv.dropFirst("level_".count)) else { continue }
+      for lv in (try fm.contentsOfDirectory(atPath: root + "/" + rep)).filter({ $0.hasPrefix(rowPrefix) }) {
+        guard let level = rowKey(lv) else { continue }
         let ldir = "\(root)/\(rep)/\(lv)"
         var cell = main[level] ?? Cell()
         try read(ldir + "/main", into: &cell)
@@ -123,13 +146,16 @@ public enum Results {
       return perKind[kind]! > 1 ? kind + "_" + String(id.prefix(8)) : kind
     }
     var levels: [[String: Any]] = []
+    func label(_ o: inout [String: Any], _ level: Int) {
+      if isPaI { o["target_density"] = Double(rowNames[level]!)! } else { o["level"] = level }
+    }
     for level in main.keys.sorted() where !main[level]!.final.isEmpty {
       var o = object(main[level]!)
-      o["level"] = level
+      label(&o, level)
       var bo: [String: Any] = [:]
       for (id, c) in branches[level] ?? [:] where !c.final.isEmpty {
         var x = object(c)
-        x["level"] = level
+        label(&x, level)
         x["kind"] = kinds[id]!
         x["hash"] = id
         bo[columnName(id)] = x
@@ -138,7 +164,18 @@ public enum Results {
       levels.append(o)
     }
     let changes = try MachineCheck.changes(in: root)
-    var out: [String: Any] = ["run_dir": root, "levels": levels, "machine_changed": !changes.isEmpty]
+    var out: [String: Any] = ["run_dir": root, "machine_changed": !changes.isEmpty]
+    if isPaI {
+      out["densities"] = levels
+      let stored = try RunStore.storedHParams(root)?.hparams as? [String: Any]
+      out["method"] = stored?["method"] as? String ?? "unknown"
+      out["allocation"] = stored?["allocation"] as? String ?? "global"
+      out["kind"] = "pai"
+    } else {
+      out["levels"] = levels
+      out["method"] = "imp"
+      out["kind"] = "lottery"
+    }
     if !changes.isEmpty { out["machine_changes"] = changes }
     return out
   }
@@ -178,15 +215,19 @@ public enum Results {
   }
 
   /// A table for people (percentages).
+  static func eff(_ o: [String: Any]) -> String { (o["effective_density"] as? Double).map(pct3) ?? "-" }
+
   public static func table(_ obj: [String: Any]) -> String {
-    let levels = obj["levels"] as! [[String: Any]]
+    let isPaI = obj["kind"] as? String == "pai"
+    let levels = (obj[isPaI ? "densities" : "levels"] as? [[String: Any]]) ?? []
     let names = Array(Set(levels.flatMap { ($0["branches"] as! [String: Any]).keys })).sorted()
     let header =
-      ["level", "density %", "test acc %", "best %", "early stop", "reps"] + names.map { $0 + " %" }
+      [isPaI ? "target %" : "level", "density %", "effective %", "test acc %", "best %", "early stop", "reps"]
+      + names.map { $0 + " %" }
     var rows: [[String]] = []
     for l in levels {
       var row = [
-        "\(l["level"]!)", pct3(l["density"] as! Double), acc(l),
+        isPaI ? pct3(l["target_density"] as! Double) : "\(l["level"]!)", pct3(l["density"] as! Double), eff(l), acc(l),
         String(format: "%.2f", (l["best_test_accuracy_mean"] as! Double) * 100),
         (l["early_stop_step_mean"] as? Double).map { String(format: "%.0f", $0) } ?? "-",
         "\(l["replicates"]!)",
@@ -195,17 +236,8 @@ public enum Results {
       for n in names { row.append((b[n] as? [String: Any]).map(acc) ?? "-") }
       rows.append(row)
     }
-    var widths = header.map(\.count)
-    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
-    func fmt(_ r: [String]) -> String {
-      // The last column is not padded: no trailing blanks.
-      r.enumerated().map {
-        $0.offset == r.count - 1
-          ? $0.element : $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0)
-      }
-      .joined(separator: "  ")
-    }
-    var lines = [fmt(header)] + rows.map(fmt)
+    var lines = grid(header, rows)
+    if isPaI { lines.insert("method \(obj["method"] ?? "?"), allocation \(obj["allocation"] ?? "?")", at: 0) }
     if obj["machine_changed"] as? Bool == true {
       let changes = obj["machine_changes"] as? [[String: Any]] ?? []
       lines.append(
@@ -213,5 +245,61 @@ public enum Results {
       )
     }
     return lines.joined(separator: "\n")
+  }
+
+  /// Aligned columns; the last column is not padded (no trailing blanks).
+  static func grid(_ header: [String], _ rows: [[String]]) -> [String] {
+    var widths = header.map(\.count)
+    for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+    func fmt(_ r: [String]) -> String {
+      r.enumerated().map {
+        $0.offset == r.count - 1
+          ? $0.element : $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0)
+      }
+      .joined(separator: "  ")
+    }
+    return ([fmt(header)] + rows.map(fmt)).map { line in
+      String(line.reversed().drop(while: { $0 == " " }).reversed())
+    }
+  }
+
+  /// Several runs on one table by measured density (3 significant digits): one column per
+  /// run (its method; `imp` for lottery runs), and under each density one row for the main
+  /// line (`mean ± std` test accuracy, percent), one for its effective density and one per
+  /// ablation (`shuffle`, `reinit`, `invert`, ...).
+  public static func sideBySide(_ runs: [[String: Any]]) -> String {
+    var columns: [String] = []
+    var variants: [String] = []
+    var cells: [String: [String: [String: String]]] = [:]  // density -> variant -> column -> cell
+    var order: [String: Double] = [:]
+    var used: [String: Int] = [:]
+    for run in runs {
+      var name = run["method"] as? String ?? "run"
+      used[name, default: 0] += 1
+      if used[name]! > 1 { name += "#\(used[name]!)" }
+      columns.append(name)
+      let rows = (run["densities"] ?? run["levels"]) as? [[String: Any]] ?? []
+      for row in rows {
+        guard let d = row["density"] as? Double else { continue }
+        let key = pct3(d)
+        order[key] = d
+        cells[key, default: [:]]["main", default: [:]][name] = acc(row)
+        cells[key, default: [:]]["effective %", default: [:]][name] = eff(row)
+        for (b, o) in row["branches"] as! [String: Any] {
+          if !variants.contains(b) { variants.append(b) }
+          cells[key, default: [:]][b, default: [:]][name] = (o as? [String: Any]).map(acc) ?? "-"
+        }
+      }
+    }
+    variants.sort()
+    let keys = order.keys.sorted { order[$0]! > order[$1]! }
+    var rows: [[String]] = []
+    for k in keys {
+      for (i, v) in (["main", "effective %"] + variants).enumerated() {
+        guard let byColumn = cells[k]?[v] else { continue }
+        rows.append([i == 0 ? k : "", v] + columns.map { byColumn[$0] ?? "" })
+      }
+    }
+    return grid(["density %", "row"] + columns, rows).joined(separator: "\n")
   }
 }

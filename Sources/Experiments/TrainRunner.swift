@@ -68,9 +68,13 @@ public final class RunSetup {
   }
 
   /// The model for this data set's input shape and classes, initialised from `seed`.
-  public func makeNetwork(seed: UInt64) throws -> Network<Float> {
-    let net: Network<Float> = try ModelZoo.make(
-      hparams.model, inputShape: train.shape, classes: train.classes)
+  public func makeNetwork(seed: UInt64) throws -> Network<Float> { try makeNetwork(seed: seed, as: Float.self) }
+
+  /// The network in another precision (Float64 for scoring and connectivity), the same
+  /// initial weights up to rounding.
+  public func makeNetwork<T: Scalar>(seed: UInt64, as: T.Type) throws -> Network<T> {
+    let net: Network<T> = try ModelZoo.make(
+      hparams.model, inputShape: train.shape, classes: train.classes, as: T.self)
     net.initialize(
       seed: seed, weights: Initializer(rawValue: hparams.initializer)!,
       batchNorm: BatchNormInit(rawValue: hparams.batchNormInit)!)

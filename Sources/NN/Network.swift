@@ -102,12 +102,21 @@ public final class Network<T: Scalar> {
   /// Forward, mean softmax cross-entropy, backward: afterwards every parameter's `grad`
   /// holds `dL/dtheta` for this batch. Returns the loss, the number of correct predictions
   /// and, when `inputGradient` is true, `dL/dx` (owned by the network).
+  ///
+  /// `temperature` divides the logits before the loss (GraSP uses 200); 1 leaves them alone.
   @discardableResult
-  public func lossAndGradients(input x: Tensor<T>, labels: [Int32], inputGradient: Bool = false)
-    throws -> (loss: Double, correct: Int, inputGradient: Tensor<T>?)
-  {
-    let logits = try forward(x)
+  public func lossAndGradients(
+    input x: Tensor<T>, labels: [Int32], inputGradient: Bool = false, temperature: Double = 1
+  ) throws -> (loss: Double, correct: Int, inputGradient: Tensor<T>?) {
+    var logits = try forward(x)
+    if temperature != 1 {
+      let scaled = logits.clone()
+      for i in 0..<scaled.count { scaled[i] = scaled[i] / T(temperature) }
+      logits = scaled
+    }
     let loss = try CrossEntropy.loss(logits: logits, labels: labels, dLogits: dLogits)
+    // d(loss)/d(logits) = d(loss)/d(logits / t) / t
+    if temperature != 1 { for i in 0..<dLogits.count { dLogits[i] = dLogits[i] / T(temperature) } }
     let correct = CrossEntropy.correctCount(logits: logits, labels: labels)
     let dx = try body.backward(dLogits, needInputGradient: inputGradient)
     return (loss, correct, dx)
@@ -143,6 +152,22 @@ public final class Network<T: Scalar> {
     dLogits.buffer.update(repeating: 1)
     _ = try body.backward(dLogits, needInputGradient: false)
     return r
+  }
+
+  /// Copies every parameter and buffer of `other` (the same architecture, any precision):
+  /// e.g. Float weights into a Float64 network for scoring. Float to Double is exact.
+  public func copyState<U: Scalar>(from other: Network<U>) throws {
+    guard other.parameters.map(\.0) == parameters.map(\.0), other.buffers.map(\.0) == buffers.map(\.0) else {
+      throw EngineError("copyState: \(other.name) and \(name) have different tensors")
+    }
+    for (k, (_, p)) in parameters.enumerated() {
+      let src = other.parameters[k].1.value
+      for i in 0..<p.value.count { p.value[i] = T(Double(src[i])) }
+    }
+    for (k, (_, b)) in buffers.enumerated() {
+      let src = other.buffers[k].1
+      for i in 0..<b.count { b[i] = T(Double(src[i])) }
+    }
   }
 
   /// Runs `body` with every parameter `theta` replaced by `theta + scale * direction[k]`

@@ -8,8 +8,15 @@
 /// pruned tensors (`global`). Ties are broken by position (tensor order, then index), so
 /// pruning is deterministic. Fractions per tensor come from a ``NN/PruningPolicy``: a
 /// default, one for convolutions, one for the output layer, and names never pruned.
-/// ``RandomPruner`` draws random masks with the same per-tensor counts (`layerwise`) or
-/// the same total density (`global`), the "random pruning" control of the LTH papers.
+/// ``RandomPruner`` draws random masks with the same per-tensor counts (`layerwise`: the
+/// *shuffle* ablation) or the same total density (`global`), the "random pruning" control of
+/// the LTH papers.
+///
+/// Every method shares one path from scores to a mask: a ``ScoreMethod`` (Scores.swift,
+/// Methods/) gives one score per weight, higher kept; ``Selector`` (Allocation.swift) keeps
+/// the highest under an ``Allocation`` (global, layerwise, ERK); ``PaIPruner`` (PaI.swift)
+/// repeats score and select over rounds; ``Connectivity`` (Connectivity.swift) finds the
+/// weights on an input-to-output path (effective density) and layer collapse.
 import Engine
 import Foundation
 import NN
@@ -216,47 +223,44 @@ extension PruningPolicy {
   }
 }
 
-/// One level of magnitude pruning.
+/// One level of magnitude pruning: scores `|w|` (``MagnitudeScore``), counts from the
+/// policy, then the shared ``Selector``.
 public enum MagnitudePruner {
   /// Prunes the weights of `net` (trained, under `mask`) and returns the next mask.
-  public static func prune<T: Scalar>(_ net: Network<T>, mask: Mask, policy: PruningPolicy, level: Int)
-    throws -> Mask
-  {
+  /// `invert` keeps the smallest magnitudes instead (the inverted-scores ablation), with the
+  /// same per-tensor counts (layerwise) or the same pooled count (global).
+  public static func prune<T: Scalar>(
+    _ net: Network<T>, mask: Mask, policy: PruningPolicy, level: Int, invert: Bool = false
+  ) throws -> Mask {
     let fractions = try policy.fractions(for: net)
-    var next = mask
-    let params = Dictionary(uniqueKeysWithValues: net.prunableParameters.map { ($0.0, $0.1) })
+    var scores: Scores = [:]
+    for (n, p) in net.prunableParameters {
+      scores[n] = (0..<p.value.count).map { invert ? -Double(abs(p.value[$0])) : Double(abs(p.value[$0])) }
+    }
+    let pooled = mask.names.filter { fractions[$0]! > 0 }
     switch policy.strategy {
     case .layerwise:
-      for n in mask.names where fractions[n]! > 0 {
-        let v = mask.values[n]!
-        let w = params[n]!.value
-        var alive: [(Double, Int)] = []
-        for i in 0..<v.count where v[i] == 1 { alive.append((Double(abs(w[i])), i)) }
-        let k = PruningPolicy.pruneCount(fractions[n]!, of: alive.count)
-        guard k < alive.count else {
+      var counts: [String: Int] = [:]
+      for n in pooled {
+        let alive = mask.remaining(n)
+        let k = PruningPolicy.pruneCount(fractions[n]!, of: alive)
+        guard k < alive else {
           throw PruningError(
-            "level \(level) would prune every remaining weight of \(n) (\(alive.count) left); use fewer levels"
+            "level \(level) would prune every remaining weight of \(n) (\(alive) left); use fewer levels"
           )
         }
-        alive.sort { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
-        for (_, i) in alive.prefix(k) { next.values[n]![i] = 0 }
+        counts[n] = alive - k
       }
+      return Selector.keepTop(scores, mask: mask, counts: counts)
     case .global:
-      var alive: [(Double, Int, Int)] = []  // |w|, tensor number, index
-      let pooled = mask.names.enumerated().filter { fractions[$0.element]! > 0 }
-      for (t, n) in pooled {
-        let v = mask.values[n]!
-        let w = params[n]!.value
-        for i in 0..<v.count where v[i] == 1 { alive.append((Double(abs(w[i])), t, i)) }
-      }
-      let k = PruningPolicy.pruneCount(policy.fraction, of: alive.count)
-      alive.sort { ($0.0, $0.1, $0.2) < ($1.0, $1.1, $1.2) }
-      for (_, t, i) in alive.prefix(k) { next.values[mask.names[t]]![i] = 0 }
-      for (_, n) in pooled where next.remaining(n) == 0 {
+      let alive = pooled.reduce(0) { $0 + mask.remaining($1) }
+      let keep = alive - PruningPolicy.pruneCount(policy.fraction, of: alive)
+      let next = try Selector.keepTopGlobal(scores, mask: mask, pooled: pooled, keep: keep)
+      for n in pooled where next.remaining(n) == 0 {
         throw PruningError("level \(level) would prune every remaining weight of \(n); use fewer levels")
       }
+      return next
     }
-    return next
   }
 }
 

@@ -102,14 +102,21 @@ struct Lottery: ParsableCommand {
   }
 }
 
-/// The flags every branch shares: how to find the lottery run, and which levels.
+/// The flags every branch shares: how to find the source run (a lottery run with
+/// `--levels`, or a `prune-init` run with `--method` and `--densities`), and where to branch.
 struct BranchCommon: ParsableArguments {
   @OptionGroup var training: TrainingFlags
   @OptionGroup var lottery: LotteryFlags
-  @Option(help: "Levels to branch off, e.g. 0-3,5,7.") var levels: String
+  @OptionGroup var pai: PaIFlags
+  @Option(help: "Lottery levels to branch off, e.g. 0-3,5,7.") var levels: String?
 
   func run(_ b: BranchHParams, retrain: TrainingHParams? = nil) throws {
     try training.applyThreads()
+    if pai.method != nil || pai.densities != nil {
+      guard levels == nil else { throw EngineError("give --levels (a lottery run) or --densities (a prune-init run), not both") }
+      return try runPaI(b)
+    }
+    guard let levels else { throw EngineError("--levels (a lottery run) or --method and --densities (a prune-init run) is required") }
     let h = try lottery.resolve(try training.resolve())
     let levelList = try parseLevels(levels)
     let runner = try LotteryRunner(
@@ -136,12 +143,65 @@ struct BranchCommon: ParsableArguments {
     if !training.json { print(Results.table(results)) }
     print(training.json ? Results.jsonLine(results) : "results: \(runner.root)")
   }
+
+  func runPaI(_ b: BranchHParams) throws {
+    guard [.shuffle, .reinit, .invert].contains(b.kind) else {
+      throw EngineError("branch \(b.kind.rawValue) runs off lottery levels only (use shuffle, reinit or invert)")
+    }
+    let densities = try pai.densityList()
+    let h = try pai.resolve(try training.resolve(), lottery)
+    let runner = try PaIRunner(
+      h, dataDir: training.dataDir, output: training.output, progress: training.progress,
+      allowCollapse: pai.allowCollapse)
+    guard FileManager.default.fileExists(atPath: runner.root + "/hparams.json") else {
+      throw RunError(
+        "no prune-init run for these flags at \(runner.root); run `lth prune-init` with the same flags first")
+    }
+    let replicates = try lottery.replicateList()
+    try runner.open()
+    for r in replicates { for d in densities { try runner.requireFinished(replicate: r, density: d) } }
+    if runner.hasUnfinished(replicates: replicates, densities: densities, branch: b) {
+      try runner.checkMachine(command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU)
+    }
+    for r in replicates { for d in densities { try runner.runBranch(b, replicate: r, density: d) } }
+    let results = try Results.collect(runner.root)
+    if !training.json { print(Results.table(results)) }
+    print(training.json ? Results.jsonLine(results) : "results: \(runner.root)")
+  }
 }
 
 struct Branch: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Run a branch off a finished lottery experiment (found from the same flags).",
-    subcommands: [RandomPrune.self, RandomReinit.self, Retrain.self])
+    subcommands: [
+      Shuffle.self, Reinit.self, Invert.self, RandomPrune.self, RandomReinit.self, Retrain.self,
+    ])
+
+  /// The three ablations of the PaI paper, for lottery and prune-init runs alike.
+  struct Shuffle: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Ablation: kept positions redrawn within each tensor (per-tensor counts kept).")
+    @OptionGroup var common: BranchCommon
+    func run() throws {
+      runOrFail { try common.run(BranchHParams(kind: .shuffle, layout: nil, training: nil)) }
+    }
+  }
+  struct Reinit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Ablation: the same mask with fresh initial weights.")
+    @OptionGroup var common: BranchCommon
+    func run() throws {
+      runOrFail { try common.run(BranchHParams(kind: .reinit, layout: nil, training: nil)) }
+    }
+  }
+  struct Invert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Ablation: keep the lowest-scoring weights instead of the highest, at the same density.")
+    @OptionGroup var common: BranchCommon
+    func run() throws {
+      runOrFail { try common.run(BranchHParams(kind: .invert, layout: nil, training: nil)) }
+    }
+  }
 
   struct RandomPrune: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -201,13 +261,20 @@ struct Branch: ParsableCommand {
 struct ResultsCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "results",
-    abstract: "Per-level densities and accuracies of a lottery run (mean ± std over replicates).")
-  @Argument(help: "A lottery run folder (lottery_<hash>).") var runDir: String
+    abstract: "Densities and accuracies of lottery and prune-init runs (mean ± std over replicates).",
+    discussion: "With several runs, one table by density: methods in columns, their ablations beside them.")
+  @Argument(help: "Run folders (lottery_<hash>, pai_<hash>).") var runDirs: [String]
   @Flag(help: "Print one JSON object.") var json = false
   func run() throws {
     runOrFail {
-      let r = try Results.collect(runDir)
-      print(json ? Results.jsonLine(r) : Results.table(r))
+      guard !runDirs.isEmpty else { throw EngineError("give at least one run folder") }
+      if runDirs.count == 1 {
+        let r = try Results.collect(runDirs[0])
+        print(json ? Results.jsonLine(r) : Results.table(r))
+      } else {
+        let rs = try runDirs.map { try Results.collect($0) }
+        print(json ? Results.jsonLine(["runs": rs]) : Results.sideBySide(rs))
+      }
     }
   }
 }
