@@ -165,6 +165,7 @@ extension LotteryRunner {
     let trained = try setup.makeNetwork(seed: initSeed)
     try ModelState.load(trained, from: prev + "/model_final.safetensors")
     let prevMask = try Mask.load(prev + "/mask.safetensors", for: probe)
-    return try MagnitudePruner.prune(trained, mask: prevMask, policy: hparams.pruning, level: level, invert: true)
+    return try MagnitudePruner.prune(
+      trained, mask: prevMask, policy: hparams.pruning, level: level, invert: true)
   }
 }

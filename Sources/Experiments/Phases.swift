@@ -63,7 +63,8 @@ public final class PhaseRunner {
 
   /// Trains one phase into `dir` unless its `summary.json` exists (then returns it).
   func train(
-    dir: String, mask: Mask, setup: RunSetup? = nil, initSeed: UInt64, dataSeed: UInt64, initialState: String?,
+    dir: String, mask: Mask, setup: RunSetup? = nil, initSeed: UInt64, dataSeed: UInt64,
+    initialState: String?,
     firstStep: Int, lastStep: Int, lr: @escaping (Int) -> Double, saveStates: [(step: Int, path: String)] = []
   ) throws -> TrainSummary {
     if let s = try TrainSummary.read(in: dir) { return s }

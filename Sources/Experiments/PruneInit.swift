@@ -49,7 +49,9 @@ public struct PaIHParams: Codable, Equatable, Sendable, CanonicalJSON {
       throw EngineError("--min-density must be in (0, 1], got \(minDensity)")
     }
     let needsData = score?.needsData ?? false
-    if let scoreBatch, !(scoreBatch >= 1) { throw EngineError("--score-batch must be at least 1, got \(scoreBatch)") }
+    if let scoreBatch, !(scoreBatch >= 1) {
+      throw EngineError("--score-batch must be at least 1, got \(scoreBatch)")
+    }
     if method == Self.afterTraining {
       guard atStep == nil else { throw EngineError("--at-step does not apply to \(Self.afterTraining)") }
     } else if retrain != nil || finetuneSteps != nil {
@@ -124,7 +126,8 @@ public final class PaIRunner {
     let perEpoch = setup.iterationsPerEpoch
     startIteration = try h.atStep.map { try StepSpec(parsing: $0).iterations(perEpoch: perEpoch) } ?? 0
     guard startIteration < setup.totalSteps else {
-      throw EngineError("--at-step \(h.atStep ?? "") is not before the end of training (\(setup.totalSteps) iterations)")
+      throw EngineError(
+        "--at-step \(h.atStep ?? "") is not before the end of training (\(setup.totalSteps) iterations)")
     }
     rewindIteration = try h.rewindStep.map { try StepSpec(parsing: $0).iterations(perEpoch: perEpoch) } ?? 0
     guard rewindIteration < setup.totalSteps else {
@@ -230,9 +233,12 @@ public final class PaIRunner {
     }
     let schedule = setup.schedule
     var saves = [(0, dir + "/model_init.safetensors")]
-    if hparams.method == PaIHParams.afterTraining { saves.append((rewindIteration, dir + "/model_rewind.safetensors")) }
+    if hparams.method == PaIHParams.afterTraining {
+      saves.append((rewindIteration, dir + "/model_rewind.safetensors"))
+    }
     _ = try phases.train(
-      dir: dir, mask: Mask(ones: try setup.makeNetwork(seed: initSeed)), initSeed: initSeed, dataSeed: dataSeed,
+      dir: dir, mask: Mask(ones: try setup.makeNetwork(seed: initSeed)), initSeed: initSeed,
+      dataSeed: dataSeed,
       initialState: nil, firstStep: 0, lastStep: last, lr: { schedule($0) }, saveStates: saves)
   }
 
@@ -263,7 +269,8 @@ public final class PaIRunner {
     let c = try phases.connectivity(mask)
     if c.isCollapsed && !allowCollapse {
       throw PruningError(
-        "\(c.collapseDescription(mask)) at density \(String(format: "%.4g", mask.density)); --allow-collapse trains anyway")
+        "\(c.collapseDescription(mask)) at density \(String(format: "%.4g", mask.density)); --allow-collapse trains anyway"
+      )
     }
     try phases.writeMask(mask, dir, connectivity: c)
   }
@@ -285,12 +292,14 @@ public final class PaIRunner {
           lr: { schedule($0) })
       case .lrRewind:
         _ = try phases.train(
-          dir: dir, mask: mask, initSeed: initSeed, dataSeed: dataSeed, initialState: fresh ? nil : finalState,
+          dir: dir, mask: mask, initSeed: initSeed, dataSeed: dataSeed,
+          initialState: fresh ? nil : finalState,
           firstStep: k, lastStep: T, lr: { schedule($0) })
       case .finetune:
         let finalLR = schedule(T - 1)
         _ = try phases.train(
-          dir: dir, mask: mask, initSeed: initSeed, dataSeed: dataSeed, initialState: fresh ? nil : finalState,
+          dir: dir, mask: mask, initSeed: initSeed, dataSeed: dataSeed,
+          initialState: fresh ? nil : finalState,
           firstStep: T, lastStep: T + finetuneIterations, lr: { _ in finalLR })
       }
     } else {
@@ -323,7 +332,10 @@ public final class PaIRunner {
       let mask = masks[d]!
       if try TrainSummary.read(in: dir) != nil { continue }
       if progress != .quiet {
-        print(String(format: "replicate %d density %@: %@, kept %.3f%%", r, "\(d)", hparams.method, mask.density * 100))
+        print(
+          String(
+            format: "replicate %d density %@: %@, kept %.3f%%", r, "\(d)", hparams.method, mask.density * 100)
+        )
       }
       try trainPruned(r, mask: mask, dir: dir, initSeed: initSeed, fresh: false)
     }
@@ -343,13 +355,15 @@ public final class PaIRunner {
     let dir = densityDir(r, d) + "/" + b.folderName
     try phases.makeDir(dir)
     try RunStore.claim(
-      directory: dir, hparamsJSON: b.canonicalJSON(), kind: "branch", convBackends: try setup.plannedConvBackends())
+      directory: dir, hparamsJSON: b.canonicalJSON(), kind: "branch",
+      convBackends: try setup.plannedConvBackends())
     if try TrainSummary.read(in: dir) != nil { return }
     let (initSeed, _) = initSeeds(r)
     let mainMask = try phases.loadMask(mainDir(r, d) + "/mask.safetensors")
     if progress != .quiet { print("replicate \(r) density \(d): branch \(b.kind.rawValue)") }
     let seed = derivedSeed(
-      hparams.training.seed, purpose: "branch-mask", replicate: r, level: nil, branch: b.kind.rawValue + "/\(d)")
+      hparams.training.seed, purpose: "branch-mask", replicate: r, level: nil,
+      branch: b.kind.rawValue + "/\(d)")
     var mask = mainMask
     var trainSeed = initSeed
     var fresh = false
@@ -368,7 +382,8 @@ public final class PaIRunner {
     }
     if b.kind == .reinit || b.kind == .randomReinit {
       trainSeed = derivedSeed(
-        hparams.training.seed, purpose: "branch-init", replicate: r, level: nil, branch: b.kind.rawValue + "/\(d)")
+        hparams.training.seed, purpose: "branch-init", replicate: r, level: nil,
+        branch: b.kind.rawValue + "/\(d)")
       fresh = true
     }
     guard b.kind != .retrain else { throw EngineError("retrain branches run off lottery levels only") }

@@ -222,12 +222,16 @@ public enum Results {
     let levels = (obj[isPaI ? "densities" : "levels"] as? [[String: Any]]) ?? []
     let names = Array(Set(levels.flatMap { ($0["branches"] as! [String: Any]).keys })).sorted()
     let header =
-      [isPaI ? "target %" : "level", "density %", "effective %", "test acc %", "best %", "early stop", "reps"]
+      [
+        isPaI ? "target %" : "level", "density %", "effective %", "test acc %", "best %", "early stop",
+        "reps",
+      ]
       + names.map { $0 + " %" }
     var rows: [[String]] = []
     for l in levels {
       var row = [
-        isPaI ? pct3(l["target_density"] as! Double) : "\(l["level"]!)", pct3(l["density"] as! Double), eff(l), acc(l),
+        isPaI ? pct3(l["target_density"] as! Double) : "\(l["level"]!)", pct3(l["density"] as! Double),
+        eff(l), acc(l),
         String(format: "%.2f", (l["best_test_accuracy_mean"] as! Double) * 100),
         (l["early_stop_step_mean"] as? Double).map { String(format: "%.0f", $0) } ?? "-",
         "\(l["replicates"]!)",

@@ -68,7 +68,9 @@ public final class RunSetup {
   }
 
   /// The model for this data set's input shape and classes, initialised from `seed`.
-  public func makeNetwork(seed: UInt64) throws -> Network<Float> { try makeNetwork(seed: seed, as: Float.self) }
+  public func makeNetwork(seed: UInt64) throws -> Network<Float> {
+    try makeNetwork(seed: seed, as: Float.self)
+  }
 
   /// The network in another precision (Float64 for scoring and connectivity), the same
   /// initial weights up to rounding.

@@ -79,7 +79,8 @@ public struct Connectivity: Sendable, Equatable {
       return "layer collapse: \(empty) keeps no weight, so no path from the input reaches the output"
     }
     let narrowest = mask.names.min {
-      Double(mask.remaining($0)) / Double(mask.total($0)) < Double(mask.remaining($1)) / Double(mask.total($1))
+      Double(mask.remaining($0)) / Double(mask.total($0)) < Double(mask.remaining($1))
+        / Double(mask.total($1))
     }!
     return
       "layer collapse: no path from the input reaches the output (narrowest tensor \(narrowest) keeps \(mask.remaining(narrowest)) of \(mask.total(narrowest)))"

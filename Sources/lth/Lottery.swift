@@ -113,10 +113,14 @@ struct BranchCommon: ParsableArguments {
   func run(_ b: BranchHParams, retrain: TrainingHParams? = nil) throws {
     try training.applyThreads()
     if pai.method != nil || pai.densities != nil {
-      guard levels == nil else { throw EngineError("give --levels (a lottery run) or --densities (a prune-init run), not both") }
+      guard levels == nil else {
+        throw EngineError("give --levels (a lottery run) or --densities (a prune-init run), not both")
+      }
       return try runPaI(b)
     }
-    guard let levels else { throw EngineError("--levels (a lottery run) or --method and --densities (a prune-init run) is required") }
+    guard let levels else {
+      throw EngineError("--levels (a lottery run) or --method and --densities (a prune-init run) is required")
+    }
     let h = try lottery.resolve(try training.resolve())
     let levelList = try parseLevels(levels)
     let runner = try LotteryRunner(
@@ -146,7 +150,8 @@ struct BranchCommon: ParsableArguments {
 
   func runPaI(_ b: BranchHParams) throws {
     guard [.shuffle, .reinit, .invert].contains(b.kind) else {
-      throw EngineError("branch \(b.kind.rawValue) runs off lottery levels only (use shuffle, reinit or invert)")
+      throw EngineError(
+        "branch \(b.kind.rawValue) runs off lottery levels only (use shuffle, reinit or invert)")
     }
     let densities = try pai.densityList()
     let h = try pai.resolve(try training.resolve(), lottery)

@@ -28,12 +28,17 @@ struct PaIFlags: ParsableArguments {
       throw EngineError("--allocation must be global, layerwise or erk, got \(allocation)")
     }
     let after = method == PaIHParams.afterTraining
-    let mode = try after ? RetrainMode(rawValue: lottery.retrain).orThrow(
-      EngineError("--retrain must be weight-rewind, lr-rewind or finetune, got \(lottery.retrain)")) : nil
+    let mode =
+      try after
+      ? RetrainMode(rawValue: lottery.retrain).orThrow(
+        EngineError("--retrain must be weight-rewind, lr-rewind or finetune, got \(lottery.retrain)")) : nil
     return try PaIHParams(
-      training: training, method: method, allocation: a, rounds: rounds, scoreBatch: scoreBatch, atStep: atStep,
-      ignore: lottery.pruneIgnore.map { $0.split(separator: ",").map(String.init) } ?? [], minDensity: minDensity,
-      retrain: mode, rewindStep: after ? lottery.rewindStep : nil, finetuneSteps: after ? lottery.finetuneSteps : nil)
+      training: training, method: method, allocation: a, rounds: rounds, scoreBatch: scoreBatch,
+      atStep: atStep,
+      ignore: lottery.pruneIgnore.map { $0.split(separator: ",").map(String.init) } ?? [],
+      minDensity: minDensity,
+      retrain: mode, rewindStep: after ? lottery.rewindStep : nil,
+      finetuneSteps: after ? lottery.finetuneSteps : nil)
   }
 
   func densityList() throws -> [Double] {

@@ -7,7 +7,9 @@ import Engine
 public struct SynFlowScore: ScoreMethod {
   public init() {}
   public var name: String { "synflow" }
-  public var formula: String { "s = |w * dR/dw|, R = sum of outputs for input 1 with |w|, eval mode, float64" }
+  public var formula: String {
+    "s = |w * dR/dw|, R = sum of outputs for input 1 with |w|, eval mode, float64"
+  }
   public var needsData: Bool { false }
   public var defaultRounds: Int { 100 }
   public func scores(_ c: ScoringContext) throws -> Scores {
