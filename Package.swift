@@ -17,7 +17,7 @@ let package = Package(
   products: [
     .library(
       name: "LotteryKit",
-      targets: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "TestSupport"]),
+      targets: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "TestSupport"]),
     .executable(name: "lth", targets: ["lth"]),
   ],
   dependencies: [
@@ -53,10 +53,11 @@ let package = Package(
         "Engine", "NN", "Data", "Training", "Pruning", "BuildInfo",
         .product(name: "Crypto", package: "swift-crypto"),
       ]),
+    .target(name: "Analysis", dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments"]),
     .executableTarget(
       name: "lth",
       dependencies: [
-        "Engine", "NN", "Data", "Training", "Pruning", "Experiments",
+        "Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "NN", "TestSupport"]),
@@ -69,6 +70,9 @@ let package = Package(
     .testTarget(
       name: "PruningTests",
       dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "TestSupport"]),
+    .testTarget(
+      name: "AnalysisTests",
+      dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "TestSupport"]),
   ],
   swiftLanguageModes: [.v6]
 )

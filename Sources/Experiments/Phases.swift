@@ -27,7 +27,7 @@ public final class PhaseRunner {
   }
 
   /// Creates `d` and removes temporary files a killed writer left.
-  func makeDir(_ d: String) throws {
+  public func makeDir(_ d: String) throws {
     try RunStore.makeDirectory(d)
     for f in (try? FileManager.default.contentsOfDirectory(atPath: d)) ?? []
     where f.hasPrefix(".") && f.contains(".tmp-") {
@@ -44,7 +44,7 @@ public final class PhaseRunner {
   /// Writes `sparsity.json` (with connectivity), then `mask.safetensors`, whose presence
   /// marks the mask as decided: a kill between the two leaves no mask, and the rerun decides
   /// it again.
-  func writeMask(_ m: Mask, _ dir: String, connectivity: Connectivity?) throws {
+  public func writeMask(_ m: Mask, _ dir: String, connectivity: Connectivity?) throws {
     let c = try connectivity ?? self.connectivity(m)
     try AtomicFile.write(m.sparsityJSON(connectivity: c), to: dir + "/sparsity.json")
     try m.save(to: dir + "/mask.safetensors")
@@ -52,7 +52,7 @@ public final class PhaseRunner {
 
   /// Loads a decided mask, restoring `sparsity.json` if it is missing (a folder written by
   /// a version that saved the mask first and was killed in between).
-  func loadMask(_ path: String) throws -> Mask {
+  public func loadMask(_ path: String) throws -> Mask {
     let m = try Mask.load(path, for: try probeNetwork())
     let sparsity = (path as NSString).deletingLastPathComponent + "/sparsity.json"
     if !FileManager.default.fileExists(atPath: sparsity) {
@@ -62,7 +62,7 @@ public final class PhaseRunner {
   }
 
   /// Trains one phase into `dir` unless its `summary.json` exists (then returns it).
-  func train(
+  public func train(
     dir: String, mask: Mask, setup: RunSetup? = nil, initSeed: UInt64, dataSeed: UInt64,
     initialState: String?,
     firstStep: Int, lastStep: Int, lr: @escaping (Int) -> Double, saveStates: [(step: Int, path: String)] = []

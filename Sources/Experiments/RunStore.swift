@@ -146,7 +146,7 @@ public enum RunStore {
     return false
   }
 
-  static func writeJSON(_ obj: Any, to path: String) throws {
+  public static func writeJSON(_ obj: Any, to path: String) throws {
     let text = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
     try AtomicFile.write([UInt8](text) + [10], to: path)
   }

@@ -99,7 +99,7 @@ public final class BatchNorm<T: Scalar>: Module<T> {
   public let bias: Parameter<T>
   public let runningMean: Tensor<T>
   public let runningVar: Tensor<T>
-  public let momentum: T
+  public var momentum: T
   public let eps: T
   private var input: Tensor<T>?
   private var forwardWasTraining = true

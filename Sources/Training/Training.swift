@@ -138,22 +138,11 @@ public final class Trainer {
     metrics = MetricsLog(directory: directory)
   }
 
-  /// Loss and accuracy on a data set, in evaluation mode, batches of 500.
+  /// Loss and accuracy on a data set, in evaluation mode, batches of 500 (``Evaluation``).
   public func evaluate(_ ds: Dataset) throws -> (loss: Double, accuracy: Double) {
-    network.setTraining(false)
-    defer { network.setTraining(true) }
-    var lossSum = 0.0
-    var correct = 0
-    var i = 0
-    while i < ds.count {
-      let j = min(i + 500, ds.count)
-      let labels = ds.gather(i..<j, into: evalBatch)
-      let r = try network.evaluate(input: evalBatch, labels: labels)
-      lossSum += r.loss * Double(j - i)
-      correct += r.correct
-      i = j
-    }
-    return (lossSum / Double(ds.count), Double(correct) / Double(ds.count))
+    let r = try Evaluation.evaluate(network, on: ds, scratch: evalBatch)
+    network.setTraining(true)
+    return (r.loss, r.accuracy)
   }
 
   func evaluateAll(step: Int) throws {
@@ -242,5 +231,6 @@ public final class Trainer {
     for (s, path) in saveStates where s == step && !FileManager.default.fileExists(atPath: path) {
       try ModelState.save(network, step: step, to: path)
     }
+
   }
 }

@@ -1,3 +1,4 @@
+import Analysis
 import ArgumentParser
 import Data
 import Engine
@@ -273,7 +274,11 @@ struct ResultsCommand: ParsableCommand {
   func run() throws {
     runOrFail {
       guard !runDirs.isEmpty else { throw EngineError("give at least one run folder") }
-      if runDirs.count == 1 {
+      let name = { (d: String) in ((d as NSString).standardizingPath as NSString).lastPathComponent }
+      if runDirs.count == 1 && name(runDirs[0]).hasPrefix("lmc_") {
+        let r = try LMCResults.collect(runDirs[0])
+        print(json ? Results.jsonLine(r) : LMCResults.table(r))
+      } else if runDirs.count == 1 {
         let r = try Results.collect(runDirs[0])
         print(json ? Results.jsonLine(r) : Results.table(r))
       } else {

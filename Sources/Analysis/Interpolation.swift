@@ -1,0 +1,182 @@
+/// # Analysis: linear mode connectivity (instability) and, later, scaling-law fits
+///
+/// ``Interpolation`` evaluates `W(a) = (1 - a) W1 + a W2` along a line between two weight
+/// sets of one architecture (sharing a mask), with batch norm handled in one of two
+/// labelled ways (``BatchNormMode``), and ``Curve`` holds the errors, losses and barriers.
+/// ``LMCRunner`` (LMC.swift) runs the instability experiment of Frankle et al. (2020):
+/// a parent trained to spawn step k, children trained from its full checkpoint with other
+/// data orders, every pair of children interpolated. ``LMCResults`` summarises a run.
+import Data
+import Engine
+import Foundation
+import NN
+import Pruning
+import Training
+
+/// How batch norm is treated along the line.
+public enum BatchNormMode: String, Codable, Sendable, CaseIterable {
+  /// Running statistics interpolated like every other tensor (the paper).
+  case interpolate
+  /// Running statistics re-estimated at every point on training batches, as a cumulative
+  /// average of batch statistics (PyTorch's `update_bn`); the default.
+  case recompute
+}
+
+/// One interpolation curve: per point `alpha`, errors (fractions) and losses.
+public struct Curve: Codable, Sendable, Equatable {
+  public var alpha: [Double]
+  public var testError: [Double]
+  public var testLoss: [Double]
+  public var trainError: [Double]
+  public var trainLoss: [Double]
+  public var bn: BatchNormMode
+
+  /// `max_a E(a) - mean(E(0), E(1))`.
+  public static func barrier(_ e: [Double]) -> Double { e.max()! - (e.first! + e.last!) / 2 }
+  public var testErrorBarrier: Double { Self.barrier(testError) }
+  public var trainErrorBarrier: Double { Self.barrier(trainError) }
+  public var testLossBarrier: Double { Self.barrier(testLoss) }
+  public var trainLossBarrier: Double { Self.barrier(trainLoss) }
+
+  enum CodingKeys: String, CodingKey {
+    case alpha, bn
+    case testError = "test_error"
+    case testLoss = "test_loss"
+    case trainError = "train_error"
+    case trainLoss = "train_loss"
+  }
+
+  /// The JSON object of `lth interpolate --json`: the curve plus its barriers.
+  public func jsonObject() -> [String: Any] {
+    [
+      "alpha": alpha, "test_error": testError, "test_loss": testLoss, "train_error": trainError,
+      "train_loss": trainLoss, "bn": bn.rawValue, "test_error_barrier": testErrorBarrier,
+      "train_error_barrier": trainErrorBarrier, "test_loss_barrier": testLossBarrier,
+      "train_loss_barrier": trainLossBarrier,
+    ]
+  }
+}
+
+/// Evaluates networks on the line between two weight sets (see the module comment).
+///
+/// The interpolated weights are written into one preallocated network (`net`): no
+/// allocation per point. Points run one after another; each evaluation is sharded over
+/// the batch like training, with the fastest kernels of the network's backend.
+public final class Interpolation {
+  public let net: Network<Float>
+  let w1: [Tensor<Float>]
+  let w2: [Tensor<Float>]
+  let b1: [Tensor<Float>]
+  let b2: [Tensor<Float>]
+  let mask: Mask?
+  private let scratch = Tensor<Float>(zeros: [0])
+
+  /// `a` and `b` hold the two endpoints (same architecture as `net`); `mask` (optional)
+  /// must be shared by both: each endpoint must be zero wherever it prunes.
+  public init(net: Network<Float>, a: Network<Float>, b: Network<Float>, mask: Mask?) throws {
+    guard a.parameters.map(\.0) == net.parameters.map(\.0), b.parameters.map(\.0) == net.parameters.map(\.0)
+    else { throw EngineError("interpolation: the two models have different tensors") }
+    self.net = net
+    w1 = a.parameters.map { $0.1.value.clone() }
+    w2 = b.parameters.map { $0.1.value.clone() }
+    b1 = a.buffers.map { $0.1.clone() }
+    b2 = b.buffers.map { $0.1.clone() }
+    self.mask = mask
+    if let mask {
+      for (k, (n, p)) in net.parameters.enumerated() where p.isPrunable {
+        guard let m = mask.values[n], m.count == p.value.count else {
+          throw EngineError("interpolation: the mask has no tensor \(n) of shape \(p.value.shape)")
+        }
+        for i in 0..<m.count where m[i] == 0 && (w1[k][i] != 0 || w2[k][i] != 0) {
+          throw EngineError(
+            "interpolation: the endpoints do not share the mask (\(n)[\(i)] is pruned but \(w1[k][i] != 0 ? "A" : "B") has \(w1[k][i] != 0 ? w1[k][i] : w2[k][i]))"
+          )
+        }
+      }
+    }
+  }
+
+  /// Writes `W(alpha)` into ``net``; with `.interpolate`, the running statistics too.
+  public func set(alpha: Double, bn: BatchNormMode) {
+    let a = Float(alpha)
+    for (k, (_, p)) in net.parameters.enumerated() {
+      let (x, y, out) = (w1[k], w2[k], p.value)
+      // a = 0 and a = 1 give the endpoints' bits exactly.
+      if alpha == 0 {
+        out.copy(from: x)
+      } else if alpha == 1 {
+        out.copy(from: y)
+      } else {
+        for i in 0..<out.count { out[i] = (1 - a) * x[i] + a * y[i] }
+      }
+      p.mask = nil
+    }
+    for (k, (_, b)) in net.buffers.enumerated() {
+      if alpha == 0 {
+        b.copy(from: b1[k])
+      } else if alpha == 1 {
+        b.copy(from: b2[k])
+      } else {
+        for i in 0..<b.count { b[i] = (1 - a) * b1[k][i] + a * b2[k][i] }
+      }
+    }
+  }
+
+  /// Re-estimates every batch norm's running statistics on `data[indices]` in batches of
+  /// `batchSize`: the cumulative average of the batch means and (unbiased) variances.
+  public func recomputeBatchNorm(on data: Dataset, indices: [Int], batchSize: Int = 500) throws {
+    let norms = net.body.namedModules().compactMap { $0.1 as? BatchNorm<Float> }
+    guard !norms.isEmpty else { return }
+    let saved = norms.map(\.momentum)
+    defer { for (n, m) in zip(norms, saved) { n.momentum = m } }
+    for n in norms {
+      n.runningMean.zero()
+      n.runningVar.buffer.update(repeating: 1)
+    }
+    net.setTraining(true)
+    defer { net.setTraining(false) }
+    var i = 0
+    var batch = 0
+    while i < indices.count {
+      let j = min(i + batchSize, indices.count)
+      for n in norms { n.momentum = 1 / Float(batch + 1) }
+      _ = data.gather(indices[i..<j], into: scratch)
+      _ = try net.forward(scratch)
+      batch += 1
+      i = j
+    }
+  }
+
+  /// The curve at `points` evenly spaced values of alpha in [0, 1] (endpoints included).
+  /// `trainIndices` is the fixed training subset evaluated (and, with `.recompute`, used
+  /// for the batch-norm statistics: its first `bnExamples` examples).
+  public func curve(
+    points: Int, bn: BatchNormMode, test: Dataset, train: Dataset, trainIndices: [Int], bnExamples: Int = 2000
+  ) throws -> Curve {
+    guard points >= 2 else { throw EngineError("--points must be at least 2, got \(points)") }
+    var c = Curve(alpha: [], testError: [], testLoss: [], trainError: [], trainLoss: [], bn: bn)
+    let hasBN = net.body.namedModules().contains { $0.1 is BatchNorm<Float> }
+    for p in 0..<points {
+      let alpha = Double(p) / Double(points - 1)
+      set(alpha: alpha, bn: bn)
+      if bn == .recompute && hasBN {
+        try recomputeBatchNorm(on: train, indices: Array(trainIndices.prefix(bnExamples)))
+      }
+      let t = try Evaluation.evaluate(net, on: test, scratch: scratch)
+      let r = try Evaluation.evaluate(net, on: train, indices: trainIndices, scratch: scratch)
+      c.alpha.append(alpha)
+      c.testError.append(t.error)
+      c.testLoss.append(t.loss)
+      c.trainError.append(r.error)
+      c.trainLoss.append(r.loss)
+    }
+    return c
+  }
+
+  /// The fixed training subset: the first `size` examples of a permutation drawn from
+  /// `(seed, "train-eval")`, sorted (the same for every curve of a run).
+  public static func trainSubset(count: Int, size: Int, seed: UInt64) -> [Int] {
+    var r = RandomStream(seed: seed, purpose: "train-eval")
+    return Array(r.permutation(count).prefix(min(size, count))).sorted()
+  }
+}

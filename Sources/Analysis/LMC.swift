@@ -1,0 +1,237 @@
+import Data
+import Engine
+import Experiments
+import Foundation
+import NN
+import Pruning
+import Training
+
+/// What defines an instability experiment (hashed). Spawn steps, copies and replicates are
+/// not hashed: adding one extends the run.
+public struct LMCHParams: Codable, Equatable, Sendable, CanonicalJSON {
+  public var training: TrainingHParams
+  /// The lottery run (`lottery_<hash>` folder name) and level whose mask is used, if any.
+  public var maskRun: String?
+  public var maskLevel: Int?
+  /// A random mask with the lottery mask's per-tensor counts instead of the mask itself.
+  public var randomMask: Bool
+  public var bn: BatchNormMode
+  public var points: Int
+  public var trainEvalSize: Int
+  public var bnExamples: Int
+
+  public init(
+    training: TrainingHParams, maskRun: String?, maskLevel: Int?, randomMask: Bool, bn: BatchNormMode,
+    points: Int, trainEvalSize: Int, bnExamples: Int
+  ) throws {
+    guard points >= 2 else { throw EngineError("--points must be at least 2, got \(points)") }
+    guard trainEvalSize >= 1 else { throw EngineError("--train-eval-size must be at least 1") }
+    guard bnExamples >= 1 else { throw EngineError("--bn-examples must be at least 1") }
+    guard (maskRun == nil) == (maskLevel == nil) else {
+      throw EngineError("--mask-from and --level go together")
+    }
+    guard !randomMask || maskRun != nil else {
+      throw EngineError("--random-mask needs --mask-from and --level (its density and per-tensor counts)")
+    }
+    self.training = training
+    self.maskRun = maskRun
+    self.maskLevel = maskLevel
+    self.randomMask = randomMask
+    self.bn = bn
+    self.points = points
+    self.trainEvalSize = trainEvalSize
+    self.bnExamples = bnExamples
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case training, bn, points
+    case maskRun = "mask_run"
+    case maskLevel = "mask_level"
+    case randomMask = "random_mask"
+    case trainEvalSize = "train_eval_size"
+    case bnExamples = "bn_examples"
+  }
+}
+
+/// Runs instability experiments: `lmc_<hash>/replicate_R/spawn_<k>/{parent, child_<c>,
+/// interpolation.json, interpolation.csv}`.
+///
+/// - The parent trains the dense network from initialisation (the seeds of a lottery run's
+///   level 0) to step k; its `checkpoint.safetensors` is the full state at k (weights,
+///   batch-norm statistics, optimizer state).
+/// - Child c starts from that checkpoint (with the mask applied to weights and optimizer
+///   state, for a subnetwork) and trains k..T with data-order and augmentation seeds from
+///   (seed, replicate, k, child): the same run from k with another data order.
+/// - Every pair of children is interpolated (``Interpolation``).
+public final class LMCRunner {
+  public let hparams: LMCHParams
+  public let setup: RunSetup
+  public let root: String
+  public let output: String
+  public let progress: ProgressStyle
+  let maskDir: String?
+  private let phases: PhaseRunner
+  private var lock: FileLock?
+
+  /// `maskFrom`: the lottery run folder for `--mask-from` (checked to exist).
+  public init(_ h: LMCHParams, maskFrom: String?, dataDir: String?, output: String, progress: ProgressStyle)
+    throws
+  {
+    hparams = h
+    self.output = output
+    self.progress = progress
+    setup = try RunSetup(h.training, dataDir: dataDir)
+    phases = PhaseRunner(setup: setup, progress: progress)
+    if let maskFrom {
+      guard FileManager.default.fileExists(atPath: maskFrom + "/hparams.json") else {
+        throw RunError("--mask-from \(maskFrom): not a lottery run folder (no hparams.json)")
+      }
+      maskDir = maskFrom
+    } else {
+      maskDir = nil
+    }
+    root = output + "/lmc_" + h.hash
+  }
+
+  public func spawnDir(_ r: Int, _ k: Int) -> String { "\(root)/replicate_\(r)/spawn_\(k)" }
+
+  /// Checks spawn steps against the training length.
+  public func validate(spawnSteps: [Int], copies: Int) throws {
+    guard copies >= 2 else { throw EngineError("--copies must be at least 2, got \(copies)") }
+    for k in spawnSteps where k >= setup.totalSteps || k < 0 {
+      throw EngineError("spawn step \(k) is not before the end of training (\(setup.totalSteps) iterations)")
+    }
+  }
+
+  /// The mask of replicate `r` (nil: dense): the lottery level's, or a random one with its
+  /// per-tensor counts. The lottery level must be finished.
+  public func mask(replicate r: Int) throws -> Mask? {
+    guard let dir = maskDir, let level = hparams.maskLevel else { return nil }
+    let levelDir = "\(dir)/replicate_\(r)/level_\(level)/main"
+    guard FileManager.default.fileExists(atPath: levelDir + "/summary.json") else {
+      throw RunError("--mask-from: level \(level) of replicate \(r) is unfinished or missing in \(dir)")
+    }
+    let m = try Mask.load(levelDir + "/mask.safetensors", for: try setup.makeNetwork(seed: 0))
+    guard hparams.randomMask else { return m }
+    let seed = derivedSeed(hparams.training.seed, purpose: "lmc-random-mask", replicate: r, level: level)
+    return RandomPruner.like(m, layout: .layerwise, seed: seed)
+  }
+
+  @discardableResult
+  public func open() throws -> Bool {
+    try RunStore.makeDirectory(output)
+    try RunStore.makeDirectory(root)
+    lock = try RunStore.lock(root)
+    return try RunStore.claim(
+      directory: root, hparamsJSON: hparams.canonicalJSON(), kind: "lmc",
+      convBackends: try setup.plannedConvBackends())
+  }
+
+  public func checkMachine(requireSameCPU: Bool) throws {
+    try MachineCheck.check(
+      runDir: root, command: "lmc", convBackends: try setup.plannedConvBackends(),
+      requireSameCPU: requireSameCPU)
+  }
+
+  public func hasUnfinished(replicates: [Int], spawnSteps: [Int]) -> Bool {
+    replicates.contains { r in
+      spawnSteps.contains { !FileManager.default.fileExists(atPath: spawnDir(r, $0) + "/interpolation.json") }
+    }
+  }
+
+  /// The child's data-order seed: (data seed, replicate, k, child).
+  public func childDataSeed(replicate r: Int, spawn k: Int, child c: Int) -> UInt64 {
+    derivedSeed(
+      hparams.training.dataOrderSeed, purpose: "lmc-child-data", replicate: r, level: k, branch: "child_\(c)")
+  }
+
+  /// Runs spawn step `k` of replicate `r`: parent, `copies` children, interpolations.
+  public func run(replicate r: Int, spawn k: Int, copies: Int) throws {
+    let dir = spawnDir(r, k)
+    try phases.makeDir(dir)
+    let initSeed = replicateSeed(hparams.training.seed, r)
+    let dataSeed = replicateSeed(hparams.training.dataOrderSeed, r, purpose: "replicate-data")
+    let schedule = setup.schedule
+    let T = setup.totalSteps
+    let mask = try self.mask(replicate: r)
+    let probe = try setup.makeNetwork(seed: initSeed)
+    // Parent: dense, 0..k.
+    let parent = dir + "/parent"
+    try phases.makeDir(parent)
+    if progress != .quiet, try TrainSummary.read(in: parent) == nil {
+      print("replicate \(r) spawn \(k): parent, \(k) steps")
+    }
+    _ = try phases.train(
+      dir: parent, mask: Mask(ones: probe), initSeed: initSeed, dataSeed: dataSeed, initialState: nil,
+      firstStep: 0, lastStep: k, lr: { schedule($0) })
+    // Children: from the parent's full checkpoint at k, other data orders.
+    for c in 1...copies {
+      let child = "\(dir)/child_\(c)"
+      try phases.makeDir(child)
+      if try TrainSummary.read(in: child) != nil { continue }
+      let checkpoint = child + "/checkpoint.safetensors"
+      if !FileManager.default.fileExists(atPath: checkpoint) {
+        let net = try setup.makeNetwork(seed: initSeed)
+        let opt = try setup.makeOptimizer(net)
+        let step = try Checkpoint.load(network: net, optimizer: opt, from: parent + "/checkpoint.safetensors")
+        guard step == k else {
+          throw RunError("\(parent)/checkpoint.safetensors is at step \(step), expected \(k)")
+        }
+        if let mask {
+          try mask.apply(to: net)
+          for (name, state) in opt.namedState {
+            // Optimizer state tensors are named `<param>.<state>`; zero pruned entries.
+            guard let dot = name.lastIndex(of: "."), let m = mask.values[String(name[..<dot])],
+              m.count == state.count
+            else { continue }
+            for i in 0..<m.count where m[i] == 0 { state[i] = 0 }
+          }
+        }
+        try ModelState.save(net, step: k, to: child + "/model_start.safetensors")
+        try Checkpoint.save(network: net, optimizer: opt, step: k, to: checkpoint)
+      }
+      if progress != .quiet { print("replicate \(r) spawn \(k): child \(c), steps \(k)..\(T)") }
+      _ = try phases.train(
+        dir: child, mask: mask ?? Mask(ones: probe), initSeed: initSeed,
+        dataSeed: childDataSeed(replicate: r, spawn: k, child: c), initialState: nil, firstStep: k,
+        lastStep: T,
+        lr: { schedule($0) })
+    }
+    // Interpolations of every pair.
+    guard !FileManager.default.fileExists(atPath: dir + "/interpolation.json") else { return }
+    if progress != .quiet {
+      print("replicate \(r) spawn \(k): interpolating \(copies * (copies - 1) / 2) pair(s)")
+    }
+    let net = try setup.makeNetwork(seed: initSeed)
+    let trainIdx = Interpolation.trainSubset(
+      count: setup.train.count, size: hparams.trainEvalSize, seed: hparams.training.seed)
+    var pairs: [[String: Any]] = []
+    var csv = "k,replicate,pair,alpha,split,error,loss\n"
+    for c1 in 1...copies {
+      for c2 in (c1 + 1)...max(c1 + 1, copies) where c2 <= copies {
+        let a = try setup.makeNetwork(seed: initSeed)
+        let b = try setup.makeNetwork(seed: initSeed)
+        try ModelState.load(a, from: "\(dir)/child_\(c1)/model_final.safetensors")
+        try ModelState.load(b, from: "\(dir)/child_\(c2)/model_final.safetensors")
+        let ip = try Interpolation(net: net, a: a, b: b, mask: mask)
+        let curve = try ip.curve(
+          points: hparams.points, bn: hparams.bn, test: setup.test, train: setup.train,
+          trainIndices: trainIdx,
+          bnExamples: hparams.bnExamples)
+        var o = curve.jsonObject()
+        o["pair"] = "\(c1)-\(c2)"
+        o["replicate"] = r
+        o["k"] = k
+        pairs.append(o)
+        for (i, alpha) in curve.alpha.enumerated() {
+          csv += "\(k),\(r),\(c1)-\(c2),\(alpha),test,\(curve.testError[i]),\(curve.testLoss[i])\n"
+          csv += "\(k),\(r),\(c1)-\(c2),\(alpha),train,\(curve.trainError[i]),\(curve.trainLoss[i])\n"
+        }
+      }
+    }
+    try AtomicFile.write(csv, to: dir + "/interpolation.csv")
+    // interpolation.json last: its presence marks the spawn step as finished.
+    try RunStore.writeJSON(
+      ["k": k, "replicate": r, "bn": hparams.bn.rawValue, "curves": pairs], to: dir + "/interpolation.json")
+  }
+}

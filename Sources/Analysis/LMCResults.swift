@@ -1,0 +1,113 @@
+import Experiments
+import Foundation
+import Training
+
+/// `lth results LMC_RUN`: instability against the spawn step k, mean ± sample standard
+/// deviation over every (replicate, pair) curve, and the children's final test accuracy.
+public enum LMCResults {
+  static func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
+  static func std(_ x: [Double]) -> Double? {
+    guard x.count > 1, let m = mean(x) else { return nil }
+    return (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot()
+  }
+
+  public static func collect(_ root: String) throws -> [String: Any] {
+    let fm = FileManager.default
+    guard fm.fileExists(atPath: root + "/hparams.json") else {
+      throw RunError("\(root) is not an lmc run folder (no hparams.json)")
+    }
+    var byK: [Int: (curves: [[String: Any]], endpoints: [Double])] = [:]
+    let reps = (try fm.contentsOfDirectory(atPath: root)).filter { $0.hasPrefix("replicate_") }.sorted()
+    for rep in reps {
+      for sp in (try fm.contentsOfDirectory(atPath: root + "/" + rep)).filter({ $0.hasPrefix("spawn_") }) {
+        guard let k = Int(sp.dropFirst("spawn_".count)) else { continue }
+        let dir = "\(root)/\(rep)/\(sp)"
+        guard let bytes = try? AtomicFile.read(dir + "/interpolation.json") else { continue }
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+          let curves = obj["curves"] as? [[String: Any]]
+        else { throw RunError("\(dir)/interpolation.json is unreadable") }
+        var entry = byK[k] ?? ([], [])
+        entry.curves += curves
+        for c in (try fm.contentsOfDirectory(atPath: dir)).filter({ $0.hasPrefix("child_") }).sorted() {
+          if let s = try TrainSummary.read(in: dir + "/" + c) { entry.endpoints.append(s.testAccuracy) }
+        }
+        byK[k] = entry
+      }
+    }
+    var rows: [[String: Any]] = []
+    for k in byK.keys.sorted() {
+      let (curves, endpoints) = byK[k]!
+      func values(_ key: String) -> [Double] { curves.compactMap { $0[key] as? Double } }
+      rows.append([
+        "k": k,
+        "test_error_barrier_mean": mean(values("test_error_barrier")) ?? NSNull(),
+        "test_error_barrier_std": std(values("test_error_barrier")) ?? NSNull(),
+        "train_error_barrier_mean": mean(values("train_error_barrier")) ?? NSNull(),
+        "train_error_barrier_std": std(values("train_error_barrier")) ?? NSNull(),
+        "test_loss_barrier_mean": mean(values("test_loss_barrier")) ?? NSNull(),
+        "endpoint_test_accuracy_mean": mean(endpoints) ?? NSNull(),
+        "endpoint_test_accuracy_std": std(endpoints) ?? NSNull(),
+        "curves": curves.map { c in
+          [
+            "replicate": c["replicate"] ?? NSNull(), "pair": c["pair"] ?? NSNull(), "alpha": c["alpha"] ?? [],
+            "test_error": c["test_error"] ?? [], "test_loss": c["test_loss"] ?? [],
+            "train_error": c["train_error"] ?? [], "train_loss": c["train_loss"] ?? [],
+          ] as [String: Any]
+        },
+      ])
+    }
+    let stored =
+      try? JSONSerialization.jsonObject(with: Data(try AtomicFile.read(root + "/hparams.json")))
+      as? [String: Any]
+    let h = stored?["hparams"] as? [String: Any]
+    return [
+      "run_dir": root, "kind": "lmc", "bn": h?["bn"] as? String ?? "?", "spawn_steps": rows,
+      "mask_run": h?["mask_run"] ?? NSNull(), "mask_level": h?["mask_level"] ?? NSNull(),
+      "random_mask": h?["random_mask"] ?? false,
+    ]
+  }
+
+  static func pm(_ o: [String: Any], _ key: String, scale: Double = 100, digits: Int = 2) -> String {
+    guard let m = o[key + "_mean"] as? Double else { return "-" }
+    let f = "%.\(digits)f"
+    if let s = o[key + "_std"] as? Double {
+      return String(format: f, m * scale) + " ± " + String(format: f, s * scale)
+    }
+    return String(format: f, m * scale)
+  }
+
+  public static func table(_ obj: [String: Any]) -> String {
+    let rows = obj["spawn_steps"] as? [[String: Any]] ?? []
+    var lines = [
+      "batch norm: \(obj["bn"] ?? "?") (running statistics \(obj["bn"] as? String == "recompute" ? "re-estimated at every point" : "interpolated"))"
+    ]
+    if let run = obj["mask_run"] as? String {
+      lines.append(
+        "subnetwork: \(obj["random_mask"] as? Bool == true ? "random mask with the per-tensor counts of" : "mask of") \(run) level \(obj["mask_level"] ?? "?"), rewound to k"
+      )
+    }
+    let header = [
+      "k", "test error barrier %", "train error barrier %", "test loss barrier", "endpoint test acc %",
+      "curves",
+    ]
+    var cells: [[String]] = []
+    for r in rows {
+      cells.append([
+        "\(r["k"]!)", pm(r, "test_error_barrier"), pm(r, "train_error_barrier"),
+        (r["test_loss_barrier_mean"] as? Double).map { String(format: "%.4f", $0) } ?? "-",
+        pm(r, "endpoint_test_accuracy"), "\((r["curves"] as? [Any])?.count ?? 0)",
+      ])
+    }
+    var widths = header.map(\.count)
+    for r in cells { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
+    for r in [header] + cells {
+      lines.append(
+        r.enumerated().map {
+          $0.offset == r.count - 1
+            ? $0.element : $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0)
+        }
+        .joined(separator: "  "))
+    }
+    return lines.joined(separator: "\n")
+  }
+}
