@@ -1,6 +1,6 @@
 /// # Analysis: linear mode connectivity (instability) and, later, scaling-law fits
 ///
-/// ``Interpolation`` evaluates `W(a) = (1 - a) W1 + a W2` along a line between two weight
+/// ``Interpolation`` evaluates `W(a) = W1 + a (W2 - W1)` (that is, `(1 - a) W1 + a W2`) along a line between two weight
 /// sets of one architecture (sharing a mask), with batch norm handled in one of two
 /// labelled ways (``BatchNormMode``), and ``Curve`` holds the errors, losses and barriers.
 /// ``LMCRunner`` (LMC.swift) runs the instability experiment of Frankle et al. (2020):
@@ -96,7 +96,9 @@ public final class Interpolation {
     }
   }
 
-  /// Writes `W(alpha)` into ``net``; with `.interpolate`, the running statistics too.
+  /// Writes `W(alpha) = W1 + alpha (W2 - W1)` into ``net`` (in exact arithmetic
+  /// `(1 - alpha) W1 + alpha W2`; this form gives `W1` exactly when `W1 == W2`), and the
+  /// running statistics the same way (replaced by re-estimated ones under `.recompute`).
   public func set(alpha: Double, bn: BatchNormMode) {
     let a = Float(alpha)
     for (k, (_, p)) in net.parameters.enumerated() {
@@ -107,7 +109,7 @@ public final class Interpolation {
       } else if alpha == 1 {
         out.copy(from: y)
       } else {
-        for i in 0..<out.count { out[i] = (1 - a) * x[i] + a * y[i] }
+        for i in 0..<out.count { out[i] = x[i] + a * (y[i] - x[i]) }
       }
       p.mask = nil
     }
@@ -117,7 +119,7 @@ public final class Interpolation {
       } else if alpha == 1 {
         b.copy(from: b2[k])
       } else {
-        for i in 0..<b.count { b[i] = (1 - a) * b1[k][i] + a * b2[k][i] }
+        for i in 0..<b.count { b[i] = b1[k][i] + a * (b2[k][i] - b1[k][i]) }
       }
     }
   }
