@@ -14,6 +14,6 @@ t $LTH lottery $LENET --levels 13 $T
 LOT=$(ls -d $OUT/lottery_* | head -1)
 t $LTH lmc $LENET --spawn-steps 0,100,500 --mask-from $LOT --level 13 $T
 t $LTH lmc $LENET --spawn-steps 0,100,500 --mask-from $LOT --level 13 --random-mask $T
-RESNET="--model ${RESNET:-cifar_resnet_20_8} --training-steps ${RESNET_STEPS:-2500it} --replicates 2 --points 15 --train-eval-size 2000"
+RESNET="--model ${RESNET:-cifar_resnet_20_8} --dataset fashion_mnist --training-steps ${RESNET_STEPS:-2500it} --replicates 2 --points 15 --train-eval-size 2000"
 t $LTH lmc $RESNET --spawn-steps 0,100,500,2000 $T
 for d in $OUT/lmc_*; do echo "== $d"; $LTH results $d; done
