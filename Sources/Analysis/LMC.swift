@@ -119,12 +119,11 @@ public final class LMCRunner {
 
   @discardableResult
   public func open() throws -> Bool {
-    try RunStore.makeDirectory(output)
-    try RunStore.makeDirectory(root)
-    lock = try RunStore.lock(root)
-    return try RunStore.claim(
-      directory: root, hparamsJSON: hparams.canonicalJSON(), kind: "lmc",
+    let (l, existed) = try RunStore.openExperiment(
+      output: output, root: root, hparamsJSON: hparams.canonicalJSON(), kind: "lmc",
       convBackends: try setup.plannedConvBackends())
+    lock = l
+    return existed
   }
 
   public func checkMachine(requireSameCPU: Bool) throws {

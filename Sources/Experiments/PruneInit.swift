@@ -167,12 +167,11 @@ public final class PaIRunner {
 
   @discardableResult
   public func open() throws -> Bool {
-    try RunStore.makeDirectory(output)
-    try RunStore.makeDirectory(root)
-    lock = try RunStore.lock(root)
-    return try RunStore.claim(
-      directory: root, hparamsJSON: hparams.canonicalJSON(), kind: "pai",
+    let (l, existed) = try RunStore.openExperiment(
+      output: output, root: root, hparamsJSON: hparams.canonicalJSON(), kind: "pai",
       convBackends: try setup.plannedConvBackends())
+    lock = l
+    return existed
   }
 
   public func hasUnfinished(replicates: [Int], densities: [Double], branch: BranchHParams? = nil) -> Bool {

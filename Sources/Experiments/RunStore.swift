@@ -189,6 +189,18 @@ public enum RunStore {
       decoding: try JSONSerialization.data(withJSONObject: stored, options: [.sortedKeys]), as: UTF8.self)
   }
 
+  /// Creates and locks an experiment folder `root` under `output` and records (or checks)
+  /// its hyperparameters: the lock and whether the folder existed before.
+  public static func openExperiment(
+    output: String, root: String, hparamsJSON: String, kind: String, convBackends: [String: String]?
+  ) throws -> (lock: FileLock, existed: Bool) {
+    try makeDirectory(output)
+    try makeDirectory(root)
+    let lock = try self.lock(root)
+    let existed = try claim(directory: root, hparamsJSON: hparamsJSON, kind: kind, convBackends: convBackends)
+    return (lock, existed)
+  }
+
   /// Takes the run's lock (released when the process exits, even by a crash) and removes
   /// temporary files that a killed process left behind mid-write.
   public static func lock(_ directory: String) throws -> FileLock {
