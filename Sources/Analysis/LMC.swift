@@ -138,6 +138,35 @@ public final class LMCRunner {
     }
   }
 
+  /// What the parent of (replicate, k) depends on: training only (not the mask, batch-norm
+  /// mode or evaluation sizes), so runs that differ only there share it.
+  public func parentKey(replicate r: Int, spawn k: Int) -> String {
+    RunHash.short(hparams.training.canonicalJSON() + "|lmc-parent|replicate=\(r)|k=\(k)")
+  }
+
+  /// Copies a finished parent with the same key from another `lmc_*` run, if any (the
+  /// checkpoint and summary last, so a kill leaves a folder that trains from scratch).
+  func adoptParent(key: String, replicate r: Int, spawn k: Int, into dir: String) throws -> Bool {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
+    for e in entries.sorted() where e.hasPrefix("lmc_") && output + "/" + e != root {
+      let src = "\(output)/\(e)/replicate_\(r)/spawn_\(k)/parent"
+      guard let other = try? String(contentsOfFile: src + "/parent_key", encoding: .utf8), other == key,
+        var summary = try TrainSummary.read(in: src)
+      else { continue }
+      for f in [
+        "metrics.jsonl", "metrics.csv", "model_start.safetensors", "model_final.safetensors",
+        "provenance.json", "checkpoint.safetensors",
+      ]
+      where FileManager.default.fileExists(atPath: src + "/" + f) {
+        try AtomicFile.write(try AtomicFile.read(src + "/" + f), to: dir + "/" + f)
+      }
+      summary.runDir = dir
+      try summary.write(in: dir)
+      return true
+    }
+    return false
+  }
+
   /// The child's data-order seed: (data seed, replicate, k, child).
   public func childDataSeed(replicate r: Int, spawn k: Int, child c: Int) -> UInt64 {
     derivedSeed(
@@ -154,9 +183,18 @@ public final class LMCRunner {
     let T = setup.totalSteps
     let mask = try self.mask(replicate: r)
     let probe = try setup.makeNetwork(seed: initSeed)
-    // Parent: dense, 0..k.
+    // Parent: dense, 0..k; reused from another lmc run with the same training.
     let parent = dir + "/parent"
     try phases.makeDir(parent)
+    let key = parentKey(replicate: r, spawn: k)
+    try AtomicFile.write(key, to: parent + "/parent_key")
+    if try TrainSummary.read(in: parent) == nil,
+      try adoptParent(key: key, replicate: r, spawn: k, into: parent)
+    {
+      if progress != .quiet {
+        print("replicate \(r) spawn \(k): parent reused from an lmc run with the same training")
+      }
+    }
     if progress != .quiet, try TrainSummary.read(in: parent) == nil {
       print("replicate \(r) spawn \(k): parent, \(k) steps")
     }

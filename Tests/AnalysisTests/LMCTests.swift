@@ -293,7 +293,14 @@ struct LMCExperimentTests {
     }
     // Children of the subnetwork keep the mask.
     let lmcs = (try FileManager.default.contentsOfDirectory(atPath: out)).filter { $0.hasPrefix("lmc_") }
+      .sorted()
     #expect(lmcs.count == 2)
+    // The second run reused the first one's parent (same training): the same metrics bytes,
+    // wall-clock seconds included, which a retrained parent would not reproduce.
+    let parents = try lmcs.map {
+      try Data(contentsOf: URL(fileURLWithPath: out + "/" + $0 + "/replicate_1/spawn_5/parent/metrics.csv"))
+    }
+    #expect(parents[0] == parents[1])
     let mask = try loadTensors(lotteryDir + "/replicate_1/level_2/main/mask.safetensors")
     for l in lmcs {
       let f = try loadTensors(out + "/" + l + "/replicate_1/spawn_5/child_1/model_final.safetensors")
