@@ -82,7 +82,7 @@ public enum DatasetCatalog {
           name, files.map { $0 + "[.gz]" }, [dir],
           fashion
             ? "install it with `apt-get install dataset-fashion-mnist` or pass --data-dir"
-            : "download the four MNIST IDX files (http://yann.lecun.com/exdb/mnist/) into that folder or pass --data-dir"
+            : "put the four MNIST IDX files there or pass --data-dir (README, \"Training runs\", Data)"
         )
       }
       let (mean, std): (Float, Float) = fashion ? (0.2860, 0.3530) : (0.1307, 0.3081)
@@ -99,7 +99,7 @@ public enum DatasetCatalog {
       guard found.allSatisfy({ $0 != nil }) else {
         throw missing(
           name, trainFiles + testFiles, dirs,
-          "download the binary version from https://www.cs.toronto.edu/~kriz/cifar.html, unpack it and pass --data-dir"
+          "put the binary version's files there or pass --data-dir (README, \"Training runs\", Data)"
         )
       }
       let mean: [Float] = ten ? [0.4914, 0.4822, 0.4465] : [0.5071, 0.4865, 0.4409]
