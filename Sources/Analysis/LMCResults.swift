@@ -5,11 +5,8 @@ import Training
 /// `lth results LMC_RUN`: instability against the spawn step k, mean ± sample standard
 /// deviation over every (replicate, pair) curve, and the children's final test accuracy.
 public enum LMCResults {
-  static func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
-  static func std(_ x: [Double]) -> Double? {
-    guard x.count > 1, let m = mean(x) else { return nil }
-    return (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot()
-  }
+  static func mean(_ x: [Double]) -> Double? { Results.mean(x) }
+  static func std(_ x: [Double]) -> Double? { Results.std(x) }
 
   public static func collect(_ root: String) throws -> [String: Any] {
     let fm = FileManager.default
@@ -98,16 +95,7 @@ public enum LMCResults {
         pm(r, "endpoint_test_accuracy"), "\((r["curves"] as? [Any])?.count ?? 0)",
       ])
     }
-    var widths = header.map(\.count)
-    for r in cells { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
-    for r in [header] + cells {
-      lines.append(
-        r.enumerated().map {
-          $0.offset == r.count - 1
-            ? $0.element : $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0)
-        }
-        .joined(separator: "  "))
-    }
+    lines += Results.grid(header, cells)
     return lines.joined(separator: "\n")
   }
 }

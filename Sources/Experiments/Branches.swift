@@ -102,7 +102,7 @@ extension LotteryRunner {
       // Finished. Only a sparsity.json lost to a kill (see writeMask) needs the network.
       let fm = FileManager.default
       if fm.fileExists(atPath: dir + "/mask.safetensors") && !fm.fileExists(atPath: dir + "/sparsity.json") {
-        _ = try loadMask(dir + "/mask.safetensors", for: try setup.makeNetwork(seed: initSeed))
+        _ = try loadMask(dir + "/mask.safetensors")
       }
       return
     }
@@ -119,7 +119,7 @@ extension LotteryRunner {
       let maskPath = dir + "/mask.safetensors"
       let mask: Mask
       if FileManager.default.fileExists(atPath: maskPath) {
-        mask = try loadMask(maskPath, for: probe)
+        mask = try loadMask(maskPath)
       } else {
         let seed = derivedSeed(
           hparams.training.seed, purpose: "branch-mask", replicate: r, level: level, branch: b.kind.rawValue)

@@ -167,7 +167,7 @@ public final class LotteryRunner {
   /// Writes the mask with its connectivity (see ``PhaseRunner/writeMask(_:_:connectivity:)``).
   func writeMask(_ m: Mask, _ dir: String) throws { try phases.writeMask(m, dir, connectivity: nil) }
 
-  func loadMask(_ path: String, for net: Network<Float>) throws -> Mask { try phases.loadMask(path) }
+  func loadMask(_ path: String) throws -> Mask { try phases.loadMask(path) }
 
   /// Copies a finished level 0 with the same key from another experiment, if any.
   func adoptLevelZero(replicate r: Int, into dir: String) throws -> Bool {
@@ -208,7 +208,7 @@ public final class LotteryRunner {
       try makeDir(dir)
       if level == 0 {
         if FileManager.default.fileExists(atPath: dir + "/mask.safetensors") {
-          _ = try loadMask(dir + "/mask.safetensors", for: probe)
+          _ = try loadMask(dir + "/mask.safetensors")
         } else {
           try writeMask(Mask(ones: probe), dir)
         }
@@ -231,7 +231,7 @@ public final class LotteryRunner {
       let maskPath = dir + "/mask.safetensors"
       let mask: Mask
       if FileManager.default.fileExists(atPath: maskPath) {
-        mask = try loadMask(maskPath, for: probe)
+        mask = try loadMask(maskPath)
       } else {
         let trained = try setup.makeNetwork(seed: initSeed)
         try ModelState.load(trained, from: prev + "/model_final.safetensors")

@@ -141,11 +141,7 @@ public final class PaIRunner {
     }
     let probe = try setup.makeNetwork(seed: 0)
     let names = probe.prunableParameters.map(\.0)
-    for pattern in h.ignore where !names.contains(where: { wildcardMatch(pattern, $0) }) {
-      throw EngineError(
-        "--prune-ignore pattern '\(pattern.escapingControlCharacters)' matches no prunable tensor; they are: \(names.joined(separator: ", "))"
-      )
-    }
+    try PruningPolicy.checkIgnorePatterns(h.ignore, names: names)
     pooled = names.filter { n in !h.ignore.contains { wildcardMatch($0, n) } }
     guard !pooled.isEmpty else { throw EngineError("--prune-ignore leaves no tensor to prune") }
     if let per = h.scoreBatch {
@@ -196,6 +192,7 @@ public final class PaIRunner {
   /// permutation drawn from `(seed, "score-batch", r)`, in Float64.
   func scoreBatch(replicate r: Int) -> ScoreBatch? {
     guard let per = hparams.scoreBatch else { return nil }
+    if let b = scoreBatches[r] { return b }
     var rs = RandomStream(seed: hparams.training.seed, purpose: "score-batch", index: UInt64(r))
     var taken = [Int](repeating: 0, count: setup.train.classes)
     var indices: [Int] = []
@@ -208,16 +205,19 @@ public final class PaIRunner {
     let labels = setup.train.gather(indices, into: xf)
     let x = Tensor<Double>(zeros: xf.shape)
     for i in 0..<xf.count { x[i] = Double(xf[i]) }
-    return ScoreBatch(x: x, labels: labels)
+    let batch = ScoreBatch(x: x, labels: labels)
+    scoreBatches[r] = batch
+    return batch
   }
+  /// Score batches by replicate (drawn once, used by every density and the inverted ablation).
+  private var scoreBatches: [Int: ScoreBatch] = [:]
 
-  var initSeeds: (Int) -> (UInt64, UInt64) {
-    { r in
-      (
-        replicateSeed(self.hparams.training.seed, r),
-        replicateSeed(self.hparams.training.dataOrderSeed, r, purpose: "replicate-data")
-      )
-    }
+  /// Initialisation and data-order seeds of replicate `r` (those of a lottery run's level 0).
+  func initSeeds(_ r: Int) -> (UInt64, UInt64) {
+    (
+      replicateSeed(hparams.training.seed, r),
+      replicateSeed(hparams.training.dataOrderSeed, r, purpose: "replicate-data")
+    )
   }
 
   /// Trains the dense run the references need: to `--at-step`, or to the end

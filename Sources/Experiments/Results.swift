@@ -19,8 +19,8 @@ public enum Results {
     var effective: [Double] = []
   }
 
-  static func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
-  static func std(_ x: [Double]) -> Double? {
+  public static func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
+  public static func std(_ x: [Double]) -> Double? {
     guard x.count > 1, let m = mean(x) else { return nil }
     return (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot()
   }
@@ -252,7 +252,7 @@ public enum Results {
   }
 
   /// Aligned columns; the last column is not padded (no trailing blanks).
-  static func grid(_ header: [String], _ rows: [[String]]) -> [String] {
+  public static func grid(_ header: [String], _ rows: [[String]]) -> [String] {
     var widths = header.map(\.count)
     for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }
     func fmt(_ r: [String]) -> String {

@@ -90,6 +90,11 @@ public enum Selector {
   /// Keeps `keep` of the weights alive in the `pooled` tensors under one threshold.
   public static func keepTopGlobal(_ scores: Scores, mask: Mask, pooled: [String], keep: Int) throws -> Mask {
     try checkFinite(scores, pooled)
+    return globalKeep(scores, mask: mask, pooled: pooled, keep: keep)
+  }
+
+  /// ``keepTopGlobal(_:mask:pooled:keep:)`` on scores already checked for NaN.
+  static func globalKeep(_ scores: Scores, mask: Mask, pooled: [String], keep: Int) -> Mask {
     var out = mask
     guard let (threshold, tiesToPrune) = globalPlan(scores, mask: mask, pooled: pooled, keep: keep) else {
       return out
@@ -166,7 +171,7 @@ public enum Selector {
     var counts: [String: Int]
     switch allocation {
     case .global:
-      let m = try keepTopGlobal(scores, mask: mask, pooled: pooled, keep: keep)
+      let m = globalKeep(scores, mask: mask, pooled: pooled, keep: keep)
       counts = Dictionary(uniqueKeysWithValues: pooled.map { ($0, m.remaining($0)) })
       if minDensity == nil { return m }
     case .layerwise:

@@ -148,12 +148,7 @@ extension PruningPolicy {
     ] {
       if let f, !(f >= 0 && f < 1) { throw PruningError("\(flag) must be in [0, 1), got \(f)") }
     }
-    let names = net.prunableParameters.map(\.0)
-    for pattern in ignore where !names.contains(where: { wildcardMatch(pattern, $0) }) {
-      throw PruningError(
-        "--prune-ignore pattern '\(pattern.escapingControlCharacters)' matches no prunable tensor; they are: \(names.joined(separator: ", "))"
-      )
-    }
+    try Self.checkIgnorePatterns(ignore, names: net.prunableParameters.map(\.0))
     let outputName = net.outputLayer + ".weight"
     var out: [String: Double] = [:]
     for (n, p) in net.prunableParameters {
@@ -173,6 +168,16 @@ extension PruningPolicy {
 }
 
 extension PruningPolicy {
+  /// Every `--prune-ignore` pattern must match some prunable tensor (a typo would silently
+  /// prune a tensor meant to stay dense).
+  public static func checkIgnorePatterns(_ patterns: [String], names: [String]) throws {
+    for pattern in patterns where !names.contains(where: { wildcardMatch(pattern, $0) }) {
+      throw PruningError(
+        "--prune-ignore pattern '\(pattern.escapingControlCharacters)' matches no prunable tensor; they are: \(names.joined(separator: ", "))"
+      )
+    }
+  }
+
   /// Weights one level prunes from `alive` survivors: `ceil(fraction * alive)`.
   static func pruneCount(_ fraction: Double, of alive: Int) -> Int {
     Int((fraction * Double(alive)).rounded(.up))

@@ -141,7 +141,6 @@ public final class Trainer {
   /// Loss and accuracy on a data set, in evaluation mode, batches of 500 (``Evaluation``).
   public func evaluate(_ ds: Dataset) throws -> (loss: Double, accuracy: Double) {
     let r = try Evaluation.evaluate(network, on: ds, scratch: evalBatch)
-    network.setTraining(true)
     return (r.loss, r.accuracy)
   }
 

@@ -96,11 +96,16 @@ struct Lottery: ParsableCommand {
         try runner.checkMachine(command: "lottery", requireSameCPU: training.requireSameCPU)
       }
       for r in replicates { try runner.runReplicate(r, levels: levels) }
-      let results = try Results.collect(runner.root)
-      if !training.json { print(Results.table(results)) }
-      print(training.json ? Results.jsonLine(results) : "results: \(runner.root)")
+      try printResults(runner.root, json: training.json)
     }
   }
+}
+
+/// The results table of a lottery or prune-init run (or, with `json`, its JSON line last).
+func printResults(_ root: String, json: Bool) throws {
+  let results = try Results.collect(root)
+  if !json { print(Results.table(results)) }
+  print(json ? Results.jsonLine(results) : "results: \(root)")
 }
 
 /// The flags every branch shares: how to find the source run (a lottery run with
@@ -144,9 +149,7 @@ struct BranchCommon: ParsableArguments {
     for r in replicates {
       for l in levelList { try runner.runBranch(b, replicate: r, level: l, retrainSetup: rs) }
     }
-    let results = try Results.collect(runner.root)
-    if !training.json { print(Results.table(results)) }
-    print(training.json ? Results.jsonLine(results) : "results: \(runner.root)")
+    try printResults(runner.root, json: training.json)
   }
 
   func runPaI(_ b: BranchHParams) throws {
@@ -170,9 +173,7 @@ struct BranchCommon: ParsableArguments {
       try runner.checkMachine(command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU)
     }
     for r in replicates { for d in densities { try runner.runBranch(b, replicate: r, density: d) } }
-    let results = try Results.collect(runner.root)
-    if !training.json { print(Results.table(results)) }
-    print(training.json ? Results.jsonLine(results) : "results: \(runner.root)")
+    try printResults(runner.root, json: training.json)
   }
 }
 

@@ -83,9 +83,7 @@ struct PruneInit: ParsableCommand {
         try runner.checkMachine(command: "prune-init", requireSameCPU: training.requireSameCPU)
       }
       for r in replicates { try runner.runReplicate(r, densities: densities) }
-      let results = try Results.collect(runner.root)
-      if !training.json { print(Results.table(results)) }
-      print(training.json ? Results.jsonLine(results) : "results: \(runner.root)")
+      try printResults(runner.root, json: training.json)
     }
   }
 }

@@ -114,7 +114,7 @@ struct LotteryIdentityTests {
     var hp = try jsonObject(root + "/hparams.json")
     var prov = hp["provenance"] as! [String: Any]
     let isa = prov["onednn_isa"] as? String ?? "none"
-    prov["onednn_isa"] = "avx512_core_fake"
+    prov["onednn_isa"] = "isa_of_another_machine"
     hp["provenance"] = prov
     _ = FileManager.default.createFile(
       atPath: root + "/hparams.json",
@@ -125,7 +125,7 @@ struct LotteryIdentityTests {
     let before = CLI.snapshot(root)
     let refused = try CLI.run(["lottery"] + a + ["--levels", "2", "--require-same-cpu"])
     expectOneLineError(
-      refused, "onednn_isa avx512_core_fake -> \(isa)); --require-same-cpu refuses to continue")
+      refused, "onednn_isa isa_of_another_machine -> \(isa)); --require-same-cpu refuses to continue")
     let refusedBranch = try CLI.run(
       ["branch", "random-reinit"] + a + ["--levels", "1", "--require-same-cpu"])
     expectOneLineError(refusedBranch, "--require-same-cpu refuses to continue")
@@ -135,10 +135,10 @@ struct LotteryIdentityTests {
     #expect(r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
     #expect(
       r.stderr.hasPrefix(
-        "note: continuing \(root) on a different machine: onednn_isa avx512_core_fake -> \(isa)"))
+        "note: continuing \(root) on a different machine: onednn_isa isa_of_another_machine -> \(isa)"))
     #expect(
       r.stdout.contains(
-        "* part of this run was trained on another machine (onednn_isa avx512_core_fake -> \(isa))"))
+        "* part of this run was trained on another machine (onednn_isa isa_of_another_machine -> \(isa))"))
     let res = try CLI.run(["results", root, "--json"])
     let obj = try JSONSerialization.jsonObject(with: Data(res.stdout.utf8)) as! [String: Any]
     #expect(obj["machine_changed"] as? Bool == true)

@@ -160,13 +160,13 @@ struct IdentityTests {
     var hp = try readJSON(dir + "/hparams.json")
     var prov = hp["provenance"] as! [String: Any]
     let isa = prov["onednn_isa"] as? String ?? "none"
-    prov["onednn_isa"] = "avx512_core_fake"
+    prov["onednn_isa"] = "isa_of_another_machine"
     hp["provenance"] = prov
     try writeJSON(hp, dir + "/hparams.json")
     let before = CLI.snapshot(dir)
     let refused = try CLI.run(quickRun + ["--output", out, "--require-same-cpu"])
     expectOneLineError(refused, "--require-same-cpu refuses to continue")
-    #expect(refused.stderr.contains("onednn_isa avx512_core_fake -> \(isa)"), "\(refused.stderr)")
+    #expect(refused.stderr.contains("onednn_isa isa_of_another_machine -> \(isa)"), "\(refused.stderr)")
     #expect(CLI.snapshot(dir) == before, "--require-same-cpu changed the run folder")
     let r = try CLI.run(quickRun + ["--output", out, "--json"])
     #expect(r.status == 0, "\(r.stderr)")
@@ -174,7 +174,7 @@ struct IdentityTests {
     #expect(lines.count == 1, "\(r.stderr)")
     #expect(
       lines.first?.hasPrefix(
-        "note: continuing \(dir) on a different machine: onednn_isa avx512_core_fake -> \(isa)")
+        "note: continuing \(dir) on a different machine: onednn_isa isa_of_another_machine -> \(isa)")
         == true, "\(r.stderr)")
     let changes =
       try JSONSerialization.jsonObject(
@@ -182,7 +182,7 @@ struct IdentityTests {
       as! [[String: Any]]
     #expect(changes.count == 1)
     let c = (changes[0]["changes"] as! [String: Any])["onednn_isa"] as! [String: Any]
-    #expect(c["from"] as? String == "avx512_core_fake" && (c["to"] as? String ?? "none") == isa)
+    #expect(c["from"] as? String == "isa_of_another_machine" && (c["to"] as? String ?? "none") == isa)
     #expect((changes[0]["machine"] as! [String: Any])["cpu_model"] is String)
     #expect(changes[0]["command"] as? String == "train")
     let summary =
