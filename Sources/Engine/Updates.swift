@@ -18,6 +18,7 @@ public enum Updates {
   /// Work items for one update of tensors of `counts` elements: (tensor, element range)
   /// chunks of at most 16K elements, so one parallel loop covers every tensor, small ones
   /// included. Elements are independent, so the split never changes results.
+  /// For a target with ``UpdateTarget/positions``, the count is that of the positions.
   public static func chunks(counts: [Int]) -> [(Int, Range<Int>)] {
     var out: [(Int, Range<Int>)] = []
     for (k, n) in counts.enumerated() {
@@ -35,6 +36,27 @@ public enum Updates {
     update()
     multiply(t.weight, mask, r)
     for s in t.state { multiply(s, mask, r) }
+  }
+
+  /// ``chunks(counts:)`` for a list of targets, recomputed only when their counts change
+  /// (a layer switching to sparse kernels changes its target's count).
+  public final class ChunkCache: @unchecked Sendable {
+    private var counts: [Int] = []
+    private var cached: [(Int, Range<Int>)] = []
+    public init() {}
+    public func chunks<T: Scalar>(_ targets: [UpdateTarget<T>]) -> [(Int, Range<Int>)] {
+      let c = targets.map(\.count)
+      if c != counts {
+        counts = c
+        cached = []
+        // Compact targets gather and scatter: smaller chunks keep every thread busy.
+        for (k, t) in targets.enumerated() {
+          let size = t.positions == nil ? 16384 : 4096
+          for i in stride(from: 0, to: c[k], by: size) { cached.append((k, i..<min(c[k], i + size))) }
+        }
+      }
+      return cached
+    }
   }
 
   /// `t[r] *= mask[r]`.
@@ -57,6 +79,8 @@ public enum Updates {
       let (k, r) = chunks[c]
       let t = targets[k]
       let (w, g) = (t.weight.data, t.grad.data)
+      t.gather(r)
+      defer { t.scatter(r) }
       masked(t, r) {
         if let buffer = t.state.first {
           let b = buffer.data
@@ -86,6 +110,8 @@ public enum Updates {
     Parallel.forEach(chunks.count) { c in
       let (k, r) = chunks[c]
       let t = targets[k]
+      t.gather(r)
+      defer { t.scatter(r) }
       masked(t, r) {
         adamChunk(
           t.weight, t.grad, t.state[0], t.state[1], r, stepSize, beta1, beta2, eps, weightDecay,
@@ -177,12 +203,50 @@ public enum Updates {
 
 /// One parameter tensor for the update kernels: value, gradient, optional mask, and the
 /// optimizer's state tensors (SGD: momentum buffer or none; Adam: `m`, `v`).
+///
+/// Compact form (a pruned layer on sparse kernels): `weight`, `grad` and `state` hold the
+/// surviving entries only, in the order of `positions` in `denseWeight`. Each chunk gathers
+/// its weights (and, without a compact gradient from the layer, its gradients from
+/// `denseGrad`), runs the same update on the compact entries, and scatters the weights
+/// back. Pruned entries are never touched: they are zero, as the mask contract keeps them.
 public struct UpdateTarget<T: Scalar>: @unchecked Sendable {
   public let weight: Tensor<T>
   public let grad: Tensor<T>
   public let mask: Tensor<T>?
   public let state: [Tensor<T>]
+  public let positions: UnsafeBufferPointer<Int>?
+  public let denseWeight: Tensor<T>?
+  public let denseGrad: Tensor<T>?
   public init(weight: Tensor<T>, grad: Tensor<T>, mask: Tensor<T>?, state: [Tensor<T>]) {
     (self.weight, self.grad, self.mask, self.state) = (weight, grad, mask, state)
+    (positions, denseWeight, denseGrad) = (nil, nil, nil)
+  }
+  /// A compact target (see the type's comment); `denseGrad` nil when `grad` already holds
+  /// the compact gradient.
+  public init(
+    compactWeight: Tensor<T>, grad: Tensor<T>, state: [Tensor<T>], positions: UnsafeBufferPointer<Int>,
+    denseWeight: Tensor<T>, denseGrad: Tensor<T>?
+  ) {
+    (weight, self.grad, mask, self.state) = (compactWeight, grad, nil, state)
+    (self.positions, self.denseWeight, self.denseGrad) = (positions, denseWeight, denseGrad)
+  }
+  /// Elements one update touches.
+  public var count: Int { weight.count }
+
+  /// Compact form: loads entries `r` from the dense tensors.
+  @inline(__always) func gather(_ r: Range<Int>) {
+    guard let positions, let dw = denseWeight?.data else { return }
+    let w = weight.data
+    for j in r { w[j] = dw[positions[j]] }
+    if let dg = denseGrad?.data {
+      let g = grad.data
+      for j in r { g[j] = dg[positions[j]] }
+    }
+  }
+  /// Compact form: stores weights `r` back into the dense weight.
+  @inline(__always) func scatter(_ r: Range<Int>) {
+    guard let positions, let dw = denseWeight?.data else { return }
+    let w = weight.data
+    for j in r { dw[positions[j]] = w[j] }
   }
 }

@@ -1,6 +1,7 @@
 import Engine
 
-/// Fully-connected layer `y = x W^T + b`, `W: [out, in]` (see ``Engine/Dense``).
+/// Fully-connected layer `y = x W^T + b`, `W: [out, in]` (see ``Engine/Dense``). A pruned
+/// weight may run on sparse kernels (``Engine/SparseLinear``) by ``sparseKernels``.
 public final class Linear<T: Scalar>: Module<T> {
   public let weight: Parameter<T>
   public let bias: Parameter<T>?
@@ -8,6 +9,12 @@ public final class Linear<T: Scalar>: Module<T> {
   public let outFeatures: Int
   private var input: Tensor<T>?
   private let output = Tensor<T>(zeros: [0])
+  /// Sparse kernels for a pruned weight (``Network`` sets it for all its layers).
+  public var sparseKernels = SparseKernelPolicy.auto
+  private let plan = SparsePlan<T, SparseLinear>()
+  private var sparseInUse: SparseLinear?
+  /// `sparse-csr` or `dense`: the kernels of the last forward pass.
+  public var kernelName: String { sparseInUse == nil ? "dense" : "sparse-csr" }
 
   public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
     self.inFeatures = inFeatures
@@ -25,20 +32,47 @@ public final class Linear<T: Scalar>: Module<T> {
         "Linear(\(inFeatures), \(outFeatures)): expected input [N, \(inFeatures)], got shape \(x.shape)")
     }
     input = x
+    sparseInUse = nil
+    if let k = try plan.kernel(
+      for: weight, policy: sparseKernels,
+      build: { m in
+        let k = try SparseLinear(mask: m, outFeatures: outFeatures)
+        return (k, k.pattern)
+      }),
+      sparseKernels == .on
+        || SparseKernelRule.linear(
+          outFeatures: outFeatures, inFeatures: inFeatures, density: plan.density, batch: x.shape[0])
+    {
+      sparseInUse = k
+      k.forward(
+        x: x as! Tensor<Float>, weight: weight.value as! Tensor<Float>, bias: bias?.value as! Tensor<Float>?,
+        y: output as! Tensor<Float>)
+      return output
+    }
     Dense.linearForward(x: x, weight: weight.value, bias: bias?.value, y: output)
     return output
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
-    Dense.linearBackward(
-      x: input!, weight: weight.value, dy: dy, dWeight: weight.grad, dBias: bias?.grad,
-      dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
-    return needInputGradient ? gradInputBuffer(for: dy) : nil
+    let dx = needInputGradient ? gradInputBuffer(for: dy) : nil
+    weight.compactGradient = nil
+    if let k = sparseInUse {
+      k.backward(
+        dy: dy as! Tensor<Float>, dWeight: weight.grad as! Tensor<Float>,
+        dBias: bias?.grad as! Tensor<Float>?,
+        dx: dx as! Tensor<Float>?)
+      weight.compactGradient = (k.gradients as! Tensor<T>)
+    } else {
+      Dense.linearBackward(
+        x: input!, weight: weight.value, dy: dy, dWeight: weight.grad, dBias: bias?.grad, dx: dx)
+    }
+    return dx
   }
 }
 
 /// 2-D convolution, NCHW input, OIHW weight. The arithmetic is done by a
 /// ``Engine/ConvolutionBackend`` chosen on the first forward pass from the input shape and
-/// ``backendPolicy`` (see ``Engine/Convolution/makeBackend(_:inputShape:policy:workspace:)``).
+/// ``backendPolicy`` (see ``Engine/Convolution/makeBackend(_:inputShape:policy:workspace:)``),
+/// or, for a pruned weight, by ``Engine/SparseConvolution`` when ``sparseKernels`` says so.
 public final class Conv2d<T: Scalar>: Module<T> {
   public let geometry: ConvGeometry
   public let weight: Parameter<T>
@@ -47,11 +81,20 @@ public final class Conv2d<T: Scalar>: Module<T> {
   private let output = Tensor<T>(zeros: [0])
   /// Scratch buffers; ``Network`` gives all its convolutions one shared workspace (they
   /// run one after another), which keeps memory at one layer's scratch buffers.
-  public var workspace = ConvWorkspace<T>() { didSet { backend = nil } }
+  public var workspace = ConvWorkspace<T>() {
+    didSet {
+      (backend, denseBackend) = (nil, nil)
+      plan = SparsePlan()
+    }
+  }
   /// Which backends this layer may use (``Network`` sets it for all its layers).
-  public var backendPolicy = ConvBackendPolicy.auto { didSet { backend = nil } }
-  /// The backend in use (nil before the first forward pass).
+  public var backendPolicy = ConvBackendPolicy.auto { didSet { (backend, denseBackend) = (nil, nil) } }
+  /// Sparse kernels for a pruned weight (``Network`` sets it for all its layers).
+  public var sparseKernels = SparseKernelPolicy.auto
+  /// The backend of the last forward pass (nil before the first).
   public private(set) var backend: ConvolutionBackend<T>?
+  private var denseBackend: ConvolutionBackend<T>?
+  private var plan = SparsePlan<T, SparseConvolution>()
   /// Shape of the last input (nil before the first forward pass).
   public var lastInputShape: [Int]? { input?.shape }
 
@@ -74,9 +117,22 @@ public final class Conv2d<T: Scalar>: Module<T> {
   private let layout = LayoutAdapter<T>()
   public override func forward(_ given: Tensor<T>) throws -> Tensor<T> {
     _ = try Convolution.outputShape(geometry, input: given.shape)
-    if backend == nil {
-      backend = Convolution.makeBackend(
-        geometry, inputShape: given.shape, policy: backendPolicy, workspace: workspace)
+    let g = geometry
+    if let k = try plan.kernel(
+      for: weight, policy: sparseKernels,
+      build: { m in
+        let k = try SparseConvolution(geometry: g, mask: m, workspace: workspace as! ConvWorkspace<Float>)
+        return (k, k.pattern)
+      }),
+      sparseKernels == .on || SparseKernelRule.convolution(g, density: plan.density, batch: given.shape[0])
+    {
+      backend = (k as! ConvolutionBackend<T>)
+    } else {
+      if denseBackend == nil {
+        denseBackend = Convolution.makeBackend(
+          geometry, inputShape: given.shape, policy: backendPolicy, workspace: workspace)
+      }
+      backend = denseBackend
     }
     let x = backend!.acceptsBlocked ? given : layout.input(given)
     input = x
@@ -88,6 +144,7 @@ public final class Conv2d<T: Scalar>: Module<T> {
     backend!.backward(
       x: input!, weight: weight.value, dy: dy, dWeight: weight.grad, dBias: bias?.grad,
       dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
+    weight.compactGradient = (backend as? SparseConvolution)?.gradients as! Tensor<T>?
     return needInputGradient ? layout.gradient(gradInputBuffer(for: dy)) : nil
   }
 }
@@ -279,13 +336,24 @@ public final class Sequential<T: Scalar>: Module<T> {
     for (_, l) in layers { h = try l.forward(h) }
     return h
   }
+  /// Whether any layer before position `i` has parameters: only then does layer `i` need
+  /// its input gradient (LeNet's first linear layer, after `flatten`, does not).
+  private lazy var parametersBefore: [Bool] = {
+    var seen = false
+    return layers.map { _, l in
+      defer { seen = seen || !l.namedParameters().isEmpty }
+      return seen
+    }
+  }()
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws -> Tensor<T>? {
     var d = dy
     for (i, (_, l)) in layers.enumerated().reversed() {
-      if i > 0 || needInputGradient {
+      if needInputGradient || parametersBefore[i] {
         d = try l.inputGradient(d)
       } else {
+        // Nothing before this layer has parameters: the rest of the chain is not needed.
         _ = try l.backward(d, needInputGradient: false)
+        break
       }
     }
     return needInputGradient ? d : nil

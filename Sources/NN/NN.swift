@@ -36,6 +36,23 @@ public final class Parameter<T: Scalar> {
     self.fanOut = fanOut
   }
 
+  /// The surviving positions of ``mask`` once the owning layer planned sparse kernels for it
+  /// (``SparseKernelPolicy``): optimizers then keep this weight in compact form.
+  var sparsePositions: (mask: Tensor<T>, positions: UnsafeMutableBufferPointer<Int>, generation: Int)? {
+    willSet { sparsePositions?.positions.deallocate() }
+  }
+  deinit { sparsePositions?.positions.deallocate() }
+  /// The gradient at ``updatePositions`` from the last backward pass when that pass ran on
+  /// sparse kernels (else nil: the gradient is only in `grad`).
+  public internal(set) var compactGradient: Tensor<T>?
+
+  /// The surviving positions of the current mask (row-major order), when the optimizer may
+  /// update this weight in compact form, and a number that changes with them.
+  public var updatePositions: (positions: UnsafeBufferPointer<Int>, generation: Int)? {
+    guard let s = sparsePositions, let m = mask, s.mask === m else { return nil }
+    return (UnsafeBufferPointer(s.positions), s.generation)
+  }
+
   /// Zeroes pruned entries of the value (no-op without a mask).
   public func applyMask() {
     guard let m = mask else { return }

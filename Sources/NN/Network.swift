@@ -69,6 +69,27 @@ public final class Network<T: Scalar> {
   public var convolutionPolicy = ConvBackendPolicy.auto {
     didSet { for (_, c) in convolutions { c.backendPolicy = convolutionPolicy } }
   }
+  /// Sparse kernels for pruned layers (default ``SparseKernelPolicy/auto``).
+  public var sparseKernels = SparseKernelPolicy.auto {
+    didSet {
+      for (_, m) in body.namedModules() {
+        if let l = m as? Linear<T> { l.sparseKernels = sparseKernels }
+        if let c = m as? Conv2d<T> { c.sparseKernels = sparseKernels }
+      }
+    }
+  }
+  /// "layer: kernels" of the last forward pass for every pruned layer: `sparse-csr` (linear),
+  /// `sparse-csr+im2col` (convolution) or `dense`; empty while nothing is pruned.
+  public var sparseKernelNames: [String: String] {
+    var out: [String: String] = [:]
+    for (name, m) in body.namedModules() {
+      if let l = m as? Linear<T>, l.weight.mask != nil { out[name] = l.kernelName }
+      if let c = m as? Conv2d<T>, c.weight.mask != nil {
+        out[name] = c.backend is SparseConvolution ? c.backend!.name : "dense"
+      }
+    }
+    return out
+  }
   /// Convolution layers by module name, in order.
   public var convolutions: [(String, Conv2d<T>)] {
     body.namedModules().compactMap { name, m in (m as? Conv2d<T>).map { (name, $0) } }

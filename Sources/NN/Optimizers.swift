@@ -5,7 +5,9 @@ import Foundation
 ///
 /// Masks: before the update each gradient is multiplied by its parameter's mask; after it,
 /// the value and every state tensor are multiplied by the mask, so pruned weights stay
-/// exactly zero and momentum or Adam moments never revive them.
+/// exactly zero and momentum or Adam moments never revive them. A weight whose layer runs
+/// sparse kernels (``Parameter/updatePositions``) is updated at its surviving entries only:
+/// the same numbers, without touching the pruned ones.
 public protocol Optimizer<T>: AnyObject {
   associatedtype T: Scalar
   /// Learning rate for the next step (schedules set it every iteration).
@@ -54,23 +56,24 @@ public final class SGD<T: Scalar>: Optimizer {
   }
 
   public var namedState: [(String, Tensor<T>)] {
-    zip(parameters, buffers).map { ("\($0.0.0).momentum_buffer", $0.1) }
+    compact.flush()
+    return zip(parameters, buffers).map { ("\($0.0.0).momentum_buffer", $0.1) }
   }
 
   public func step() {
     // Masks can change between steps (pruning), so targets are gathered per step.
     let targets = parameters.indices.map { k in
       let p = parameters[k].1
-      return UpdateTarget(
-        weight: p.value, grad: p.grad, mask: p.mask, state: momentum > 0 ? [buffers[k]] : [])
+      return compact.target(k, p, denseState: momentum > 0 ? [buffers[k]] : [])
     }
     Updates.sgd(
-      targets, chunks: chunks, lr: T(learningRate), weightDecay: T(weightDecay),
+      targets, chunks: chunks.chunks(targets), lr: T(learningRate), weightDecay: T(weightDecay),
       momentum: T(momentum), dampening: T(dampening), nesterov: nesterov,
       firstStep: stepCount == 0)
     stepCount += 1
   }
-  private lazy var chunks = Updates.chunks(counts: parameters.map { $0.1.value.count })
+  private let chunks = Updates.ChunkCache()
+  private let compact = CompactState<T>()
 }
 
 /// `torch.optim.Adam` (L2 weight decay added to the gradient, not AdamW):
@@ -108,7 +111,8 @@ public final class Adam<T: Scalar>: Optimizer {
   }
 
   public var namedState: [(String, Tensor<T>)] {
-    parameters.indices.flatMap { k in
+    compact.flush()
+    return parameters.indices.flatMap { k in
       [("\(parameters[k].0).exp_avg", m[k]), ("\(parameters[k].0).exp_avg_sq", v[k])]
     }
   }
@@ -120,13 +124,61 @@ public final class Adam<T: Scalar>: Optimizer {
     let bc2 = 1 - _pow(beta2, t)
     let targets = parameters.indices.map { k in
       let p = parameters[k].1
-      return UpdateTarget(weight: p.value, grad: p.grad, mask: p.mask, state: [m[k], v[k]])
+      return compact.target(k, p, denseState: [m[k], v[k]])
     }
     Updates.adam(
-      targets, chunks: chunks, stepSize: T(learningRate / bc1), beta1: T(beta1), beta2: T(beta2),
+      targets, chunks: chunks.chunks(targets), stepSize: T(learningRate / bc1), beta1: T(beta1),
+      beta2: T(beta2),
       eps: T(eps), weightDecay: T(weightDecay), sqrtBiasCorrection2: T(bc2.squareRoot()))
   }
-  private lazy var chunks = Updates.chunks(counts: parameters.map { $0.1.value.count })
+  private let chunks = Updates.ChunkCache()
+  private let compact = CompactState<T>()
+}
+
+/// The compact form of pruned weights for an optimizer (see ``Engine/UpdateTarget``): per
+/// parameter with ``Parameter/updatePositions``, compact weight, gradient and state tensors,
+/// the state gathered from the dense state when the positions change. ``flush()`` writes
+/// the compact state back into the dense tensors (checkpoints read and write those) and
+/// makes the next step gather it again.
+final class CompactState<T: Scalar> {
+  struct Slot {
+    var generation: Int
+    var positions: [Int]
+    var weight, grad: Tensor<T>
+    var state: [Tensor<T>]
+    var dense: [Tensor<T>]
+  }
+  private var slots: [Int: Slot] = [:]
+
+  func target(_ k: Int, _ p: Parameter<T>, denseState: [Tensor<T>]) -> UpdateTarget<T> {
+    guard let (positions, generation) = p.updatePositions else {
+      flush(k)
+      return UpdateTarget(weight: p.value, grad: p.grad, mask: p.mask, state: denseState)
+    }
+    if slots[k]?.generation != generation {
+      flush(k)
+      let n = positions.count
+      slots[k] = Slot(
+        generation: generation, positions: Array(positions), weight: Tensor(zeros: [n]),
+        grad: Tensor(zeros: [n]),
+        state: denseState.map { d in Tensor<T>(positions.map { d.data[$0] }, shape: [n]) }, dense: denseState)
+    }
+    let s = slots[k]!
+    let compactGrad = p.compactGradient.flatMap { $0.count == positions.count ? $0 : nil }
+    return UpdateTarget(
+      compactWeight: s.weight, grad: compactGrad ?? s.grad, state: s.state, positions: positions,
+      denseWeight: p.value, denseGrad: compactGrad == nil ? p.grad : nil)
+  }
+
+  /// Writes slot `k`'s state into the dense tensors and drops the slot.
+  private func flush(_ k: Int) {
+    guard let s = slots.removeValue(forKey: k) else { return }
+    for (c, d) in zip(s.state, s.dense) {
+      for (j, i) in s.positions.enumerated() { d.data[i] = c.data[j] }
+    }
+  }
+
+  func flush() { for k in Array(slots.keys) { flush(k) } }
 }
 
 @inline(__always) private func _pow(_ a: Double, _ b: Double) -> Double { Foundation.pow(a, b) }

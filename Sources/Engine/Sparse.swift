@@ -1,0 +1,553 @@
+#if arch(x86_64)
+  import _Builtin_intrinsics.intel
+#endif
+
+/// Sparse kernels for pruned layers: a weight matrix `W: [rows, cols]` whose mask is fixed
+/// for a whole training run (one IMP level) is stored as a ``SparsePattern`` (compressed
+/// rows, plus the same entries by column), built once, and multiplied without touching
+/// pruned entries.
+///
+/// Three kernels serve every sparse layer (linear and convolution alike):
+///
+/// - ``spmm(_:transposed:values:source:sourceStride:width:destination:rows:bias:)``:
+///   `D[r, j] = b[r] + sum_{e in row r} v[e] * S[col(e), j]` for `j < width`, vectorised
+///   over `j` (8 lanes, fused multiply-add, 32 lanes a tile). With the pattern by rows this is
+///   `W * S`, by columns `W^T * S`.
+/// - ``sampledProduct(_:rows:a:b:stride:width:into:accumulate:)``: for every surviving
+///   entry `e = (r, c)`, `g[e] = sum_j A[r, j] * B[c, j]`: the weight gradient `dW = dY X^T`
+///   at the surviving positions only (a sampled dense-dense product). Pruned gradients
+///   are never computed, so pruned weights cannot come back.
+///
+/// A linear layer runs them on feature-major activations (`X^T: [in, N]`, the batch is the
+/// vector dimension): `Y^T = W X^T + b`, `dX^T = W^T dY^T`, `dW = dY^T X` sampled. A
+/// convolution runs them per example on the im2col matrix (`col: [C*KH*KW, OH*OW]`):
+/// `y_n = W col_n + b`, `dcol_n = W^T dy_n` (then col2im), `dW += dy_n col_n^T` sampled.
+///
+/// Every output element is computed by one fixed loop in one shard, in entry order, so the
+/// results do not depend on the thread count or on how rows are split into shards.
+/// Sparse and dense kernels agree to rounding, not bit for bit (different summation order
+/// and fused multiply-adds).
+public final class SparsePattern: @unchecked Sendable {
+  public let rows: Int
+  public let cols: Int
+  /// Compressed rows: entries of row `r` are `rowStart[r] ..< rowStart[r + 1]`, column
+  /// `colIndex[e]`, dense position `r * cols + colIndex[e]`, in increasing column order.
+  public let rowStart: UnsafeMutableBufferPointer<Int32>
+  public let colIndex: UnsafeMutableBufferPointer<Int32>
+  /// The same entries by column: column `c` holds `colStart[c] ..< colStart[c + 1]`, row
+  /// `transposedRow[k]`, row-order entry `transposedEntry[k]`.
+  public let colStart: UnsafeMutableBufferPointer<Int32>
+  public let transposedRow: UnsafeMutableBufferPointer<Int32>
+  public let transposedEntry: UnsafeMutableBufferPointer<Int32>
+
+  /// Surviving entries.
+  public var count: Int { colIndex.count }
+  /// Surviving fraction of `rows * cols`.
+  public var density: Double { Double(count) / Double(max(rows * cols, 1)) }
+
+  /// The pattern of a 0/1 mask of `rows * cols` entries (row-major; any trailing shape
+  /// flattened into columns, e.g. OIHW weights as `[O, I*KH*KW]`). Nonzero means kept.
+  public init<T: Scalar>(mask: Tensor<T>, rows: Int) throws {
+    guard rows > 0, mask.count % rows == 0, mask.count < Int(Int32.max) else {
+      throw EngineError("sparse pattern: a mask of shape \(mask.shape) cannot have \(rows) rows")
+    }
+    self.rows = rows
+    cols = mask.count / rows
+    var nnz = 0
+    for i in 0..<mask.count where mask.data[i] != 0 { nnz += 1 }
+    rowStart = .allocate(capacity: rows + 1)
+    colIndex = .allocate(capacity: nnz)
+    colStart = .allocate(capacity: cols + 1)
+    transposedRow = .allocate(capacity: nnz)
+    transposedEntry = .allocate(capacity: nnz)
+    colStart.initialize(repeating: 0)
+    var e = 0
+    for r in 0..<rows {
+      rowStart[r] = Int32(e)
+      for c in 0..<cols where mask.data[r * cols + c] != 0 {
+        colIndex[e] = Int32(c)
+        colStart[c + 1] += 1
+        e += 1
+      }
+    }
+    rowStart[rows] = Int32(e)
+    for c in 0..<cols { colStart[c + 1] += colStart[c] }
+    var next = Array(colStart.prefix(cols))
+    for r in 0..<rows {
+      for e in Int(rowStart[r])..<Int(rowStart[r + 1]) {
+        let c = Int(colIndex[e])
+        let k = Int(next[c])
+        transposedRow[k] = Int32(r)
+        transposedEntry[k] = Int32(e)
+        next[c] += 1
+      }
+    }
+  }
+
+  deinit {
+    for b in [rowStart, colIndex, colStart, transposedRow, transposedEntry] { b.deallocate() }
+  }
+
+  /// Dense position (`r * cols + c`) of every entry, in row order.
+  public var positions: [Int] {
+    var out: [Int] = []
+    out.reserveCapacity(count)
+    for r in 0..<rows {
+      for e in Int(rowStart[r])..<Int(rowStart[r + 1]) { out.append(r * cols + Int(colIndex[e])) }
+    }
+    return out
+  }
+
+  /// `values[e] = weight[position(e)]` in row order (`transposed`: in column order).
+  public func gather(
+    _ weight: UnsafePointer<Float>, into values: UnsafeMutablePointer<Float>, transposed: Bool = false
+  ) {
+    if transposed {
+      for c in 0..<cols {
+        for k in Int(colStart[c])..<Int(colStart[c + 1]) {
+          values[k] = weight[Int(transposedRow[k]) * cols + c]
+        }
+      }
+    } else {
+      for r in 0..<rows {
+        let w = weight + r * cols
+        for e in Int(rowStart[r])..<Int(rowStart[r + 1]) { values[e] = w[Int(colIndex[e])] }
+      }
+    }
+  }
+
+  /// `weight[position(e)] = values[e]` in row order (other positions untouched).
+  public func scatter(_ values: UnsafePointer<Float>, into weight: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+      let w = weight + r * cols
+      for e in Int(rowStart[r])..<Int(rowStart[r + 1]) { w[Int(colIndex[e])] = values[e] }
+    }
+  }
+}
+
+public enum Sparse {
+  typealias V = SIMD8<Float>
+
+  @inline(__always) static func load(_ p: UnsafePointer<Float>) -> V {
+    UnsafeRawPointer(p).loadUnaligned(as: V.self)
+  }
+  @inline(__always) static func store(_ v: V, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self)
+  }
+  /// `a * b + c` with one rounding.
+  @inline(__always) static func fma(_ a: V, _ b: V, _ c: V) -> V {
+    #if arch(x86_64)
+      _mm256_fmadd_ps(a, b, c)
+    #else
+      c.addingProduct(a, b)
+    #endif
+  }
+
+  /// Sparse times dense: for `r` in `rows`,
+  /// `D[r, j] = bias[r] + sum_e values[e] * S[index(e), j]`, `j < width`, where `e` runs over
+  /// row `r` of `pattern` (`transposed`: over column `r`, i.e. `W^T`, with `values` in
+  /// column order). `S` rows are `sourceStride` apart. `D[r, j]` is stored at
+  /// `destination[r * width + j]`, or, with `columnStride > 1`, transposed at
+  /// `destination[j * columnStride + r]` for `j < validWidth` only (a batch padded to whole
+  /// vectors writes its real examples, and no transpose pass is needed).
+  ///
+  /// Tiles of up to 8 vectors (64 lanes) keep their sums in registers over a row's entries.
+  @inline(never)
+  public static func spmm(
+    _ pattern: SparsePattern, transposed: Bool, values: UnsafePointer<Float>,
+    source: UnsafePointer<Float>, sourceStride: Int, width: Int,
+    destination: UnsafeMutablePointer<Float>, columnStride: Int = 1, validWidth: Int? = nil,
+    rows: Range<Int>, bias: UnsafePointer<Float>?
+  ) {
+    let start = transposed ? pattern.colStart.baseAddress! : pattern.rowStart.baseAddress!
+    let index = transposed ? pattern.transposedRow.baseAddress! : pattern.colIndex.baseAddress!
+    let cs = columnStride
+    let valid = validWidth ?? width
+    for r in rows {
+      let e0 = Int(start[r])
+      let e1 = Int(start[r + 1])
+      let b0 = V(repeating: bias?[r] ?? 0)
+      let d = cs == 1 ? destination + r * width : destination + r
+      @inline(__always) func put(_ a: V, _ j: Int) {
+        if cs == 1 {
+          store(a, d + j)
+        } else {
+          for l in 0..<min(8, valid - j) { d[(j + l) * cs] = a[l] }
+        }
+      }
+      var j = 0
+      while j + 8 <= width {
+        let s0 = source + j
+        switch min(8, (width - j) / 8) {
+        case 8...:
+          // Eight independent sums: the fused multiply-adds of one entry do not wait for
+          // those of the previous one (a batch of 64 is one tile).
+          var (a0, a1, a2, a3, a4, a5, a6, a7) = (b0, b0, b0, b0, b0, b0, b0, b0)
+          for e in e0..<e1 {
+            let v = V(repeating: values[e])
+            let s = s0 + Int(index[e]) * sourceStride
+            a0 = fma(v, load(s), a0)
+            a1 = fma(v, load(s + 8), a1)
+            a2 = fma(v, load(s + 16), a2)
+            a3 = fma(v, load(s + 24), a3)
+            a4 = fma(v, load(s + 32), a4)
+            a5 = fma(v, load(s + 40), a5)
+            a6 = fma(v, load(s + 48), a6)
+            a7 = fma(v, load(s + 56), a7)
+          }
+          put(a0, j)
+          put(a1, j + 8)
+          put(a2, j + 16)
+          put(a3, j + 24)
+          put(a4, j + 32)
+          put(a5, j + 40)
+          put(a6, j + 48)
+          put(a7, j + 56)
+          j += 64
+        case 4...:
+          var (a0, a1, a2, a3) = (b0, b0, b0, b0)
+          for e in e0..<e1 {
+            let v = V(repeating: values[e])
+            let s = s0 + Int(index[e]) * sourceStride
+            a0 = fma(v, load(s), a0)
+            a1 = fma(v, load(s + 8), a1)
+            a2 = fma(v, load(s + 16), a2)
+            a3 = fma(v, load(s + 24), a3)
+          }
+          put(a0, j)
+          put(a1, j + 8)
+          put(a2, j + 16)
+          put(a3, j + 24)
+          j += 32
+        case 3:
+          var (a0, a1, a2) = (b0, b0, b0)
+          for e in e0..<e1 {
+            let v = V(repeating: values[e])
+            let s = s0 + Int(index[e]) * sourceStride
+            a0 = fma(v, load(s), a0)
+            a1 = fma(v, load(s + 8), a1)
+            a2 = fma(v, load(s + 16), a2)
+          }
+          put(a0, j)
+          put(a1, j + 8)
+          put(a2, j + 16)
+          j += 24
+        case 2:
+          var (a0, a1) = (b0, b0)
+          for e in e0..<e1 {
+            let v = V(repeating: values[e])
+            let s = s0 + Int(index[e]) * sourceStride
+            a0 = fma(v, load(s), a0)
+            a1 = fma(v, load(s + 8), a1)
+          }
+          put(a0, j)
+          put(a1, j + 8)
+          j += 16
+        default:
+          var a0 = b0
+          for e in e0..<e1 { a0 = fma(V(repeating: values[e]), load(s0 + Int(index[e]) * sourceStride), a0) }
+          put(a0, j)
+          j += 8
+        }
+      }
+      // The tail lanes of a width that is not a whole number of vectors (convolutions
+      // with odd output sizes); the same fused multiply-add per lane.
+      while j < width {
+        var a = b0[0]
+        for e in e0..<e1 { a = a.addingProduct(values[e], source[Int(index[e]) * sourceStride + j]) }
+        if cs == 1 { d[j] = a } else if j < valid { d[j * cs] = a }
+        j += 1
+      }
+    }
+  }
+
+  /// Sampled dense-dense product over the rows `rows` of `pattern`: for each entry
+  /// `e = (r, c)`, `out[e] (+)= sum_{j < width} A[r, j] * B[c, j]` (rows of `A` and `B`
+  /// `stride` apart). Each sum runs over 16-lane blocks in two vectors, then adds the 8
+  /// lanes in a fixed tree, then the tail lanes: the same order for every entry, whatever
+  /// the thread count. Two entries at a time keep four independent chains in flight.
+  @inline(never)
+  public static func sampledProduct(
+    _ pattern: SparsePattern, rows: Range<Int>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+    stride: Int, width: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool
+  ) {
+    @inline(__always) func finish(
+      _ s0: V, _ s1: V, _ ar: UnsafePointer<Float>, _ br: UnsafePointer<Float>, _ j0: Int
+    ) -> Float {
+      let s = s0 + s1
+      var acc = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+      for j in j0..<width { acc = acc.addingProduct(ar[j], br[j]) }
+      return acc
+    }
+    let vectorEnd = width / 8 * 8
+    for r in rows {
+      let ar = a + r * stride
+      var e = Int(pattern.rowStart[r])
+      let e1 = Int(pattern.rowStart[r + 1])
+      while e + 1 < e1 {
+        let br = b + Int(pattern.colIndex[e]) * stride
+        let cr = b + Int(pattern.colIndex[e + 1]) * stride
+        var (s0, s1, t0, t1) = (V(), V(), V(), V())
+        var j = 0
+        while j + 16 <= width {
+          let (x0, x1) = (load(ar + j), load(ar + j + 8))
+          s0 = fma(x0, load(br + j), s0)
+          s1 = fma(x1, load(br + j + 8), s1)
+          t0 = fma(x0, load(cr + j), t0)
+          t1 = fma(x1, load(cr + j + 8), t1)
+          j += 16
+        }
+        if j < vectorEnd {
+          let x0 = load(ar + j)
+          s0 = fma(x0, load(br + j), s0)
+          t0 = fma(x0, load(cr + j), t0)
+        }
+        let (u, v) = (finish(s0, s1, ar, br, vectorEnd), finish(t0, t1, ar, cr, vectorEnd))
+        out[e] = accumulate ? out[e] + u : u
+        out[e + 1] = accumulate ? out[e + 1] + v : v
+        e += 2
+      }
+      if e < e1 {
+        let br = b + Int(pattern.colIndex[e]) * stride
+        var (s0, s1) = (V(), V())
+        var j = 0
+        while j + 16 <= width {
+          s0 = fma(load(ar + j), load(br + j), s0)
+          s1 = fma(load(ar + j + 8), load(br + j + 8), s1)
+          j += 16
+        }
+        if j < vectorEnd { s0 = fma(load(ar + j), load(br + j), s0) }
+        let u = finish(s0, s1, ar, br, vectorEnd)
+        out[e] = accumulate ? out[e] + u : u
+      }
+    }
+  }
+
+  /// `dst[c, r] = src[r, c]` for `src: [rows, cols]`, `dst` rows `ld >= rows` apart with
+  /// zeros in lanes `rows ..< ld`; in parallel over fixed blocks of columns (a copy: the
+  /// split never changes results). Eight source rows at a time give one 8-lane store per
+  /// column.
+  public static func transpose(
+    _ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>, ld: Int
+  ) {
+    let shards = rowShards(cols)
+    Parallel.forEach(shards) { s in
+      let cr = Parallel.range(s, of: shards, cols)
+      var r0 = 0
+      while r0 + 8 <= rows {
+        let p = src + r0 * cols
+        for c in cr {
+          let v = V(
+            p[c], p[cols + c], p[2 * cols + c], p[3 * cols + c], p[4 * cols + c], p[5 * cols + c],
+            p[6 * cols + c], p[7 * cols + c])
+          store(v, dst + c * ld + r0)
+        }
+        r0 += 8
+      }
+      for c in cr {
+        for r in r0..<rows { dst[c * ld + r] = src[r * cols + c] }
+        for r in rows..<ld { dst[c * ld + r] = 0 }
+      }
+    }
+  }
+
+  /// The batch rounded up to whole vectors (feature-major activations are padded with zeros).
+  public static func paddedBatch(_ n: Int) -> Int { (n + 7) / 8 * 8 }
+
+  /// Fixed shards for `rows` sparse rows: as many as dense layers use, by size only.
+  public static func rowShards(_ rows: Int) -> Int { max(1, min(Parallel.maxBatchShards, rows / 8)) }
+}
+
+/// A linear layer's sparse arithmetic for one mask (see ``SparsePattern``):
+/// `y = x W^T + b` for `x: [N, in]`, `W: [out, in]`, on feature-major copies of the
+/// activations. Keeps the transposed input of the last forward pass for the backward pass.
+public final class SparseLinear: @unchecked Sendable {
+  public let pattern: SparsePattern
+  private let values: Tensor<Float>
+  private let valuesByColumn: Tensor<Float>
+  private let inputT = Tensor<Float>(zeros: [0])
+  private let gradT = Tensor<Float>(zeros: [0])
+  private let gradValues: Tensor<Float>
+  /// The weight gradient of the last backward pass at the surviving entries (row order).
+  public var gradients: Tensor<Float> { gradValues }
+
+  /// For a weight `[out, in]` and its 0/1 mask of the same shape.
+  public init(mask: Tensor<Float>, outFeatures: Int) throws {
+    pattern = try SparsePattern(mask: mask, rows: outFeatures)
+    values = Tensor(zeros: [pattern.count])
+    valuesByColumn = Tensor(zeros: [pattern.count])
+    gradValues = Tensor(zeros: [pattern.count])
+  }
+
+  /// `y = x W^T + b`; `y` is resized to `[N, out]`.
+  public func forward(x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>) {
+    let (n, inF, outF) = (x.shape[0], pattern.cols, pattern.rows)
+    let ld = Sparse.paddedBatch(n)
+    pattern.gather(weight.data, into: values.data)
+    inputT.resize([inF, ld])
+    Sparse.transpose(x.data, rows: n, cols: inF, into: inputT.data, ld: ld)
+    y.resize([n, outF])
+    let shards = Sparse.rowShards(outF)
+    Parallel.forEach(shards) { s in
+      Sparse.spmm(
+        pattern, transposed: false, values: values.data, source: inputT.data, sourceStride: ld, width: ld,
+        destination: y.data, columnStride: outF, validWidth: n, rows: Parallel.range(s, of: shards, outF),
+        bias: bias.map { UnsafePointer($0.data) })
+    }
+  }
+
+  /// Gradients of the last ``forward(x:weight:bias:y:)``: `dWeight` at surviving positions
+  /// only (the caller keeps pruned positions zero), `dBias` and `dx` when non-nil.
+  public func backward(dy: Tensor<Float>, dWeight: Tensor<Float>, dBias: Tensor<Float>?, dx: Tensor<Float>?) {
+    let (n, inF, outF) = (dy.shape[0], pattern.cols, pattern.rows)
+    let ld = Sparse.paddedBatch(n)
+    gradT.resize([outF, ld])
+    Sparse.transpose(dy.data, rows: n, cols: outF, into: gradT.data, ld: ld)
+    let shards = Sparse.rowShards(outF)
+    Parallel.forEach(shards) { s in
+      let r = Parallel.range(s, of: shards, outF)
+      Sparse.sampledProduct(
+        pattern, rows: r, a: gradT.data, b: inputT.data, stride: ld, width: ld, into: gradValues.data,
+        accumulate: false)
+      if let dBias {
+        // The dense kernel's sum (examples in order), read from the contiguous copy.
+        for o in r {
+          var acc: Float = 0
+          let row = gradT.data + o * ld
+          for i in 0..<n { acc += row[i] }
+          dBias.data[o] = acc
+        }
+      }
+    }
+    pattern.scatter(gradValues.data, into: dWeight.data)
+    guard let dx else { return }
+    pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data)
+    dx.resize([n, inF])
+    let inShards = Sparse.rowShards(inF)
+    Parallel.forEach(inShards) { s in
+      Sparse.spmm(
+        pattern, transposed: true, values: valuesByColumn.data, source: gradT.data, sourceStride: ld,
+        width: ld, destination: dx.data, columnStride: inF, validWidth: n,
+        rows: Parallel.range(s, of: inShards, inF), bias: nil)
+    }
+  }
+}
+
+extension SparsePattern {
+  /// Row-order values into column order: `byColumn[k] = values[transposedEntry[k]]`.
+  public func gather(weightValues values: UnsafePointer<Float>, byColumn: UnsafeMutablePointer<Float>) {
+    for k in 0..<count { byColumn[k] = values[Int(transposedEntry[k])] }
+  }
+}
+
+/// Sparse weight times the im2col matrix: a ``ConvolutionBackend`` for a pruned
+/// convolution of any geometry (see ``SparsePattern`` for the three kernels). Per example
+/// `y_n = W col_n + b`, `dW += dy_n col_n^T` at surviving positions, `dx_n = col2im(W^T dy_n)`.
+/// The batch is split into the same fixed shards as the dense backends; per-shard weight
+/// gradients are summed in shard order.
+public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Sendable {
+  public let pattern: SparsePattern
+  public let workspace: ConvWorkspace<Float>
+  private let values: Tensor<Float>
+  private let valuesByColumn: Tensor<Float>
+  private var partials: [Tensor<Float>] = []
+  private let gradValues: Tensor<Float>
+
+  public init(geometry: ConvGeometry, mask: Tensor<Float>, workspace: ConvWorkspace<Float>) throws {
+    pattern = try SparsePattern(mask: mask, rows: geometry.outChannels)
+    guard pattern.cols == geometry.patchSize else {
+      throw EngineError("sparse convolution: mask shape \(mask.shape) does not match \(geometry)")
+    }
+    self.workspace = workspace
+    values = Tensor(zeros: [pattern.count])
+    valuesByColumn = Tensor(zeros: [pattern.count])
+    gradValues = Tensor(zeros: [pattern.count])
+    super.init(geometry: geometry)
+  }
+
+  public override var name: String { "sparse-csr+im2col" }
+  /// The weight gradient of the last backward pass at the surviving entries (row order).
+  public var gradients: Tensor<Float> { gradValues }
+
+  public override func forward(
+    x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>
+  ) throws {
+    let g = geometry
+    let outShape = try Convolution.outputShape(g, input: x.shape)
+    y.resize(outShape)
+    pattern.gather(weight.data, into: values.data)
+    let (n, h, w, oh, ow) = (x.shape[0], x.shape[2], x.shape[3], outShape[2], outShape[3])
+    let p = oh * ow
+    let shards = Parallel.batchShards(n)
+    let slots = min(shards, Parallel.slotCount)
+    workspace.prepare(
+      shards: shards, slots: slots, colCount: g.isPointwise ? 0 : g.patchSize * p, weightCount: 0,
+      outChannels: 0)
+    Parallel.forEach(shards, slots: slots) { s, slot in
+      let col = self.workspace.col[slot].data
+      for i in Parallel.range(s, of: shards, n) {
+        let xn = x.data + i * g.inChannels * h * w
+        if !g.isPointwise { Convolution.im2col(xn, g, h: h, w: w, oh: oh, ow: ow, col) }
+        Sparse.spmm(
+          pattern, transposed: false, values: values.data, source: g.isPointwise ? xn : col, sourceStride: p,
+          width: p, destination: y.data + i * g.outChannels * p, rows: 0..<g.outChannels,
+          bias: bias.map { UnsafePointer($0.data) })
+      }
+    }
+  }
+
+  public override func backward(
+    x: Tensor<Float>, weight: Tensor<Float>, dy: Tensor<Float>, dWeight: Tensor<Float>, dBias: Tensor<Float>?,
+    dx: Tensor<Float>?
+  ) {
+    let g = geometry
+    let (n, h, w, oh, ow) = (x.shape[0], x.shape[2], x.shape[3], dy.shape[2], dy.shape[3])
+    let p = oh * ow
+    let k = g.patchSize
+    let shards = Parallel.batchShards(n)
+    let slots = min(shards, Parallel.slotCount)
+    workspace.prepare(
+      shards: shards, slots: slots, colCount: k * p, weightCount: 0, outChannels: g.outChannels)
+    while partials.count < shards { partials.append(Tensor(zeros: [pattern.count])) }
+    if dx != nil { pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data) }
+    dx?.resize(x.shape)
+    Parallel.forEach(shards, slots: slots) { s, slot in
+      let col = self.workspace.col[slot].data
+      let dcol = self.workspace.dcol[slot].data
+      let part = self.partials[s].data
+      let dbs = self.workspace.db[s].data
+      dbs.update(repeating: 0, count: g.outChannels)
+      var first = true
+      for i in Parallel.range(s, of: shards, n) {
+        let xn = x.data + i * g.inChannels * h * w
+        let dyn = dy.data + i * g.outChannels * p
+        if !g.isPointwise { Convolution.im2col(xn, g, h: h, w: w, oh: oh, ow: ow, col) }
+        Sparse.sampledProduct(
+          pattern, rows: 0..<g.outChannels, a: dyn, b: g.isPointwise ? xn : col, stride: p, width: p,
+          into: part, accumulate: !first)
+        first = false
+        if dBias != nil {
+          for o in 0..<g.outChannels {
+            var acc: Float = 0
+            let row = dyn + o * p
+            for j in 0..<p { acc += row[j] }
+            dbs[o] += acc
+          }
+        }
+        if let dx {
+          let dxn = dx.data + i * g.inChannels * h * w
+          Sparse.spmm(
+            pattern, transposed: true, values: valuesByColumn.data, source: dyn, sourceStride: p, width: p,
+            destination: g.isPointwise ? dxn : dcol, rows: 0..<k, bias: nil)
+          if !g.isPointwise { Convolution.col2im(dcol, g, h: h, w: w, oh: oh, ow: ow, dxn) }
+        }
+      }
+      if first { part.update(repeating: 0, count: self.pattern.count) }
+    }
+    Convolution.reduceShards(partials, shards: shards, count: pattern.count, into: gradValues.data)
+    pattern.scatter(gradValues.data, into: dWeight.data)
+    if let dBias {
+      Convolution.reduceShards(workspace.db, shards: shards, count: g.outChannels, into: dBias.data)
+    }
+  }
+}

@@ -1,0 +1,166 @@
+import Engine
+import Foundation
+import TestSupport
+import Testing
+
+/// A 0/1 mask keeping about `density` of `count` entries, plus forced cases: with `emptyRow`
+/// the first of `rows` rows and with `emptyColumn` the second column are pruned entirely.
+func testMask(
+  count: Int, rows: Int, density: Double, seed: UInt64, emptyRow: Bool = true, emptyColumn: Bool = true
+) -> Tensor<Float> {
+  var r = RandomStream(seed: seed, purpose: "sparse-mask")
+  let cols = count / rows
+  var m = (0..<count).map { _ in Float(r.uniform() < density ? 1 : 0) }
+  if emptyRow { for c in 0..<cols { m[c] = 0 } }
+  if emptyColumn && cols > 1 { for row in 0..<rows { m[row * cols + 1] = 0 } }
+  return Tensor(m, shape: [count])
+}
+
+/// `w * mask` as Double.
+func masked(_ w: Tensor<Double>, _ mask: Tensor<Float>) -> Tensor<Double> {
+  Tensor((0..<w.count).map { w[$0] * Double(mask[$0]) }, shape: w.shape)
+}
+
+@Suite("Sparse kernels against dense masked references")
+struct SparseTests {
+  @Test("the pattern: rows, columns, positions, gather and scatter")
+  func pattern() throws {
+    let mask = Tensor<Float>([0, 1, 1, 0, 0, 0, 0, 0, 1, 0, 1, 1], shape: [3, 4])
+    let p = try SparsePattern(mask: mask, rows: 3)
+    #expect(p.count == 5 && p.cols == 4)
+    #expect(Array(p.rowStart) == [0, 2, 2, 5])
+    #expect(Array(p.colIndex) == [1, 2, 0, 2, 3])
+    #expect(p.positions == [1, 2, 8, 10, 11])
+    #expect(Array(p.colStart) == [0, 1, 2, 4, 5])
+    #expect(Array(p.transposedRow) == [2, 0, 0, 2, 2])
+    #expect(Array(p.transposedEntry) == [2, 0, 1, 3, 4])
+    let w = Tensor<Float>((0..<12).map { Float($0) }, shape: [3, 4])
+    var v = [Float](repeating: -1, count: 5)
+    p.gather(w.data, into: &v)
+    #expect(v == [1, 2, 8, 10, 11])
+    p.gather(w.data, into: &v, transposed: true)
+    #expect(v == [8, 1, 2, 10, 11])
+    let out = Tensor<Float>(repeating: -1, shape: [12])
+    p.scatter([1, 2, 3, 4, 5], into: out.data)
+    #expect(out.array == [-1, 1, 2, -1, -1, -1, -1, -1, 3, -1, 4, 5])
+    #expect(throws: EngineError.self) { try SparsePattern(mask: mask, rows: 5) }
+  }
+
+  /// (batch, in, out, density): a batch of 1, odd sizes, widths around the 8- and 32-lane
+  /// tiles, a fully pruned layer, density 1.
+  static let linearShapes: [(Int, Int, Int, Double)] = [
+    (1, 7, 5, 0.5), (60, 37, 13, 0.036), (13, 33, 17, 1.0), (9, 40, 20, 0.0), (41, 19, 70, 0.3),
+    (8, 16, 9, 0.7),
+  ]
+
+  @Test("linear forward, input gradient and sampled weight gradient", arguments: linearShapes)
+  func linear(_ shape: (Int, Int, Int, Double)) throws {
+    let (n, inF, outF, density) = shape
+    let forced = density > 0 && density < 1
+    let mask = testMask(
+      count: outF * inF, rows: outF, density: density, seed: UInt64(n), emptyRow: forced, emptyColumn: forced)
+    mask.reshape([outF, inF])
+    let x = randomTensor([n, inF], seed: 1)
+    let w = masked(randomTensor([outF, inF], seed: 2), mask)
+    let b = randomTensor([outF], seed: 3)
+    let dy = randomTensor([n, outF], seed: 4)
+    // Reference: dense kernels in Double on the masked weight.
+    let yRef = Tensor<Double>(zeros: [0])
+    Dense.linearForward(x: x, weight: w, bias: b, y: yRef)
+    let (dWRef, dbRef, dxRef) = (
+      Tensor<Double>(zeros: w.shape), Tensor<Double>(zeros: [outF]), Tensor<Double>(zeros: [0])
+    )
+    Dense.linearBackward(x: x, weight: w, dy: dy, dWeight: dWRef, dBias: dbRef, dx: dxRef)
+
+    let k = try SparseLinear(mask: mask, outFeatures: outF)
+    let y = Tensor<Float>(zeros: [0])
+    k.forward(x: Tensor(converting: x), weight: Tensor(converting: w), bias: Tensor(converting: b), y: y)
+    #expect(y.shape == [n, outF])
+    #expect(relativeError(y, yRef.array) < 1e-5)
+    let dW = Tensor<Float>(zeros: w.shape)
+    let (db, dx) = (Tensor<Float>(zeros: [outF]), Tensor<Float>(zeros: [0]))
+    k.backward(dy: Tensor(converting: dy), dWeight: dW, dBias: db, dx: dx)
+    #expect(dx.shape == [n, inF])
+    #expect(relativeError(dx, dxRef.array) < 1e-5)
+    #expect(relativeError(db, dbRef.array) < 1e-5)
+    let dWMasked = (0..<dW.count).map { mask[$0] == 0 ? 0 : dWRef[$0] }
+    #expect(relativeError(dW, dWMasked) < 1e-5)
+    for i in 0..<dW.count where mask[i] == 0 { #expect(dW[i] == 0, "pruned gradient \(i) was written") }
+  }
+
+  /// (n, c, h, w, o, k, stride, pad, density): 3x3 and 1x1, stride 1 and 2, output widths
+  /// below and above a vector, a first layer of 3 channels.
+  static let convShapes: [(Int, Int, Int, Int, Int, Int, Int, Int, Double)] = [
+    (2, 3, 7, 6, 4, 3, 1, 1, 0.5), (1, 16, 8, 8, 8, 3, 1, 1, 0.1), (3, 5, 9, 9, 6, 3, 2, 1, 0.3),
+    (2, 8, 5, 5, 4, 1, 1, 0, 0.4), (2, 4, 6, 6, 3, 1, 2, 0, 1.0), (9, 6, 6, 11, 5, 3, 1, 1, 0.2),
+  ]
+
+  @Test("convolution forward and backward (sparse weight times im2col)", arguments: convShapes)
+  func convolution(_ s: (Int, Int, Int, Int, Int, Int, Int, Int, Double)) throws {
+    let (n, c, h, wd, o, k, stride, pad, density) = s
+    let g = ConvGeometry(
+      inChannels: c, outChannels: o, kernel: (k, k), stride: (stride, stride), padding: (pad, pad))
+    let mask = testMask(
+      count: o * c * k * k, rows: o, density: density, seed: UInt64(c), emptyRow: density < 1,
+      emptyColumn: density < 1)
+    let x = randomTensor([n, c, h, wd], seed: 5)
+    let w = masked(randomTensor([o, c, k, k], seed: 6), mask)
+    let b = randomTensor([o], seed: 7)
+    let yRef = refConv(x, w, b, stride: stride, pad: pad)
+    let (oh, ow) = g.outputSize(h, wd)
+    let dy = randomTensor([n, o, oh, ow], seed: 8)
+    let ref = refConvBackward(x, w, dy, stride: stride, pad: pad)
+
+    let sc = try SparseConvolution(geometry: g, mask: mask, workspace: ConvWorkspace())
+    let y = Tensor<Float>(zeros: [0])
+    try sc.forward(x: Tensor(converting: x), weight: Tensor(converting: w), bias: Tensor(converting: b), y: y)
+    #expect(y.shape == [n, o, oh, ow])
+    #expect(relativeError(y, yRef) < 1e-5)
+    let dW = Tensor<Float>(zeros: w.shape)
+    let (db, dx) = (Tensor<Float>(zeros: [o]), Tensor<Float>(zeros: [0]))
+    sc.backward(
+      x: Tensor(converting: x), weight: Tensor(converting: w), dy: Tensor(converting: dy), dWeight: dW,
+      dBias: db, dx: dx)
+    #expect(relativeError(dx, ref.dx) < 1e-5)
+    #expect(relativeError(db, ref.db) < 1e-5)
+    #expect(relativeError(dW, (0..<dW.count).map { mask[$0] == 0 ? 0 : ref.dW[$0] }) < 1e-5)
+    for i in 0..<dW.count where mask[i] == 0 { #expect(dW[i] == 0) }
+  }
+
+  @Test("a mask that does not fit the convolution is refused")
+  func badMask() {
+    let g = ConvGeometry(inChannels: 3, outChannels: 4, kernel: (3, 3))
+    #expect(throws: EngineError.self) {
+      try SparseConvolution(
+        geometry: g, mask: Tensor(repeating: 1, shape: [4, 3, 2, 2]), workspace: ConvWorkspace())
+    }
+  }
+
+  @Test("sparse kernels give the same bits at 1, 2 and 3 threads")
+  func threads() throws {
+    let mask = testMask(count: 70 * 45, rows: 70, density: 0.2, seed: 9)
+    let x = Tensor<Float>(converting: randomTensor([33, 45], seed: 10))
+    let w = Tensor<Float>(converting: randomTensor([70, 45], seed: 11))
+    let dy = Tensor<Float>(converting: randomTensor([33, 70], seed: 12))
+    let g = ConvGeometry(inChannels: 16, outChannels: 24, kernel: (3, 3), padding: (1, 1))
+    let cmask = testMask(count: 24 * 16 * 9, rows: 24, density: 0.1, seed: 13)
+    let cx = Tensor<Float>(converting: randomTensor([11, 16, 8, 8], seed: 14))
+    let cw = Tensor<Float>(converting: randomTensor([24, 16, 3, 3], seed: 15))
+    let cdy = Tensor<Float>(converting: randomTensor([11, 24, 8, 8], seed: 16))
+    func run() throws -> [[Float]] {
+      let k = try SparseLinear(mask: mask, outFeatures: 70)
+      let (y, dW, dx) = (Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: w.shape), Tensor<Float>(zeros: [0]))
+      k.forward(x: x, weight: w, bias: nil, y: y)
+      k.backward(dy: dy, dWeight: dW, dBias: nil, dx: dx)
+      let c = try SparseConvolution(geometry: g, mask: cmask, workspace: ConvWorkspace())
+      let (cy, cdW, cdx) = (
+        Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: cw.shape), Tensor<Float>(zeros: [0])
+      )
+      try c.forward(x: cx, weight: cw, bias: nil, y: cy)
+      c.backward(x: cx, weight: cw, dy: cdy, dWeight: cdW, dBias: nil, dx: cdx)
+      return [y.array, dW.array, dx.array, cy.array, cdW.array, cdx.array]
+    }
+    let one = try withExclusiveThreads(1) { try run() }
+    for t in [2, 3] { #expect(try withExclusiveThreads(t) { try run() } == one, "\(t) threads") }
+  }
+}
