@@ -43,6 +43,9 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
   /// of an `auto` run is what it was before the field existed. Backends round differently,
   /// so another choice is another run.
   public var convBackend: String? = nil
+  /// Sparse kernels for pruned layers (``NN/SparseKernelPolicy``): absent means `auto`, as
+  /// for ``convBackend``; `on` and `off` round differently, so they are other runs.
+  public var sparseKernels: String? = nil
 
   enum CodingKeys: String, CodingKey {
     case model, dataset, optimizer, lr, momentum, nesterov, schedule, milestones, gamma, seed, augment,
@@ -59,6 +62,7 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
     case evalEvery = "eval_every"
     case evalTrain = "eval_train"
     case convBackend = "conv_backend"
+    case sparseKernels = "sparse_kernels"
   }
 
 }
@@ -113,6 +117,7 @@ public struct TrainingOverrides: Sendable {
   public var evalEvery: String?
   public var evalTrain = false
   public var convBackend: String?
+  public var sparseKernels: String?
   public init() {}
 }
 
@@ -134,7 +139,8 @@ extension TrainingHParams {
       augment: o.augment ?? DatasetCatalog.augmentsByDefault(dataset), validationSize: o.validationSize,
       subsampleFraction: o.subsampleFraction, randomLabelsFraction: o.randomLabelsFraction,
       evalEvery: o.evalEvery ?? "1ep", evalTrain: o.evalTrain,
-      convBackend: o.convBackend == "auto" ? nil : o.convBackend)
+      convBackend: o.convBackend == "auto" ? nil : o.convBackend,
+      sparseKernels: o.sparseKernels == "auto" ? nil : o.sparseKernels)
     try h.validate()
     return h
   }
@@ -168,6 +174,10 @@ extension TrainingHParams {
     try need(
       convBackend.map { ConvBackendPolicy(rawValue: $0) != nil } ?? true,
       "--conv-backend must be one of \(ConvBackendPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got \(convBackend ?? "")"
+    )
+    try need(
+      sparseKernels.map { SparseKernelPolicy(rawValue: $0) != nil } ?? true,
+      "--sparse-kernels must be one of \(SparseKernelPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got \(sparseKernels ?? "")"
     )
     for s in [trainingSteps, warmupSteps, evalEvery] + milestones { _ = try StepSpec(parsing: s) }
     try need(try StepSpec(parsing: evalEvery) != StepSpec(), "--eval-every must be positive")

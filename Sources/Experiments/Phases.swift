@@ -88,7 +88,7 @@ public final class PhaseRunner {
     try ModelState.save(net, step: lastStep, to: dir + "/model_final.safetensors")
     let summary = try TrainSummary.from(
       records, runDir: dir, steps: lastStep - firstStep, seconds: Date().timeIntervalSince(started),
-      network: net)
+      network: net, sparseKernels: trainer.sparseKernels)
     try summary.write(in: dir)
     return summary
   }

@@ -81,6 +81,7 @@ public final class RunSetup {
       seed: seed, weights: Initializer(rawValue: hparams.initializer)!,
       batchNorm: BatchNormInit(rawValue: hparams.batchNormInit)!)
     net.convolutionPolicy = hparams.convBackend.flatMap(ConvBackendPolicy.init(rawValue:)) ?? .auto
+    net.sparseKernels = hparams.sparseKernels.flatMap(SparseKernelPolicy.init(rawValue:)) ?? .auto
     return net
   }
 
@@ -114,6 +115,9 @@ public struct TrainSummary: Codable, Sendable, Equatable {
   public var seconds: Double
   /// The convolution backend of every convolution layer, e.g. `onednn:jit_wino_4x3:avx512_core`.
   public var convBackends: [String: String]? = nil
+  /// The kernels of every pruned layer in training (`sparse-csr`, `sparse-csr+im2col` or
+  /// `dense`); absent for a dense network.
+  public var sparseKernels: [String: String]? = nil
   /// True when part of the run was trained on another machine (see ``MachineCheck``).
   public var machineChanged: Bool? = nil
   enum CodingKeys: String, CodingKey {
@@ -125,12 +129,15 @@ public struct TrainSummary: Codable, Sendable, Equatable {
     case earlyStopStep = "early_stop_step"
     case steps, seconds
     case convBackends = "conv_backends"
+    case sparseKernels = "sparse_kernels"
     case machineChanged = "machine_changed"
   }
 
-  /// Summarises a run's metrics (early stopping = step of minimum validation loss).
+  /// Summarises a run's metrics (early stopping = step of minimum validation loss);
+  /// `sparseKernels` is the trainer's ``Training/Trainer/sparseKernels``.
   public static func from(
-    _ records: [MetricRecord], runDir: String, steps: Int, seconds: Double, network: Network<Float>
+    _ records: [MetricRecord], runDir: String, steps: Int, seconds: Double, network: Network<Float>,
+    sparseKernels: [String: String]? = nil
   ) throws -> TrainSummary {
     let test = records.filter { $0.split == "test" }
     guard let last = test.last else { throw RunError("\(runDir): no test metrics recorded") }
@@ -139,7 +146,8 @@ public struct TrainSummary: Codable, Sendable, Equatable {
       runDir: runDir, testAccuracy: last.accuracy, testLoss: last.loss,
       bestTestAccuracy: test.map(\.accuracy).max()!, validationAccuracy: val.last?.accuracy,
       earlyStopStep: val.min { $0.loss < $1.loss }?.step, steps: steps, seconds: seconds,
-      convBackends: network.convolutions.isEmpty ? nil : network.convolutionBackendNames)
+      convBackends: network.convolutions.isEmpty ? nil : network.convolutionBackendNames,
+      sparseKernels: sparseKernels)
   }
 
   /// The `summary.json` of a run folder: nil when the run has not finished.
@@ -213,7 +221,7 @@ public enum TrainRunner {
     try ModelState.save(net, step: setup.totalSteps, to: dir + "/model_final.safetensors")
     var summary = try TrainSummary.from(
       records, runDir: dir, steps: setup.totalSteps, seconds: Date().timeIntervalSince(started),
-      network: net)
+      network: net, sparseKernels: trainer.sparseKernels)
     if try !MachineCheck.changes(in: dir).isEmpty { summary.machineChanged = true }
     try summary.write(in: dir)
     return (summary, false)

@@ -111,6 +111,12 @@ public final class Trainer {
   public var saveStates: [(step: Int, path: String)] = []
 
   public var checkpointPath: String { directory + "/checkpoint.safetensors" }
+  /// Where the kernels of the pruned layers are recorded when a run starts (see
+  /// ``sparseKernels``).
+  public var kernelsPath: String { directory + "/sparse_kernels.json" }
+  /// The kernels each pruned layer trains with (``NN/Network/sparseKernelNames`` after the
+  /// first training step of this call): nil for a dense network or before training.
+  public private(set) var sparseKernels: [String: String]?
   public let metrics: MetricsLog
   private let evalBatch = Tensor<Float>(zeros: [0])
   private var started = Date()
@@ -198,6 +204,7 @@ public final class Trainer {
         )
       }
       optimizer.step()
+      if step == startStep { try recordSparseKernels() }
       step += 1
       lossWindow += r.loss
       windowCount += 1
@@ -224,6 +231,32 @@ public final class Trainer {
     }
     loader.drain()
     return metrics.records
+  }
+
+  /// Records the kernels of the pruned layers in `sparse_kernels.json` when the run starts;
+  /// a run resumed with other kernels (another machine, or another LotteryKit whose rule
+  /// differs) prints one line on stderr: sparse and dense kernels round differently, so the
+  /// result is not bit-identical to an uninterrupted run.
+  func recordSparseKernels() throws {
+    let names = network.sparseKernelNames
+    sparseKernels = names.isEmpty ? nil : names
+    guard !names.isEmpty else { return }
+    if FileManager.default.fileExists(atPath: kernelsPath) {
+      let stored =
+        (try? JSONSerialization.jsonObject(with: Data(AtomicFile.read(kernelsPath)))) as? [String: String]
+        ?? [:]
+      let changed = names.keys.sorted().filter { stored[$0] != names[$0] }
+      if !changed.isEmpty {
+        let list = changed.map { "\($0) \(stored[$0] ?? "?") -> \(names[$0]!)" }.joined(separator: ", ")
+        FileHandle.standardError.write(
+          Data(
+            "note: \(directory) continues with other sparse-kernel choices (\(list)); results differ from an uninterrupted run by rounding\n"
+              .utf8))
+      }
+    } else {
+      let d = try JSONSerialization.data(withJSONObject: names, options: [.sortedKeys])
+      try AtomicFile.write(String(decoding: d, as: UTF8.self) + "\n", to: kernelsPath)
+    }
   }
 
   func saveStateIfRequested(_ step: Int) throws {

@@ -42,6 +42,11 @@ struct TrainingFlags: ParsableArguments {
       "Convolution backends: auto (oneDNN where it has a JIT kernel, Winograd for 3x3 stride-1 layers with >= 32 channels), im2col, or onednn (direct only)."
   )
   var convBackend = "auto"
+  @Option(
+    help:
+      "Sparse kernels for pruned layers: auto (by a fixed rule on shape, density, batch and ISA; see README), off (dense arithmetic on masked weights), or on (every pruned layer)."
+  )
+  var sparseKernels = "auto"
   @Option(help: "Output root for run folders.") var output = "./lth_runs"
   @Flag(
     name: .customLong("require-same-cpu"),
@@ -67,6 +72,7 @@ struct TrainingFlags: ParsableArguments {
     o.gamma = gamma
     o.schedule = schedule
     o.convBackend = convBackend
+    o.sparseKernels = sparseKernels
     o.initializer = initializer
     o.seed = seed
     o.dataOrderSeed = dataOrderSeed

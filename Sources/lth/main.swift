@@ -13,7 +13,7 @@ struct LTH: ParsableCommand {
     subcommands: [
       Train.self, Lottery.self, PruneInit.self, Branch.self, LMC.self, Interpolate.self, ResultsCommand.self,
       Models.self, Bench.self,
-      Logits.self,
+      Logits.self, Export.self,
     ])
 }
 
