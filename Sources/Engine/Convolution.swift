@@ -90,17 +90,19 @@ public enum Convolution {
   @inline(__always)
   static func im2col<T: Scalar>(
     _ x: UnsafePointer<T>, _ g: ConvGeometry, h: Int, w: Int, oh: Int, ow: Int,
-    _ col: UnsafeMutablePointer<T>
+    _ col: UnsafeMutablePointer<T>, outputRows: Range<Int>? = nil
   ) {
-    let p = oh * ow
+    // Only output rows `outputRows` (default all): `col` is then `[C*KH*KW, rows * ow]`.
+    let rows = outputRows ?? 0..<oh
+    let p = rows.count * ow
     for c in 0..<g.inChannels {
       let xc = x + c * h * w
       for kh in 0..<g.kernelH {
         for kw in 0..<g.kernelW {
           let row = col + ((c * g.kernelH + kh) * g.kernelW + kw) * p
-          for i in 0..<oh {
+          for i in rows {
             let ih = i * g.strideH - g.padH + kh
-            let dst = row + i * ow
+            let dst = row + (i - rows.lowerBound) * ow
             if ih < 0 || ih >= h {
               dst.update(repeating: 0, count: ow)
               continue
@@ -131,19 +133,22 @@ public enum Convolution {
   @inline(__always)
   static func col2im<T: Scalar>(
     _ col: UnsafePointer<T>, _ g: ConvGeometry, h: Int, w: Int, oh: Int, ow: Int,
-    _ dx: UnsafeMutablePointer<T>
+    _ dx: UnsafeMutablePointer<T>, outputRows: Range<Int>? = nil
   ) {
-    dx.update(repeating: 0, count: g.inChannels * h * w)
-    let p = oh * ow
+    // All output rows: `dx` is overwritten. A range of them (`col` as `im2col` wrote it for
+    // those rows): their contributions are added to `dx`.
+    if outputRows == nil { dx.update(repeating: 0, count: g.inChannels * h * w) }
+    let rows = outputRows ?? 0..<oh
+    let p = rows.count * ow
     for c in 0..<g.inChannels {
       let xc = dx + c * h * w
       for kh in 0..<g.kernelH {
         for kw in 0..<g.kernelW {
           let row = col + ((c * g.kernelH + kh) * g.kernelW + kw) * p
-          for i in 0..<oh {
+          for i in rows {
             let ih = i * g.strideH - g.padH + kh
             if ih < 0 || ih >= h { continue }
-            let src = row + i * ow
+            let src = row + (i - rows.lowerBound) * ow
             let dst = xc + ih * w
             if g.strideW == 1 {
               let off = kw - g.padW

@@ -50,6 +50,24 @@ public enum Pooling {
           let xp = x.data + pl * h * w
           let yp = y.data + pl * oh * ow
           let ap = amp.value + pl * oh * ow
+          if g.kernel == 2 && g.stride == 2 && g.padding == 0 {
+            // The common 2x2 window, unrolled: the same visiting order and tie rule (the
+            // first maximum wins) as the general loop below.
+            for i in 0..<oh {
+              let r0 = 2 * i * w
+              for j in 0..<ow {
+                let i0 = r0 + 2 * j
+                var best = xp[i0]
+                var bi = i0
+                if xp[i0 + 1] > best { (best, bi) = (xp[i0 + 1], i0 + 1) }
+                if xp[i0 + w] > best { (best, bi) = (xp[i0 + w], i0 + w) }
+                if xp[i0 + w + 1] > best { (best, bi) = (xp[i0 + w + 1], i0 + w + 1) }
+                yp[i * ow + j] = best
+                ap[i * ow + j] = Int32(bi)
+              }
+            }
+            continue
+          }
           for i in 0..<oh {
             for j in 0..<ow {
               var best = -T.infinity

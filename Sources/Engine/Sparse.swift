@@ -156,8 +156,8 @@ public enum Sparse {
   public static func spmm(
     _ pattern: SparsePattern, transposed: Bool, values: UnsafePointer<Float>,
     source: UnsafePointer<Float>, sourceStride: Int, width: Int,
-    destination: UnsafeMutablePointer<Float>, columnStride: Int = 1, validWidth: Int? = nil,
-    rows: Range<Int>, bias: UnsafePointer<Float>?
+    destination: UnsafeMutablePointer<Float>, destinationStride: Int? = nil, columnStride: Int = 1,
+    validWidth: Int? = nil, rows: Range<Int>, bias: UnsafePointer<Float>?
   ) {
     let start = transposed ? pattern.colStart.baseAddress! : pattern.rowStart.baseAddress!
     let index = transposed ? pattern.transposedRow.baseAddress! : pattern.colIndex.baseAddress!
@@ -167,7 +167,7 @@ public enum Sparse {
       let e0 = Int(start[r])
       let e1 = Int(start[r + 1])
       let b0 = V(repeating: bias?[r] ?? 0)
-      let d = cs == 1 ? destination + r * width : destination + r
+      let d = cs == 1 ? destination + r * (destinationStride ?? width) : destination + r
       @inline(__always) func put(_ a: V, _ j: Int) {
         if cs == 1 {
           store(a, d + j)
@@ -269,8 +269,9 @@ public enum Sparse {
   @inline(never)
   public static func sampledProduct(
     _ pattern: SparsePattern, rows: Range<Int>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-    stride: Int, width: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool
+    stride: Int, bStride: Int? = nil, width: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool
   ) {
+    let bs = bStride ?? stride
     @inline(__always) func finish(
       _ s0: V, _ s1: V, _ ar: UnsafePointer<Float>, _ br: UnsafePointer<Float>, _ j0: Int
     ) -> Float {
@@ -285,8 +286,8 @@ public enum Sparse {
       var e = Int(pattern.rowStart[r])
       let e1 = Int(pattern.rowStart[r + 1])
       while e + 1 < e1 {
-        let br = b + Int(pattern.colIndex[e]) * stride
-        let cr = b + Int(pattern.colIndex[e + 1]) * stride
+        let br = b + Int(pattern.colIndex[e]) * bs
+        let cr = b + Int(pattern.colIndex[e + 1]) * bs
         var (s0, s1, t0, t1) = (V(), V(), V(), V())
         var j = 0
         while j + 16 <= width {
@@ -308,7 +309,7 @@ public enum Sparse {
         e += 2
       }
       if e < e1 {
-        let br = b + Int(pattern.colIndex[e]) * stride
+        let br = b + Int(pattern.colIndex[e]) * bs
         var (s0, s1) = (V(), V())
         var j = 0
         while j + 16 <= width {
@@ -330,17 +331,36 @@ public enum Sparse {
   public static func transpose(
     _ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>, ld: Int
   ) {
-    let shards = rowShards(cols)
+    let shards = rowShards(cols / 8, work: rows * cols)
     Parallel.forEach(shards) { s in
-      let cr = Parallel.range(s, of: shards, cols)
+      let cr =
+        Parallel.range(s, of: shards, cols / 8).lowerBound
+        * 8..<(s == shards - 1 ? cols : Parallel.range(s, of: shards, cols / 8).upperBound * 8)
       var r0 = 0
       while r0 + 8 <= rows {
         let p = src + r0 * cols
-        for c in cr {
+        var c = cr.lowerBound
+        while c + 8 <= cr.upperBound {
+          let t = transpose8x8(
+            load(p + c), load(p + cols + c), load(p + 2 * cols + c), load(p + 3 * cols + c),
+            load(p + 4 * cols + c), load(p + 5 * cols + c), load(p + 6 * cols + c), load(p + 7 * cols + c))
+          let d = dst + c * ld + r0
+          store(t.0, d)
+          store(t.1, d + ld)
+          store(t.2, d + 2 * ld)
+          store(t.3, d + 3 * ld)
+          store(t.4, d + 4 * ld)
+          store(t.5, d + 5 * ld)
+          store(t.6, d + 6 * ld)
+          store(t.7, d + 7 * ld)
+          c += 8
+        }
+        while c < cr.upperBound {
           let v = V(
             p[c], p[cols + c], p[2 * cols + c], p[3 * cols + c], p[4 * cols + c], p[5 * cols + c],
             p[6 * cols + c], p[7 * cols + c])
           store(v, dst + c * ld + r0)
+          c += 1
         }
         r0 += 8
       }
@@ -351,11 +371,50 @@ public enum Sparse {
     }
   }
 
+  /// The transpose of the 8x8 block whose rows are `r0 ... r7` (unpack, then 128-bit lanes).
+  @inline(__always)
+  static func transpose8x8(_ r0: V, _ r1: V, _ r2: V, _ r3: V, _ r4: V, _ r5: V, _ r6: V, _ r7: V)
+    -> (V, V, V, V, V, V, V, V)
+  {
+    #if arch(x86_64)
+      let (t0, t1, t2, t3) = (
+        _mm256_unpacklo_ps(r0, r1), _mm256_unpackhi_ps(r0, r1), _mm256_unpacklo_ps(r2, r3),
+        _mm256_unpackhi_ps(r2, r3)
+      )
+      let (t4, t5, t6, t7) = (
+        _mm256_unpacklo_ps(r4, r5), _mm256_unpackhi_ps(r4, r5), _mm256_unpacklo_ps(r6, r7),
+        _mm256_unpackhi_ps(r6, r7)
+      )
+      func lo(_ a: V, _ b: V) -> V {
+        _mm256_castpd_ps(_mm256_unpacklo_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)))
+      }
+      func hi(_ a: V, _ b: V) -> V {
+        _mm256_castpd_ps(_mm256_unpackhi_pd(_mm256_castps_pd(a), _mm256_castps_pd(b)))
+      }
+      let (u0, u1, u2, u3) = (lo(t0, t2), hi(t0, t2), lo(t1, t3), hi(t1, t3))
+      let (u4, u5, u6, u7) = (lo(t4, t6), hi(t4, t6), lo(t5, t7), hi(t5, t7))
+      return (
+        V(lowHalf: u0.lowHalf, highHalf: u4.lowHalf), V(lowHalf: u1.lowHalf, highHalf: u5.lowHalf),
+        V(lowHalf: u2.lowHalf, highHalf: u6.lowHalf), V(lowHalf: u3.lowHalf, highHalf: u7.lowHalf),
+        V(lowHalf: u0.highHalf, highHalf: u4.highHalf), V(lowHalf: u1.highHalf, highHalf: u5.highHalf),
+        V(lowHalf: u2.highHalf, highHalf: u6.highHalf), V(lowHalf: u3.highHalf, highHalf: u7.highHalf)
+      )
+    #else
+      let r = [r0, r1, r2, r3, r4, r5, r6, r7]
+      func col(_ c: Int) -> V { V(r[0][c], r[1][c], r[2][c], r[3][c], r[4][c], r[5][c], r[6][c], r[7][c]) }
+      return (col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7))
+    #endif
+  }
+
   /// The batch rounded up to whole vectors (feature-major activations are padded with zeros).
   public static func paddedBatch(_ n: Int) -> Int { (n + 7) / 8 * 8 }
 
-  /// Fixed shards for `rows` sparse rows: as many as dense layers use, by size only.
-  public static func rowShards(_ rows: Int) -> Int { max(1, min(Parallel.maxBatchShards, rows / 8)) }
+  /// Shards for `rows` rows of `work` multiply-adds (or copies) in all: up to 8, about 16K
+  /// each, so tiny layers stay on one thread. Every output element is computed in one
+  /// shard by one fixed loop, so the split never changes results.
+  public static func rowShards(_ rows: Int, work: Int) -> Int {
+    max(1, min(Parallel.maxBatchShards, rows / 8, work / 16384))
+  }
 }
 
 /// A linear layer's sparse arithmetic for one mask (see ``SparsePattern``):
@@ -387,7 +446,7 @@ public final class SparseLinear: @unchecked Sendable {
     inputT.resize([inF, ld])
     Sparse.transpose(x.data, rows: n, cols: inF, into: inputT.data, ld: ld)
     y.resize([n, outF])
-    let shards = Sparse.rowShards(outF)
+    let shards = Sparse.rowShards(outF, work: pattern.count * ld)
     Parallel.forEach(shards) { s in
       Sparse.spmm(
         pattern, transposed: false, values: values.data, source: inputT.data, sourceStride: ld, width: ld,
@@ -403,7 +462,7 @@ public final class SparseLinear: @unchecked Sendable {
     let ld = Sparse.paddedBatch(n)
     gradT.resize([outF, ld])
     Sparse.transpose(dy.data, rows: n, cols: outF, into: gradT.data, ld: ld)
-    let shards = Sparse.rowShards(outF)
+    let shards = Sparse.rowShards(outF, work: pattern.count * ld)
     Parallel.forEach(shards) { s in
       let r = Parallel.range(s, of: shards, outF)
       Sparse.sampledProduct(
@@ -423,7 +482,7 @@ public final class SparseLinear: @unchecked Sendable {
     guard let dx else { return }
     pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data)
     dx.resize([n, inF])
-    let inShards = Sparse.rowShards(inF)
+    let inShards = Sparse.rowShards(inF, work: pattern.count * ld)
     Parallel.forEach(inShards) { s in
       Sparse.spmm(
         pattern, transposed: true, values: valuesByColumn.data, source: gradT.data, sourceStride: ld,
@@ -448,26 +507,43 @@ extension SparsePattern {
 public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Sendable {
   public let pattern: SparsePattern
   public let workspace: ConvWorkspace<Float>
-  private let values: Tensor<Float>
-  private let valuesByColumn: Tensor<Float>
-  private var partials: [Tensor<Float>] = []
-  private let gradValues: Tensor<Float>
+  /// Direct convolution (stride 1, see `SparseDirect.swift`) rather than the im2col matrix.
+  public let isDirect: Bool
+  let values: Tensor<Float>
+  let valuesByColumn: Tensor<Float>
+  var partials: [Tensor<Float>] = []
+  let gradValues: Tensor<Float>
+  var padBuffers: [Tensor<Float>] = []
+  var gradPadBuffers: [Tensor<Float>] = []
+  var plan: DirectPlan?
 
-  public init(geometry: ConvGeometry, mask: Tensor<Float>, workspace: ConvWorkspace<Float>) throws {
+  /// `direct`: nil picks the direct kernels where they apply (stride 1) and the layer has at
+  /// least 16 input channels: measured on Conv-2 at 10% density (`lth bench --sparse-layers`),
+  /// direct was 1.4x faster than dense and im2col 0.93x on the 64-channel layer, while on the
+  /// 3-channel first layer im2col was faster (3.6x against 2.5x). false forces im2col.
+  public init(
+    geometry: ConvGeometry, mask: Tensor<Float>, workspace: ConvWorkspace<Float>, direct: Bool? = nil
+  ) throws {
     pattern = try SparsePattern(mask: mask, rows: geometry.outChannels)
     guard pattern.cols == geometry.patchSize else {
       throw EngineError("sparse convolution: mask shape \(mask.shape) does not match \(geometry)")
     }
     self.workspace = workspace
+    isDirect = (direct ?? (geometry.inChannels >= 16)) && Self.directApplies(geometry)
     values = Tensor(zeros: [pattern.count])
     valuesByColumn = Tensor(zeros: [pattern.count])
     gradValues = Tensor(zeros: [pattern.count])
     super.init(geometry: geometry)
   }
 
-  public override var name: String { "sparse-csr+im2col" }
+  public override var name: String { isDirect ? "sparse-csr-direct" : "sparse-csr+im2col" }
   /// The weight gradient of the last backward pass at the surviving entries (row order).
   public var gradients: Tensor<Float> { gradValues }
+
+  /// Output rows per tile: the tile's im2col matrix stays within about 256 KB (L2).
+  func tileRows(oh: Int, ow: Int) -> Int {
+    geometry.isPointwise ? oh : max(1, min(oh, 65536 / max(geometry.patchSize * ow, 1)))
+  }
 
   public override func forward(
     x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>
@@ -476,22 +552,32 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     let outShape = try Convolution.outputShape(g, input: x.shape)
     y.resize(outShape)
     pattern.gather(weight.data, into: values.data)
+    if isDirect {
+      directForward(x: x, bias: bias, y: y, plan: directPlan(h: x.shape[2], w: x.shape[3]))
+      return
+    }
     let (n, h, w, oh, ow) = (x.shape[0], x.shape[2], x.shape[3], outShape[2], outShape[3])
     let p = oh * ow
+    let tile = tileRows(oh: oh, ow: ow)
     let shards = Parallel.batchShards(n)
     let slots = min(shards, Parallel.slotCount)
     workspace.prepare(
-      shards: shards, slots: slots, colCount: g.isPointwise ? 0 : g.patchSize * p, weightCount: 0,
+      shards: shards, slots: slots, colCount: g.isPointwise ? 0 : g.patchSize * tile * ow, weightCount: 0,
       outChannels: 0)
     Parallel.forEach(shards, slots: slots) { s, slot in
       let col = self.workspace.col[slot].data
       for i in Parallel.range(s, of: shards, n) {
         let xn = x.data + i * g.inChannels * h * w
-        if !g.isPointwise { Convolution.im2col(xn, g, h: h, w: w, oh: oh, ow: ow, col) }
-        Sparse.spmm(
-          pattern, transposed: false, values: values.data, source: g.isPointwise ? xn : col, sourceStride: p,
-          width: p, destination: y.data + i * g.outChannels * p, rows: 0..<g.outChannels,
-          bias: bias.map { UnsafePointer($0.data) })
+        let yn = y.data + i * g.outChannels * p
+        for r0 in stride(from: 0, to: oh, by: tile) {
+          let rows = r0..<min(oh, r0 + tile)
+          let width = rows.count * ow
+          if !g.isPointwise { Convolution.im2col(xn, g, h: h, w: w, oh: oh, ow: ow, col, outputRows: rows) }
+          Sparse.spmm(
+            pattern, transposed: false, values: values.data, source: g.isPointwise ? xn + r0 * ow : col,
+            sourceStride: g.isPointwise ? p : width, width: width, destination: yn + r0 * ow,
+            destinationStride: p, rows: 0..<g.outChannels, bias: bias.map { UnsafePointer($0.data) })
+        }
       }
     }
   }
@@ -500,14 +586,24 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     x: Tensor<Float>, weight: Tensor<Float>, dy: Tensor<Float>, dWeight: Tensor<Float>, dBias: Tensor<Float>?,
     dx: Tensor<Float>?
   ) {
+    if isDirect {
+      let shards = Parallel.batchShards(x.shape[0])
+      workspace.prepare(
+        shards: shards, slots: min(shards, Parallel.slotCount), colCount: 0, weightCount: 0,
+        outChannels: geometry.outChannels)
+      directBackward(
+        x: x, dy: dy, dWeight: dWeight, dBias: dBias, dx: dx, plan: directPlan(h: x.shape[2], w: x.shape[3]))
+      return
+    }
     let g = geometry
     let (n, h, w, oh, ow) = (x.shape[0], x.shape[2], x.shape[3], dy.shape[2], dy.shape[3])
     let p = oh * ow
     let k = g.patchSize
+    let tile = tileRows(oh: oh, ow: ow)
     let shards = Parallel.batchShards(n)
     let slots = min(shards, Parallel.slotCount)
     workspace.prepare(
-      shards: shards, slots: slots, colCount: k * p, weightCount: 0, outChannels: g.outChannels)
+      shards: shards, slots: slots, colCount: k * tile * ow, weightCount: 0, outChannels: g.outChannels)
     while partials.count < shards { partials.append(Tensor(zeros: [pattern.count])) }
     if dx != nil { pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data) }
     dx?.resize(x.shape)
@@ -521,11 +617,26 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
       for i in Parallel.range(s, of: shards, n) {
         let xn = x.data + i * g.inChannels * h * w
         let dyn = dy.data + i * g.outChannels * p
-        if !g.isPointwise { Convolution.im2col(xn, g, h: h, w: w, oh: oh, ow: ow, col) }
-        Sparse.sampledProduct(
-          pattern, rows: 0..<g.outChannels, a: dyn, b: g.isPointwise ? xn : col, stride: p, width: p,
-          into: part, accumulate: !first)
-        first = false
+        let dxn = dx.map { $0.data + i * g.inChannels * h * w }
+        if let dxn, !g.isPointwise { dxn.update(repeating: 0, count: g.inChannels * h * w) }
+        for r0 in stride(from: 0, to: oh, by: tile) {
+          let rows = r0..<min(oh, r0 + tile)
+          let width = rows.count * ow
+          if !g.isPointwise { Convolution.im2col(xn, g, h: h, w: w, oh: oh, ow: ow, col, outputRows: rows) }
+          Sparse.sampledProduct(
+            pattern, rows: 0..<g.outChannels, a: dyn + r0 * ow, b: g.isPointwise ? xn + r0 * ow : col,
+            stride: p, bStride: g.isPointwise ? p : width, width: width, into: part, accumulate: !first)
+          first = false
+          if let dxn {
+            Sparse.spmm(
+              pattern, transposed: true, values: valuesByColumn.data, source: dyn + r0 * ow, sourceStride: p,
+              width: width, destination: g.isPointwise ? dxn + r0 * ow : dcol,
+              destinationStride: g.isPointwise ? p : width, rows: 0..<k, bias: nil)
+            if !g.isPointwise {
+              Convolution.col2im(dcol, g, h: h, w: w, oh: oh, ow: ow, dxn, outputRows: rows)
+            }
+          }
+        }
         if dBias != nil {
           for o in 0..<g.outChannels {
             var acc: Float = 0
@@ -533,13 +644,6 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
             for j in 0..<p { acc += row[j] }
             dbs[o] += acc
           }
-        }
-        if let dx {
-          let dxn = dx.data + i * g.inChannels * h * w
-          Sparse.spmm(
-            pattern, transposed: true, values: valuesByColumn.data, source: dyn, sourceStride: p, width: p,
-            destination: g.isPointwise ? dxn : dcol, rows: 0..<k, bias: nil)
-          if !g.isPointwise { Convolution.col2im(dcol, g, h: h, w: w, oh: oh, ow: ow, dxn) }
         }
       }
       if first { part.update(repeating: 0, count: self.pattern.count) }

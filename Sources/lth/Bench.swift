@@ -32,6 +32,18 @@ struct Bench: ParsableCommand {
   var density = 1.0
   @Flag(help: "Also time every convolution layer's forward + backward with each backend.")
   var convLayers = false
+  @Option(help: "Sparse kernels for pruned layers: auto, off (dense arithmetic on masked weights) or on.")
+  var sparseKernels: SparseKernelPolicy = .auto
+  @Flag(
+    help:
+      "With --density: also time the same network with --sparse-kernels off, alternating steps, and print the speed-up."
+  )
+  var compareDense = false
+  @Flag(
+    help:
+      "With --density: time every pruned layer dense and sparse: training forward + backward at the batch size, inference at batch 1 and 500."
+  )
+  var sparseLayers = false
   @Flag(help: "Print one JSON object instead of text.") var json = false
 
   func run() throws {
@@ -57,10 +69,22 @@ struct Bench: ParsableCommand {
           p.applyMask()
         }
       }
+      net.sparseKernels = sparseKernels
       let data = Synthetic.make(count: batch, shape: net.inputShape, classes: net.classes)
       let x = Tensor<Float>(zeros: [0])
       let labels = data.gather(0..<batch, into: x)
       let opt = try makeBenchOptimizer(net)
+      // The reference: the same weights and masks on dense kernels, stepped in alternation
+      // with the timed network so both see the same machine load.
+      var reference: (net: Network<Float>, opt: any Optimizer, times: [Double])? = nil
+      if compareDense {
+        let ref: Network<Float> = try ModelZoo.make(model)
+        ref.convolutionPolicy = convBackend
+        try ref.copyState(from: net)
+        for (k, (_, p)) in ref.parameters.enumerated() { p.mask = net.parameters[k].1.mask }
+        ref.sparseKernels = .off
+        reference = (ref, try makeBenchOptimizer(ref), [])
+      }
       var times: [Double] = []
       var allocationsAfterWarmup = 0
       // A fixed --steps, or: at least 20 steps and --min-seconds of timed work (a few
@@ -77,6 +101,12 @@ struct Bench: ParsableCommand {
           times.append(dt)
           timed += dt / 1000
         }
+        if let r = reference {
+          let t1 = DispatchTime.now().uptimeNanoseconds
+          try r.net.lossAndGradients(input: x, labels: labels)
+          r.opt.step()
+          if i >= warmup { reference!.times.append(Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e6) }
+        }
         i += 1
         if let steps {
           if times.count >= steps { break }
@@ -89,6 +119,8 @@ struct Bench: ParsableCommand {
       let p10 = sorted[sorted.count / 10]
       let p90 = sorted[min(sorted.count - 1, sorted.count * 9 / 10)]
       let layers = convLayers ? try timeConvolutionLayers(net) : []
+      let denseMedian = reference.map { $0.times.sorted()[$0.times.count / 2] }
+      let sparseRows = sparseLayers ? try timeSparseLayers(net, batch: batch) : []
       let ips = Double(batch) / (median / 1000)
       let rss = peakRSSMiB()
       if json {
@@ -101,6 +133,10 @@ struct Bench: ParsableCommand {
             "blas_config": BLASInfo.config, "blas_core": BLASInfo.coreName, "blas_threads": BLASInfo.threads,
             "blas_environment": BLASInfo.environment, "tensor_mb": Double(tensorBytes) / 1_048_576,
             "conv_backends": net.convolutionBackendNames,
+            "sparse_kernels": net.sparseKernelNames, "sparse_policy": sparseKernels.rawValue,
+            "dense_step_ms": denseMedian ?? NSNull(),
+            "speedup_vs_dense": denseMedian.map { $0 / median } ?? NSNull(),
+            "sparse_layers": sparseRows.map { $0.json },
             "steady_state_tensor_allocations": tensorAllocationCount - allocationsAfterWarmup,
             "conv_layers": layers.map { l in
               [
@@ -116,6 +152,24 @@ struct Bench: ParsableCommand {
               "%@  batch %d  threads %d  median step %.3f ms (p10 %.3f, p90 %.3f, %d steps)  %.0f images/s  peak RSS %.1f MiB",
             model, batch, threads, median, p10, p90, times.count, ips, rss))
         print("  CPU \(MachineInfo.cpuModel), oneDNN ISA \(Convolution.isa)")
+        if let d = denseMedian {
+          print(
+            String(
+              format:
+                "  same network on dense kernels (--sparse-kernels off), alternating steps: median %.3f ms; speed-up %.2fx",
+              d, d / median))
+        }
+        let kernels = net.sparseKernelNames
+        if !kernels.isEmpty {
+          print(
+            "  pruned layers: "
+              + kernels.keys.sorted().map { "\($0) \(kernels[$0]!)" }.joined(separator: ", "))
+        }
+        if !sparseRows.isEmpty {
+          print(
+            "per pruned layer, median ms dense / sparse (speed-up); * = what auto picks at that batch:")
+          for r in sparseRows { print("  " + r.text) }
+        }
         if layers.isEmpty {
           for (layer, c) in net.convolutions {
             print("  \(layer): \(c.geometry) -> \(c.backend?.name ?? "unplanned")")
@@ -169,6 +223,136 @@ struct Models: ParsableCommand {
 }
 
 extension ConvBackendPolicy: ExpressibleByArgument {}
+extension SparseKernelPolicy: ExpressibleByArgument {}
+
+/// One pruned layer timed dense and sparse (``timeSparseLayers(_:batch:)``).
+struct SparseLayerTiming {
+  var layer: String
+  var shape: String
+  var density: Double
+  /// (what, dense ms, sparse ms, auto picks sparse)
+  var cells: [(String, Double, Double, Bool)]
+  var json: [String: Any] {
+    [
+      "layer": layer, "shape": shape, "density": density,
+      "ms": Dictionary(
+        uniqueKeysWithValues: cells.map {
+          (
+            $0.0,
+            ["dense": $0.1, "sparse": $0.2, "speedup": $0.1 / $0.2, "auto_sparse": $0.3] as [String: Any]
+          )
+        }),
+    ]
+  }
+  var text: String {
+    "\(layer) \(shape) density \(String(format: "%.3f", density)): "
+      + cells.map {
+        String(format: "%@ %.3f / %.3f (%.2fx)%@", $0.0, $0.1, $0.2, $0.1 / $0.2, $0.3 ? "*" : "")
+      }.joined(separator: ", ")
+  }
+}
+
+/// Median milliseconds of `body` over `reps` runs after one warm-up run.
+func medianMs(_ reps: Int, _ body: () throws -> Void) rethrows -> Double {
+  try body()
+  var t: [Double] = []
+  for _ in 0..<reps {
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    try body()
+    t.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+  }
+  return t.sorted()[t.count / 2]
+}
+
+/// Times every pruned layer of `net` (after a training step, so input shapes are known)
+/// with dense kernels on the masked weight and with the sparse kernels: forward + backward
+/// at the training batch, forward alone at batch 1 and 500 (inference). This is the
+/// measurement behind ``SparseKernelRule``.
+func timeSparseLayers(_ net: Network<Float>, batch: Int) throws -> [SparseLayerTiming] {
+  var out: [SparseLayerTiming] = []
+  var r = RandomStream(seed: 2, purpose: "bench-sparse")
+  func random(_ shape: [Int]) -> Tensor<Float> {
+    Tensor((0..<shape.reduce(1, *)).map { _ in Float(r.normal()) }, shape: shape)
+  }
+  for (name, m) in net.body.namedModules() {
+    if let l = m as? Linear<Float>, let mask = l.weight.mask {
+      let k = try SparseLinear(mask: mask, outFeatures: l.outFeatures)
+      let w = l.weight.value
+      var cells: [(String, Double, Double, Bool)] = []
+      for (what, n, train) in [
+        ("train b\(batch)", batch, true), ("infer b1", 1, false), ("infer b500", 500, false),
+      ] {
+        let x = random([n, l.inFeatures])
+        let dy = random([n, l.outFeatures])
+        let (y, dW, dx) = (
+          Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: w.shape), Tensor<Float>(zeros: [0])
+        )
+        let reps = n == 500 ? 20 : 200
+        let dense = try medianMs(reps) {
+          Dense.linearForward(x: x, weight: w, bias: nil, y: y)
+          if train { Dense.linearBackward(x: x, weight: w, dy: dy, dWeight: dW, dBias: nil, dx: dx) }
+        }
+        let sparse = try medianMs(reps) {
+          k.forward(x: x, weight: w, bias: nil, y: y)
+          if train { k.backward(dy: dy, dWeight: dW, dBias: nil, dx: dx) }
+        }
+        let auto = SparseKernelRule.linear(
+          outFeatures: l.outFeatures, inFeatures: l.inFeatures, density: k.pattern.density, batch: n)
+        cells.append((what, dense, sparse, auto))
+      }
+      out.append(
+        SparseLayerTiming(
+          layer: name, shape: "linear \(l.inFeatures)->\(l.outFeatures)", density: k.pattern.density,
+          cells: cells))
+    }
+    if let c = m as? Conv2d<Float>, let mask = c.weight.mask, let shape = c.lastInputShape {
+      let g = c.geometry
+      let direct = try SparseConvolution(geometry: g, mask: mask, workspace: ConvWorkspace())
+      let im2col = try SparseConvolution(geometry: g, mask: mask, workspace: ConvWorkspace(), direct: false)
+      let w = c.weight.value
+      var cells: [(String, Double, Double, Bool)] = []
+      // Stride-1 layers: also the sparse-times-im2col form, the alternative to the direct kernels.
+      let runs: [(String, Int, Bool, SparseConvolution)] =
+        [
+          ("train b\(batch)", batch, true, direct), ("infer b1", 1, false, direct),
+          ("infer b500", 500, false, direct),
+        ]
+        + (direct.isDirect ? [("train b\(batch) im2col", batch, true, im2col)] : [])
+      for (what, n, train, k) in runs {
+        let xs = [n] + Array(shape.dropFirst())
+        let x = random(xs)
+        let dense: ConvolutionBackend<Float> = Convolution.makeBackend(
+          g, inputShape: xs, policy: .auto, workspace: ConvWorkspace())
+        let (y, dW, dx, dy) = (
+          Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: w.shape), Tensor<Float>(zeros: [0]),
+          Tensor<Float>(zeros: [0])
+        )
+        try dense.forward(x: x, weight: w, bias: nil, y: y)
+        dy.resize(try Convolution.outputShape(g, input: xs))
+        for i in 0..<dy.count { dy[i] = Float(r.normal()) }
+        let reps = n == 500 ? 3 : (n == 1 ? 50 : 7)
+        let denseMs = try medianMs(reps) {
+          if train { try dense.prepareBackward(batch: n, inputLayout: .nchw) }
+          try dense.forward(x: x, weight: w, bias: nil, y: y)
+          if train {
+            dy.layout = y.layout
+            dense.backward(x: x, weight: w, dy: dy, dWeight: dW, dBias: nil, dx: dx)
+          }
+        }
+        dy.layout = .nchw
+        let sparseMs = try medianMs(reps) {
+          try k.forward(x: x, weight: w, bias: nil, y: y)
+          if train { k.backward(x: x, weight: w, dy: dy, dWeight: dW, dBias: nil, dx: dx) }
+        }
+        let auto = SparseKernelRule.convolution(g, density: k.pattern.density, batch: n)
+        cells.append((what, denseMs, sparseMs, auto))
+      }
+      out.append(
+        SparseLayerTiming(layer: name, shape: g.description, density: direct.pattern.density, cells: cells))
+    }
+  }
+  return out
+}
 
 struct ConvLayerTiming {
   var layer: String

@@ -89,10 +89,14 @@ struct SparseTests {
   }
 
   /// (n, c, h, w, o, k, stride, pad, density): 3x3 and 1x1, stride 1 and 2, output widths
-  /// below and above a vector, a first layer of 3 channels.
+  /// below and above a vector, a first layer of 3 channels, tiles of output rows.
   static let convShapes: [(Int, Int, Int, Int, Int, Int, Int, Int, Double)] = [
     (2, 3, 7, 6, 4, 3, 1, 1, 0.5), (1, 16, 8, 8, 8, 3, 1, 1, 0.1), (3, 5, 9, 9, 6, 3, 2, 1, 0.3),
     (2, 8, 5, 5, 4, 1, 1, 0, 0.4), (2, 4, 6, 6, 3, 1, 2, 0, 1.0), (9, 6, 6, 11, 5, 3, 1, 1, 0.2),
+    // Several output-row tiles per example (576 * 32 columns: 3 rows a tile, 13 rows).
+    // Unpadded 3x3 (output narrower than the input), a width of 40 (5 vectors a row).
+    (2, 4, 9, 12, 3, 3, 1, 0, 0.5), (3, 5, 6, 40, 4, 3, 1, 1, 0.3),
+    (2, 64, 13, 32, 5, 3, 1, 1, 0.1),
   ]
 
   @Test("convolution forward and backward (sparse weight times im2col)", arguments: convShapes)
@@ -111,20 +115,25 @@ struct SparseTests {
     let dy = randomTensor([n, o, oh, ow], seed: 8)
     let ref = refConvBackward(x, w, dy, stride: stride, pad: pad)
 
-    let sc = try SparseConvolution(geometry: g, mask: mask, workspace: ConvWorkspace())
-    let y = Tensor<Float>(zeros: [0])
-    try sc.forward(x: Tensor(converting: x), weight: Tensor(converting: w), bias: Tensor(converting: b), y: y)
-    #expect(y.shape == [n, o, oh, ow])
-    #expect(relativeError(y, yRef) < 1e-5)
-    let dW = Tensor<Float>(zeros: w.shape)
-    let (db, dx) = (Tensor<Float>(zeros: [o]), Tensor<Float>(zeros: [0]))
-    sc.backward(
-      x: Tensor(converting: x), weight: Tensor(converting: w), dy: Tensor(converting: dy), dWeight: dW,
-      dBias: db, dx: dx)
-    #expect(relativeError(dx, ref.dx) < 1e-5)
-    #expect(relativeError(db, ref.db) < 1e-5)
-    #expect(relativeError(dW, (0..<dW.count).map { mask[$0] == 0 ? 0 : ref.dW[$0] }) < 1e-5)
-    for i in 0..<dW.count where mask[i] == 0 { #expect(dW[i] == 0) }
+    // Both forms: direct (where it applies, stride 1) and sparse weight times im2col.
+    for direct in [true, false] {
+      let sc = try SparseConvolution(geometry: g, mask: mask, workspace: ConvWorkspace(), direct: direct)
+      #expect(sc.isDirect == (direct && stride == 1))
+      let y = Tensor<Float>(zeros: [0])
+      try sc.forward(
+        x: Tensor(converting: x), weight: Tensor(converting: w), bias: Tensor(converting: b), y: y)
+      #expect(y.shape == [n, o, oh, ow])
+      #expect(relativeError(y, yRef) < 1e-5, "\(sc.name)")
+      let dW = Tensor<Float>(zeros: w.shape)
+      let (db, dx) = (Tensor<Float>(zeros: [o]), Tensor<Float>(zeros: [0]))
+      sc.backward(
+        x: Tensor(converting: x), weight: Tensor(converting: w), dy: Tensor(converting: dy), dWeight: dW,
+        dBias: db, dx: dx)
+      #expect(relativeError(dx, ref.dx) < 1e-5, "\(sc.name)")
+      #expect(relativeError(db, ref.db) < 1e-5, "\(sc.name)")
+      #expect(relativeError(dW, (0..<dW.count).map { mask[$0] == 0 ? 0 : ref.dW[$0] }) < 1e-5, "\(sc.name)")
+      for i in 0..<dW.count where mask[i] == 0 { #expect(dW[i] == 0) }
+    }
   }
 
   @Test("a mask that does not fit the convolution is refused")
@@ -152,13 +161,17 @@ struct SparseTests {
       let (y, dW, dx) = (Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: w.shape), Tensor<Float>(zeros: [0]))
       k.forward(x: x, weight: w, bias: nil, y: y)
       k.backward(dy: dy, dWeight: dW, dBias: nil, dx: dx)
-      let c = try SparseConvolution(geometry: g, mask: cmask, workspace: ConvWorkspace())
-      let (cy, cdW, cdx) = (
-        Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: cw.shape), Tensor<Float>(zeros: [0])
-      )
-      try c.forward(x: cx, weight: cw, bias: nil, y: cy)
-      c.backward(x: cx, weight: cw, dy: cdy, dWeight: cdW, dBias: nil, dx: cdx)
-      return [y.array, dW.array, dx.array, cy.array, cdW.array, cdx.array]
+      var out = [y.array, dW.array, dx.array]
+      for direct in [true, false] {
+        let c = try SparseConvolution(geometry: g, mask: cmask, workspace: ConvWorkspace(), direct: direct)
+        let (cy, cdW, cdx) = (
+          Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: cw.shape), Tensor<Float>(zeros: [0])
+        )
+        try c.forward(x: cx, weight: cw, bias: nil, y: cy)
+        c.backward(x: cx, weight: cw, dy: cdy, dWeight: cdW, dBias: nil, dx: cdx)
+        out += [cy.array, cdW.array, cdx.array]
+      }
+      return out
     }
     let one = try withExclusiveThreads(1) { try run() }
     for t in [2, 3] { #expect(try withExclusiveThreads(t) { try run() } == one, "\(t) threads") }

@@ -1,0 +1,337 @@
+/// Direct sparse convolution for stride-1 layers (``SparseConvolution`` with `direct`):
+/// no im2col matrix. Each example is copied once into a zero-padded plane per channel
+/// (`xpad: [C, Hp, Wp]`), and every surviving weight `e = (o, c, kh, kw)` becomes an offset
+/// into it, `off(e) = c*Hp*Wp + kh*Wp + kw`, so that
+///
+/// `y[o, i, j] = b[o] + sum_e w_e * xpad[off(e) + i*Wp + j]`.
+///
+/// The output is computed in tiles of eight 8-lane vectors (for a 32-wide map, two rows of
+/// four vectors; for an 8-wide map, eight rows of one), the eight sums kept in registers
+/// over the entries of row `o`, vectorised along the output width.
+///
+/// Backward, with `dypad` the output gradient padded by `q = K - 1 - p`:
+/// - `dx[c, i, j] = sum_{o, kh, kw} w[o, c, kh, kw] * dypad[o, i + K-1-kh, j + K-1-kw]`: the
+///   same kernel on the pattern by columns (the transposed, flipped convolution);
+/// - `dW[e] = sum_{i, j} dy[o, i, j] * xpad[off(e) + i*Wp + j]` at surviving entries only.
+///
+/// Per example the arithmetic is sequential in entry order, and weight gradients are summed
+/// per shard then across shards in order, so results do not depend on the thread count.
+extension Sparse {
+  /// `sum_{j < count} x[j]`: 8 lanes, then the lanes in a fixed tree, then the tail.
+  @inline(__always)
+  static func sum(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    var (a, b) = (V(), V())
+    var j = 0
+    while j + 16 <= count {
+      a += load(x + j)
+      b += load(x + j + 8)
+      j += 16
+    }
+    if j + 8 <= count {
+      a += load(x + j)
+      j += 8
+    }
+    let t = a + b
+    var acc = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))
+    while j < count {
+      acc += x[j]
+      j += 1
+    }
+    return acc
+  }
+
+  /// Eight sums `acc[k] = bias + sum_{e in entries} values[e] * base[offsets[e] + deltas[k]]`.
+  @inline(__always)
+  static func eightSums(
+    _ e0: Int, _ e1: Int, offsets: UnsafePointer<Int32>, values: UnsafePointer<Float>,
+    base: UnsafePointer<Float>, deltas d: UnsafePointer<Int>, bias: Float
+  ) -> (V, V, V, V, V, V, V, V) {
+    let b = V(repeating: bias)
+    var (a0, a1, a2, a3, a4, a5, a6, a7) = (b, b, b, b, b, b, b, b)
+    let (d0, d1, d2, d3, d4, d5, d6, d7) = (d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7])
+    for e in e0..<e1 {
+      let v = V(repeating: values[e])
+      let s = base + Int(offsets[e])
+      a0 = fma(v, load(s + d0), a0)
+      a1 = fma(v, load(s + d1), a1)
+      a2 = fma(v, load(s + d2), a2)
+      a3 = fma(v, load(s + d3), a3)
+      a4 = fma(v, load(s + d4), a4)
+      a5 = fma(v, load(s + d5), a5)
+      a6 = fma(v, load(s + d6), a6)
+      a7 = fma(v, load(s + d7), a7)
+    }
+    return (a0, a1, a2, a3, a4, a5, a6, a7)
+  }
+}
+
+/// The tiles of an output map `[rows, width]` read from a source with rows `stride` apart:
+/// every (row, vector) pair of the map, eight to a tile. Slot `k` of tile `t` reads at
+/// `deltas[8t + k]` and writes row `row[8t + k]`, lanes `8 * vec[8t + k] ..< + lanes[8t + k]`
+/// (`lanes` 0: a padding slot whose sums are dropped).
+final class DirectTiles: @unchecked Sendable {
+  let deltas: UnsafeMutableBufferPointer<Int>
+  let row: [Int]
+  let vec: [Int]
+  let lanes: [Int]
+  var count: Int { row.count / 8 }
+
+  init(rows: Int, width: Int, stride: Int) {
+    let vectors = (width + 7) / 8
+    var (r, v, l) = ([Int](), [Int](), [Int]())
+    for i in 0..<rows {
+      for k in 0..<vectors {
+        r.append(i)
+        v.append(k)
+        l.append(min(8, width - 8 * k))
+      }
+    }
+    while r.count % 8 != 0 {
+      r.append(r[r.count / 8 * 8])
+      v.append(v[v.count / 8 * 8])
+      l.append(0)
+    }
+    (row, vec, lanes) = (r, v, l)
+    deltas = .allocate(capacity: r.count)
+    for k in 0..<r.count { deltas[k] = r[k] * stride + 8 * v[k] }
+  }
+  deinit { deltas.deallocate() }
+
+  /// Runs the tiles for one output plane: `out[row * width + 8 * vec + lane]`.
+  @inline(__always)
+  func run(
+    _ e0: Int, _ e1: Int, offsets: UnsafePointer<Int32>, values: UnsafePointer<Float>,
+    base: UnsafePointer<Float>, bias: Float, out: UnsafeMutablePointer<Float>, width: Int
+  ) {
+    for t in 0..<count {
+      let a = Sparse.eightSums(
+        e0, e1, offsets: offsets, values: values, base: base, deltas: deltas.baseAddress! + 8 * t, bias: bias)
+      let sums = [a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7]
+      for k in 0..<8 {
+        let s = 8 * t + k
+        let n = lanes[s]
+        if n == 0 { continue }
+        let d = out + row[s] * width + 8 * vec[s]
+        if n == 8 {
+          Sparse.store(sums[k], d)
+        } else {
+          for l in 0..<n { d[l] = sums[k][l] }
+        }
+      }
+    }
+  }
+}
+
+/// Offsets and tiles of a direct sparse convolution for one input size.
+final class DirectPlan: @unchecked Sendable {
+  let h, w, oh, ow: Int
+  /// Padded input `[C, hp, wp]` and padded output gradient `[O, hd, wd]`.
+  let hp, wp, hd, wd: Int
+  let offsets: [Int32]
+  /// Entries by column, grouped by input channel: rows of the transposed convolution.
+  let channelStart: [Int32]
+  let transposedOffsets: [Int32]
+  let forwardTiles: DirectTiles
+  let inputTiles: DirectTiles
+  /// Every (row, vector) of the output map as offsets into `dypad` and `xpad` (weight gradient).
+  let gradientPairs: [(Int, Int)]
+
+  init(_ g: ConvGeometry, _ p: SparsePattern, h: Int, w: Int) {
+    (self.h, self.w) = (h, w)
+    (oh, ow) = g.outputSize(h, w)
+    let (kh, kw, ph, pw) = (g.kernelH, g.kernelW, g.padH, g.padW)
+    let owPad = (ow + 7) / 8 * 8
+    let wPad = (w + 7) / 8 * 8
+    hp = h + 2 * ph
+    wp = max(w + 2 * pw, owPad + kw - 1)
+    hd = oh + 2 * (kh - 1 - ph)
+    wd = max(ow + 2 * (kw - 1 - pw), wPad + kw - 1)
+    let kk = kh * kw
+    var off = [Int32](repeating: 0, count: p.count)
+    for r in 0..<p.rows {
+      for e in Int(p.rowStart[r])..<Int(p.rowStart[r + 1]) {
+        let j = Int(p.colIndex[e])
+        let (c, q) = (j / kk, j % kk)
+        off[e] = Int32(c * hp * wp + (q / kw) * wp + q % kw)
+      }
+    }
+    offsets = off
+    var tOff = [Int32](repeating: 0, count: p.count)
+    for j in 0..<p.cols {
+      let q = j % kk
+      let (a, b) = (kh - 1 - q / kw, kw - 1 - q % kw)
+      for k in Int(p.colStart[j])..<Int(p.colStart[j + 1]) {
+        tOff[k] = Int32(Int(p.transposedRow[k]) * hd * wd + a * wd + b)
+      }
+    }
+    transposedOffsets = tOff
+    channelStart = (0...g.inChannels).map { p.colStart[$0 * kk] }
+    forwardTiles = DirectTiles(rows: oh, width: ow, stride: wp)
+    let (wdv, wpv) = (wd, wp)
+    gradientPairs = (0..<oh).flatMap { r in (0..<owPad / 8).map { v in (r * wdv + 8 * v, r * wpv + 8 * v) } }
+    inputTiles = DirectTiles(rows: h, width: w, stride: wd)
+  }
+
+  /// Copies `src: [planes, rows, cols]` into `dst: [planes, rows + 2*top..., stride]` at
+  /// (`top`, `left`), zeros elsewhere.
+  static func pad(
+    _ src: UnsafePointer<Float>, planes: Int, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>,
+    height: Int, stride: Int, top: Int, left: Int
+  ) {
+    dst.update(repeating: 0, count: planes * height * stride)
+    for c in 0..<planes {
+      for i in 0..<rows {
+        (dst + (c * height + top + i) * stride + left).update(from: src + (c * rows + i) * cols, count: cols)
+      }
+    }
+  }
+}
+
+extension SparseConvolution {
+  /// Whether the direct kernels apply: stride 1 and padding below the kernel size.
+  static func directApplies(_ g: ConvGeometry) -> Bool {
+    g.strideH == 1 && g.strideW == 1 && g.padH < g.kernelH && g.padW < g.kernelW
+  }
+
+  func directForward(x: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>, plan d: DirectPlan) {
+    let g = geometry
+    let n = x.shape[0]
+    let p = d.oh * d.ow
+    let shards = Parallel.batchShards(n)
+    let slots = min(shards, Parallel.slotCount)
+    prepareDirect(slots: slots, count: g.inChannels * d.hp * d.wp)
+    Parallel.forEach(shards, slots: slots) { s, slot in
+      let xpad = self.padBuffers[slot].data
+      d.offsets.withUnsafeBufferPointer { off in
+        for i in Parallel.range(s, of: shards, n) {
+          DirectPlan.pad(
+            x.data + i * g.inChannels * d.h * d.w, planes: g.inChannels, rows: d.h, cols: d.w, into: xpad,
+            height: d.hp, stride: d.wp, top: g.padH, left: g.padW)
+          let yn = y.data + i * g.outChannels * p
+          for o in 0..<g.outChannels {
+            d.forwardTiles.run(
+              Int(pattern.rowStart[o]), Int(pattern.rowStart[o + 1]), offsets: off.baseAddress!,
+              values: values.data, base: xpad, bias: bias?.data[o] ?? 0, out: yn + o * p, width: d.ow)
+          }
+        }
+      }
+    }
+  }
+
+  func directBackward(
+    x: Tensor<Float>, dy: Tensor<Float>, dWeight: Tensor<Float>, dBias: Tensor<Float>?, dx: Tensor<Float>?,
+    plan d: DirectPlan
+  ) {
+    let g = geometry
+    let n = x.shape[0]
+    let p = d.oh * d.ow
+    let (q, qw) = (g.kernelH - 1 - g.padH, g.kernelW - 1 - g.padW)
+    let shards = Parallel.batchShards(n)
+    let slots = min(shards, Parallel.slotCount)
+    prepareDirect(slots: slots, count: max(g.inChannels * d.hp * d.wp, 1))
+    while gradPadBuffers.count < slots { gradPadBuffers.append(Tensor(zeros: [0])) }
+    for s in 0..<slots where gradPadBuffers[s].count < g.outChannels * d.hd * d.wd {
+      gradPadBuffers[s].resize([g.outChannels * d.hd * d.wd])
+    }
+    while partials.count < shards { partials.append(Tensor(zeros: [pattern.count])) }
+    if dx != nil { pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data) }
+    dx?.resize(x.shape)
+    let owVectors = (d.ow + 7) / 8
+    Parallel.forEach(shards, slots: slots) { s, slot in
+      let xpad = self.padBuffers[slot].data
+      let dypad = self.gradPadBuffers[slot].data
+      let part = self.partials[s].data
+      part.update(repeating: 0, count: self.pattern.count)
+      let dbs = self.workspace.db[s].data
+      dbs.update(repeating: 0, count: g.outChannels)
+      d.offsets.withUnsafeBufferPointer { off in
+        for i in Parallel.range(s, of: shards, n) {
+          DirectPlan.pad(
+            x.data + i * g.inChannels * d.h * d.w, planes: g.inChannels, rows: d.h, cols: d.w, into: xpad,
+            height: d.hp, stride: d.wp, top: g.padH, left: g.padW)
+          let dyn = dy.data + i * g.outChannels * p
+          DirectPlan.pad(
+            dyn, planes: g.outChannels, rows: d.oh, cols: d.ow, into: dypad, height: d.hd, stride: d.wd,
+            top: q,
+            left: qw)
+          // dW[e] += sum over output positions of dy[o] * xpad[off(e) + ...]: the (row,
+          // vector) pairs of the output map, four sums per entry, two entries at a time.
+          let pairs = d.gradientPairs.count
+          for o in 0..<g.outChannels {
+            let a = dypad + (o * d.hd + q) * d.wd + qw
+            var e = Int(pattern.rowStart[o])
+            let e1 = Int(pattern.rowStart[o + 1])
+            d.gradientPairs.withUnsafeBufferPointer { pp in
+              let pa = pp.baseAddress!
+              @inline(__always) func finish(_ s: (Sparse.V, Sparse.V, Sparse.V, Sparse.V)) -> Float {
+                let t = (s.0 + s.1) + (s.2 + s.3)
+                return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))
+              }
+              while e < e1 {
+                let two = e + 1 < e1
+                let b = xpad + Int(off[e])
+                let c = xpad + Int(off[two ? e + 1 : e])
+                var (s0, s1, s2, s3) = (Sparse.V(), Sparse.V(), Sparse.V(), Sparse.V())
+                var (t0, t1, t2, t3) = (Sparse.V(), Sparse.V(), Sparse.V(), Sparse.V())
+                var k = 0
+                while k + 4 <= pairs {
+                  let (p0, p1, p2, p3) = (pa[k], pa[k + 1], pa[k + 2], pa[k + 3])
+                  let (x0, x1, x2, x3) = (
+                    Sparse.load(a + p0.0), Sparse.load(a + p1.0), Sparse.load(a + p2.0), Sparse.load(a + p3.0)
+                  )
+                  s0 = Sparse.fma(x0, Sparse.load(b + p0.1), s0)
+                  s1 = Sparse.fma(x1, Sparse.load(b + p1.1), s1)
+                  s2 = Sparse.fma(x2, Sparse.load(b + p2.1), s2)
+                  s3 = Sparse.fma(x3, Sparse.load(b + p3.1), s3)
+                  t0 = Sparse.fma(x0, Sparse.load(c + p0.1), t0)
+                  t1 = Sparse.fma(x1, Sparse.load(c + p1.1), t1)
+                  t2 = Sparse.fma(x2, Sparse.load(c + p2.1), t2)
+                  t3 = Sparse.fma(x3, Sparse.load(c + p3.1), t3)
+                  k += 4
+                }
+                while k < pairs {
+                  let x0 = Sparse.load(a + pa[k].0)
+                  s0 = Sparse.fma(x0, Sparse.load(b + pa[k].1), s0)
+                  t0 = Sparse.fma(x0, Sparse.load(c + pa[k].1), t0)
+                  k += 1
+                }
+                part[e] += finish((s0, s1, s2, s3))
+                if two { part[e + 1] += finish((t0, t1, t2, t3)) }
+                e += two ? 2 : 1
+              }
+            }
+            if dBias != nil { dbs[o] += Sparse.sum(dyn + o * p, count: p) }
+          }
+          if let dx {
+            let dxn = dx.data + i * g.inChannels * d.h * d.w
+            d.transposedOffsets.withUnsafeBufferPointer { toff in
+              for c in 0..<g.inChannels {
+                d.inputTiles.run(
+                  Int(d.channelStart[c]), Int(d.channelStart[c + 1]), offsets: toff.baseAddress!,
+                  values: valuesByColumn.data, base: dypad, bias: 0, out: dxn + c * d.h * d.w, width: d.w)
+              }
+            }
+          }
+        }
+      }
+    }
+    Convolution.reduceShards(partials, shards: shards, count: pattern.count, into: gradValues.data)
+    pattern.scatter(gradValues.data, into: dWeight.data)
+    if let dBias {
+      Convolution.reduceShards(workspace.db, shards: shards, count: g.outChannels, into: dBias.data)
+    }
+  }
+
+  /// The plan for inputs of `h x w` (kept while the size stays).
+  func directPlan(h: Int, w: Int) -> DirectPlan {
+    if let d = plan, d.h == h, d.w == w { return d }
+    let d = DirectPlan(geometry, pattern, h: h, w: w)
+    plan = d
+    return d
+  }
+
+  func prepareDirect(slots: Int, count: Int) {
+    while padBuffers.count < slots { padBuffers.append(Tensor(zeros: [0])) }
+    for s in 0..<slots where padBuffers[s].count < count { padBuffers[s].resize([count]) }
+  }
+}
