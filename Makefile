@@ -56,6 +56,10 @@ bench: build pydeps
 	@if grep -q avx512f /proc/cpuinfo 2>/dev/null; then \
 	  echo; echo "=== the same, capped at AVX2 ==="; \
 	  $(PY) bench/compare.py --lth $(LTH) --rounds 3 --threads 2 --isa AVX2; fi
+	$(PY) bench/sparse.py --lth $(LTH) --rounds 3 --threads 2
+	@if grep -q avx512f /proc/cpuinfo 2>/dev/null; then \
+	  echo; echo "=== sparse rows, oneDNN capped at AVX2 ==="; \
+	  DNNL_MAX_CPU_ISA=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) bench/sparse.py --lth $(LTH) --rounds 3 --threads 2 --no-layers; fi
 
 # Heavier checks: PyTorch loads LotteryKit's safetensors files and gives the same logits.
 verify: build pydeps

@@ -21,6 +21,9 @@ p.add_argument("--steps", type=int, default=20)
 p.add_argument("--warmup", type=int, default=3)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--channels-last", action="store_true")
+p.add_argument("--density", type=float, default=1.0,
+               help="keep this fraction of every linear and convolution weight by a random mask "
+                    "(torch.nn.utils.prune.custom_from_mask: masked weights, dense arithmetic)")
 a = p.parse_args()
 
 torch.set_num_threads(a.threads)
@@ -31,6 +34,12 @@ model = lth_models.make(a.model)
 shape = (batch, 1, 28, 28) if a.model.startswith("mnist_") else (batch, 3, 32, 32)
 x = torch.randn(*shape)
 y = torch.randint(0, 10, (batch,))
+if a.density < 1:
+    from torch.nn.utils import prune
+    g = torch.Generator().manual_seed(0)
+    for mod in model.modules():
+        if isinstance(mod, (nn.Linear, nn.Conv2d)):
+            prune.custom_from_mask(mod, "weight", (torch.rand(mod.weight.shape, generator=g) < a.density).float())
 if a.channels_last:
     model = model.to(memory_format=torch.channels_last)
     x = x.contiguous(memory_format=torch.channels_last)
@@ -51,6 +60,6 @@ for i in range(a.warmup + a.steps):
         times.append(dt)
 print(json.dumps({
     "impl": "pytorch" + ("_channels_last" if a.channels_last else ""), "model": a.model, "batch_size": batch,
-    "threads": a.threads, "step_ms": statistics.median(times), "steps_ms": times,
+    "threads": a.threads, "density": a.density, "step_ms": statistics.median(times), "steps_ms": times,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch": torch.__version__,
 }))

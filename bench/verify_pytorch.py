@@ -62,6 +62,16 @@ if root:
     density = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
     print(f"{'ok  ' if zeros else 'FAIL'} lottery mask loads in PyTorch (density {density:.3f}); pruned weights are zero: {zeros}")
     failures += not zeros
+    # The sparse export of that level (CSR per layer) in PyTorch: torch.sparse_csr products.
+    ticket, logits = out + "/ticket.safetensors", out + "/ticket_logits.safetensors"
+    ok = (subprocess.run([LTH, "export", level, "--output", ticket], capture_output=True).returncode == 0
+          and subprocess.run([LTH, "logits", ticket, "--output", logits], capture_output=True).returncode == 0)
+    c = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "sparse_export_check.py"), ticket, logits],
+                       capture_output=True, text=True) if ok else None
+    ok = ok and c.returncode == 0
+    print(f"{'ok  ' if ok else 'FAIL'} sparse export loads in PyTorch as torch.sparse_csr: "
+          + (c.stdout.strip().splitlines()[0] if c and c.stdout else "failed"))
+    failures += not ok
 else:
     print(f"FAIL lottery: {r.stderr.strip()}")
     failures += 1

@@ -21,23 +21,50 @@ public enum SparseKernelPolicy: String, CaseIterable, Sendable, Codable {
 /// The rule `auto` applies, per layer and call: a function of the layer's shape, its
 /// density, the batch size and the instruction set, never a timing taken at run time
 /// (that would make results depend on machine load). `lth bench --sparse-layers` prints
-/// the measurements behind it on any machine; see the README's "Sparse kernels" section.
+/// the measurements behind it on any machine; the README's "Sparse kernels" section gives
+/// the table it was read from (2-core AMD EPYC Zen 4, training at batch 60 and 128, and
+/// inference at batch 1 and 500).
 public enum SparseKernelRule {
-  /// Linear layers: sparse at or below this density.
-  public static let linearDensity = 0.3
-  /// Convolutions: sparse at or below this density (stride 1, at least 16 input channels).
-  public static var convolutionDensity: Double { Convolution.hasAVX512Kernels ? 0.1 : 0.15 }
+  /// No linear layer goes sparse above this density.
+  public static let maxLinearDensity = 0.2
+  /// No convolution goes sparse above this density.
+  public static let maxConvolutionDensity = 0.35
 
-  /// Whether a linear layer `[out, in]` at `density` uses sparse kernels for a batch of `batch`.
+  /// Linear layers `[out, in]`. Tiny layers (under 10,000 weights) stay dense: the sparse
+  /// kernels' fixed costs (transposes, shards) exceed the work (256->10 at 5%: 0.5x).
+  /// Small batches (under 16) stay dense except for huge layers (1M weights and more, at
+  /// 10% or less), where the dense product is memory-bound (16384->256 at batch 1, 10%:
+  /// 1.3x). Otherwise sparse at or below a density that falls as the activations outgrow
+  /// the caches: 20% while `in x batch` is under 512K floats (784->300 at 20%: 1.55x, at
+  /// 30%: 1.1x), 10% under 4M (16384->256 at batch 60, 10%: 1.5x, 20%: 1.0x), else 5%
+  /// (16384->256 at batch 500, 5%: 1.6x, 10%: 0.7-0.9x); layers under 100,000 weights at
+  /// most 15% (300->100 at 20%: 1.0x, 10%: 1.25x).
   public static func linear(outFeatures: Int, inFeatures: Int, density: Double, batch: Int) -> Bool {
-    density <= linearDensity
+    let weights = outFeatures * inFeatures
+    if weights < 10_000 { return false }
+    if batch < 16 { return weights >= 1_000_000 && density <= 0.1 }
+    let activations = inFeatures * batch
+    var limit = activations < 512 * 1024 ? maxLinearDensity : activations < 4 * 1024 * 1024 ? 0.1 : 0.05
+    if weights < 100_000 { limit = min(limit, 0.15) }
+    return density <= limit
   }
 
-  /// Whether a convolution uses sparse kernels: not the first layer (few input channels),
-  /// not strided layers (SparseProp's finding, and ours: see the README), and only at low
-  /// density, where the im2col matrix costs less than the dense kernel saves.
+  /// Convolutions. Strided layers stay dense (ResNet-20's stride-2 3x3 and 1x1 layers at
+  /// 10-20%: 0.5-0.97x; SparseProp found the same). Layers with fewer than 16 input
+  /// channels (the first layer; im2col form) are sparse at or below 30% for training-sized
+  /// batches (Conv-2's 3->64 at 30%: 2.0x) but only at 10% or less at batch 500 (0.8x at
+  /// 30%, 1.2x at 10%). Stride-1 layers with 16 or more (direct form) are sparse at or
+  /// below 35% where oneDNN runs its direct kernel (16->16 at 20%: 1.3-1.65x, at 50%:
+  /// 0.93x), but only at or below 12% where it runs Winograd, which does a quarter of the
+  /// multiplications (layers with 32 or more channels under AVX-512; 64->64 at 20%: 0.73x,
+  /// 10%: 1.43x).
   public static func convolution(_ g: ConvGeometry, density: Double, batch: Int) -> Bool {
-    g.strideH == 1 && g.strideW == 1 && g.inChannels >= 16 && density <= convolutionDensity
+    guard g.strideH == 1 && g.strideW == 1 else { return false }
+    if g.inChannels < 16 { return density <= (batch <= 256 ? 0.3 : 0.1) }
+    let winograd =
+      Convolution.hasAVX512Kernels && g.kernelH == 3 && g.kernelW == 3 && g.inChannels >= 32
+      && g.outChannels >= 32
+    return density <= (winograd ? 0.12 : maxConvolutionDensity)
   }
 }
 

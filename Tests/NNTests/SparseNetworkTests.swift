@@ -1,0 +1,155 @@
+import Data
+import Engine
+import Foundation
+import NN
+import TestSupport
+import Testing
+
+/// A network with a random mask of about `density` on every prunable weight (the same
+/// initialisation and mask for every call with the same arguments), on sparse kernels
+/// by `policy`.
+func maskedNetwork(
+  _ model: String, shape: [Int], density: Double, policy: SparseKernelPolicy
+) throws -> Network<Float> {
+  let net: Network<Float> = try ModelZoo.make(model, inputShape: shape, classes: 10)
+  net.initialize(seed: 11, weights: .kaimingNormal, batchNorm: .uniform)
+  var r = RandomStream(seed: 5, purpose: "sparse-network-mask")
+  for (_, p) in net.prunableParameters {
+    p.mask = Tensor(p.value.array.map { _ in r.uniform() < density ? 1 : 0 }, shape: p.value.shape)
+    p.applyMask()
+  }
+  net.sparseKernels = policy
+  return net
+}
+
+/// Relative L2 distance of two tensors.
+func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
+  var (num, den) = (0.0, 0.0)
+  for (x, y) in zip(a, b) {
+    num += Double(x - y) * Double(x - y)
+    den += Double(y) * Double(y)
+  }
+  return (num / max(den, 1e-30)).squareRoot()
+}
+
+@Suite("Sparse kernels in whole networks")
+struct SparseNetworkTests {
+  @Test(
+    "loss and gradients on sparse kernels agree with dense-masked ones (LeNet, Conv-2, ResNet-8)",
+    arguments: [
+      ("mnist_lenet_300_100", [1, 28, 28], 0.05), ("cifar_conv_2", [3, 16, 16], 0.1),
+      ("cifar_resnet_8", [3, 16, 16], 0.1),
+    ])
+  func gradients(_ a: (String, [Int], Double)) throws {
+    let data = Synthetic.make(count: 12, shape: a.1, classes: 10, seed: 4)
+    let x = Tensor<Float>(zeros: [0])
+    let labels = data.gather(0..<12, into: x)
+    let sparse = try maskedNetwork(a.0, shape: a.1, density: a.2, policy: .on)
+    let dense = try maskedNetwork(a.0, shape: a.1, density: a.2, policy: .off)
+    let ls = try sparse.lossAndGradients(input: x, labels: labels).loss
+    let ld = try dense.lossAndGradients(input: x, labels: labels).loss
+    #expect(abs(ls - ld) <= 1e-5 * abs(ld), "loss \(ls) vs \(ld)")
+    // Every pruned layer really ran sparse (the three convolution forms in ResNet-8).
+    let kernels = sparse.sparseKernelNames
+    #expect(!kernels.isEmpty && kernels.values.allSatisfy { $0.hasPrefix("sparse") }, "\(kernels)")
+    if a.0.contains("resnet") {
+      #expect(Set(kernels.values) == ["sparse-csr", "sparse-csr+im2col", "sparse-csr-direct"])
+    }
+    for ((name, p), (_, q)) in zip(sparse.parameters, dense.parameters) {
+      let masked = q.mask.map { m in (0..<q.grad.count).map { q.grad[$0] * m[$0] } } ?? q.grad.array
+      #expect(relativeL2(p.grad.array, masked) < 1e-4, "\(name)")
+      if let m = p.mask { for i in 0..<m.count where m[i] == 0 { #expect(p.grad[i] == 0, "\(name)[\(i)]") } }
+    }
+  }
+
+  /// Trains `steps` steps with Adam or SGD + momentum; returns every parameter and the
+  /// optimizer state (dense, as checkpoints see it).
+  func train(policy: SparseKernelPolicy, sgd: Bool, steps: Int = 25) throws -> (
+    net: Network<Float>, state: [[Float]]
+  ) {
+    let shape = [1, 12, 12]
+    let net = try maskedNetwork("mnist_lenet_80_40", shape: shape, density: 0.1, policy: policy)
+    let data = Synthetic.make(count: 200, shape: shape, classes: 10, seed: 6)
+    let opt: any Optimizer<Float> =
+      sgd
+      ? try SGD(net.parameters, learningRate: 0.05, momentum: 0.9, weightDecay: 1e-3)
+      : try Adam(net.parameters, learningRate: 2e-3, weightDecay: 1e-4)
+    let x = Tensor<Float>(zeros: [0])
+    for step in 0..<steps {
+      let labels = data.gather((step * 7 % 150)..<(step * 7 % 150 + 24), into: x)
+      try net.lossAndGradients(input: x, labels: labels)
+      opt.step()
+    }
+    return (net, opt.namedState.map { $0.1.array })
+  }
+
+  @Test(
+    "training on sparse kernels keeps pruned weights and state exactly zero, the same bits at 1, 2 and 3 threads",
+    arguments: [false, true])
+  func training(_ sgd: Bool) throws {
+    let one = try withExclusiveThreads(1) { try train(policy: .on, sgd: sgd) }
+    #expect(one.net.sparseKernelNames.values.allSatisfy { $0 == "sparse-csr" })
+    for (name, p) in one.net.prunableParameters {
+      let m = p.mask!
+      for i in 0..<m.count where m[i] == 0 { #expect(p.value[i] == 0, "\(name)[\(i)] revived") }
+    }
+    // The optimizer state, flushed to dense, is zero at pruned positions too.
+    let masks = one.net.parameters.map { $0.1.mask }
+    let perParameter = one.state.count / one.net.parameters.count
+    for (k, s) in one.state.enumerated() {
+      guard let m = masks[k / perParameter] else { continue }
+      for i in 0..<m.count where m[i] == 0 { #expect(s[i] == 0) }
+    }
+    let params = one.net.parameters.map { $0.1.value.array }
+    for t in [2, 3] {
+      let other = try withExclusiveThreads(t) { try train(policy: .on, sgd: sgd) }
+      #expect(other.net.parameters.map { $0.1.value.array } == params, "\(t) threads")
+      #expect(other.state == one.state, "\(t) threads")
+    }
+    // Dense kernels on the masked weights: the same training up to rounding.
+    let dense = try train(policy: .off, sgd: sgd)
+    for (k, (name, p)) in dense.net.parameters.enumerated() {
+      #expect(relativeL2(params[k], p.value.array) < 1e-3, "\(name)")
+    }
+  }
+
+  @Test("auto never picks a sparse kernel above the rule's density threshold, and follows the rule below it")
+  func autoRule() throws {
+    for density in [0.9, 0.5, SparseKernelRule.maxLinearDensity + 0.05, 0.15, 0.05, 0.02] {
+      let net = try maskedNetwork("cifar_conv_2", shape: [3, 16, 16], density: density, policy: .auto)
+      let data = Synthetic.make(count: 64, shape: [3, 16, 16], classes: 10, seed: 1)
+      let x = Tensor<Float>(zeros: [0])
+      try net.lossAndGradients(input: x, labels: data.gather(0..<64, into: x))
+      for (name, m) in net.body.namedModules() {
+        if let l = m as? Linear<Float> {
+          let d = Double(l.weight.mask!.array.reduce(0, +)) / Double(l.weight.value.count)
+          let expected = SparseKernelRule.linear(
+            outFeatures: l.outFeatures, inFeatures: l.inFeatures, density: d, batch: 64)
+          #expect((l.kernelName != "dense") == expected, "\(name) at \(d)")
+          if d > SparseKernelRule.maxLinearDensity { #expect(l.kernelName == "dense") }
+        }
+        if let c = m as? Conv2d<Float> {
+          let d = Double(c.weight.mask!.array.reduce(0, +)) / Double(c.weight.value.count)
+          let expected = SparseKernelRule.convolution(c.geometry, density: d, batch: 64)
+          #expect((c.backend is SparseConvolution) == expected, "\(name) at \(d)")
+          if d > SparseKernelRule.maxConvolutionDensity { #expect(!(c.backend is SparseConvolution)) }
+        }
+      }
+    }
+  }
+
+  @Test("off is the dense arithmetic bit for bit; a mask of the wrong shape is one clear error")
+  func offAndBadMask() throws {
+    let data = Synthetic.make(count: 8, shape: [1, 28, 28], classes: 10, seed: 2)
+    let x = Tensor<Float>(zeros: [0])
+    let labels = data.gather(0..<8, into: x)
+    let off = try maskedNetwork("mnist_lenet_300_100", shape: [1, 28, 28], density: 0.05, policy: .off)
+    try off.lossAndGradients(input: x, labels: labels)
+    #expect(off.sparseKernelNames.values.allSatisfy { $0 == "dense" })
+    let bad = try maskedNetwork("mnist_lenet_300_100", shape: [1, 28, 28], density: 0.05, policy: .on)
+    bad.prunableParameters[0].1.mask = Tensor(repeating: 1, shape: [10, 10])
+    #expect {
+      try bad.lossAndGradients(input: x, labels: labels)
+    } throws: { "\($0)".contains("does not match its weight") }
+  }
+}
