@@ -112,19 +112,21 @@ public enum Updates {
       let t = targets[k]
       t.gather(r)
       defer { t.scatter(r) }
-      masked(t, r) {
-        adamChunk(
-          t.weight, t.grad, t.state[0], t.state[1], r, stepSize, beta1, beta2, eps, weightDecay,
-          sqrtBiasCorrection2)
-      }
+      // The mask contract fused into the update loop (same operations, one pass).
+      adamChunk(
+        t.weight, t.grad, t.state[0], t.state[1], r, stepSize, beta1, beta2, eps, weightDecay,
+        sqrtBiasCorrection2, mask: t.mask)
     }
   }
 
   @inline(__always)
   static func adamChunk<T: Scalar>(
     _ weight: Tensor<T>, _ grad: Tensor<T>, _ m: Tensor<T>, _ v: Tensor<T>, _ r: Range<Int>, _ stepSize: T,
-    _ beta1: T, _ beta2: T, _ eps: T, _ weightDecay: T, _ sqrtBiasCorrection2: T
+    _ beta1: T, _ beta2: T, _ eps: T, _ weightDecay: T, _ sqrtBiasCorrection2: T, mask: Tensor<T>? = nil
   ) {
+    func ptr<F>(_ t: Tensor<T>?, _: F.Type) -> UnsafeMutablePointer<F>? {
+      t.map { UnsafeMutableRawPointer($0.data).assumingMemoryBound(to: F.self) + r.lowerBound }
+    }
     if T.self == Float.self {
       adamLoop(
         UnsafeMutableRawPointer(weight.data).assumingMemoryBound(to: Float.self) + r.lowerBound,
@@ -132,7 +134,7 @@ public enum Updates {
         UnsafeMutableRawPointer(m.data).assumingMemoryBound(to: Float.self) + r.lowerBound,
         UnsafeMutableRawPointer(v.data).assumingMemoryBound(to: Float.self) + r.lowerBound, r.count,
         Float(stepSize), Float(beta1), Float(beta2), Float(eps), Float(weightDecay),
-        Float(sqrtBiasCorrection2), sqrt: sqrt8)
+        Float(sqrtBiasCorrection2), mask: ptr(mask, Float.self), sqrt: sqrt8)
     } else {
       adamLoop(
         UnsafeMutableRawPointer(weight.data).assumingMemoryBound(to: Double.self) + r.lowerBound,
@@ -140,7 +142,7 @@ public enum Updates {
         UnsafeMutableRawPointer(m.data).assumingMemoryBound(to: Double.self) + r.lowerBound,
         UnsafeMutableRawPointer(v.data).assumingMemoryBound(to: Double.self) + r.lowerBound, r.count,
         Double(stepSize), Double(beta1), Double(beta2), Double(eps), Double(weightDecay),
-        Double(sqrtBiasCorrection2), sqrt: sqrt8)
+        Double(sqrtBiasCorrection2), mask: ptr(mask, Double.self), sqrt: sqrt8)
     }
   }
 
@@ -150,8 +152,10 @@ public enum Updates {
   static func adamLoop<F: BinaryFloatingPoint & SIMDScalar>(
     _ w: UnsafeMutablePointer<F>, _ g: UnsafeMutablePointer<F>, _ mp: UnsafeMutablePointer<F>,
     _ vp: UnsafeMutablePointer<F>, _ n: Int, _ stepSize: F, _ beta1: F, _ beta2: F, _ eps: F,
-    _ weightDecay: F, _ bc2: F, sqrt: (SIMD8<F>) -> SIMD8<F>
+    _ weightDecay: F, _ bc2: F, mask: UnsafeMutablePointer<F>? = nil, sqrt: (SIMD8<F>) -> SIMD8<F>
   ) {
+    // With a mask: the gradient is multiplied by it first (and stored), the weight and both
+    // moments after the update: the mask contract, in the same pass.
     typealias V = SIMD8<F>
     var i = 0
     let (b1, b2, c1, c2) = (
@@ -160,6 +164,32 @@ public enum Updates {
     let (wd, ss, bc, e) = (
       V(repeating: weightDecay), V(repeating: stepSize), V(repeating: bc2), V(repeating: eps)
     )
+    if let mask {
+      while i + 8 <= n {
+        let mk = UnsafeRawPointer(mask + i).loadUnaligned(as: V.self)
+        let gv = UnsafeRawPointer(g + i).loadUnaligned(as: V.self) * mk
+        UnsafeMutableRawPointer(g + i).storeBytes(of: gv, as: V.self)
+        let wv = UnsafeRawPointer(w + i).loadUnaligned(as: V.self)
+        let d = gv + wd * wv
+        let m = b1 * UnsafeRawPointer(mp + i).loadUnaligned(as: V.self) + c1 * d
+        let v = b2 * UnsafeRawPointer(vp + i).loadUnaligned(as: V.self) + c2 * d * d
+        UnsafeMutableRawPointer(mp + i).storeBytes(of: m * mk, as: V.self)
+        UnsafeMutableRawPointer(vp + i).storeBytes(of: v * mk, as: V.self)
+        UnsafeMutableRawPointer(w + i).storeBytes(of: (wv - ss * m / (sqrt(v) / bc + e)) * mk, as: V.self)
+        i += 8
+      }
+      while i < n {
+        g[i] *= mask[i]
+        let d = g[i] + weightDecay * w[i]
+        let m = beta1 * mp[i] + (1 - beta1) * d
+        let v = beta2 * vp[i] + (1 - beta2) * d * d
+        mp[i] = m * mask[i]
+        vp[i] = v * mask[i]
+        w[i] = (w[i] - stepSize * m / (v.squareRoot() / bc2 + eps)) * mask[i]
+        i += 1
+      }
+      return
+    }
     while i + 8 <= n {
       let wv = UnsafeRawPointer(w + i).loadUnaligned(as: V.self)
       let d = UnsafeRawPointer(g + i).loadUnaligned(as: V.self) + wd * wv

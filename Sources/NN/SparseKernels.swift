@@ -26,17 +26,22 @@ public enum SparseKernelPolicy: String, CaseIterable, Sendable, Codable {
 /// inference at batch 1 and 500).
 public enum SparseKernelRule {
   /// No linear layer goes sparse above this density.
-  public static let maxLinearDensity = 0.2
+  public static let maxLinearDensity = 0.25
   /// No convolution goes sparse above this density.
   public static let maxConvolutionDensity = 0.35
+  /// Optimizers keep a pruned weight in compact form at or below this density; above it
+  /// the masked dense update is cheaper (its loops are contiguous SIMD; the compact form
+  /// gathers and scatters): at 50% the compact form cost LeNet 0.18 ms more per step,
+  /// at 1 in 5 weights it costs about the same and below it saves (`lth bench --density`).
+  public static let maxCompactUpdateDensity = 0.2
 
   /// Linear layers `[out, in]`. Tiny layers (under 10,000 weights) stay dense: the sparse
   /// kernels' fixed costs (transposes, shards) exceed the work (256->10 at 5%: 0.5x).
   /// Small batches (under 16) stay dense except for huge layers (1M weights and more, at
   /// 10% or less), where the dense product is memory-bound (16384->256 at batch 1, 10%:
   /// 1.3x). Otherwise sparse at or below a density that falls as the activations outgrow
-  /// the caches: 20% while `in x batch` is under 512K floats (784->300 at 20%: 1.55x, at
-  /// 30%: 1.1x), 10% under 4M (16384->256 at batch 60, 10%: 1.5x, 20%: 1.0x), else 5%
+  /// the caches: 25% while `in x batch` is under 512K floats (784->300 at 20%: 1.55x, at
+  /// 30%: 1.1x; IMP's level 7 of LeNet is at 21%), 10% under 4M (16384->256 at batch 60, 10%: 1.5x, 20%: 1.0x), else 5%
   /// (16384->256 at batch 500, 5%: 1.6x, 10%: 0.7-0.9x); layers under 100,000 weights at
   /// most 15% (300->100 at 20%: 1.0x, 10%: 1.25x).
   public static func linear(outFeatures: Int, inFeatures: Int, density: Double, batch: Int) -> Bool {
@@ -95,11 +100,15 @@ final class SparsePlan<T: Scalar, Kernel> {
       let (k, pattern) = try build(m as! Tensor<Float>)
       p.applyMask()
       Updates.multiply(p.grad, by: m)
-      let positions = pattern.positions
-      let buffer = UnsafeMutableBufferPointer<Int>.allocate(capacity: positions.count)
-      _ = buffer.initialize(from: positions)
-      sparseGenerations += 1
-      p.sparsePositions = (m, buffer, sparseGenerations)
+      if pattern.density <= SparseKernelRule.maxCompactUpdateDensity {
+        let positions = pattern.positions
+        let buffer = UnsafeMutableBufferPointer<Int>.allocate(capacity: positions.count)
+        _ = buffer.initialize(from: positions)
+        sparseGenerations += 1
+        p.sparsePositions = (m, buffer, sparseGenerations)
+      } else {
+        p.sparsePositions = nil
+      }
       (mask, kernel, density) = (m, k, pattern.density)
     }
     return kernel
