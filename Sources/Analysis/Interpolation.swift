@@ -93,6 +93,12 @@ public final class Interpolation {
           )
         }
       }
+      // Every point on the line keeps the mask: pruned layers evaluate on sparse kernels
+      // (by the network's policy). The mask tensors are set once, so each layer builds its
+      // sparse plan once for the whole curve.
+      try mask.apply(to: net)
+    } else {
+      for (_, p) in net.parameters { p.mask = nil }
     }
   }
 
@@ -111,7 +117,6 @@ public final class Interpolation {
       } else {
         for i in 0..<out.count { out[i] = x[i] + a * (y[i] - x[i]) }
       }
-      p.mask = nil
     }
     for (k, (_, b)) in net.buffers.enumerated() {
       if alpha == 0 {

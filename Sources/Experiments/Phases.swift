@@ -88,7 +88,8 @@ public final class PhaseRunner {
     try ModelState.save(net, step: lastStep, to: dir + "/model_final.safetensors")
     let summary = try TrainSummary.from(
       records, runDir: dir, steps: lastStep - firstStep, seconds: Date().timeIntervalSince(started),
-      network: net, sparseKernels: trainer.sparseKernels)
+      network: net
+    ).with(trainer)
     try summary.write(in: dir)
     return summary
   }

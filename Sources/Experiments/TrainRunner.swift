@@ -120,6 +120,9 @@ public struct TrainSummary: Codable, Sendable, Equatable {
   public var sparseKernels: [String: String]? = nil
   /// True when part of the run was trained on another machine (see ``MachineCheck``).
   public var machineChanged: Bool? = nil
+  /// Pruned layers that continued on other kernels than the run started with
+  /// (``Training/Trainer/sparseKernelChanges``), e.g. `fc_layers.0 dense -> sparse-csr`.
+  public var sparseKernelChanges: [String]? = nil
   enum CodingKeys: String, CodingKey {
     case runDir = "run_dir"
     case testAccuracy = "test_accuracy"
@@ -131,13 +134,12 @@ public struct TrainSummary: Codable, Sendable, Equatable {
     case convBackends = "conv_backends"
     case sparseKernels = "sparse_kernels"
     case machineChanged = "machine_changed"
+    case sparseKernelChanges = "sparse_kernel_changes"
   }
 
-  /// Summarises a run's metrics (early stopping = step of minimum validation loss);
-  /// `sparseKernels` is the trainer's ``Training/Trainer/sparseKernels``.
+  /// Summarises a run's metrics (early stopping = step of minimum validation loss).
   public static func from(
-    _ records: [MetricRecord], runDir: String, steps: Int, seconds: Double, network: Network<Float>,
-    sparseKernels: [String: String]? = nil
+    _ records: [MetricRecord], runDir: String, steps: Int, seconds: Double, network: Network<Float>
   ) throws -> TrainSummary {
     let test = records.filter { $0.split == "test" }
     guard let last = test.last else { throw RunError("\(runDir): no test metrics recorded") }
@@ -146,8 +148,16 @@ public struct TrainSummary: Codable, Sendable, Equatable {
       runDir: runDir, testAccuracy: last.accuracy, testLoss: last.loss,
       bestTestAccuracy: test.map(\.accuracy).max()!, validationAccuracy: val.last?.accuracy,
       earlyStopStep: val.min { $0.loss < $1.loss }?.step, steps: steps, seconds: seconds,
-      convBackends: network.convolutions.isEmpty ? nil : network.convolutionBackendNames,
-      sparseKernels: sparseKernels)
+      convBackends: network.convolutions.isEmpty ? nil : network.convolutionBackendNames)
+  }
+
+  /// The summary with the trainer's kernel record: what the pruned layers trained with, and
+  /// any change on resumption.
+  public func with(_ trainer: Trainer) -> TrainSummary {
+    var s = self
+    s.sparseKernels = trainer.sparseKernels
+    s.sparseKernelChanges = trainer.sparseKernelChanges.isEmpty ? nil : trainer.sparseKernelChanges
+    return s
   }
 
   /// The `summary.json` of a run folder: nil when the run has not finished.
@@ -221,7 +231,8 @@ public enum TrainRunner {
     try ModelState.save(net, step: setup.totalSteps, to: dir + "/model_final.safetensors")
     var summary = try TrainSummary.from(
       records, runDir: dir, steps: setup.totalSteps, seconds: Date().timeIntervalSince(started),
-      network: net, sparseKernels: trainer.sparseKernels)
+      network: net
+    ).with(trainer)
     if try !MachineCheck.changes(in: dir).isEmpty { summary.machineChanged = true }
     try summary.write(in: dir)
     return (summary, false)

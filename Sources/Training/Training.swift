@@ -117,6 +117,9 @@ public final class Trainer {
   /// The kernels each pruned layer trains with (``NN/Network/sparseKernelNames`` after the
   /// first training step of this call): nil for a dense network or before training.
   public private(set) var sparseKernels: [String: String]?
+  /// Pruned layers whose kernels differ from those recorded when the run started
+  /// ("layer recorded -> now"); empty when none (see ``recordSparseKernels()``).
+  public private(set) var sparseKernelChanges: [String] = []
   public let metrics: MetricsLog
   private let evalBatch = Tensor<Float>(zeros: [0])
   private var started = Date()
@@ -246,8 +249,9 @@ public final class Trainer {
         (try? JSONSerialization.jsonObject(with: Data(AtomicFile.read(kernelsPath)))) as? [String: String]
         ?? [:]
       let changed = names.keys.sorted().filter { stored[$0] != names[$0] }
+      sparseKernelChanges = changed.map { "\($0) \(stored[$0] ?? "?") -> \(names[$0]!)" }
       if !changed.isEmpty {
-        let list = changed.map { "\($0) \(stored[$0] ?? "?") -> \(names[$0]!)" }.joined(separator: ", ")
+        let list = sparseKernelChanges.joined(separator: ", ")
         FileHandle.standardError.write(
           Data(
             "note: \(directory) continues with other sparse-kernel choices (\(list)); results differ from an uninterrupted run by rounding\n"
