@@ -51,11 +51,18 @@ public enum Pooling {
           let yp = y.data + pl * oh * ow
           let ap = amp.value + pl * oh * ow
           if g.kernel == 2 && g.stride == 2 && g.padding == 0 {
-            // The common 2x2 window, unrolled: the same visiting order and tie rule (the
-            // first maximum wins) as the general loop below.
+            // The common 2x2 window: the same visiting order and tie rule (the first
+            // maximum wins) as the general loop below; Float planes 8 outputs at a time.
             for i in 0..<oh {
               let r0 = 2 * i * w
-              for j in 0..<ow {
+              var j0 = 0
+              if T.self == Float.self {
+                j0 = maxPool2x2Row(
+                  UnsafeRawPointer(xp + r0).assumingMemoryBound(to: Float.self), w: w,
+                  y: UnsafeMutableRawPointer(yp + i * ow).assumingMemoryBound(to: Float.self),
+                  argmax: ap + i * ow, first: r0, count: ow)
+              }
+              for j in j0..<ow {
                 let i0 = r0 + 2 * j
                 var best = xp[i0]
                 var bi = i0
@@ -319,4 +326,37 @@ extension Pooling {
       }
     }
   }
+}
+
+/// One output row of 2x2, stride-2 max pooling over NCHW Float rows `x` (row `i`) and `x + w`
+/// (row `i + 1`), 8 outputs at a time: the four candidates in the order (0,0), (0,1),
+/// (1,0), (1,1), a later one replacing the best only when strictly greater (as the scalar
+/// loop). Writes outputs `0 ..< 8 * (count / 8)` and returns that count; `first` is the
+/// flat index of `x[0]` in the plane (for `argmax`).
+@inline(__always)
+func maxPool2x2Row(
+  _ x: UnsafePointer<Float>, w: Int, y: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>,
+  first: Int, count: Int
+) -> Int {
+  var j = 0
+  let lane = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
+  while j + 8 <= count {
+    let a = UnsafeRawPointer(x + 2 * j).loadUnaligned(as: SIMD16<Float>.self)
+    let b = UnsafeRawPointer(x + w + 2 * j).loadUnaligned(as: SIMD16<Float>.self)
+    let base = SIMD8<Int32>(repeating: Int32(first + 2 * j)) &+ lane
+    var best = a.evenHalf
+    var idx = base
+    @inline(__always) func consider(_ v: SIMD8<Float>, _ d: Int32) {
+      let m = v .> best
+      best.replace(with: v, where: m)
+      idx.replace(with: base &+ d, where: m)
+    }
+    consider(a.oddHalf, 1)
+    consider(b.evenHalf, Int32(w))
+    consider(b.oddHalf, Int32(w + 1))
+    UnsafeMutableRawPointer(y + j).storeBytes(of: best, as: SIMD8<Float>.self)
+    UnsafeMutableRawPointer(argmax + j).storeBytes(of: idx, as: SIMD8<Int32>.self)
+    j += 8
+  }
+  return j
 }

@@ -100,25 +100,30 @@ final class DirectTiles: @unchecked Sendable {
   /// Runs the tiles for one output plane: `out[row * width + 8 * vec + lane]`.
   @inline(__always)
   func run(
-    _ e0: Int, _ e1: Int, offsets: UnsafePointer<Int32>, values: UnsafePointer<Float>,
+    tile t: Int, _ e0: Int, _ e1: Int, offsets: UnsafePointer<Int32>, values: UnsafePointer<Float>,
     base: UnsafePointer<Float>, bias: Float, out: UnsafeMutablePointer<Float>, width: Int
   ) {
-    for t in 0..<count {
-      let a = Sparse.eightSums(
-        e0, e1, offsets: offsets, values: values, base: base, deltas: deltas.baseAddress! + 8 * t, bias: bias)
-      let sums = [a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7]
-      for k in 0..<8 {
-        let s = 8 * t + k
-        let n = lanes[s]
-        if n == 0 { continue }
-        let d = out + row[s] * width + 8 * vec[s]
-        if n == 8 {
-          Sparse.store(sums[k], d)
-        } else {
-          for l in 0..<n { d[l] = sums[k][l] }
-        }
+    let a = Sparse.eightSums(
+      e0, e1, offsets: offsets, values: values, base: base, deltas: deltas.baseAddress! + 8 * t, bias: bias)
+    @inline(__always) func put(_ v: Sparse.V, _ k: Int) {
+      let s = 8 * t + k
+      let n = lanes[s]
+      if n == 0 { return }
+      let d = out + row[s] * width + 8 * vec[s]
+      if n == 8 {
+        Sparse.store(v, d)
+      } else {
+        for l in 0..<n { d[l] = v[l] }
       }
     }
+    put(a.0, 0)
+    put(a.1, 1)
+    put(a.2, 2)
+    put(a.3, 3)
+    put(a.4, 4)
+    put(a.5, 5)
+    put(a.6, 6)
+    put(a.7, 7)
   }
 }
 
@@ -135,6 +140,9 @@ final class DirectPlan: @unchecked Sendable {
   let inputTiles: DirectTiles
   /// Every (row, vector) of the output map as offsets into `dypad` and `xpad` (weight gradient).
   let gradientPairs: [(Int, Int)]
+  /// When the pairs come in blocks of four with the same shape (rows of 1, 2 or 4 vectors):
+  /// the four offsets into each, and the strides from block to block.
+  let gradientBlock: ((Int, Int, Int, Int), (Int, Int, Int, Int), Int, Int)?
 
   init(_ g: ConvGeometry, _ p: SparsePattern, h: Int, w: Int) {
     (self.h, self.w) = (h, w)
@@ -169,6 +177,17 @@ final class DirectPlan: @unchecked Sendable {
     forwardTiles = DirectTiles(rows: oh, width: ow, stride: wp)
     let (wdv, wpv) = (wd, wp)
     gradientPairs = (0..<oh).flatMap { r in (0..<owPad / 8).map { v in (r * wdv + 8 * v, r * wpv + 8 * v) } }
+    let vectors = owPad / 8
+    if [1, 2, 4].contains(vectors) && (oh * vectors) % 4 == 0 {
+      let pairs = gradientPairs
+      gradientBlock = (
+        (pairs[0].0, pairs[1].0, pairs[2].0, pairs[3].0), (pairs[0].1, pairs[1].1, pairs[2].1, pairs[3].1),
+        pairs[4 % pairs.count].0 - pairs[0].0 + (pairs.count == 4 ? 4 / vectors * wd : 0),
+        pairs[4 % pairs.count].1 - pairs[0].1 + (pairs.count == 4 ? 4 / vectors * wp : 0)
+      )
+    } else {
+      gradientBlock = nil
+    }
     inputTiles = DirectTiles(rows: h, width: w, stride: wd)
   }
 
@@ -208,10 +227,14 @@ extension SparseConvolution {
             x.data + i * g.inChannels * d.h * d.w, planes: g.inChannels, rows: d.h, cols: d.w, into: xpad,
             height: d.hp, stride: d.wp, top: g.padH, left: g.padW)
           let yn = y.data + i * g.outChannels * p
-          for o in 0..<g.outChannels {
-            d.forwardTiles.run(
-              Int(pattern.rowStart[o]), Int(pattern.rowStart[o + 1]), offsets: off.baseAddress!,
-              values: values.data, base: xpad, bias: bias?.data[o] ?? 0, out: yn + o * p, width: d.ow)
+          // Tiles outer, output channels inner: every channel's pass over a tile reads the
+          // same few rows of the padded input, which then stay in L1.
+          for t in 0..<d.forwardTiles.count {
+            for o in 0..<g.outChannels {
+              d.forwardTiles.run(
+                tile: t, Int(pattern.rowStart[o]), Int(pattern.rowStart[o + 1]), offsets: off.baseAddress!,
+                values: values.data, base: xpad, bias: bias?.data[o] ?? 0, out: yn + o * p, width: d.ow)
+            }
           }
         }
       }
@@ -274,6 +297,27 @@ extension SparseConvolution {
                 var (s0, s1, s2, s3) = (Sparse.V(), Sparse.V(), Sparse.V(), Sparse.V())
                 var (t0, t1, t2, t3) = (Sparse.V(), Sparse.V(), Sparse.V(), Sparse.V())
                 var k = 0
+                if let (da, db, sa, sb) = d.gradientBlock {
+                  // The same pairs in the same order, four at a time with offsets that are
+                  // constants of the block (no offset loads).
+                  var (pa, pb, pc) = (a, b, c)
+                  while k + 4 <= pairs {
+                    let (x0, x1, x2, x3) = (
+                      Sparse.load(pa + da.0), Sparse.load(pa + da.1), Sparse.load(pa + da.2),
+                      Sparse.load(pa + da.3)
+                    )
+                    s0 = Sparse.fma(x0, Sparse.load(pb + db.0), s0)
+                    s1 = Sparse.fma(x1, Sparse.load(pb + db.1), s1)
+                    s2 = Sparse.fma(x2, Sparse.load(pb + db.2), s2)
+                    s3 = Sparse.fma(x3, Sparse.load(pb + db.3), s3)
+                    t0 = Sparse.fma(x0, Sparse.load(pc + db.0), t0)
+                    t1 = Sparse.fma(x1, Sparse.load(pc + db.1), t1)
+                    t2 = Sparse.fma(x2, Sparse.load(pc + db.2), t2)
+                    t3 = Sparse.fma(x3, Sparse.load(pc + db.3), t3)
+                    (pa, pb, pc) = (pa + sa, pb + sb, pc + sb)
+                    k += 4
+                  }
+                }
                 while k + 4 <= pairs {
                   let (p0, p1, p2, p3) = (pa[k], pa[k + 1], pa[k + 2], pa[k + 3])
                   let (x0, x1, x2, x3) = (
@@ -305,10 +349,12 @@ extension SparseConvolution {
           if let dx {
             let dxn = dx.data + i * g.inChannels * d.h * d.w
             d.transposedOffsets.withUnsafeBufferPointer { toff in
-              for c in 0..<g.inChannels {
-                d.inputTiles.run(
-                  Int(d.channelStart[c]), Int(d.channelStart[c + 1]), offsets: toff.baseAddress!,
-                  values: valuesByColumn.data, base: dypad, bias: 0, out: dxn + c * d.h * d.w, width: d.w)
+              for t in 0..<d.inputTiles.count {
+                for c in 0..<g.inChannels {
+                  d.inputTiles.run(
+                    tile: t, Int(d.channelStart[c]), Int(d.channelStart[c + 1]), offsets: toff.baseAddress!,
+                    values: valuesByColumn.data, base: dypad, bias: 0, out: dxn + c * d.h * d.w, width: d.w)
+                }
               }
             }
           }

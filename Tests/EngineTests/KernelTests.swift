@@ -155,6 +155,30 @@ struct KernelTests {
     #expect(maxAbsDiff(gap, rg) < 1e-12)
   }
 
+  @Test("2x2 max pooling, 8 outputs at a time: values and argmax equal the scalar rule, ties included")
+  func maxPoolVector() throws {
+    let (n, c, h, w) = (2, 3, 6, 37)
+    // Few distinct values: windows often hold equal maxima (the first one wins).
+    let x = Tensor<Float>((0..<(n * c * h * w)).map { Float(($0 * 7919) % 4) }, shape: [n, c, h, w])
+    let y = Tensor<Float>(zeros: [0])
+    var argmax: [Int32] = []
+    try Pooling.maxForward(PoolGeometry(kernel: 2), x: x, y: y, argmax: &argmax)
+    let (oh, ow) = (h / 2, w / 2)
+    for plane in 0..<(n * c) {
+      for i in 0..<oh {
+        for j in 0..<ow {
+          var (best, at) = (-Float.infinity, -1)
+          for (u, v) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+            let k = (2 * i + u) * w + 2 * j + v
+            if x[plane * h * w + k] > best || at < 0 { (best, at) = (x[plane * h * w + k], k) }
+          }
+          let o = (plane * oh + i) * ow + j
+          #expect(y[o] == best && argmax[o] == Int32(at), "plane \(plane) (\(i), \(j))")
+        }
+      }
+    }
+  }
+
   @Test("batch norm training statistics, running averages and evaluation mode")
   func batchNorm() throws {
     let x = Tensor<Double>([1, 2, 3, 4, 5, 6, 7, 8, 10, 20, 30, 40, 50, 60, 70, 80], shape: [2, 2, 2, 2])
