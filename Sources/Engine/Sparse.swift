@@ -329,8 +329,11 @@ public enum Sparse {
   /// split never changes results). Eight source rows at a time give one 8-lane store per
   /// column.
   public static func transpose(
-    _ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>, ld: Int
+    _ src: UnsafePointer<Float>, rows: Int, cols: Int, sourceStride: Int? = nil,
+    into dst: UnsafeMutablePointer<Float>,
+    ld: Int
   ) {
+    let ss = sourceStride ?? cols
     let shards = rowShards(cols / 8, work: rows * cols)
     Parallel.forEach(shards) { s in
       let cr =
@@ -338,12 +341,12 @@ public enum Sparse {
         * 8..<(s == shards - 1 ? cols : Parallel.range(s, of: shards, cols / 8).upperBound * 8)
       var r0 = 0
       while r0 + 8 <= rows {
-        let p = src + r0 * cols
+        let p = src + r0 * ss
         var c = cr.lowerBound
         while c + 8 <= cr.upperBound {
           let t = transpose8x8(
-            load(p + c), load(p + cols + c), load(p + 2 * cols + c), load(p + 3 * cols + c),
-            load(p + 4 * cols + c), load(p + 5 * cols + c), load(p + 6 * cols + c), load(p + 7 * cols + c))
+            load(p + c), load(p + ss + c), load(p + 2 * ss + c), load(p + 3 * ss + c),
+            load(p + 4 * ss + c), load(p + 5 * ss + c), load(p + 6 * ss + c), load(p + 7 * ss + c))
           let d = dst + c * ld + r0
           store(t.0, d)
           store(t.1, d + ld)
@@ -357,15 +360,15 @@ public enum Sparse {
         }
         while c < cr.upperBound {
           let v = V(
-            p[c], p[cols + c], p[2 * cols + c], p[3 * cols + c], p[4 * cols + c], p[5 * cols + c],
-            p[6 * cols + c], p[7 * cols + c])
+            p[c], p[ss + c], p[2 * ss + c], p[3 * ss + c], p[4 * ss + c], p[5 * ss + c],
+            p[6 * ss + c], p[7 * ss + c])
           store(v, dst + c * ld + r0)
           c += 1
         }
         r0 += 8
       }
       for c in cr {
-        for r in r0..<rows { dst[c * ld + r] = src[r * cols + c] }
+        for r in r0..<rows { dst[c * ld + r] = src[r * ss + c] }
         for r in rows..<ld { dst[c * ld + r] = 0 }
       }
     }
@@ -426,6 +429,7 @@ public final class SparseLinear: @unchecked Sendable {
   private let valuesByColumn: Tensor<Float>
   private let inputT = Tensor<Float>(zeros: [0])
   private let gradT = Tensor<Float>(zeros: [0])
+  private let inputGradT = Tensor<Float>(zeros: [0])
   private let gradValues: Tensor<Float>
   /// The weight gradient of the last backward pass at the surviving entries (row order).
   public var gradients: Tensor<Float> { gradValues }
@@ -483,11 +487,18 @@ public final class SparseLinear: @unchecked Sendable {
     pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data)
     dx.resize([n, inF])
     let inShards = Sparse.rowShards(inF, work: pattern.count * ld)
+    // Wide inputs: scattering lanes `inF` apart would touch a new page per value, so the
+    // product goes to a feature-major buffer and one blocked transpose follows.
+    let viaBuffer = inF >= 1024
+    if viaBuffer { inputGradT.resize([inF, ld]) }
     Parallel.forEach(inShards) { s in
       Sparse.spmm(
         pattern, transposed: true, values: valuesByColumn.data, source: gradT.data, sourceStride: ld,
-        width: ld, destination: dx.data, columnStride: inF, validWidth: n,
-        rows: Parallel.range(s, of: inShards, inF), bias: nil)
+        width: ld, destination: viaBuffer ? inputGradT.data : dx.data, columnStride: viaBuffer ? 1 : inF,
+        validWidth: n, rows: Parallel.range(s, of: inShards, inF), bias: nil)
+    }
+    if viaBuffer {
+      Sparse.transpose(inputGradT.data, rows: inF, cols: n, sourceStride: ld, into: dx.data, ld: inF)
     }
   }
 }

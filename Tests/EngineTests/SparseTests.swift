@@ -51,6 +51,8 @@ struct SparseTests {
   static let linearShapes: [(Int, Int, Int, Double)] = [
     (1, 7, 5, 0.5), (60, 37, 13, 0.036), (13, 33, 17, 1.0), (9, 40, 20, 0.0), (41, 19, 70, 0.3),
     (8, 16, 9, 0.7),
+    // A wide input (the input gradient goes through a buffer and a transpose).
+    (13, 1030, 6, 0.05),
   ]
 
   @Test("linear forward, input gradient and sampled weight gradient", arguments: linearShapes)
