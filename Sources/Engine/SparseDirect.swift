@@ -151,9 +151,11 @@ final class DirectPlan: @unchecked Sendable {
     let owPad = (ow + 7) / 8 * 8
     let wPad = (w + 7) / 8 * 8
     hp = h + 2 * ph
-    wp = max(w + 2 * pw, owPad + kw - 1)
     hd = oh + 2 * (kh - 1 - ph)
-    wd = max(ow + 2 * (kw - 1 - pw), wPad + kw - 1)
+    // One row stride for both padded planes: the weight-gradient loop then reads both at
+    // the same offsets (fewer registers, no spills).
+    wp = max(w + 2 * pw, owPad + kw - 1, ow + 2 * (kw - 1 - pw), wPad + kw - 1)
+    wd = wp
     let kk = kh * kw
     var off = [Int32](repeating: 0, count: p.count)
     for r in 0..<p.rows {
@@ -297,24 +299,24 @@ extension SparseConvolution {
                 var (s0, s1, s2, s3) = (Sparse.V(), Sparse.V(), Sparse.V(), Sparse.V())
                 var (t0, t1, t2, t3) = (Sparse.V(), Sparse.V(), Sparse.V(), Sparse.V())
                 var k = 0
-                if let (da, db, sa, sb) = d.gradientBlock {
+                if let (da, _, sa, _) = d.gradientBlock {
                   // The same pairs in the same order, four at a time with offsets that are
-                  // constants of the block (no offset loads).
+                  // constants of the block, the same in both planes (one row stride).
                   var (pa, pb, pc) = (a, b, c)
+                  let (o0, o1, o2, o3) = da
                   while k + 4 <= pairs {
                     let (x0, x1, x2, x3) = (
-                      Sparse.load(pa + da.0), Sparse.load(pa + da.1), Sparse.load(pa + da.2),
-                      Sparse.load(pa + da.3)
+                      Sparse.load(pa + o0), Sparse.load(pa + o1), Sparse.load(pa + o2), Sparse.load(pa + o3)
                     )
-                    s0 = Sparse.fma(x0, Sparse.load(pb + db.0), s0)
-                    s1 = Sparse.fma(x1, Sparse.load(pb + db.1), s1)
-                    s2 = Sparse.fma(x2, Sparse.load(pb + db.2), s2)
-                    s3 = Sparse.fma(x3, Sparse.load(pb + db.3), s3)
-                    t0 = Sparse.fma(x0, Sparse.load(pc + db.0), t0)
-                    t1 = Sparse.fma(x1, Sparse.load(pc + db.1), t1)
-                    t2 = Sparse.fma(x2, Sparse.load(pc + db.2), t2)
-                    t3 = Sparse.fma(x3, Sparse.load(pc + db.3), t3)
-                    (pa, pb, pc) = (pa + sa, pb + sb, pc + sb)
+                    s0 = Sparse.fma(x0, Sparse.load(pb + o0), s0)
+                    s1 = Sparse.fma(x1, Sparse.load(pb + o1), s1)
+                    s2 = Sparse.fma(x2, Sparse.load(pb + o2), s2)
+                    s3 = Sparse.fma(x3, Sparse.load(pb + o3), s3)
+                    t0 = Sparse.fma(x0, Sparse.load(pc + o0), t0)
+                    t1 = Sparse.fma(x1, Sparse.load(pc + o1), t1)
+                    t2 = Sparse.fma(x2, Sparse.load(pc + o2), t2)
+                    t3 = Sparse.fma(x3, Sparse.load(pc + o3), t3)
+                    (pa, pb, pc) = (pa + sa, pb + sa, pc + sa)
                     k += 4
                   }
                 }
