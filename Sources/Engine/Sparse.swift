@@ -648,14 +648,7 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
             }
           }
         }
-        if dBias != nil {
-          for o in 0..<g.outChannels {
-            var acc: Float = 0
-            let row = dyn + o * p
-            for j in 0..<p { acc += row[j] }
-            dbs[o] += acc
-          }
-        }
+        if dBias != nil { for o in 0..<g.outChannels { dbs[o] += Sparse.sum(dyn + o * p, count: p) } }
       }
       if first { part.update(repeating: 0, count: self.pattern.count) }
     }
