@@ -207,7 +207,7 @@ public final class Trainer {
         )
       }
       optimizer.step()
-      if step == startStep { try recordSparseKernels() }
+      if step == startStep { try recordSparseKernels(resumed: startStep > firstStep) }
       step += 1
       lossWindow += r.loss
       windowCount += 1
@@ -237,29 +237,40 @@ public final class Trainer {
   }
 
   /// Records the kernels of the pruned layers in `sparse_kernels.json` when the run starts;
-  /// a run resumed with other kernels (another machine, or another LotteryKit whose rule
-  /// differs) prints one line on stderr: sparse and dense kernels round differently, so the
-  /// result is not bit-identical to an uninterrupted run.
-  func recordSparseKernels() throws {
+  /// a run resumed with other kernels (another machine, another LotteryKit whose rule
+  /// differs, or one from before sparse kernels, which has no record) prints one line on
+  /// stderr: sparse and dense kernels round differently, so the result is not bit-identical
+  /// to an uninterrupted run.
+  func recordSparseKernels(resumed: Bool) throws {
     let names = network.sparseKernelNames
     sparseKernels = names.isEmpty ? nil : names
     guard !names.isEmpty else { return }
+    func write(_ record: [String: String]) throws {
+      let d = try JSONSerialization.data(withJSONObject: record, options: [.sortedKeys])
+      try AtomicFile.write(String(decoding: d, as: UTF8.self) + "\n", to: kernelsPath)
+    }
+    let stored: [String: String]
     if FileManager.default.fileExists(atPath: kernelsPath) {
-      let stored =
+      stored =
         (try? JSONSerialization.jsonObject(with: Data(AtomicFile.read(kernelsPath)))) as? [String: String]
         ?? [:]
-      let changed = names.keys.sorted().filter { stored[$0] != names[$0] }
-      sparseKernelChanges = changed.map { "\($0) \(stored[$0] ?? "?") -> \(names[$0]!)" }
-      if !changed.isEmpty {
-        let list = sparseKernelChanges.joined(separator: ", ")
-        FileHandle.standardError.write(
-          Data(
-            "note: \(directory) continues with other sparse-kernel choices (\(list)); results differ from an uninterrupted run by rounding\n"
-              .utf8))
-      }
+    } else if resumed {
+      // A resumed run without a record was started by a LotteryKit without sparse kernels:
+      // every layer trained dense, and that is what it started with.
+      stored = names.mapValues { _ in "dense" }
+      try write(stored)
     } else {
-      let d = try JSONSerialization.data(withJSONObject: names, options: [.sortedKeys])
-      try AtomicFile.write(String(decoding: d, as: UTF8.self) + "\n", to: kernelsPath)
+      try write(names)
+      return
+    }
+    let changed = names.keys.sorted().filter { stored[$0] != names[$0] }
+    sparseKernelChanges = changed.map { "\($0) \(stored[$0] ?? "?") -> \(names[$0]!)" }
+    if !changed.isEmpty {
+      let list = sparseKernelChanges.joined(separator: ", ")
+      FileHandle.standardError.write(
+        Data(
+          "note: \(directory) continues with other sparse-kernel choices (\(list)); results differ from an uninterrupted run by rounding\n"
+            .utf8))
     }
   }
 

@@ -41,6 +41,12 @@ struct SparseResumeTests {
       toFile: dir + "/sparse_kernels.json", atomically: true, encoding: .utf8)
     let resumed = try trainer(lastStep: 9)
     try resumed.run()
+    // A run from before sparse kernels has no record: resumed, it counts as dense.
+    try FileManager.default.removeItem(atPath: dir + "/sparse_kernels.json")
+    let old = try trainer(lastStep: 12)
+    try old.run()
+    #expect(old.sparseKernelChanges.count == 3)
+    #expect(try String(contentsOfFile: dir + "/sparse_kernels.json", encoding: .utf8).contains("dense"))
     #expect(
       resumed.sparseKernelChanges == [
         "fc dense -> sparse-csr", "fc_layers.0 dense -> sparse-csr", "fc_layers.1 dense -> sparse-csr",
