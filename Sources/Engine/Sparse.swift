@@ -98,6 +98,26 @@ public final class SparsePattern: @unchecked Sendable {
     return out
   }
 
+  /// ``gather(_:into:transposed:)`` for the entries of `rows` only (row order).
+  public func gather(
+    _ weight: UnsafePointer<Float>, into values: UnsafeMutablePointer<Float>, rows: Range<Int>
+  ) {
+    for r in rows {
+      let w = weight + r * cols
+      for e in Int(rowStart[r])..<Int(rowStart[r + 1]) { values[e] = w[Int(colIndex[e])] }
+    }
+  }
+
+  /// ``scatter(_:into:)`` for the entries of `rows` only.
+  public func scatter(
+    _ values: UnsafePointer<Float>, into weight: UnsafeMutablePointer<Float>, rows: Range<Int>
+  ) {
+    for r in rows {
+      let w = weight + r * cols
+      for e in Int(rowStart[r])..<Int(rowStart[r + 1]) { w[Int(colIndex[e])] = values[e] }
+    }
+  }
+
   /// `values[e] = weight[position(e)]` in row order (`transposed`: in column order).
   public func gather(
     _ weight: UnsafePointer<Float>, into values: UnsafeMutablePointer<Float>, transposed: Bool = false
@@ -446,15 +466,17 @@ public final class SparseLinear: @unchecked Sendable {
   public func forward(x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>) {
     let (n, inF, outF) = (x.shape[0], pattern.cols, pattern.rows)
     let ld = Sparse.paddedBatch(n)
-    pattern.gather(weight.data, into: values.data)
     inputT.resize([inF, ld])
     Sparse.transpose(x.data, rows: n, cols: inF, into: inputT.data, ld: ld)
     y.resize([n, outF])
     let shards = Sparse.rowShards(outF, work: pattern.count * ld)
     Parallel.forEach(shards) { s in
+      // Each shard gathers the weights of its own rows, then multiplies them: no serial step.
+      let rows = Parallel.range(s, of: shards, outF)
+      pattern.gather(weight.data, into: values.data, rows: rows)
       Sparse.spmm(
         pattern, transposed: false, values: values.data, source: inputT.data, sourceStride: ld, width: ld,
-        destination: y.data, columnStride: outF, validWidth: n, rows: Parallel.range(s, of: shards, outF),
+        destination: y.data, columnStride: outF, validWidth: n, rows: rows,
         bias: bias.map { UnsafePointer($0.data) })
     }
   }
@@ -481,10 +503,9 @@ public final class SparseLinear: @unchecked Sendable {
           dBias.data[o] = acc
         }
       }
+      pattern.scatter(gradValues.data, into: dWeight.data, rows: r)
     }
-    pattern.scatter(gradValues.data, into: dWeight.data)
     guard let dx else { return }
-    pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data)
     dx.resize([n, inF])
     let inShards = Sparse.rowShards(inF, work: pattern.count * ld)
     // Wide inputs: scattering lanes `inF` apart would touch a new page per value, so the
@@ -492,10 +513,12 @@ public final class SparseLinear: @unchecked Sendable {
     let viaBuffer = inF >= 1024
     if viaBuffer { inputGradT.resize([inF, ld]) }
     Parallel.forEach(inShards) { s in
+      let columns = Parallel.range(s, of: inShards, inF)
+      pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data, columns: columns)
       Sparse.spmm(
         pattern, transposed: true, values: valuesByColumn.data, source: gradT.data, sourceStride: ld,
         width: ld, destination: viaBuffer ? inputGradT.data : dx.data, columnStride: viaBuffer ? 1 : inF,
-        validWidth: n, rows: Parallel.range(s, of: inShards, inF), bias: nil)
+        validWidth: n, rows: columns, bias: nil)
     }
     if viaBuffer {
       Sparse.transpose(inputGradT.data, rows: inF, cols: n, sourceStride: ld, into: dx.data, ld: inF)
@@ -504,9 +527,16 @@ public final class SparseLinear: @unchecked Sendable {
 }
 
 extension SparsePattern {
-  /// Row-order values into column order: `byColumn[k] = values[transposedEntry[k]]`.
-  public func gather(weightValues values: UnsafePointer<Float>, byColumn: UnsafeMutablePointer<Float>) {
-    for k in 0..<count { byColumn[k] = values[Int(transposedEntry[k])] }
+  /// Row-order values into column order: `byColumn[k] = values[transposedEntry[k]]`, for
+  /// the entries of `columns` (default all).
+  public func gather(
+    weightValues values: UnsafePointer<Float>, byColumn: UnsafeMutablePointer<Float>,
+    columns: Range<Int>? = nil
+  ) {
+    let c = columns ?? 0..<cols
+    for k in Int(colStart[c.lowerBound])..<Int(colStart[c.upperBound]) {
+      byColumn[k] = values[Int(transposedEntry[k])]
+    }
   }
 }
 
