@@ -145,6 +145,41 @@ public final class SparsePattern: @unchecked Sendable {
   }
 }
 
+/// One block of columns of a pattern: the entries of row `r` whose columns lie in block `b`
+/// (columns `b * width ..< (b + 1) * width`) are `entries(r)`, a sub-range of the row.
+public struct ColumnBlock {
+  let starts: UnsafePointer<Int32>
+  let stride: Int
+  let b: Int
+  @inline(__always) func entries(_ r: Int) -> (Int, Int) {
+    (Int(starts[r * stride + b]), Int(starts[r * stride + b + 1]))
+  }
+}
+
+/// Column blocks of a pattern (``SparseLinear`` with a wide input: the rows of the
+/// feature-major input that one block reads stay in L2 while every output row uses them).
+public final class ColumnBlocks: @unchecked Sendable {
+  public let width: Int
+  public let count: Int
+  private let starts: UnsafeMutableBufferPointer<Int32>
+  public init(_ p: SparsePattern, width: Int) {
+    self.width = width
+    count = (p.cols + width - 1) / width
+    starts = .allocate(capacity: p.rows * (count + 1))
+    for r in 0..<p.rows {
+      var e = Int(p.rowStart[r])
+      for b in 0...count {
+        while b < count && e < Int(p.rowStart[r + 1]) && Int(p.colIndex[e]) < b * width { e += 1 }
+        starts[r * (count + 1) + b] = Int32(b == count ? Int(p.rowStart[r + 1]) : e)
+      }
+    }
+  }
+  deinit { starts.deallocate() }
+  public func block(_ b: Int) -> ColumnBlock {
+    ColumnBlock(starts: starts.baseAddress!, stride: count + 1, b: b)
+  }
+}
+
 public enum Sparse {
   typealias V = SIMD8<Float>
 
@@ -177,17 +212,21 @@ public enum Sparse {
     _ pattern: SparsePattern, transposed: Bool, values: UnsafePointer<Float>,
     source: UnsafePointer<Float>, sourceStride: Int, width: Int,
     destination: UnsafeMutablePointer<Float>, destinationStride: Int? = nil, columnStride: Int = 1,
-    validWidth: Int? = nil, rows: Range<Int>, bias: UnsafePointer<Float>?
+    validWidth: Int? = nil, rows: Range<Int>, bias: UnsafePointer<Float>?,
+    block: ColumnBlock? = nil, accumulate: Bool = false
   ) {
     let start = transposed ? pattern.colStart.baseAddress! : pattern.rowStart.baseAddress!
     let index = transposed ? pattern.transposedRow.baseAddress! : pattern.colIndex.baseAddress!
     let cs = columnStride
     let valid = validWidth ?? width
+    precondition(!accumulate || cs == 1, "spmm accumulates into row-major destinations only")
     for r in rows {
-      let e0 = Int(start[r])
-      let e1 = Int(start[r + 1])
+      let (e0, e1) = block.map { $0.entries(r) } ?? (Int(start[r]), Int(start[r + 1]))
       let b0 = V(repeating: bias?[r] ?? 0)
       let d = cs == 1 ? destination + r * (destinationStride ?? width) : destination + r
+      // The sums start from the bias, or (accumulate) from what the destination holds: a
+      // row computed block of columns by block continues the same chain of FMAs.
+      @inline(__always) func initial(_ j: Int) -> V { accumulate ? load(d + j) : b0 }
       @inline(__always) func put(_ a: V, _ j: Int) {
         if cs == 1 {
           store(a, d + j)
@@ -202,7 +241,10 @@ public enum Sparse {
         case 8...:
           // Eight independent sums: the fused multiply-adds of one entry do not wait for
           // those of the previous one (a batch of 64 is one tile).
-          var (a0, a1, a2, a3, a4, a5, a6, a7) = (b0, b0, b0, b0, b0, b0, b0, b0)
+          var (a0, a1, a2, a3, a4, a5, a6, a7) = (
+            initial(j), initial(j + 8), initial(j + 16), initial(j + 24), initial(j + 32), initial(j + 40),
+            initial(j + 48), initial(j + 56)
+          )
           for e in e0..<e1 {
             let v = V(repeating: values[e])
             let s = s0 + Int(index[e]) * sourceStride
@@ -225,7 +267,7 @@ public enum Sparse {
           put(a7, j + 56)
           j += 64
         case 4...:
-          var (a0, a1, a2, a3) = (b0, b0, b0, b0)
+          var (a0, a1, a2, a3) = (initial(j), initial(j + 8), initial(j + 16), initial(j + 24))
           for e in e0..<e1 {
             let v = V(repeating: values[e])
             let s = s0 + Int(index[e]) * sourceStride
@@ -240,7 +282,7 @@ public enum Sparse {
           put(a3, j + 24)
           j += 32
         case 3:
-          var (a0, a1, a2) = (b0, b0, b0)
+          var (a0, a1, a2) = (initial(j), initial(j + 8), initial(j + 16))
           for e in e0..<e1 {
             let v = V(repeating: values[e])
             let s = s0 + Int(index[e]) * sourceStride
@@ -253,7 +295,7 @@ public enum Sparse {
           put(a2, j + 16)
           j += 24
         case 2:
-          var (a0, a1) = (b0, b0)
+          var (a0, a1) = (initial(j), initial(j + 8))
           for e in e0..<e1 {
             let v = V(repeating: values[e])
             let s = s0 + Int(index[e]) * sourceStride
@@ -264,7 +306,7 @@ public enum Sparse {
           put(a1, j + 8)
           j += 16
         default:
-          var a0 = b0
+          var a0 = initial(j)
           for e in e0..<e1 { a0 = fma(V(repeating: values[e]), load(s0 + Int(index[e]) * sourceStride), a0) }
           put(a0, j)
           j += 8
@@ -273,7 +315,7 @@ public enum Sparse {
       // The tail lanes of a width that is not a whole number of vectors (convolutions
       // with odd output sizes); the same fused multiply-add per lane.
       while j < width {
-        var a = b0[0]
+        var a = accumulate ? d[j] : b0[0]
         for e in e0..<e1 { a = a.addingProduct(values[e], source[Int(index[e]) * sourceStride + j]) }
         if cs == 1 { d[j] = a } else if j < valid { d[j * cs] = a }
         j += 1
@@ -289,7 +331,8 @@ public enum Sparse {
   @inline(never)
   public static func sampledProduct(
     _ pattern: SparsePattern, rows: Range<Int>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
-    stride: Int, bStride: Int? = nil, width: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool
+    stride: Int, bStride: Int? = nil, width: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool,
+    block: ColumnBlock? = nil
   ) {
     let bs = bStride ?? stride
     @inline(__always) func finish(
@@ -303,8 +346,7 @@ public enum Sparse {
     let vectorEnd = width / 8 * 8
     for r in rows {
       let ar = a + r * stride
-      var e = Int(pattern.rowStart[r])
-      let e1 = Int(pattern.rowStart[r + 1])
+      var (e, e1) = block.map { $0.entries(r) } ?? (Int(pattern.rowStart[r]), Int(pattern.rowStart[r + 1]))
       while e + 1 < e1 {
         let br = b + Int(pattern.colIndex[e]) * bs
         let cr = b + Int(pattern.colIndex[e + 1]) * bs
@@ -450,6 +492,11 @@ public final class SparseLinear: @unchecked Sendable {
   private let inputT = Tensor<Float>(zeros: [0])
   private let gradT = Tensor<Float>(zeros: [0])
   private let inputGradT = Tensor<Float>(zeros: [0])
+  private let outputT = Tensor<Float>(zeros: [0])
+  /// Column blocks for wide inputs (``wideInput`` features or more), 2048 columns each.
+  private let blocks: ColumnBlocks?
+  /// From this many input features on, products run by blocks of columns.
+  public static let wideInput = 4096
   private let gradValues: Tensor<Float>
   /// The weight gradient of the last backward pass at the surviving entries (row order).
   public var gradients: Tensor<Float> { gradValues }
@@ -457,6 +504,7 @@ public final class SparseLinear: @unchecked Sendable {
   /// For a weight `[out, in]` and its 0/1 mask of the same shape.
   public init(mask: Tensor<Float>, outFeatures: Int) throws {
     pattern = try SparsePattern(mask: mask, rows: outFeatures)
+    blocks = pattern.cols >= Self.wideInput ? ColumnBlocks(pattern, width: 2048) : nil
     values = Tensor(zeros: [pattern.count])
     valuesByColumn = Tensor(zeros: [pattern.count])
     gradValues = Tensor(zeros: [pattern.count])
@@ -470,6 +518,24 @@ public final class SparseLinear: @unchecked Sendable {
     Sparse.transpose(x.data, rows: n, cols: inF, into: inputT.data, ld: ld)
     y.resize([n, outF])
     let shards = Sparse.rowShards(outF, work: pattern.count * ld)
+    if let blocks {
+      // Wide input: blocks of columns outer, rows inner, so the block's rows of `X^T` stay
+      // in L2 while every output row uses them; the sums continue from block to block in
+      // `Y^T` (the same chain of FMAs as one pass), then one transpose.
+      outputT.resize([outF, ld])
+      Parallel.forEach(shards) { s in
+        let rows = Parallel.range(s, of: shards, outF)
+        pattern.gather(weight.data, into: values.data, rows: rows)
+        for b in 0..<blocks.count {
+          Sparse.spmm(
+            pattern, transposed: false, values: values.data, source: inputT.data, sourceStride: ld, width: ld,
+            destination: outputT.data, rows: rows, bias: b == 0 ? bias.map { UnsafePointer($0.data) } : nil,
+            block: blocks.block(b), accumulate: b > 0)
+        }
+      }
+      Sparse.transpose(outputT.data, rows: outF, cols: n, sourceStride: ld, into: y.data, ld: outF)
+      return
+    }
     Parallel.forEach(shards) { s in
       // Each shard gathers the weights of its own rows, then multiplies them: no serial step.
       let rows = Parallel.range(s, of: shards, outF)
@@ -491,9 +557,17 @@ public final class SparseLinear: @unchecked Sendable {
     let shards = Sparse.rowShards(outF, work: pattern.count * ld)
     Parallel.forEach(shards) { s in
       let r = Parallel.range(s, of: shards, outF)
-      Sparse.sampledProduct(
-        pattern, rows: r, a: gradT.data, b: inputT.data, stride: ld, width: ld, into: gradValues.data,
-        accumulate: false)
+      if let blocks {
+        for b in 0..<blocks.count {
+          Sparse.sampledProduct(
+            pattern, rows: r, a: gradT.data, b: inputT.data, stride: ld, width: ld, into: gradValues.data,
+            accumulate: false, block: blocks.block(b))
+        }
+      } else {
+        Sparse.sampledProduct(
+          pattern, rows: r, a: gradT.data, b: inputT.data, stride: ld, width: ld, into: gradValues.data,
+          accumulate: false)
+      }
       if let dBias {
         // The dense kernel's sum (examples in order), read from the contiguous copy.
         for o in r {

@@ -53,6 +53,8 @@ struct SparseTests {
     (8, 16, 9, 0.7),
     // A wide input (the input gradient goes through a buffer and a transpose).
     (13, 1030, 6, 0.05),
+    // Wider than SparseLinear.wideInput: products by blocks of 2048 columns.
+    (5, 4100, 7, 0.05),
   ]
 
   @Test("linear forward, input gradient and sampled weight gradient", arguments: linearShapes)
