@@ -38,18 +38,25 @@ public enum SparseKernelRule {
   /// Linear layers `[out, in]`. Tiny layers (under 10,000 weights) stay dense: the sparse
   /// kernels' fixed costs (transposes, shards) exceed the work (256->10 at 5%: 0.5x).
   /// Small batches (under 16) stay dense except for huge layers (1M weights and more, at
-  /// 10% or less), where the dense product is memory-bound (16384->256 at batch 1, 10%:
-  /// 1.3x). Otherwise sparse at or below a density that falls as the activations outgrow
-  /// the caches: 25% while `in x batch` is under 512K floats (784->300 at 20%: 1.55x, at
-  /// 30%: 1.1x; IMP's level 7 of LeNet is at 21%), 10% under 4M (16384->256 at batch 60, 10%: 1.5x, 20%: 1.0x), else 5%
-  /// (16384->256 at batch 500, 5%: 1.6x, 10%: 0.7-0.9x); layers under 100,000 weights at
-  /// most 15% (300->100 at 20%: 1.0x, 10%: 1.25x).
+  /// 20% or less), where the dense product is memory-bound (16384->256 at batch 1: 1.2x at
+  /// 20%, 2.5x at 10%). Wide inputs (``Engine/SparseLinear/wideInput`` features and more,
+  /// multiplied by blocks of columns) are sparse at or below 25% up to batch 128 (16384->256
+  /// at batch 60: 1.5x at 20%, 2.3x at 10%) and 10% beyond (batch 500: 1.2x at 10%, 0.9x at
+  /// 20%). Other layers at or below a density that falls as the activations outgrow the
+  /// caches: 25% while `in x batch` is under 512K floats (784->300 at 20%: 1.55x, at 30%:
+  /// 1.1x; IMP's level 7 of LeNet is at 21%), 10% under 4M, else 5%; layers under 100,000
+  /// weights at most 15% (300->100 at 20%: 1.0x, 10%: 1.25x).
   public static func linear(outFeatures: Int, inFeatures: Int, density: Double, batch: Int) -> Bool {
     let weights = outFeatures * inFeatures
     if weights < 10_000 { return false }
-    if batch < 16 { return weights >= 1_000_000 && density <= 0.1 }
-    let activations = inFeatures * batch
-    var limit = activations < 512 * 1024 ? maxLinearDensity : activations < 4 * 1024 * 1024 ? 0.1 : 0.05
+    if batch < 16 { return weights >= 1_000_000 && density <= 0.2 }
+    var limit: Double
+    if inFeatures >= SparseLinear.wideInput {
+      limit = batch <= 128 ? maxLinearDensity : 0.1
+    } else {
+      let activations = inFeatures * batch
+      limit = activations < 512 * 1024 ? maxLinearDensity : activations < 4 * 1024 * 1024 ? 0.1 : 0.05
+    }
     if weights < 100_000 { limit = min(limit, 0.15) }
     return density <= limit
   }
