@@ -1,4 +1,5 @@
 import Engine
+import Synchronization
 
 /// Whether pruned layers (a weight with a mask) compute with sparse kernels
 /// (``Engine/SparsePattern``) instead of dense arithmetic on masked weights.
@@ -80,7 +81,8 @@ public enum SparseKernelRule {
   }
 }
 
-nonisolated(unsafe) private var sparseGenerations = 0
+/// Numbers the surviving-position lists, process-wide (networks may plan concurrently).
+private let sparseGenerations = Atomic<Int>(0)
 
 /// The sparse plan of one weight for its current mask, shared by ``Linear`` and ``Conv2d``:
 /// rebuilt when the mask object changes (pruning installs a new mask tensor per level), it
@@ -111,8 +113,8 @@ final class SparsePlan<T: Scalar, Kernel> {
         let positions = pattern.positions
         let buffer = UnsafeMutableBufferPointer<Int>.allocate(capacity: positions.count)
         _ = buffer.initialize(from: positions)
-        sparseGenerations += 1
-        p.sparsePositions = (m, buffer, sparseGenerations)
+        let generation = sparseGenerations.wrappingAdd(1, ordering: .relaxed).newValue
+        p.sparsePositions = (m, buffer, generation)
       } else {
         p.sparsePositions = nil
       }
