@@ -97,6 +97,16 @@ extension Convolution {
   /// Whether oneDNN offers Winograd kernels and the nChw16c layout here (AVX-512).
   public static var hasAVX512Kernels: Bool { isa.hasPrefix("avx512") }
 
+  /// Whether oneDNN builds a Winograd kernel for `g` on inputs of `spatial` size on this
+  /// machine (asked of oneDNN itself, not inferred from the ISA name).
+  public static func winogradAvailable(_ g: ConvGeometry, spatial: (Int, Int)) -> Bool {
+    #if canImport(CDNNL)
+      OneDNNConvolution(geometry: g, spatial: spatial, winograd: true, workspace: ConvWorkspace()) != nil
+    #else
+      false
+    #endif
+  }
+
   /// The blocked layout oneDNN's direct kernels use here: nChw16c with AVX-512, nChw8c
   /// with AVX2.
   public static var blockedLayout: TensorLayout { hasAVX512Kernels ? .blocked16 : .blocked8 }

@@ -17,6 +17,8 @@ public final class Network<T: Scalar> {
   /// Batch-norm running statistics in `state_dict` order.
   public let buffers: [(String, Tensor<T>)]
   let batchNormParameterNames: Set<String>
+  /// Modules with prunable weights but no sparse kernels: (name, kind, weights).
+  private let layersWithoutSparseKernels: [(String, String, [Parameter<T>])]
   private let dLogits = Tensor<T>(zeros: [0])
   private let ones = Tensor<T>(zeros: [0])
 
@@ -40,6 +42,13 @@ public final class Network<T: Scalar> {
       if m is BatchNorm<T> { bn.formUnion(["weight", "bias"].map { name.isEmpty ? $0 : name + "." + $0 }) }
     }
     batchNormParameterNames = bn
+    // Layer kinds with sparse kernels: Linear and Conv2d. Any other module with a prunable
+    // weight (a user's own layer) stays dense; `--sparse-kernels on` refuses it by name.
+    layersWithoutSparseKernels = body.namedModules().compactMap { name, m in
+      guard !(m is Linear<T>), !(m is Conv2d<T>) else { return nil }
+      let weights = m.localParameters.filter { $0.1.isPrunable }.map(\.1)
+      return weights.isEmpty ? nil : (name, "\(type(of: m))", weights)
+    }
     applyFusion()
   }
 
@@ -115,6 +124,13 @@ public final class Network<T: Scalar> {
     guard x.shape.count == 4, Array(x.shape[1...]) == inputShape else {
       throw EngineError(
         "\(name): expected input [N, \(inputShape.map(String.init).joined(separator: ", "))], got shape \(x.shape)"
+      )
+    }
+    if sparseKernels == .on,
+      let (layer, kind, _) = layersWithoutSparseKernels.first(where: { $0.2.contains { $0.mask != nil } })
+    {
+      throw EngineError(
+        "--sparse-kernels on: layer \(layer) (\(kind)) has no sparse kernels; use auto, which keeps it dense, or off"
       )
     }
     return try body.forward(x)

@@ -32,6 +32,22 @@ func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
   return (num / max(den, 1e-30)).squareRoot()
 }
 
+/// A user's own prunable layer without sparse kernels: `y = x * w` per feature.
+final class Scale: Module<Float> {
+  let weight: Parameter<Float>
+  private let output = Tensor<Float>(zeros: [0])
+  init(_ features: Int) {
+    weight = Parameter(shape: [features], prunable: true, fanIn: 1, fanOut: 1)
+    weight.value.buffer.update(repeating: 1)
+  }
+  override var localParameters: [(String, Parameter<Float>)] { [("weight", weight)] }
+  override func forward(_ x: Tensor<Float>) throws -> Tensor<Float> {
+    output.resize(x.shape)
+    for i in 0..<x.count { output[i] = x[i] * weight.value[i % weight.value.count] }
+    return output
+  }
+}
+
 @Suite("Sparse kernels in whole networks")
 struct SparseNetworkTests {
   @Test(
@@ -136,6 +152,23 @@ struct SparseNetworkTests {
         }
       }
     }
+  }
+
+  @Test("on refuses, by name, a pruned layer kind without sparse kernels; auto keeps it dense")
+  func layerWithoutSparseKernels() throws {
+    let body = Sequential(named: [("flatten", Flatten()), ("scale", Scale(16)), ("fc", Linear(16, 3))])
+    let net = Network(name: "custom", body: body, inputShape: [1, 4, 4], classes: 3)
+    for (_, p) in net.prunableParameters {
+      p.mask = Tensor((0..<p.value.count).map { Float($0 % 4 == 0 ? 1 : 0) }, shape: p.value.shape)
+    }
+    let x = Tensor<Float>(repeating: 1, shape: [2, 1, 4, 4])
+    net.sparseKernels = .on
+    #expect {
+      try net.forward(x)
+    } throws: { "\($0)".contains("layer scale (Scale) has no sparse kernels") }
+    net.sparseKernels = .auto
+    _ = try net.forward(x)
+    #expect(net.sparseKernelNames == ["fc": "dense"])
   }
 
   @Test("off is the dense arithmetic bit for bit; a mask of the wrong shape is one clear error")
