@@ -206,7 +206,8 @@ public enum Sparse {
   /// `destination[j * columnStride + r]` for `j < validWidth` only (a batch padded to whole
   /// vectors writes its real examples, and no transpose pass is needed).
   ///
-  /// Tiles of up to 8 vectors (64 lanes) keep their sums in registers over a row's entries.
+  /// Tiles of 8, 4 or 1 vectors (64, 32 or 8 lanes) keep their sums in registers over a
+  /// row's entries; every lane's sum is the same chain of FMAs whatever tile holds it.
   @inline(never)
   public static func spmm(
     _ pattern: SparsePattern, transposed: Bool, values: UnsafePointer<Float>,
@@ -281,30 +282,6 @@ public enum Sparse {
           put(a2, j + 16)
           put(a3, j + 24)
           j += 32
-        case 3:
-          var (a0, a1, a2) = (initial(j), initial(j + 8), initial(j + 16))
-          for e in e0..<e1 {
-            let v = V(repeating: values[e])
-            let s = s0 + Int(index[e]) * sourceStride
-            a0 = fma(v, load(s), a0)
-            a1 = fma(v, load(s + 8), a1)
-            a2 = fma(v, load(s + 16), a2)
-          }
-          put(a0, j)
-          put(a1, j + 8)
-          put(a2, j + 16)
-          j += 24
-        case 2:
-          var (a0, a1) = (initial(j), initial(j + 8))
-          for e in e0..<e1 {
-            let v = V(repeating: values[e])
-            let s = s0 + Int(index[e]) * sourceStride
-            a0 = fma(v, load(s), a0)
-            a1 = fma(v, load(s + 8), a1)
-          }
-          put(a0, j)
-          put(a1, j + 8)
-          j += 16
         default:
           var a0 = initial(j)
           for e in e0..<e1 { a0 = fma(V(repeating: values[e]), load(s0 + Int(index[e]) * sourceStride), a0) }

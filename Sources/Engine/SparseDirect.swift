@@ -225,9 +225,7 @@ extension SparseConvolution {
       let xpad = self.padBuffers[slot].data
       d.offsets.withUnsafeBufferPointer { off in
         for i in Parallel.range(s, of: shards, n) {
-          DirectPlan.pad(
-            x.data + i * g.inChannels * d.h * d.w, planes: g.inChannels, rows: d.h, cols: d.w, into: xpad,
-            height: d.hp, stride: d.wp, top: g.padH, left: g.padW)
+          padInput(x, example: i, plan: d, into: xpad)
           let yn = y.data + i * g.outChannels * p
           // Tiles outer, output channels inner: every channel's pass over a tile reads the
           // same few rows of the padded input, which then stay in L1.
@@ -271,9 +269,7 @@ extension SparseConvolution {
       dbs.update(repeating: 0, count: g.outChannels)
       d.offsets.withUnsafeBufferPointer { off in
         for i in Parallel.range(s, of: shards, n) {
-          DirectPlan.pad(
-            x.data + i * g.inChannels * d.h * d.w, planes: g.inChannels, rows: d.h, cols: d.w, into: xpad,
-            height: d.hp, stride: d.wp, top: g.padH, left: g.padW)
+          padInput(x, example: i, plan: d, into: xpad)
           let dyn = dy.data + i * g.outChannels * p
           DirectPlan.pad(
             dyn, planes: g.outChannels, rows: d.oh, cols: d.ow, into: dypad, height: d.hd, stride: d.wd,
@@ -368,6 +364,16 @@ extension SparseConvolution {
     if let dBias {
       Convolution.reduceShards(workspace.db, shards: shards, count: g.outChannels, into: dBias.data)
     }
+  }
+
+  /// Copies example `i` of `x` into the zero-padded plane buffer `xpad` (`[C, hp, wp]`).
+  func padInput(
+    _ x: Tensor<Float>, example i: Int, plan d: DirectPlan, into xpad: UnsafeMutablePointer<Float>
+  ) {
+    let g = geometry
+    DirectPlan.pad(
+      x.data + i * g.inChannels * d.h * d.w, planes: g.inChannels, rows: d.h, cols: d.w, into: xpad,
+      height: d.hp, stride: d.wp, top: g.padH, left: g.padW)
   }
 
   /// The plan for inputs of `h x w` (kept while the size stays).
