@@ -17,7 +17,9 @@ let package = Package(
   products: [
     .library(
       name: "LotteryKit",
-      targets: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "TestSupport"]),
+      targets: [
+        "Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "Reports", "TestSupport",
+      ]),
     .executable(name: "lth", targets: ["lth"]),
   ],
   dependencies: [
@@ -54,10 +56,11 @@ let package = Package(
         .product(name: "Crypto", package: "swift-crypto"),
       ]),
     .target(name: "Analysis", dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments"]),
+    .target(name: "Reports", dependencies: ["Training", "Experiments", "Analysis"]),
     .executableTarget(
       name: "lth",
       dependencies: [
-        "Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis",
+        "Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "Reports",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "NN", "TestSupport"]),
@@ -70,6 +73,9 @@ let package = Package(
     .testTarget(
       name: "PruningTests",
       dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "TestSupport"]),
+    .testTarget(
+      name: "ReportsTests",
+      dependencies: ["Engine", "Experiments", "Analysis", "Reports", "TestSupport"]),
     .testTarget(
       name: "AnalysisTests",
       dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "TestSupport"]),

@@ -11,12 +11,22 @@ import Training
 /// continued on another machine (``MachineCheck``) are marked `machine_changed` in JSON
 /// and by a `*` line under the table.
 public enum Results {
+  /// One row's runs (the main line or one branch at one level or density), a value per
+  /// replicate present, in replicate order.
   struct Cell {
+    var replicate: [Int] = []
     var density: [Double] = []
     var final: [Double] = []
     var best: [Double] = []
     var earlyStop: [Double] = []
+    var earlyStops: [Double?] = []
     var effective: [Double] = []
+    var effectives: [Double?] = []
+    var seconds: [Double] = []
+    /// Per replicate: (tensor name, density) in the order of `sparsity.json`.
+    var layers: [[(String, Double)]] = []
+    /// Per replicate: the test evaluations (step, accuracy).
+    var curves: [[(Int, Double)]] = []
   }
 
   public static func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
@@ -25,16 +35,23 @@ public enum Results {
     return (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot()
   }
 
-  static func read(_ dir: String, into cell: inout Cell) throws {
+  static func read(_ dir: String, replicate: Int, into cell: inout Cell) throws {
     guard let s = try TrainSummary.read(in: dir) else { return }
     let sp = dir + "/sparsity.json"
     let density: Double
+    var effective: Double? = nil
+    var layers: [(String, Double)] = []
     if let bytes = try? AtomicFile.read(sp), let value = sparsityDensity(bytes) {
       density = value
-      if let d = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-        let e = d["effective_density"] as? Double
-      {
-        cell.effective.append(e)
+      if let d = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] {
+        effective = d["effective_density"] as? Double
+        for t in d["tensors"] as? [[String: Any]] ?? [] {
+          if let name = t["name"] as? String, let kept = t["remaining"] as? Double,
+            let total = t["total"] as? Double, total > 0
+          {
+            layers.append((name, kept / total))
+          }
+        }
       }
     } else if let fromMask = try? maskDensity(dir + "/mask.safetensors") {
       // A folder killed between its mask and sparsity.json by an older build; the runner
@@ -43,10 +60,23 @@ public enum Results {
     } else {
       throw RunError("\(sp) is missing or unreadable")
     }
+    var curve: [(Int, Double)] = []
+    if let bytes = try? AtomicFile.read(dir + "/metrics.jsonl"),
+      let records = try? MetricsLog.parse(bytes, path: dir + "/metrics.jsonl")
+    {
+      curve = records.filter { $0.split == "test" }.map { ($0.step, $0.accuracy) }
+    }
+    cell.replicate.append(replicate)
     cell.density.append(density)
     cell.final.append(s.testAccuracy)
     cell.best.append(s.bestTestAccuracy)
+    cell.seconds.append(s.seconds)
     if let e = s.earlyStopStep { cell.earlyStop.append(Double(e)) }
+    cell.earlyStops.append(s.earlyStopStep.map(Double.init))
+    if let e = effective { cell.effective.append(e) }
+    cell.effectives.append(effective)
+    cell.layers.append(layers)
+    cell.curves.append(curve)
   }
 
   /// The `density` of a `sparsity.json`'s contents (nil: unreadable or not a number in [0, 1]).
@@ -71,12 +101,39 @@ public enum Results {
   }
 
   static func object(_ c: Cell) -> [String: Any] {
-    [
+    var perReplicate: [[String: Any]] = []
+    for i in c.final.indices {
+      perReplicate.append([
+        "replicate": c.replicate[i], "density": c.density[i], "test_accuracy": c.final[i],
+        "best_test_accuracy": c.best[i], "seconds": c.seconds[i],
+        "early_stop_step": c.earlyStops[i] ?? NSNull(), "effective_density": c.effectives[i] ?? NSNull(),
+      ])
+    }
+    // Layer densities and the learning curve: means over the replicates that have them.
+    var layers: [[String: Any]] = []
+    if let first = c.layers.first(where: { !$0.isEmpty }) {
+      for (name, _) in first {
+        let values = c.layers.compactMap { $0.first { $0.0 == name }?.1 }
+        layers.append(["name": name, "density": mean(values)!])
+      }
+    }
+    var steps = c.curves.first.map { $0.map(\.0) } ?? []
+    for curve in c.curves.dropFirst() { steps = steps.filter { s in curve.contains { $0.0 == s } } }
+    var curveMean: [Double] = []
+    var curveStd: [Any] = []
+    for s in steps {
+      let values = c.curves.compactMap { $0.last { $0.0 == s }?.1 }
+      curveMean.append(mean(values)!)
+      curveStd.append(std(values) ?? NSNull())
+    }
+    return [
       "density": mean(c.density) ?? NSNull(), "test_accuracy_mean": mean(c.final) ?? NSNull(),
       "test_accuracy_std": std(c.final) ?? NSNull(), "best_test_accuracy_mean": mean(c.best) ?? NSNull(),
       "early_stop_step_mean": mean(c.earlyStop) ?? NSNull(), "replicates": c.final.count,
       "effective_density": (c.effective.count == c.final.count ? mean(c.effective) : nil) ?? NSNull(),
-      "test_accuracy_values": c.final,
+      "test_accuracy_values": c.final, "seconds_mean": mean(c.seconds) ?? NSNull(),
+      "per_replicate": perReplicate, "layers": layers,
+      "learning_curve": ["step": steps, "test_accuracy_mean": curveMean, "test_accuracy_std": curveStd],
     ]
   }
 
@@ -123,18 +180,27 @@ public enum Results {
       return Int(text)
     }
     let reps = (try fm.contentsOfDirectory(atPath: root)).filter { $0.hasPrefix("replicate_") }.sorted()
+    // Folders begun but without a summary (a phase killed or still running).
+    var unfinished: [(replicate: Int, row: Int, branch: String)] = []
+    var present: [Int] = []
     for rep in reps {
+      guard let r = Int(rep.dropFirst("replicate_".count)) else { continue }
+      present.append(r)
       for lv in (try fm.contentsOfDirectory(atPath: root + "/" + rep)).filter({ $0.hasPrefix(rowPrefix) }) {
         guard let level = rowKey(lv) else { continue }
         let ldir = "\(root)/\(rep)/\(lv)"
         var cell = main[level] ?? Cell()
-        try read(ldir + "/main", into: &cell)
+        try read(ldir + "/main", replicate: r, into: &cell)
         main[level] = cell
+        if fm.fileExists(atPath: ldir + "/main"), !fm.fileExists(atPath: ldir + "/main/summary.json") {
+          unfinished.append((r, level, "main"))
+        }
         for b in (try fm.contentsOfDirectory(atPath: ldir)).filter({ $0.hasPrefix("branch_") }).sorted() {
           let id = identity(ldir + "/" + b, folder: b).id
           var bc = branches[level, default: [:]][id] ?? Cell()
-          try read(ldir + "/" + b, into: &bc)
+          try read(ldir + "/" + b, replicate: r, into: &bc)
           branches[level, default: [:]][id] = bc
+          if !fm.fileExists(atPath: ldir + "/" + b + "/summary.json") { unfinished.append((r, level, id)) }
         }
       }
     }
@@ -165,6 +231,15 @@ public enum Results {
     }
     let changes = try MachineCheck.changes(in: root)
     var out: [String: Any] = ["run_dir": root, "machine_changed": !changes.isEmpty]
+    out["replicates_present"] = present.sorted()
+    out["unfinished"] = unfinished.sorted { ($0.replicate, $0.row) < ($1.replicate, $1.row) }.map {
+      var o: [String: Any] = [
+        "replicate": $0.replicate, "branch": $0.branch == "main" ? "main" : columnName($0.branch),
+      ]
+      label(&o, $0.row)
+      return o
+    }
+    for (key, value) in RunStore.record(of: root) { out[key] = value }
     if isPaI {
       out["densities"] = levels
       let stored = try RunStore.storedHParams(root)?.hparams as? [String: Any]

@@ -198,7 +198,42 @@ public enum RunStore {
     try makeDirectory(root)
     let lock = try self.lock(root)
     let existed = try claim(directory: root, hparamsJSON: hparamsJSON, kind: kind, convBackends: convBackends)
+    try recordCommand(root)
     return (lock, existed)
+  }
+
+  /// The file of every command line that opened an experiment folder (for provenance).
+  public static let commandsFile = "commands.jsonl"
+
+  /// Appends this process's command line, time and thread count to `root/commands.jsonl`
+  /// (under the run's lock; the file is rewritten atomically and keeps the last 200 lines).
+  public static func recordCommand(_ root: String, arguments: [String] = CommandLine.arguments) throws {
+    let path = root + "/" + commandsFile
+    var lines = ((try? AtomicFile.read(path)) ?? []).split(separator: 10).map { Array($0) }
+    let entry: [String: Any] = [
+      "argv": arguments, "created": ISO8601DateFormatter().string(from: Date()),
+      "threads": Parallel.threads,
+    ]
+    lines.append([UInt8](try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys])))
+    try AtomicFile.write(Array(lines.suffix(200).joined(separator: [10])) + [10], to: path)
+  }
+
+  /// What a report shows of a run folder: its `hparams`, its `provenance` (the machine and
+  /// build that created it) and the `commands` recorded in `commands.jsonl`, each present
+  /// when readable.
+  public static func record(of root: String) -> [String: Any] {
+    var out: [String: Any] = [:]
+    if let bytes = try? AtomicFile.read(root + "/hparams.json"),
+      let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+    {
+      out["hparams"] = obj["hparams"] ?? NSNull()
+      out["provenance"] = obj["provenance"] ?? NSNull()
+    }
+    let commands = ((try? AtomicFile.read(root + "/" + commandsFile)) ?? []).split(separator: 10).compactMap {
+      try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any]
+    }
+    out["commands"] = commands
+    return out
   }
 
   /// Takes the run's lock (released when the process exits, even by a crash) and removes

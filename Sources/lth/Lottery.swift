@@ -6,6 +6,7 @@ import Experiments
 import Foundation
 import NN
 import Pruning
+import Reports
 import Training
 
 /// Flags that define a lottery experiment besides training (shared by `lottery` and `branch`).
@@ -268,22 +269,33 @@ struct Branch: ParsableCommand {
 struct ResultsCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "results",
-    abstract: "Densities and accuracies of lottery and prune-init runs (mean ± std over replicates).",
-    discussion: "With several runs, one table by density: methods in columns, their ablations beside them.")
-  @Argument(help: "Run folders (lottery_<hash>, pai_<hash>).") var runDirs: [String]
+    abstract: "Densities and accuracies of lottery, prune-init and lmc runs (mean ± std over replicates).",
+    discussion: """
+      With several runs, one table by density: methods in columns, their ablations beside them. \
+      --json prints the result object (several runs: {"runs": [...]}) that `lth report` draws; \
+      --csv prints tidy rows (run, replicate, level/target_density/k, pair, branch, metric, value).
+      """)
+  @Argument(help: "Run folders (lottery_<hash>, pai_<hash>, lmc_<hash>).") var runDirs: [String]
   @Flag(help: "Print one JSON object.") var json = false
+  @Flag(help: "Print tidy CSV: one row per run, replicate, level or density or k, branch and metric.")
+  var csv =
+    false
   func run() throws {
     runOrFail {
       guard !runDirs.isEmpty else { throw EngineError("give at least one run folder") }
-      let name = { (d: String) in ((d as NSString).standardizingPath as NSString).lastPathComponent }
-      if runDirs.count == 1 && name(runDirs[0]).hasPrefix("lmc_") {
-        let r = try LMCResults.collect(runDirs[0])
-        print(json ? Results.jsonLine(r) : LMCResults.table(r))
-      } else if runDirs.count == 1 {
-        let r = try Results.collect(runDirs[0])
-        print(json ? Results.jsonLine(r) : Results.table(r))
+      guard !(json && csv) else { throw EngineError("give either --json or --csv") }
+      let rs = try runDirs.map { try Report.collect($0) }
+      if csv {
+        print(TidyCSV.text(rs), terminator: "")
+      } else if rs.count == 1 {
+        let r = rs[0]
+        print(
+          json ? Results.jsonLine(r) : r["kind"] as? String == "lmc" ? LMCResults.table(r) : Results.table(r))
       } else {
-        let rs = try runDirs.map { try Results.collect($0) }
+        guard json || !rs.contains(where: { $0["kind"] as? String == "lmc" }) else {
+          throw EngineError(
+            "lmc runs have their own table: give one at a time, or use --json, --csv or lth report")
+        }
         print(json ? Results.jsonLine(["runs": rs]) : Results.sideBySide(rs))
       }
     }

@@ -1,0 +1,198 @@
+import Experiments
+import Foundation
+
+/// A lottery run (`lottery_<hash>`): test accuracy against density (main line and every
+/// branch, mean ± std bands, the dense accuracy as a reference line, and the main line at
+/// its effective density when recorded), early-stopping iteration against density, a
+/// per-level table, per-layer density as a shaded table, and learning curves per level as
+/// small multiples.
+public enum LotterySection: ReportSection {
+  public static let kind = "lottery"
+
+  public static func html(_ runs: [[String: Any]], all: [[String: Any]]) -> String {
+    runs.enumerated().map { section($0.element, index: $0.offset) }.joined()
+  }
+
+  /// Branch column names in a stable order.
+  static func branchNames(_ rows: [[String: Any]]) -> [String] {
+    Array(Set(rows.flatMap { ($0["branches"] as? [String: Any] ?? [:]).keys })).sorted()
+  }
+
+  /// One series per line of the run: `main` first, then each branch, with `value` of a row.
+  static func lines(
+    _ run: [String: Any], value: (_ row: [String: Any]) -> (y: Double, spread: Double?)?
+  ) -> [Series] {
+    let rows = Report.rows(run)
+    var out: [Series] = []
+    let names = ["main"] + branchNames(rows)
+    for (i, name) in names.enumerated() {
+      var pts: [Point] = []
+      for r in rows {
+        let o = name == "main" ? r : (r["branches"] as? [String: Any])?[name] as? [String: Any]
+        guard let o, let x = Report.double(o, "density"), let v = value(o) else { continue }
+        let (partial, note) = Report.partialNote(o, run)
+        let where_ = r["level"].map { "level \($0)" } ?? ""
+        pts.append(Point(x: x, y: v.y, spread: v.spread, note: "\(where_) \(note)", partial: partial))
+      }
+      out.append(Series(name == "main" ? "IMP (main)" : name, color: Palette.color(i), points: pts))
+    }
+    return out
+  }
+
+  static func section(_ run: [String: Any], index: Int) -> String {
+    let e = escapeMarkup
+    let rows = Report.rows(run)
+    let t = Report.training(run)
+    let h = run["hparams"] as? [String: Any] ?? [:]
+    let p = h["pruning"] as? [String: Any] ?? [:]
+    var o = "<section class=\"lottery\" id=\"lottery-\(index)\">\n"
+    o +=
+      "<h2>Lottery ticket: \(e(t["model"] as? String ?? "?")) on \(e(t["dataset"] as? String ?? "?"))</h2>\n"
+    let reps = (run["replicates_present"] as? [Int])?.count ?? 0
+    o +=
+      "<p class=\"meta\"><code>\(e(Report.folder(run)))</code>: \(e(p["strategy"] as? String ?? "?")) pruning of \(e(TickFormat.percent.text(p["fraction"] as? Double ?? 0))) per level, \(e(h["retrain"] as? String ?? "?")) to \(e(h["rewind_step"] as? String ?? "?")), \(t["training_steps"] ?? "?") per level; \(rows.count) level\(rows.count == 1 ? "" : "s") with results, \(reps) replicate\(reps == 1 ? "" : "s").</p>\n"
+    o += Report.unfinishedBanner(run)
+    if rows.isEmpty { return o + "<p>No level has finished yet.</p></section>\n" }
+
+    // Accuracy against density.
+    var acc = lines(run) { r in
+      Report.double(r, "test_accuracy_mean").map { ($0, Report.double(r, "test_accuracy_std")) }
+    }
+    let effective = rows.compactMap { r -> Point? in
+      guard let d = Report.double(r, "effective_density"), let y = Report.double(r, "test_accuracy_mean")
+      else {
+        return nil
+      }
+      return Point(x: d, y: y, note: "level \(r["level"] ?? "?") (effective density)")
+    }
+    // Drawn only where it differs from the nominal density (disconnected units counted).
+    let differs = rows.contains { r in
+      guard let a = Report.double(r, "effective_density"), let b = Report.double(r, "density") else {
+        return false
+      }
+      return abs(a - b) > 1e-9 * max(a, b)
+    }
+    if differs {
+      acc.append(
+        Series(
+          "IMP at effective density", color: Palette.color(0), dashed: true, band: false, points: effective))
+    }
+    var refs: [Reference] = []
+    if let dense = rows.first(where: { Report.int($0, "level") == 0 }),
+      let a = Report.double(dense, "test_accuracy_mean")
+    {
+      refs.append(Reference(y: a, label: "dense (level 0)"))
+    }
+    o += Chart(
+      title: "Test accuracy against density", x: .density(), y: Axis("test accuracy", format: .percent),
+      series: acc,
+      references: refs
+    ).svg()
+    o += "\n"
+
+    // Early stopping.
+    let early = lines(run) { r in Report.double(r, "early_stop_step_mean").map { ($0, nil) } }
+    if !early.allSatisfy({ $0.points.isEmpty }) {
+      o += Chart(
+        title: "Early-stopping iteration (minimum validation loss) against density", x: .density(),
+        y: Axis("iteration"),
+        series: early.map {
+          var s = $0
+          s.band = false
+          return s
+        }
+      ).svg()
+      o += "\n"
+    } else {
+      o +=
+        "<p class=\"note\">No early-stopping iterations: the run has no validation split (<code>--validation-size</code>).</p>\n"
+    }
+
+    // The level table.
+    let names = branchNames(rows)
+    var header = ["level", "density", "effective", "test acc", "best", "early stop", "reps", "s / run"]
+    header += names.map { $0 + " acc" }
+    var cells: [[(text: String, background: String?)]] = []
+    func pm(_ o: [String: Any]?) -> String {
+      guard let o, let m = Report.double(o, "test_accuracy_mean") else { return "-" }
+      return Report.double(o, "test_accuracy_std").map { String(format: "%.2f ± %.2f", m * 100, $0 * 100) }
+        ?? String(format: "%.2f", m * 100)
+    }
+    for r in rows {
+      func number(_ key: String, _ format: String, scale: Double = 1) -> String {
+        Report.double(r, key).map { String(format: format, $0 * scale) } ?? "-"
+      }
+      func percent(_ key: String) -> String {
+        Report.double(r, key).map { TickFormat.percent.text($0) } ?? "-"
+      }
+      var c: [String] = ["\(r["level"] ?? "?")", percent("density"), percent("effective_density"), pm(r)]
+      c.append(number("best_test_accuracy_mean", "%.2f", scale: 100))
+      c.append(number("early_stop_step_mean", "%.0f"))
+      c.append("\(r["replicates"] ?? 0)")
+      c.append(number("seconds_mean", "%.1f"))
+      c += names.map { pm((r["branches"] as? [String: Any])?[$0] as? [String: Any]) }
+      cells.append(Report.plain(c))
+    }
+    o += "<h3>Levels</h3>\n" + Report.table(header, cells)
+
+    // Per-layer density, shaded like a heat map.
+    let layerNames = (rows.first?["layers"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+    if !layerNames.isEmpty {
+      var lc: [[(text: String, background: String?)]] = []
+      for r in rows {
+        let layers = r["layers"] as? [[String: Any]] ?? []
+        var row: [(text: String, background: String?)] = [("\(r["level"] ?? "?")", nil)]
+        for n in layerNames {
+          if let d = layers.first(where: { $0["name"] as? String == n }).flatMap({
+            Report.double($0, "density")
+          }) {
+            row.append((TickFormat.percent.text(d), heat(d)))
+          } else {
+            row.append(("-", nil))
+          }
+        }
+        lc.append(row)
+      }
+      o += "<h3>Density per layer (main line, mean over replicates)</h3>\n"
+      o += Report.table(["level"] + layerNames, lc)
+    }
+
+    // Learning curves: small multiples, one per level.
+    var multiples = ""
+    for r in rows {
+      var series: [Series] = []
+      for (i, name) in (["main"] + names).enumerated() {
+        let obj = name == "main" ? r : (r["branches"] as? [String: Any])?[name] as? [String: Any]
+        guard let c = obj?["learning_curve"] as? [String: Any], let steps = c["step"] as? [Int],
+          let ys = c["test_accuracy_mean"] as? [Double], steps.count == ys.count, !steps.isEmpty
+        else { continue }
+        let pts = zip(steps, ys).map { Point(x: Double($0), y: $1) }
+        series.append(
+          Series(name == "main" ? "IMP (main)" : name, color: Palette.color(i), band: false, points: pts))
+      }
+      guard !series.isEmpty else { continue }
+      let title = "level \(r["level"] ?? "?") (\(TickFormat.percent.text(Report.double(r, "density") ?? 1)))"
+      multiples +=
+        Chart(
+          title: title, x: Axis("step"), y: Axis("test acc", format: .percent), series: series, width: 250,
+          height: 170, legend: false
+        ).svg()
+    }
+    if !multiples.isEmpty {
+      o += "<h3>Learning curves (test accuracy against step, mean over replicates)</h3>\n"
+      o += "<p class=\"legend-row\">"
+      for (i, name) in (["IMP (main)"] + names).enumerated() {
+        o += "<span><span class=\"swatch\" style=\"background:\(Palette.color(i))\"></span>\(e(name))</span>"
+      }
+      o += "</p>\n<div class=\"multiples\">\(multiples)</div>\n"
+    }
+    return o + "</section>\n"
+  }
+
+  /// A blue whose strength is the density (white at 0, the palette's blue at 1).
+  static func heat(_ d: Double) -> String {
+    let t = max(0, min(1, d))
+    let (r, g, b) = (255 - (255 - 0) * t * 0.75, 255 - (255 - 114) * t * 0.75, 255 - (255 - 178) * t * 0.75)
+    return String(format: "#%02x%02x%02x", Int(r.rounded()), Int(g.rounded()), Int(b.rounded()))
+  }
+}

@@ -1,0 +1,178 @@
+import Analysis
+import Experiments
+import Foundation
+import Training
+
+/// One section of the page for one experiment kind (`lottery`, `pai`, `lmc`, ...): a new
+/// kind is one file with a type conforming to this, plus its line in ``Report/sections``.
+public protocol ReportSection: Sendable {
+  /// The `kind` of the result objects this section draws.
+  static var kind: String { get }
+  /// HTML for the runs of this kind; `all` holds every run of the page (a section may
+  /// draw another kind's runs as references, as PaI draws IMP tickets).
+  static func html(_ runs: [[String: Any]], all: [[String: Any]]) -> String
+}
+
+/// `lth report`: one self-contained HTML page (inline CSS and SVG, no JavaScript, nothing
+/// fetched) for the result objects of one or more runs, the same objects `lth results
+/// --json` prints. The objects are embedded in the page as
+/// `<script type="application/json" id="lth-results">` (data, never executed), so the page
+/// and the JSON cannot disagree.
+public enum Report {
+  /// The sections in page order; provenance comes last for every run.
+  public static let sections: [any ReportSection.Type] = [
+    LotterySection.self, PaISection.self, LMCSection.self,
+  ]
+
+  public static func html(title: String, runs: [[String: Any]], generated: Date = Date()) -> String {
+    let e = escapeMarkup
+    var body = ""
+    let kinds = Set(runs.compactMap { $0["kind"] as? String })
+    let known = Set(sections.map { $0.kind })
+    for section in sections {
+      let mine = runs.filter { $0["kind"] as? String == section.kind }
+      if !mine.isEmpty { body += section.html(mine, all: runs) }
+    }
+    for k in kinds.subtracting(known).sorted() {
+      body += "<section><h2>\(e(k))</h2><p>This page has no section for runs of kind \(e(k)).</p></section>\n"
+    }
+    body += ProvenanceSection.html(runs)
+    let stamp = ISO8601DateFormatter().string(from: generated)
+    var data = Results.jsonLine(["runs": runs])
+    // Inside <script>, only "</" can end the element early; "<\/" is the same JSON string.
+    data = data.replacingOccurrences(of: "</", with: "<\\/")
+    return """
+      <!DOCTYPE html>
+      <html lang="en">
+      <head>
+      <meta charset="utf-8">
+      <meta name="viewport" content="width=device-width, initial-scale=1">
+      <meta name="generator" content="LotteryKit \(e(runs.first.flatMap(version) ?? ""))">
+      <title>\(e(title))</title>
+      <style>
+      \(css)
+      </style>
+      </head>
+      <body>
+      <header><h1>\(e(title))</h1>
+      <p class="meta">Generated \(e(stamp)) by <code>lth report</code> from \(runs.count) run folder\(runs.count == 1 ? "" : "s"). \
+      Hover a point for its exact values. Regenerating the page while an experiment runs is safe; unfinished parts are marked.</p>
+      </header>
+      <main>
+      \(body)
+      </main>
+      <script type="application/json" id="lth-results">\(data)</script>
+      </body>
+      </html>
+
+      """
+  }
+
+  static func version(_ run: [String: Any]) -> String? {
+    (run["provenance"] as? [String: Any])?["lotterykit_version"] as? String
+  }
+
+  static let css = """
+    body{font:14px/1.45 -apple-system,"Segoe UI",Roboto,"DejaVu Sans",Helvetica,Arial,sans-serif;color:#222;margin:0 auto;max-width:1100px;padding:0 24px 48px}
+    h1{font-size:24px;margin:24px 0 4px}h2{font-size:20px;margin:36px 0 8px;border-bottom:2px solid #ddd;padding-bottom:4px}
+    h3{font-size:16px;margin:20px 0 6px}p.meta,.note{color:#555}code,pre{font:12px/1.4 "DejaVu Sans Mono",Menlo,Consolas,monospace}
+    pre{background:#f6f6f6;padding:8px;overflow-x:auto}
+    .warn{background:#fff4e0;border-left:4px solid #E69F00;padding:6px 10px}
+    table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{padding:3px 8px;text-align:right;border-bottom:1px solid #e4e4e4}
+    th{background:#f2f2f2}td.name,th.name{text-align:left}
+    svg.chart{display:block;margin:8px 0;overflow:visible}
+    svg.chart text{font-size:11px;fill:#333}svg.chart .chart-title{font-size:13px;font-weight:600}
+    svg.chart .axis-label{font-size:12px}svg.chart .grid{stroke:#e8e8e8}svg.chart .frame{stroke:#888}
+    svg.chart .line{fill:none;stroke-width:2}svg.chart .band{opacity:.16;stroke:none}
+    svg.chart .errorbar{stroke-width:1.2}svg.chart .point{stroke-width:1.4}svg.chart .ref-label{fill:#555;font-size:10px}
+    .multiples{display:flex;flex-wrap:wrap;gap:4px 12px}.legend-row span{margin-right:14px;white-space:nowrap}
+    .swatch{display:inline-block;width:18px;height:3px;vertical-align:middle;margin-right:4px}
+    details{margin:6px 0}summary{cursor:pointer;color:#0072B2}
+    @media print{body{max-width:none;padding:0}section{break-inside:avoid-page}h2{break-after:avoid}details{display:block}}
+    """
+
+  // MARK: helpers shared by the sections
+
+  static func double(_ o: [String: Any], _ k: String) -> Double? {
+    o[k] as? Double ?? (o[k] as? Int).map(Double.init)
+  }
+  static func int(_ o: [String: Any], _ k: String) -> Int? { o[k] as? Int }
+  static func rows(_ run: [String: Any]) -> [[String: Any]] {
+    (run["levels"] ?? run["densities"]) as? [[String: Any]] ?? []
+  }
+  static func folder(_ run: [String: Any]) -> String {
+    ((run["run_dir"] as? String ?? "run") as NSString).lastPathComponent
+  }
+  static func training(_ run: [String: Any]) -> [String: Any] {
+    let h = run["hparams"] as? [String: Any] ?? [:]
+    return h["training"] as? [String: Any] ?? [:]
+  }
+
+  /// An HTML table (`header` and `rows` are escaped; a cell may carry a background colour).
+  static func table(_ header: [String], _ rows: [[(text: String, background: String?)]], nameColumns: Int = 1)
+    -> String
+  {
+    let e = escapeMarkup
+    var o = "<table><thead><tr>"
+    for (i, h) in header.enumerated() { o += "<th\(i < nameColumns ? " class=\"name\"" : "")>\(e(h))</th>" }
+    o += "</tr></thead><tbody>"
+    for r in rows {
+      o += "<tr>"
+      for (i, c) in r.enumerated() {
+        let cls = i < nameColumns ? " class=\"name\"" : ""
+        let bg = c.background.map { " style=\"background:\($0)\"" } ?? ""
+        o += "<td\(cls)\(bg)>\(e(c.text))</td>"
+      }
+      o += "</tr>"
+    }
+    return o + "</tbody></table>\n"
+  }
+
+  static func plain(_ cells: [String]) -> [(text: String, background: String?)] { cells.map { ($0, nil) } }
+
+  /// `(1 of 2 replicates)` for a row with fewer replicates than the run has.
+  static func partialNote(_ row: [String: Any], _ run: [String: Any]) -> (partial: Bool, note: String) {
+    let have = int(row, "replicates") ?? 0
+    let all = (run["replicates_present"] as? [Int])?.count ?? have
+    return have < all
+      ? (true, "(\(have) of \(all) replicates finished)")
+      : (false, "(\(have) replicate\(have == 1 ? "" : "s"))")
+  }
+
+  /// A banner listing a run's unfinished phases (nothing when finished).
+  static func unfinishedBanner(_ run: [String: Any]) -> String {
+    let list = run["unfinished"] as? [[String: Any]] ?? []
+    guard !list.isEmpty else { return "" }
+    let items = list.prefix(12).map { u -> String in
+      var parts = ["replicate \(u["replicate"] ?? "?")"]
+      if let l = u["level"] { parts.append("level \(l)") }
+      if let d = u["target_density"] as? Double { parts.append("density \(TickFormat.percent.text(d))") }
+      if let k = u["k"] { parts.append("k = \(k)") }
+      if let b = u["branch"] as? String { parts.append(b) }
+      return parts.joined(separator: " ")
+    }
+    let more = list.count > 12 ? " and \(list.count - 12) more" : ""
+    return
+      "<p class=\"warn unfinished\">Unfinished (begun, no result yet): \(escapeMarkup(items.joined(separator: "; ")))\(more). Points drawn hollow have fewer replicates than the run.</p>\n"
+  }
+}
+
+extension Report {
+  /// The result object of any experiment folder, by the `kind` its `hparams.json` records:
+  /// `lottery` and `pai` (``Results``), `lmc` (``LMCResults``).
+  public static func collect(_ dir: String) throws -> [String: Any] {
+    let path = dir + "/hparams.json"
+    guard let bytes = try? AtomicFile.read(path) else {
+      throw RunError("\(dir) is not a run folder (no readable hparams.json)")
+    }
+    let kind = (try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])?["kind"] as? String
+    switch kind {
+    case "lottery", "pai": return try Results.collect(dir)
+    case "lmc": return try LMCResults.collect(dir)
+    default:
+      throw RunError(
+        "\(dir) holds a \(kind ?? "unknown") run; results and reports read lottery, prune-init (pai) and lmc runs"
+      )
+    }
+  }
+}
