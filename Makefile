@@ -1,13 +1,16 @@
 # LotteryKit: `make demo` and `make test` do all set-up on a fresh Debian machine (as root).
 SWIFT ?= swift
 APT_PACKAGES := libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist
+# The report tests load the page in headless Chromium; only `make test` installs it.
+TEST_PACKAGES := chromium
 LTH := .build/release/lth
 
 .PHONY: deps build demo test tsan bench verify pydeps format clean fuzz fuzz-build
 
 # Installs the Debian packages that are missing (needs root or sudo).
+PACKAGES ?= $(APT_PACKAGES)
 deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO=sudo; \
@@ -20,18 +23,24 @@ build: deps
 # Demo: a lottery-ticket experiment on Fashion-MNIST (the Debian package): LeNet-300-100,
 # IMP levels 0-5 (2 epochs each, weight rewinding to step 0), then the random-reinit
 # control, ending with the results table. A few minutes on 2 cores; re-running resumes.
-DEMO_FLAGS := --model mnist_lenet_300_100 --training-steps 2ep --output ./lth_runs
+# A validation split of 5,000 training images gives the early-stopping iteration. Ends by
+# writing the experiment's report (lth_runs/demo_report.html) and printing its path.
+DEMO_FLAGS := --model mnist_lenet_300_100 --training-steps 2ep --validation-size 5000 --output ./lth_runs
 demo: build
 	$(LTH) lottery $(DEMO_FLAGS) --levels 5
-	$(LTH) branch random-reinit $(DEMO_FLAGS) --levels 0-5
+	@$(LTH) branch random-reinit $(DEMO_FLAGS) --levels 0-5 > lth_runs/.demo_results.txt || { cat lth_runs/.demo_results.txt; exit 1; }
+	@cat lth_runs/.demo_results.txt
+	$(LTH) report $$(sed -n 's/^results: //p' lth_runs/.demo_results.txt) --output lth_runs/demo_report.html --title "LotteryKit demo: LeNet-300-100 on Fashion-MNIST"
 
 # Tests run optimised: the numeric and end-to-end tests (resume after SIGKILL) train real networks.
 # The suite runs twice: with oneDNN's best kernels for this CPU, then capped at AVX2
 # (DNNL_MAX_CPU_ISA), so an AVX-512 machine also checks the path most laptops take.
-test: deps
+# LTH_REQUIRE_BROWSER=1: the report's browser test fails, not skips, without Chromium.
+test:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(APT_PACKAGES) $(TEST_PACKAGES)"
 	$(SWIFT) build -c release --build-tests
-	$(SWIFT) test -c release --skip-build
-	DNNL_MAX_CPU_ISA=AVX2 $(SWIFT) test -c release --skip-build
+	LTH_REQUIRE_BROWSER=1 $(SWIFT) test -c release --skip-build
+	LTH_REQUIRE_BROWSER=1 DNNL_MAX_CPU_ISA=AVX2 $(SWIFT) test -c release --skip-build
 
 # The worker pool's stress tests under ThreadSanitizer (debug build in .build-tsan; a few
 # minutes on 2 cores). Any race report fails the run. .ci/run runs it after `make test`.

@@ -130,11 +130,9 @@ public final class LotteryRunner {
       from: output + "/lottery_" + hparams.legacyHash, to: root, hparamsJSON: hparams.canonicalJSON())
     try RunStore.makeDirectory(root)
     lock = try RunStore.lock(root)
-    let existed = try RunStore.claim(
+    return try RunStore.claim(
       directory: root, hparamsJSON: hparams.canonicalJSON(), kind: "lottery",
       convBackends: try setup.plannedConvBackends())
-    try RunStore.recordCommand(root)
-    return existed
   }
 
   /// Whether any phase of levels `0...levels` of these replicates is unfinished.

@@ -29,6 +29,22 @@ public enum Results {
     var curves: [[(Int, Double)]] = []
   }
 
+  /// Keys whose values differ between two runs of one experiment: wall-clock time, when
+  /// and how it was invoked, and where its folder is. Everything else in a result object
+  /// is the same, bit for bit, at any thread count and after any resume.
+  public static let volatileKeys: Set<String> = [
+    "seconds", "seconds_mean", "commands", "provenance", "run_dir",
+  ]
+
+  /// A result object without ``volatileKeys``, at every depth (for identity checks).
+  public static func reproducible(_ value: Any) -> Any {
+    if let d = value as? [String: Any] {
+      return d.filter { !volatileKeys.contains($0.key) }.mapValues(reproducible)
+    }
+    if let a = value as? [Any] { return a.map(reproducible) }
+    return value
+  }
+
   public static func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
   public static func std(_ x: [Double]) -> Double? {
     guard x.count > 1, let m = mean(x) else { return nil }

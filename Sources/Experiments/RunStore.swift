@@ -198,7 +198,6 @@ public enum RunStore {
     try makeDirectory(root)
     let lock = try self.lock(root)
     let existed = try claim(directory: root, hparamsJSON: hparamsJSON, kind: kind, convBackends: convBackends)
-    try recordCommand(root)
     return (lock, existed)
   }
 
@@ -207,6 +206,8 @@ public enum RunStore {
 
   /// Appends this process's command line, time and thread count to `root/commands.jsonl`
   /// (under the run's lock; the file is rewritten atomically and keeps the last 200 lines).
+  /// Commands call it when they have work to do, after the machine check: a command that
+  /// only reports, or is refused, leaves the folder as it was.
   public static func recordCommand(_ root: String, arguments: [String] = CommandLine.arguments) throws {
     let path = root + "/" + commandsFile
     var lines = ((try? AtomicFile.read(path)) ?? []).split(separator: 10).map { Array($0) }

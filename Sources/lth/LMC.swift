@@ -144,8 +144,10 @@ struct LMC: ParsableCommand {
       try runner.validate(spawnSteps: ks, copies: copies)
       let reps = Array(1...replicates)
       for r in reps { _ = try runner.mask(replicate: r) }  // a missing level fails before training
-      if try runner.open(), runner.hasUnfinished(replicates: reps, spawnSteps: ks) {
-        try runner.checkMachine(requireSameCPU: training.requireSameCPU)
+      let existed = try runner.open()
+      if runner.hasUnfinished(replicates: reps, spawnSteps: ks) {
+        if existed { try runner.checkMachine(requireSameCPU: training.requireSameCPU) }
+        try RunStore.recordCommand(runner.root)
       }
       for r in reps { for k in ks { try runner.run(replicate: r, spawn: k, copies: copies) } }
       let results = try LMCResults.collect(runner.root)

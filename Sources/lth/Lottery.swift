@@ -93,8 +93,10 @@ struct Lottery: ParsableCommand {
       let runner = try LotteryRunner(
         h, dataDir: training.dataDir, output: training.output, progress: training.progress)
       try runner.validatePlan(levels: levels)
-      if try runner.open(), runner.hasUnfinishedLevels(replicates: replicates, levels: levels) {
-        try runner.checkMachine(command: "lottery", requireSameCPU: training.requireSameCPU)
+      let existed = try runner.open()
+      if runner.hasUnfinishedLevels(replicates: replicates, levels: levels) {
+        if existed { try runner.checkMachine(command: "lottery", requireSameCPU: training.requireSameCPU) }
+        try RunStore.recordCommand(runner.root)
       }
       for r in replicates { try runner.runReplicate(r, levels: levels) }
       try printResults(runner.root, json: training.json)
@@ -146,6 +148,7 @@ struct BranchCommon: ParsableArguments {
     let rs = try retrain.map { try RunSetup($0, dataDir: training.dataDir) }
     if runner.hasUnfinishedBranches(b, replicates: replicates, levels: levelList) {
       try runner.checkMachine(command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU)
+      try RunStore.recordCommand(runner.root)
     }
     for r in replicates {
       for l in levelList { try runner.runBranch(b, replicate: r, level: l, retrainSetup: rs) }
@@ -172,6 +175,7 @@ struct BranchCommon: ParsableArguments {
     for r in replicates { for d in densities { try runner.requireFinished(replicate: r, density: d) } }
     if runner.hasUnfinished(replicates: replicates, densities: densities, branch: b) {
       try runner.checkMachine(command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU)
+      try RunStore.recordCommand(runner.root)
     }
     for r in replicates { for d in densities { try runner.runBranch(b, replicate: r, density: d) } }
     try printResults(runner.root, json: training.json)

@@ -79,8 +79,10 @@ struct PruneInit: ParsableCommand {
       let runner = try PaIRunner(
         h, dataDir: training.dataDir, output: training.output, progress: training.progress,
         allowCollapse: pai.allowCollapse)
-      if try runner.open(), runner.hasUnfinished(replicates: replicates, densities: densities) {
-        try runner.checkMachine(command: "prune-init", requireSameCPU: training.requireSameCPU)
+      let existed = try runner.open()
+      if runner.hasUnfinished(replicates: replicates, densities: densities) {
+        if existed { try runner.checkMachine(command: "prune-init", requireSameCPU: training.requireSameCPU) }
+        try RunStore.recordCommand(runner.root)
       }
       for r in replicates { try runner.runReplicate(r, densities: densities) }
       try printResults(runner.root, json: training.json)

@@ -36,7 +36,7 @@ struct ReportCommand: ParsableCommand {
       let page = Report.html(
         title: title ?? "LotteryKit report: \(model ?? (first["kind"] as? String ?? "runs"))", runs: runs)
       try AtomicFile.write(Array(page.utf8), to: path)
-      print("report: \(path)")
+      print("report: \(URL(fileURLWithPath: path).standardizedFileURL.path)")
     }
   }
 }

@@ -11,7 +11,8 @@ struct LTH: ParsableCommand {
     abstract: "LotteryKit: lottery tickets, iterative magnitude pruning and sparse training in Swift.",
     version: LotteryKitVersion.version,
     subcommands: [
-      Train.self, Lottery.self, PruneInit.self, Branch.self, LMC.self, Interpolate.self, ResultsCommand.self, ReportCommand.self,
+      Train.self, Lottery.self, PruneInit.self, Branch.self, LMC.self, Interpolate.self, ResultsCommand.self,
+      ReportCommand.self,
       Models.self, Bench.self,
       Logits.self, Export.self,
     ])

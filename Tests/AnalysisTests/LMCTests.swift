@@ -239,9 +239,8 @@ struct LMCExperimentTests {
   @Test("the same bits at 1, 2 and 3 threads; SIGKILL and rerun give the same results")
   func identity() throws {
     func results(_ out: String) throws -> NSDictionary {
-      var o = try lastJSONObject(try CLI.run(["results", try lmcRoot(out), "--json"]))
-      o["run_dir"] = nil
-      return o as NSDictionary
+      let o = try lastJSONObject(try CLI.run(["results", try lmcRoot(out), "--json"]))
+      return Results.reproducible(o) as! NSDictionary
     }
     let a = lmcTraining + ["--spawn-steps", "0,5", "--points", "4", "--train-eval-size", "200"]
     var ref: NSDictionary?

@@ -269,9 +269,8 @@ struct LotteryTests {
     }
     func results(_ out: String) throws -> NSDictionary {
       let text = try CLI.run(["results", try lotteryRoot(out), "--json"]).stdout
-      var obj = try JSONSerialization.jsonObject(with: Data(text.utf8)) as! [String: Any]
-      obj["run_dir"] = nil
-      return obj as NSDictionary
+      let obj = try JSONSerialization.jsonObject(with: Data(text.utf8))
+      return Results.reproducible(obj) as! NSDictionary
     }
     let t0 = Date()
     #expect(
