@@ -25,7 +25,7 @@ build: deps
 # control, ending with the results table. A few minutes on 2 cores; re-running resumes.
 # A validation split of 5,000 training images gives the early-stopping iteration. Ends by
 # writing the experiment's report (lth_runs/demo_report.html) and printing its path.
-DEMO_FLAGS := --model mnist_lenet_300_100 --training-steps 2ep --validation-size 5000 --output ./lth_runs
+DEMO_FLAGS := --model mnist_lenet_300_100 --training-steps 2ep --validation-size 5000 --eval-every 500it --output ./lth_runs
 demo: build
 	$(LTH) lottery $(DEMO_FLAGS) --levels 5
 	@$(LTH) branch random-reinit $(DEMO_FLAGS) --levels 0-5 > lth_runs/.demo_results.txt || { cat lth_runs/.demo_results.txt; exit 1; }

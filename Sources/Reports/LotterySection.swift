@@ -157,8 +157,9 @@ public enum LotterySection: ReportSection {
       o += Report.table(["level"] + layerNames, lc)
     }
 
-    // Learning curves: small multiples, one per level.
+    // Learning curves: small multiples, one per level, on shared axes.
     var multiples = ""
+    var panels: [(String, [Series])] = []
     for r in rows {
       var series: [Series] = []
       for (i, name) in (["main"] + names).enumerated() {
@@ -171,12 +172,20 @@ public enum LotterySection: ReportSection {
           Series(name == "main" ? "IMP (main)" : name, color: Palette.color(i), band: false, points: pts))
       }
       guard !series.isEmpty else { continue }
-      let title = "level \(r["level"] ?? "?") (\(TickFormat.percent.text(Report.double(r, "density") ?? 1)))"
-      multiples +=
-        Chart(
-          title: title, x: Axis("step"), y: Axis("test acc", format: .percent), series: series, width: 250,
-          height: 170, legend: false
-        ).svg()
+      panels.append(("level \(r["level"] ?? "?") (\(TickFormat.percent.text(Report.double(r, "density") ?? 1)))", series))
+    }
+    let all = panels.flatMap { $0.1.flatMap(\.points) }
+    if let x0 = all.map(\.x).min(), let x1 = all.map(\.x).max(), let y0 = all.map(\.y).min(),
+      let y1 = all.map(\.y).max()
+    {
+      let (xd, yd) = (Scale.niceLinear(x0, x1, target: 3), Scale.niceLinear(y0, y1, target: 3))
+      for (title, series) in panels {
+        multiples +=
+          Chart(
+            title: title, x: Axis("step", domain: xd), y: Axis("test acc", format: .percent, domain: yd),
+            series: series, width: 250, height: 170, legend: false
+          ).svg()
+      }
     }
     if !multiples.isEmpty {
       o += "<h3>Learning curves (test accuracy against step, mean over replicates)</h3>\n"

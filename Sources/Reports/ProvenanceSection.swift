@@ -33,7 +33,7 @@ public enum ProvenanceSection {
       o += Report.table(["field", "value"], facts.map(Report.plain), nameColumns: 2)
       let commands = run["commands"] as? [[String: Any]] ?? []
       if !commands.isEmpty {
-        o += "<p>Commands that opened this run folder (newest last):</p>\n<pre>"
+        o += "<p>Commands that did work in this run folder (newest last):</p>\n<pre>"
         for c in commands.suffix(20) {
           let argv = (c["argv"] as? [String] ?? []).map(shellQuoted).joined(separator: " ")
           o += e("\(c["created"] as? String ?? "")  [\(c["threads"] ?? "?") threads]  \(argv)") + "\n"
