@@ -9,6 +9,12 @@ import Engine
 /// | `cifar_resnet_D[_W]` | CIFAR ResNet of depth `D` (`(D-2) % 6 == 0`), widths `W, 2W, 4W` (default 16) |
 /// | `cifar_vgg_11/13/16/19` | VGG with batch norm, a global average pool and a single fc |
 ///
+/// Width: `_wF` after a Conv-N or VGG name scales every hidden layer's width by `F`
+/// (`cifar_conv_2_w0.5`: convolutions of 32 and fc layers of 128); LeNet and ResNet names
+/// carry their widths. ``scaled(_:widthFactor:)`` turns any name and factor into the name
+/// of the scaled network, so a width factor means the same for every family: each hidden
+/// width `c` becomes `max(1, round(c * F))`; the output layer keeps the class count.
+///
 /// Models adapt to the data set's input shape and class count. Names of tensors follow
 /// OpenLTH's PyTorch modules (`fc_layers.K`, `conv_layers.K`, `blocks.K.conv1`, `layers.K.conv`, `fc`).
 public enum ModelZoo {
@@ -27,7 +33,59 @@ public enum ModelZoo {
   ]
 
   public static let knownPatterns =
-    "mnist_lenet_N1_N2..., cifar_conv_2, cifar_conv_4, cifar_conv_6, cifar_resnet_D, cifar_resnet_D_W, cifar_vgg_11, cifar_vgg_13, cifar_vgg_16, cifar_vgg_19"
+    "mnist_lenet_N1_N2..., cifar_conv_2, cifar_conv_4, cifar_conv_6, cifar_resnet_D, cifar_resnet_D_W, cifar_vgg_11, cifar_vgg_13, cifar_vgg_16, cifar_vgg_19 (Conv-N and VGG may end in _wF, a width factor)"
+
+  /// A hidden width scaled by a width factor.
+  public static func scaledWidth(_ c: Int, _ factor: Double) -> Int {
+    max(1, Int((Double(c) * factor).rounded()))
+  }
+
+  /// The name and width factor of a Conv-N or VGG name with a `_wF` suffix
+  /// (`cifar_vgg_11_w0.5` -> (`cifar_vgg_11`, 0.5)); other names have factor 1.
+  public static func splitWidth(_ name: String) -> (base: String, factor: Double) {
+    guard name.hasPrefix("cifar_conv_") || name.hasPrefix("cifar_vgg_"),
+      let cut = name.range(of: "_w", options: .backwards), let f = Double(name[cut.upperBound...]), f > 0,
+      f.isFinite
+    else { return (name, 1) }
+    return (String(name[..<cut.lowerBound]), f)
+  }
+
+  /// The name of `name`'s network with every hidden width scaled by `widthFactor`:
+  /// `mnist_lenet_300_100` x 0.5 = `mnist_lenet_150_50`, `cifar_resnet_20` x 0.5 =
+  /// `cifar_resnet_20_8`, `cifar_conv_2` x 0.5 = `cifar_conv_2_w0.5` (factor 1: unchanged).
+  public static func scaled(_ name: String, widthFactor: Double) throws -> String {
+    guard widthFactor > 0, widthFactor.isFinite else {
+      throw EngineError("--width-factor must be positive, got \(widthFactor)")
+    }
+    if widthFactor == 1 { return name }
+    let parts = name.split(separator: "_").map(String.init)
+    let unknown = EngineError("unknown model '\(name)'; known: \(knownPatterns)")
+    guard parts.count >= 3 else { throw unknown }
+    switch (parts[0], parts[1]) {
+    case ("mnist", "lenet"):
+      let widths = try parts.dropFirst(2).map { p -> Int in
+        guard let n = Int(p), n > 0 else { throw unknown }
+        return scaledWidth(n, widthFactor)
+      }
+      return "mnist_lenet_" + widths.map(String.init).joined(separator: "_")
+    case ("cifar", "resnet"):
+      guard let depth = Int(parts[2]), parts.count <= 4 else { throw unknown }
+      let width = parts.count == 4 ? Int(parts[3]) : 16
+      guard let width, width > 0 else { throw unknown }
+      return "cifar_resnet_\(depth)_\(scaledWidth(width, widthFactor))"
+    case ("cifar", "conv"), ("cifar", "vgg"):
+      let (base, f) = splitWidth(name)
+      let total = f * widthFactor
+      return total == 1 ? base : base + "_w" + formatFactor(total)
+    default:
+      throw unknown
+    }
+  }
+
+  /// A factor as the shortest text that reads back to it (0.5, 2, 0.25).
+  public static func formatFactor(_ f: Double) -> String {
+    f == f.rounded() && abs(f) < 1e15 ? String(Int(f)) : "\(f)"
+  }
 
   /// The native input shape of a model name's family (`[1, 28, 28]` for `mnist_*`, else `[3, 32, 32]`).
   public static func nativeInputShape(_ name: String) -> [Int] {
@@ -43,7 +101,8 @@ public enum ModelZoo {
     guard shape.count == 3, shape.allSatisfy({ $0 > 0 }), classes > 1 else {
       throw EngineError("\(name): input shape must be [C, H, W] and classes > 1, got \(shape), \(classes)")
     }
-    let parts = name.split(separator: "_").map(String.init)
+    let (baseName, factor) = splitWidth(name)
+    let parts = baseName.split(separator: "_").map(String.init)
     let ints = parts.dropFirst(2).map { Int($0) }
     let unknown = EngineError("unknown model '\(name)'; known: \(knownPatterns)")
     guard parts.count >= 3, ints.allSatisfy({ $0 != nil && $0! > 0 }) else { throw unknown }
@@ -54,7 +113,7 @@ public enum ModelZoo {
       body = lenet(hidden: nums, input: shape, classes: classes)
     case ("cifar", "conv"):
       guard nums.count == 1, [2, 4, 6].contains(nums[0]) else { throw unknown }
-      body = try convN(nums[0], input: shape, classes: classes)
+      body = try convN(nums[0], input: shape, classes: classes, widthFactor: factor)
     case ("cifar", "resnet"):
       guard nums.count == 1 || nums.count == 2 else { throw unknown }
       let depth = nums[0]
@@ -66,7 +125,7 @@ public enum ModelZoo {
       body = resnet(depth: depth, width: nums.count == 2 ? nums[1] : 16, input: shape, classes: classes)
     case ("cifar", "vgg"):
       guard nums.count == 1, let plan = vggPlans[nums[0]] else { throw unknown }
-      body = try vgg(plan: plan, input: shape, classes: classes)
+      body = try vgg(plan: plan.map { $0 == 0 ? 0 : scaledWidth($0, factor) }, input: shape, classes: classes)
     default:
       throw unknown
     }
@@ -85,10 +144,12 @@ public enum ModelZoo {
     return Sequential(named: layers)
   }
 
-  static func convN<T: Scalar>(_ n: Int, input: [Int], classes: Int) throws -> Module<T> {
+  static func convN<T: Scalar>(_ n: Int, input: [Int], classes: Int, widthFactor: Double = 1) throws
+    -> Module<T>
+  {
     var layers: [(String, Module<T>)] = []
     var (c, h, w) = (input[0], input[1], input[2])
-    let widths = [64, 128, 256].prefix(n / 2)
+    let widths = [64, 128, 256].prefix(n / 2).map { scaledWidth($0, widthFactor) }
     var k = 0
     for width in widths {
       for _ in 0..<2 {
@@ -105,7 +166,7 @@ public enum ModelZoo {
     }
     layers.append(("flatten", Flatten()))
     var width = c * h * w
-    for (i, f) in [256, 256].enumerated() {
+    for (i, f) in [256, 256].map({ scaledWidth($0, widthFactor) }).enumerated() {
       layers.append(("fc_layers.\(i)", Linear(width, f)))
       layers.append(("relu_f\(i)", ReLU()))
       width = f

@@ -44,7 +44,9 @@ public struct Recipe: Equatable, Sendable {
   public var pruning: PruningPolicy
 
   /// The recipe for a model name, or an error listing the families.
-  public static func forModel(_ name: String) throws -> Recipe {
+  public static func forModel(_ fullName: String) throws -> Recipe {
+    // A width factor (`_wF`) changes widths, not the recipe.
+    let name = ModelZoo.splitWidth(fullName).base
     let conv = PruningPolicy.self
     if name.hasPrefix("mnist_lenet_") {
       return Recipe(
@@ -75,6 +77,6 @@ public struct Recipe: Equatable, Sendable {
         pruning: conv.init(strategy: .global, fraction: 0.2, outputFraction: vgg ? 0 : nil))
     }
     throw EngineError(
-      "unknown model '\(name)'; known: \(ModelZoo.knownPatterns)")
+      "unknown model '\(fullName)'; known: \(ModelZoo.knownPatterns)")
   }
 }

@@ -172,7 +172,8 @@ public enum LotterySection: ReportSection {
           Series(name == "main" ? "IMP (main)" : name, color: Palette.color(i), band: false, points: pts))
       }
       guard !series.isEmpty else { continue }
-      panels.append(("level \(r["level"] ?? "?") (\(TickFormat.percent.text(Report.double(r, "density") ?? 1)))", series))
+      panels.append(
+        ("level \(r["level"] ?? "?") (\(TickFormat.percent.text(Report.double(r, "density") ?? 1)))", series))
     }
     let all = panels.flatMap { $0.1.flatMap(\.points) }
     if let x0 = all.map(\.x).min(), let x1 = all.map(\.x).max(), let y0 = all.map(\.y).min(),

@@ -21,7 +21,7 @@ public protocol ReportSection: Sendable {
 public enum Report {
   /// The sections in page order; provenance comes last for every run.
   public static let sections: [any ReportSection.Type] = [
-    LotterySection.self, PaISection.self, LMCSection.self,
+    LotterySection.self, PaISection.self, LMCSection.self, ScalingSection.self,
   ]
 
   public static func html(title: String, runs: [[String: Any]], generated: Date = Date()) -> String {
@@ -169,9 +169,30 @@ extension Report {
     switch kind {
     case "lottery", "pai": return try Results.collect(dir)
     case "lmc": return try LMCResults.collect(dir)
+    case "scaling":
+      // The fit the user made (fit.json), else a fit now: joint across several
+      // configurations, no bootstrap. A sweep too young to fit is drawn as such.
+      var fit: [String: Any]
+      if let bytes = try? AtomicFile.read(dir + "/fit.json"),
+        let stored = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+      {
+        fit = stored
+      } else {
+        do {
+          let configs = try ScalingManifest.read(dir).points.count
+          fit = try ScalingAnalysis.fit(sweep: dir, joint: configs > 1, holdout: nil, resamples: 0)
+        } catch {
+          fit = [
+            "kind": "scaling", "error": "\(error)", "family": (try? ScalingManifest.read(dir).family) ?? "?",
+          ]
+        }
+      }
+      fit["run_dir"] = dir
+      for (k, v) in RunStore.record(of: dir) { fit[k] = v }
+      return fit
     default:
       throw RunError(
-        "\(dir) holds a \(kind ?? "unknown") run; results and reports read lottery, prune-init (pai) and lmc runs"
+        "\(dir) holds a \(kind ?? "unknown") run; results and reports read lottery, prune-init (pai), lmc and scaling runs"
       )
     }
   }

@@ -176,20 +176,24 @@ public struct Point: Sendable {
   }
 }
 
-/// A line with markers; `band` shades y ± spread, `errorBars` draws it as bars.
+/// A line with markers; `band` shades y ± spread, `errorBars` draws it as bars. Without
+/// `line` it is a scatter; without `markers` a curve (a fitted law).
 public struct Series: Sendable {
   public var name: String
   public var color: String
   public var dashed: Bool
   public var band: Bool
   public var errorBars: Bool
+  public var line: Bool
+  public var markers: Bool
   public var points: [Point]
   public init(
     _ name: String, color: String, dashed: Bool = false, band: Bool = true, errorBars: Bool = false,
-    points: [Point]
+    line: Bool = true, markers: Bool = true, points: [Point]
   ) {
     (self.name, self.color, self.dashed, self.band, self.errorBars, self.points) =
       (name, color, dashed, band, errorBars, points)
+    (self.line, self.markers) = (line, markers)
   }
 }
 
@@ -357,11 +361,11 @@ public struct Chart: Sendable {
         let down = s.points.reversed().map { "\(Self.n(sx($0.x))),\(Self.n(sy($0.y - ($0.spread ?? 0))))" }
         o += "<path class=\"band\" d=\"M\((up + down).joined(separator: "L"))Z\" fill=\"\(s.color)\"/>"
       }
-      if s.points.count > 1 {
+      if s.line, s.points.count > 1 {
         let d = s.points.map { "\(Self.n(sx($0.x))),\(Self.n(sy($0.y)))" }.joined(separator: "L")
         o += "<path class=\"line\" d=\"M\(d)\" stroke=\"\(s.color)\"\(dash)/>"
       }
-      for p in s.points {
+      for p in s.points where s.markers {
         let (px, py) = (Self.n(sx(p.x)), Self.n(sy(p.y)))
         if s.errorBars, let sp = p.spread, sp > 0 {
           o +=
@@ -383,9 +387,13 @@ public struct Chart: Sendable {
         let ly = f.t + 8 + Double(i) * 18
         let lx = f.r + 14
         let dash = s.dashed ? " stroke-dasharray=\"6 4\"" : ""
-        o +=
-          "<line x1=\"\(Self.n(lx))\" x2=\"\(Self.n(lx + 24))\" y1=\"\(Self.n(ly))\" y2=\"\(Self.n(ly))\" stroke=\"\(s.color)\" stroke-width=\"2\"\(dash)/>"
-        o += "<circle cx=\"\(Self.n(lx + 12))\" cy=\"\(Self.n(ly))\" r=\"3\" fill=\"\(s.color)\"/>"
+        if s.line {
+          o +=
+            "<line x1=\"\(Self.n(lx))\" x2=\"\(Self.n(lx + 24))\" y1=\"\(Self.n(ly))\" y2=\"\(Self.n(ly))\" stroke=\"\(s.color)\" stroke-width=\"2\"\(dash)/>"
+        }
+        if s.markers {
+          o += "<circle cx=\"\(Self.n(lx + 12))\" cy=\"\(Self.n(ly))\" r=\"3\" fill=\"\(s.color)\"/>"
+        }
         o += "<text x=\"\(Self.n(lx + 30))\" y=\"\(Self.n(ly))\" dy=\"0.32em\">\(e(s.name))</text>"
       }
       for (j, r) in references.enumerated() {

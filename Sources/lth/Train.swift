@@ -10,6 +10,11 @@ import Training
 struct TrainingFlags: ParsableArguments {
   @Option(help: "Model name, e.g. mnist_lenet_300_100, cifar_conv_2, cifar_resnet_20 (see `lth models`).")
   var model: String
+  @Option(
+    help:
+      "Scale every hidden layer's width by this factor (the model becomes e.g. mnist_lenet_150_50 or cifar_conv_2_w0.5)."
+  )
+  var widthFactor = 1.0
   @Option(help: "Data set: fashion_mnist, mnist, cifar10, cifar100, synthetic (default: the model family's).")
   var dataset: String?
   @Option(help: "Folder with the data set's files (default: see README).") var dataDir: String?
@@ -82,7 +87,7 @@ struct TrainingFlags: ParsableArguments {
     o.randomLabelsFraction = randomLabelsFraction
     o.evalEvery = evalEvery
     o.evalTrain = evalTrain
-    return try TrainingHParams.resolve(model: model, o)
+    return try TrainingHParams.resolve(model: try ModelZoo.scaled(model, widthFactor: widthFactor), o)
   }
 
   func applyThreads() throws {

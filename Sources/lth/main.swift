@@ -12,7 +12,7 @@ struct LTH: ParsableCommand {
     version: LotteryKitVersion.version,
     subcommands: [
       Train.self, Lottery.self, PruneInit.self, Branch.self, LMC.self, Interpolate.self, ResultsCommand.self,
-      ReportCommand.self,
+      ReportCommand.self, Scaling.self,
       Models.self, Bench.self,
       Logits.self, Export.self,
     ])

@@ -1,0 +1,169 @@
+import Engine
+import Foundation
+import NN
+import Training
+
+/// A model family with size knobs for scaling sweeps: which depths it has, and the model
+/// name of a (depth, width factor) point. The width factor scales every hidden width
+/// (``NN/ModelZoo/scaled(_:widthFactor:)``), so it means the same in every family.
+///
+/// | family | depths (l) | l in the law |
+/// |---|---|---|
+/// | `mnist_lenet` or `mnist_lenet_N1_N2...` | none (the hidden widths fix it; default 300, 100) | number of linear layers |
+/// | `cifar_conv` | 2, 4, 6 | N of Conv-N |
+/// | `cifar_resnet` | 8, 14, 20, ... ((D - 2) % 6 == 0) | D |
+/// | `cifar_vgg` | 11, 13, 16, 19 | N of VGG-N |
+public struct ScalingFamily: Sendable, Equatable {
+  public let name: String
+  /// The LeNet base (hidden widths) for `mnist_lenet`; nil for the others.
+  let lenetBase: String?
+
+  public init(_ name: String) throws {
+    self.name = name
+    if name == "mnist_lenet" {
+      lenetBase = "mnist_lenet_300_100"
+    } else if name.hasPrefix("mnist_lenet_") {
+      _ = try ModelZoo.make(name) as Network<Float>
+      lenetBase = name
+    } else if ["cifar_conv", "cifar_resnet", "cifar_vgg"].contains(name) {
+      lenetBase = nil
+    } else {
+      throw EngineError(
+        "unknown family '\(name)'; use mnist_lenet (or mnist_lenet_N1_N2...), cifar_conv, cifar_resnet or cifar_vgg"
+      )
+    }
+  }
+
+  public var hasDepthKnob: Bool { lenetBase == nil }
+
+  /// The depths the family allows (nil: any `(D - 2) % 6 == 0`, D >= 8).
+  public func checkDepth(_ d: Int) throws {
+    switch name {
+    case "cifar_conv":
+      guard [2, 4, 6].contains(d) else { throw EngineError("cifar_conv has depths 2, 4 and 6, got \(d)") }
+    case "cifar_vgg":
+      guard [11, 13, 16, 19].contains(d) else {
+        throw EngineError("cifar_vgg has depths 11, 13, 16 and 19, got \(d)")
+      }
+    case "cifar_resnet":
+      guard d >= 8, (d - 2) % 6 == 0 else {
+        throw EngineError(
+          "cifar_resnet depths satisfy (D - 2) % 6 == 0 and D >= 8 (8, 14, 20, 32...), got \(d)")
+      }
+    default:
+      throw EngineError(
+        "family \(name) has no depth knob (--depths): its depth is fixed by its hidden widths")
+    }
+  }
+
+  /// The depth `l` of the law for a point (LeNet: its number of linear layers).
+  public func lawDepth(_ depth: Int?) -> Double {
+    if let base = lenetBase { return Double(base.split(separator: "_").count - 2 + 1) }
+    return Double(depth!)
+  }
+
+  /// The model name of (depth, width factor).
+  public func model(depth: Int?, widthFactor: Double) throws -> String {
+    let base: String
+    if let b = lenetBase {
+      base = b
+    } else {
+      guard let depth else { throw EngineError("family \(name) needs --depths") }
+      try checkDepth(depth)
+      base = "\(name)_\(depth)"
+    }
+    return try ModelZoo.scaled(base, widthFactor: widthFactor)
+  }
+}
+
+/// What names a scaling sweep (`scaling_<hash>`): the family, the grid, and the hash of
+/// every point's lottery experiment (which carries every training and pruning flag).
+/// Levels and replicates are not part of it: a sweep grows like a lottery run does.
+public struct ScalingSweepHParams: Codable, Equatable, Sendable, CanonicalJSON {
+  public var family: String
+  public var depths: [Int]
+  public var widthFactors: [Double]
+  public var dataFractions: [Double]
+  public var pointRuns: [String]
+  enum CodingKeys: String, CodingKey {
+    case family, depths
+    case widthFactors = "width_factors"
+    case dataFractions = "data_fractions"
+    case pointRuns = "point_runs"
+  }
+  public init(
+    family: String, depths: [Int], widthFactors: [Double], dataFractions: [Double], pointRuns: [String]
+  ) {
+    (self.family, self.depths, self.widthFactors, self.dataFractions, self.pointRuns) =
+      (family, depths, widthFactors, dataFractions, pointRuns)
+  }
+}
+
+/// `scaling_<hash>/manifest.json`: the sweep's points, each with its knobs, its model, the
+/// lottery run folder (inside the sweep folder) and the `lth lottery` arguments that run
+/// it; rewritten atomically by every `lth scaling sweep` (levels and replicates are the
+/// latest asked for).
+public struct ScalingManifest: Codable, Equatable, Sendable {
+  public struct Point: Codable, Equatable, Sendable {
+    public var depth: Double
+    public var widthFactor: Double
+    public var dataFraction: Double
+    public var model: String
+    public var run: String
+    public var arguments: [String]
+    enum CodingKeys: String, CodingKey {
+      case depth, model, run, arguments
+      case widthFactor = "width_factor"
+      case dataFraction = "data_fraction"
+    }
+    public init(
+      depth: Double, widthFactor: Double, dataFraction: Double, model: String, run: String,
+      arguments: [String]
+    ) {
+      (self.depth, self.widthFactor, self.dataFraction, self.model, self.run, self.arguments) =
+        (depth, widthFactor, dataFraction, model, run, arguments)
+    }
+  }
+  public var family: String
+  public var levels: Int
+  public var replicates: Int
+  public var points: [Point]
+
+  public init(family: String, levels: Int, replicates: Int, points: [Point]) {
+    (self.family, self.levels, self.replicates, self.points) = (family, levels, replicates, points)
+  }
+
+  public static func read(_ sweep: String) throws -> ScalingManifest {
+    let path = sweep + "/manifest.json"
+    guard let bytes = try? AtomicFile.read(path) else {
+      throw RunError("\(sweep) is not a scaling sweep folder (no readable manifest.json)")
+    }
+    guard let m = try? JSONDecoder().decode(ScalingManifest.self, from: Data(bytes)) else {
+      throw RunError("\(path) is unreadable or truncated")
+    }
+    return m
+  }
+
+  public func write(to sweep: String) throws {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .prettyPrinted]
+    try AtomicFile.write([UInt8](try e.encode(self)) + [10], to: sweep + "/manifest.json")
+  }
+}
+
+/// Parses a comma-separated list of positive numbers (`--width-factors 0.25,0.5,1`).
+public func parsePositiveList(_ text: String, flag: String) throws -> [Double] {
+  let parts = text.split(separator: ",", omittingEmptySubsequences: false).map {
+    $0.trimmingCharacters(in: .whitespaces)
+  }
+  var out: [Double] = []
+  for p in parts {
+    guard let v = Double(p), v > 0, v.isFinite else {
+      throw EngineError(
+        "\(flag): '\(p)' is not a positive number (give a comma-separated list, e.g. 0.25,0.5,1)")
+    }
+    guard !out.contains(v) else { throw EngineError("\(flag): \(p) is listed twice") }
+    out.append(v)
+  }
+  return out
+}

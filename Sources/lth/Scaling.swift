@@ -1,0 +1,373 @@
+import Analysis
+import ArgumentParser
+import Engine
+import Experiments
+import Foundation
+import NN
+import Training
+
+struct Scaling: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Scaling laws of pruned networks: sweep depth, width, data and density; fit; predict.",
+    discussion: """
+      The law of Rosenfeld et al. (ICML 2021): err = e_np |(m - j p (e_up/e_np)^(1/g)) / (m - j p)|^g \
+      with m = l^phi w^psi d. See README, "Scaling laws".
+      """,
+    subcommands: [ScalingSweepCommand.self, ScalingFitCommand.self, ScalingPredictCommand.self])
+}
+
+struct ScalingSweepCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "sweep",
+    abstract: "A grid of IMP experiments, one lottery run per (depth, width factor, data fraction).",
+    discussion: """
+      Every other flag is a lottery flag (--training-steps, --pruning-strategy, --rewind-step, \
+      ...) and applies to every point. Results: <output>/scaling_<hash>/ with manifest.json \
+      and one lottery_<hash>/ per point; re-running the same command resumes point by point. \
+      --jobs N runs N points at a time in separate processes, with --threads split between \
+      them.
+      """)
+  @Option(help: "mnist_lenet (or mnist_lenet_N1_N2...), cifar_conv, cifar_resnet or cifar_vgg.") var family:
+    String
+  @Option(help: "Depths, comma separated (cifar_resnet: 8,14,20; not for mnist_lenet).") var depths: String?
+  @Option(help: "Width factors, comma separated (every hidden width is scaled).") var widthFactors = "1"
+  @Option(help: "Fractions of the training set, comma separated, in (0, 1].") var dataFractions = "1"
+  @Option(help: "Pruning levels after the dense level 0.") var levels: Int
+  @Option(help: "Replicates per point.") var replicates = 1
+  @Option(help: "Points run at the same time, in separate processes.") var jobs = 1
+  @Option(help: "Worker threads in all (each of the --jobs processes gets threads/jobs, at least 1).")
+  var threads = ProcessInfo.processInfo.activeProcessorCount
+  @Option(help: "Output root.") var output = "./lth_runs"
+  @Flag(help: "No progress output.") var quiet = false
+  @Argument(parsing: .allUnrecognized, help: "Lottery and training flags for every point.") var lotteryFlags:
+    [String] = []
+
+  static let reserved = [
+    "--model", "--width-factor", "--subsample-fraction", "--levels", "--replicates", "--replicate",
+    "--output",
+    "--threads", "--json", "--quiet",
+  ]
+
+  func run() throws {
+    runOrFail {
+      let fam = try ScalingFamily(family)
+      guard levels >= 0 else { throw EngineError("--levels must be non-negative, got \(levels)") }
+      guard replicates >= 1 else { throw EngineError("--replicates must be at least 1, got \(replicates)") }
+      guard jobs >= 1 else { throw EngineError("--jobs must be at least 1, got \(jobs)") }
+      guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
+      if let bad = lotteryFlags.first(where: { f in
+        Self.reserved.contains { f == $0 || f.hasPrefix($0 + "=") }
+      }) {
+        throw EngineError("\(bad) is set by lth scaling sweep for every point; leave it out")
+      }
+      let ds: [Int?]
+      if let text = depths {
+        guard fam.hasDepthKnob else {
+          try fam.checkDepth(0)
+          return
+        }
+        ds = try parsePositiveList(text, flag: "--depths").map { v -> Int? in
+          guard v == v.rounded() else { throw EngineError("--depths must be whole numbers, got \(v)") }
+          try fam.checkDepth(Int(v))
+          return Int(v)
+        }
+      } else {
+        guard !fam.hasDepthKnob else { throw EngineError("family \(family) needs --depths") }
+        ds = [nil]
+      }
+      let ws = try parsePositiveList(widthFactors, flag: "--width-factors")
+      let ns = try parsePositiveList(dataFractions, flag: "--data-fractions")
+      if let bad = ns.first(where: { $0 > 1 }) {
+        throw EngineError("--data-fractions must be in (0, 1], got \(bad)")
+      }
+
+      // Plan every point in this process (flags, plan and hash checked before any training).
+      let perJob = max(1, threads / jobs)
+      var points: [ScalingManifest.Point] = []
+      var planned: [(model: String, args: [String])] = []
+      for d in ds {
+        for w in ws {
+          for n in ns {
+            let model = try fam.model(depth: d, widthFactor: w)
+            let args =
+              [
+                "lottery", "--model", model, "--subsample-fraction", "\(n)", "--levels", "\(levels)",
+                "--replicates", "\(replicates)",
+              ] + lotteryFlags
+            let cmd: Lottery
+            do { cmd = try Lottery.parse(Array(args.dropFirst()) + ["--output", "/"]) } catch {
+              throw EngineError(
+                Lottery.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)")
+            }
+            let h = try cmd.lottery.resolve(try cmd.training.resolve())
+            points.append(
+              ScalingManifest.Point(
+                depth: fam.lawDepth(d), widthFactor: w, dataFraction: n, model: model,
+                run: "lottery_" + h.hash,
+                arguments: args))
+            planned.append((model, args))
+          }
+        }
+      }
+      let sweep = ScalingSweepHParams(
+        family: family, depths: ds.compactMap { $0 }, widthFactors: ws, dataFractions: ns,
+        pointRuns: points.map(\.run))
+      let root = output + "/scaling_" + sweep.hash
+      let (lock, _) = try RunStore.openExperiment(
+        output: output, root: root, hparamsJSON: sweep.canonicalJSON(), kind: "scaling", convBackends: nil)
+      defer { withExtendedLifetime(lock) {} }
+      try ScalingManifest(family: family, levels: levels, replicates: replicates, points: points).write(
+        to: root)
+      let unfinished = points.filter { p in
+        (1...replicates).contains { r in
+          !FileManager.default.fileExists(
+            atPath: "\(root)/\(p.run)/replicate_\(r)/level_\(levels)/main/summary.json")
+        }
+      }
+      if !unfinished.isEmpty { try RunStore.recordCommand(root) }
+      if !quiet {
+        print(
+          "sweep \(root): \(points.count) points (\(unfinished.count) unfinished), \(levels + 1) levels, \(replicates) replicate\(replicates == 1 ? "" : "s"), \(jobs) job\(jobs == 1 ? "" : "s") x \(perJob) thread\(perJob == 1 ? "" : "s")"
+        )
+      }
+      let started = Date()
+      let failures = try JobPool.run(
+        points.map { p in
+          p.arguments + ["--output", root, "--threads", "\(perJob)"] + (jobs > 1 || quiet ? ["--quiet"] : [])
+        },
+        names: points.map { "\($0.model) n=\(ScalingFit.text($0.dataFraction))" }, jobs: jobs, quiet: quiet)
+      if let first = failures.first {
+        throw EngineError("\(failures.count) of \(points.count) points failed; first: \(first)")
+      }
+      if !quiet {
+        print(
+          String(
+            format: "every point finished (%.0f s); fit with: lth scaling fit %@",
+            Date().timeIntervalSince(started), root))
+      }
+      print("sweep: \(root)")
+    }
+  }
+}
+
+/// Runs `lth` subcommands as child processes, `jobs` at a time, and returns one line per
+/// failed one. Children die with this process (`setpriv --pdeathsig KILL` where util-linux
+/// has it), so a killed sweep leaves no orphan holding a run folder's lock. With one job a
+/// child's output passes through; with several only their progress lines from here.
+enum JobPool {
+  static func run(_ argvs: [[String]], names: [String], jobs: Int, quiet: Bool) throws -> [String] {
+    let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+    let setpriv = "/usr/bin/setpriv"
+    let useSetpriv = FileManager.default.isExecutableFile(atPath: setpriv)
+    var next = 0
+    var running: [(Int, Process, Pipe?, Date)] = []
+    var failures: [String] = []
+    var done = 0
+    while next < argvs.count || !running.isEmpty {
+      while running.count < jobs && next < argvs.count {
+        let p = Process()
+        if useSetpriv {
+          p.executableURL = URL(fileURLWithPath: setpriv)
+          p.arguments = ["--pdeathsig", "KILL", "--", me] + argvs[next]
+        } else {
+          p.executableURL = URL(fileURLWithPath: me)
+          p.arguments = argvs[next]
+        }
+        var pipe: Pipe?
+        if quiet { p.standardOutput = FileHandle.nullDevice }
+        if jobs > 1 {
+          pipe = Pipe()
+          p.standardError = pipe
+          p.standardOutput = FileHandle.nullDevice
+        }
+        try p.run()
+        running.append((next, p, pipe, Date()))
+        next += 1
+      }
+      usleep(20_000)
+      var still: [(Int, Process, Pipe?, Date)] = []
+      for (i, p, pipe, t) in running {
+        if p.isRunning {
+          still.append((i, p, pipe, t))
+          continue
+        }
+        done += 1
+        let err =
+          pipe.map { String(decoding: $0.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) } ?? ""
+        if p.terminationStatus != 0 {
+          let last = err.split(separator: "\n").last.map(String.init) ?? "exit status \(p.terminationStatus)"
+          failures.append("\(names[i]): \(last)")
+        }
+        if !quiet && jobs > 1 {
+          print(
+            String(
+              format: "point %d/%d %@: %@ (%.0f s)", done, argvs.count, names[i],
+              p.terminationStatus == 0 ? "done" : "FAILED", Date().timeIntervalSince(t)))
+        }
+      }
+      running = still
+    }
+    return failures
+  }
+}
+
+struct ScalingFitCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "fit",
+    abstract: "Fit the law per configuration and (with --joint) across them; write fit.json.",
+    discussion: """
+      Minimises the squared relative deviation (err_hat - err) / err by Levenberg-Marquardt \
+      from a fixed grid of starts; parameter uncertainty is the standard deviation over \
+      bootstrap refits (replicates resampled within each point). --holdout leaves out the \
+      configurations it matches, fits the joint law on the rest and reports the relative \
+      error of its predictions on them (with their measured e_np).
+      """)
+  @Argument(help: "The sweep folder (scaling_<hash>).") var sweep: String
+  @Flag(help: "Fit the joint law across depth and width (the invariant m = l^phi w^psi d).") var joint = false
+  @Option(help: "Leave out configurations, e.g. \"width>=1\" or \"depth>=20,data<1\" (implies --joint).")
+  var holdout: String?
+  @Option(help: "Bootstrap refits for the parameter uncertainty.") var bootstrap = 100
+  @Option(help: "Where to write the fit (default: SWEEP/fit.json).") var output: String?
+  @Flag(help: "Print the fit as one JSON object (last line).") var json = false
+
+  func run() throws {
+    runOrFail {
+      guard bootstrap >= 0 else { throw EngineError("--bootstrap must be non-negative, got \(bootstrap)") }
+      let h = try holdout.map { try Holdout(parsing: $0) }
+      let fit = try ScalingAnalysis.fit(sweep: sweep, joint: joint, holdout: h, resamples: bootstrap)
+      try RunStore.writeJSON(fit, to: output ?? sweep + "/fit.json")
+      if json {
+        print(jsonLine(fit))
+        return
+      }
+      print(ScalingText.summary(fit))
+      print("fit: \(output ?? sweep + "/fit.json")")
+    }
+  }
+}
+
+struct ScalingPredictCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "predict",
+    abstract:
+      "Predicted error of a configuration at a density, or the smallest network reaching a target error.",
+    discussion: """
+      The last line is the predicted error as a fraction (or, with --json, one JSON object). \
+      e_np is the measured one when the fit has the configuration, else a log-linear fit over \
+      the measured ones. A point outside the fitted ranges is predicted and labelled an \
+      extrapolation.
+      """)
+  @Option(help: "A fit.json written by lth scaling fit.") var fit: String
+  @Option(help: "The family the fit must be of (a check).") var family: String?
+  @Option(help: "Depth l (families with a depth knob).") var depth: Double?
+  @Option(help: "Width factor w.") var widthFactor = 1.0
+  @Option(help: "Data fraction n.") var dataFraction = 1.0
+  @Option(help: "Density d in (0, 1].") var density: Double?
+  @Option(help: "Find the smallest network (remaining weights) predicted to reach this error.")
+  var targetError: Double?
+  @Flag(help: "Print one JSON object.") var json = false
+
+  func run() throws {
+    runOrFail {
+      guard let bytes = try? AtomicFile.read(fit),
+        let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
+        obj["kind"] as? String == "scaling", let fam = obj["family"] as? String
+      else { throw RunError("\(fit) is not a fit file written by lth scaling fit") }
+      if let family, family != fam { throw EngineError("\(fit) is a fit of family \(fam), not \(family)") }
+      let f = try ScalingFamily(fam)
+      if let t = targetError {
+        guard t > 0, t < 1 else { throw EngineError("--target-error must be in (0, 1), got \(t)") }
+        guard density == nil, depth == nil else {
+          throw EngineError(
+            "--target-error searches depth, width and density; leave out --depth and --density")
+        }
+        let best = try ScalingAnalysis.smallest(fit: obj, target: t, data: dataFraction)
+        if json {
+          print(jsonLine(best))
+        } else {
+          print(
+            "smallest network predicted to reach error \(t): \(best["model"]!) at density \(String(format: "%.4g", best["density"] as! Double)), \(best["remaining_weights"]!) of \(best["prunable_weights"]!) prunable weights"
+          )
+          print(String(format: "%.6f", best["predicted_error"] as! Double))
+        }
+        return
+      }
+      guard let density else { throw EngineError("give --density (or --target-error)") }
+      let l: Double
+      if f.hasDepthKnob {
+        guard let depth else { throw EngineError("family \(fam) needs --depth") }
+        try f.checkDepth(Int(depth))
+        l = depth
+      } else {
+        guard depth == nil else { throw EngineError("family \(fam) has no depth knob; leave out --depth") }
+        l = f.lawDepth(nil)
+      }
+      let p = try ScalingAnalysis.predict(
+        fit: obj, depth: l, width: widthFactor, data: dataFraction, density: density)
+      if json {
+        print(
+          jsonLine([
+            "predicted_error": p.error, "e_np": p.eNP, "e_np_source": p.eNPSource,
+            "extrapolation": !p.extrapolation.isEmpty,
+            "outside": p.extrapolation, "depth": l, "width_factor": widthFactor,
+            "data_fraction": dataFraction,
+            "density": density, "family": fam,
+          ]))
+        return
+      }
+      print("e_np \(String(format: "%.4f", p.eNP)) (\(p.eNPSource))")
+      if !p.extrapolation.isEmpty { print("extrapolation: " + p.extrapolation.joined(separator: "; ")) }
+      print(String(format: "%.6f", p.error))
+    }
+  }
+}
+
+/// The human summary of a fit.
+enum ScalingText {
+  static func pct(_ v: Any?) -> String { (v as? Double).map { String(format: "%.2f%%", $0 * 100) } ?? "-" }
+
+  static func params(_ p: [String: Any]) -> String {
+    ["e_up", "gamma", "p", "phi", "psi"].compactMap { k -> String? in
+      guard let o = p[k] as? [String: Any], let v = o["value"] as? Double else { return nil }
+      if o["fitted"] as? Bool == false { return nil }
+      let s = (o["std"] as? Double).map { " ± " + String(format: "%.3g", $0) } ?? ""
+      return "\(k) \(String(format: "%.4g", v))\(s)"
+    }.joined(separator: ", ")
+  }
+
+  static func summary(_ fit: [String: Any]) -> String {
+    var lines: [String] = []
+    let configs = fit["configurations"] as? [[String: Any]] ?? []
+    lines.append(
+      "family \(fit["family"] ?? "?"): \(configs.count) configurations, \((fit["points"] as? [Any])?.count ?? 0) points; seed-to-seed noise \(pct(fit["seed_noise"]))"
+    )
+    var rows: [[String]] = []
+    for c in configs {
+      rows.append([
+        c["label"] as? String ?? "?", String(format: "%.4f", c["e_np"] as? Double ?? 0),
+        (c["parameters"] as? [String: Any]).map(params) ?? (c["error"] as? String ?? "-"),
+        pct(c["mean_relative_deviation"]), pct(c["std_relative_deviation"]),
+        c["held_out"] as? Bool == true ? "yes" : "",
+      ])
+    }
+    lines += Results.grid(["configuration", "e_np", "single fit", "mean |dev|", "std dev", "held out"], rows)
+    lines.append(
+      "single fits: mean |relative deviation| \(pct(fit["single_mean_relative_deviation"])), std \(pct(fit["single_std_relative_deviation"]))"
+    )
+    if fit["mode"] as? String == "joint" {
+      lines.append("joint fit: \(params(fit["parameters"] as? [String: Any] ?? [:]))")
+      lines.append(
+        "joint fit: mean |relative deviation| \(pct(fit["mean_relative_deviation"])), std \(pct(fit["std_relative_deviation"]))"
+      )
+    }
+    if let h = fit["holdout"] as? String {
+      lines.append(
+        "held out \(h) (\((fit["held_out_configurations"] as? [String] ?? []).joined(separator: "; "))): mean |relative error| \(pct(fit["holdout_mean_relative_error"])), std \(pct(fit["holdout_std_relative_error"])) over \(fit["holdout_points"] ?? 0) points"
+      )
+    }
+    if let m = fit["unfinished_configurations"] as? [String], !m.isEmpty {
+      lines.append("not fitted (level 0 unfinished): \(m.joined(separator: "; "))")
+    }
+    return lines.joined(separator: "\n")
+  }
+}
