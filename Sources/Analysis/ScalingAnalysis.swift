@@ -104,7 +104,8 @@ public enum ScalingAnalysis {
         let f = try ScalingFit.fit(pts, free: .single)
         let std = ScalingFit.bootstrap(pts, free: .single, from: f.law, resamples: resamples)
         o["parameters"] = parameters(f.law, free: .single, std: std, joint: false)
-        o["mean_relative_deviation"] = f.meanAbsoluteDeviation
+        o["mean_relative_deviation"] = f.meanDeviation
+        o["mean_abs_relative_deviation"] = f.meanAbsoluteDeviation
         o["std_relative_deviation"] = f.deviationStd
         singleLaw[c] = f.law
         singleDeviations += f.deviations
@@ -123,6 +124,8 @@ public enum ScalingAnalysis {
       "mode": joint ? "joint" : "single", "seed_noise": seedNoise ?? NSNull(), "configurations": singles,
       "unfinished_configurations": missing, "levels": manifest.levels, "replicates": manifest.replicates,
       "single_mean_relative_deviation": singleDeviations.isEmpty
+        ? NSNull() : singleDeviations.reduce(0, +) / Double(singleDeviations.count),
+      "single_mean_abs_relative_deviation": singleDeviations.isEmpty
         ? NSNull() : singleDeviations.map(abs).reduce(0, +) / Double(singleDeviations.count),
       "single_std_relative_deviation": singleDeviations.isEmpty ? NSNull() : ScalingFit.std(singleDeviations),
       "bootstrap": [
@@ -156,7 +159,8 @@ public enum ScalingAnalysis {
       out["fitted_parameters"] = free.names
       out["starts"] = ScalingFit.starts(for: train, free: free).count
       out["best_start"] = f.start
-      out["mean_relative_deviation"] = f.meanAbsoluteDeviation
+      out["mean_relative_deviation"] = f.meanDeviation
+      out["mean_abs_relative_deviation"] = f.meanAbsoluteDeviation
       out["std_relative_deviation"] = f.deviationStd
     } else {
       var params: [String: Any] = [:]
@@ -165,6 +169,7 @@ public enum ScalingAnalysis {
       out["fitted_parameters"] = ScalingFit.Free.single.names
       out["starts"] = ScalingFit.starts(for: all, free: .single).count
       out["mean_relative_deviation"] = out["single_mean_relative_deviation"]
+      out["mean_abs_relative_deviation"] = out["single_mean_abs_relative_deviation"]
       out["std_relative_deviation"] = out["single_std_relative_deviation"]
     }
 
@@ -193,6 +198,7 @@ public enum ScalingAnalysis {
       out["holdout"] = holdout.text
       out["held_out_configurations"] = held.sorted().map(\.label)
       out["holdout_mean_relative_error"] = heldDeviations.map(abs).reduce(0, +) / Double(heldDeviations.count)
+      out["holdout_mean_relative_deviation"] = heldDeviations.reduce(0, +) / Double(heldDeviations.count)
       out["holdout_std_relative_error"] = ScalingFit.std(heldDeviations)
       out["holdout_points"] = heldDeviations.count
     }

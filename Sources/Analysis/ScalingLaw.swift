@@ -92,6 +92,8 @@ public enum ScalingFit {
     /// Which start gave the result, and LM iterations from it.
     public var start: Int
     public var iterations: Int
+    /// The paper's mu: the mean of the signed relative deviation (a bias).
+    public var meanDeviation: Double { deviations.reduce(0, +) / Double(deviations.count) }
     public var meanAbsoluteDeviation: Double { deviations.map(abs).reduce(0, +) / Double(deviations.count) }
     public var deviationStd: Double { ScalingFit.std(deviations) }
   }

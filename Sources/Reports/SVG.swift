@@ -315,12 +315,12 @@ public struct Chart: Sendable {
     // and 5x, then the rest.
     var labelled: [Double] = []
     let minGap = small ? 30.0 : 40.0
-    func rank(_ v: Double) -> Int {
-      guard sx.kind == .log else { return 0 }
+    func rank(_ v: Double, _ s: Scale) -> Int {
+      guard s.kind == .log else { return 0 }
       let m = (v / pow(10, floor(log10(v) + 1e-9))).rounded()
       return m == 1 ? 0 : m == 2 || m == 5 ? 1 : 2
     }
-    for v in xt.sorted(by: { (rank($0), $0) < (rank($1), $1) }) {
+    for v in xt.sorted(by: { (rank($0, sx), $0) < (rank($1, sx), $1) }) {
       let px = Self.n(sx(v))
       o += "<line class=\"grid\" x1=\"\(px)\" x2=\"\(px)\" y1=\"\(Self.n(f.t))\" y2=\"\(Self.n(f.b))\"/>"
       guard labelled.allSatisfy({ abs($0 - sx(v)) >= minGap }) else { continue }
@@ -334,9 +334,12 @@ public struct Chart: Sendable {
     o +=
       "<text class=\"axis-label\" x=\"\(Self.n((f.l + f.r) / 2))\" y=\"\(Self.n(height - 6))\" text-anchor=\"middle\">\(e(x.label))</text></g>\n"
     o += "<g class=\"axis y\">"
-    for v in yt {
+    var labelledY: [Double] = []
+    for v in yt.sorted(by: { (rank($0, sy), $0) < (rank($1, sy), $1) }) {
       let py = Self.n(sy(v))
       o += "<line class=\"grid\" x1=\"\(Self.n(f.l))\" x2=\"\(Self.n(f.r))\" y1=\"\(py)\" y2=\"\(py)\"/>"
+      guard labelledY.allSatisfy({ abs($0 - sy(v)) >= 13 }) else { continue }
+      labelledY.append(sy(v))
       let label = y.format.text(v, step: sy.kind == .log ? nil : yStep)
       o +=
         "<text class=\"tick\" x=\"\(Self.n(f.l - 5))\" y=\"\(py)\" dy=\"0.32em\" text-anchor=\"end\">\(e(label))</text>"

@@ -40,8 +40,10 @@ public enum ScalingSection: ReportSection {
     let jointLaw = joint ? ScalingAnalysis.law(from: fit["parameters"] as? [String: Any] ?? [:]) : nil
     let minDensity = points.compactMap { $0["density"] as? Double }.min() ?? 0.01
     let all = Array(Set(points.map(config))).sorted()
+    // One colour per (depth, width), the same in every data fraction's chart.
+    let shapes = Array(Set(all.map { [$0.depth, $0.width] })).sorted { ($0[0], $0[1]) < ($1[0], $1[1]) }
     let colour = Dictionary(
-      uniqueKeysWithValues: all.enumerated().map { ($0.element, Palette.color($0.offset)) })
+      uniqueKeysWithValues: all.map { c in (c, Palette.color(shapes.firstIndex(of: [c.depth, c.width])!)) })
 
     // Error against density, one chart per data fraction.
     for n in Array(Set(all.map(\.data))).sorted(by: >) {
@@ -119,7 +121,11 @@ public enum ScalingSection: ReportSection {
           }
           return Point(x: d, y: r, note: c.label)
         }
-        if !pts.isEmpty { residuals.append(Series(c.label, color: colour[c]!, band: false, points: pts)) }
+        if !pts.isEmpty {
+          residuals.append(
+            Series(
+              c.label, color: colour[c]!, dashed: c.data != all.map(\.data).max(), band: false, points: pts))
+        }
       }
       o += Chart(
         title: "Relative deviation (predicted - measured) / measured against density", x: .density(),
@@ -140,11 +146,12 @@ public enum ScalingSection: ReportSection {
         ])
       }
     }
-    facts.append(["mean |relative deviation|", pct(fit["mean_relative_deviation"])])
-    facts.append(["std of relative deviation", pct(fit["std_relative_deviation"])])
+    facts.append(["mean relative deviation (mu)", pct(fit["mean_relative_deviation"])])
+    facts.append(["mean |relative deviation|", pct(fit["mean_abs_relative_deviation"])])
+    facts.append(["std of relative deviation (sigma)", pct(fit["std_relative_deviation"])])
     facts.append([
-      "single fits: mean |dev|, std",
-      "\(pct(fit["single_mean_relative_deviation"])), \(pct(fit["single_std_relative_deviation"]))",
+      "single fits: mu, mean |dev|, sigma",
+      "\(pct(fit["single_mean_relative_deviation"])), \(pct(fit["single_mean_abs_relative_deviation"])), \(pct(fit["single_std_relative_deviation"]))",
     ])
     facts.append(["seed-to-seed noise", pct(fit["seed_noise"])])
     if let h = fit["holdout"] as? String {
@@ -164,7 +171,7 @@ public enum ScalingSection: ReportSection {
       rows.append([
         c["label"] as? String ?? "?", String(format: "%.4f", c["e_np"] as? Double ?? 0), v("e_up"),
         v("gamma"), v("p"),
-        pct(c["mean_relative_deviation"]), (c["held_out"] as? Bool == true) ? "yes" : "",
+        pct(c["mean_abs_relative_deviation"]), (c["held_out"] as? Bool == true) ? "yes" : "",
       ])
     }
     o += "<h3>One law per configuration</h3>\n"

@@ -290,15 +290,27 @@ struct ResultsCommand: ParsableCommand {
       guard !(json && csv) else { throw EngineError("give either --json or --csv") }
       let rs = try runDirs.map { try Report.collect($0) }
       if csv {
+        guard !rs.contains(where: { $0["kind"] as? String == "scaling" }) else {
+          throw EngineError(
+            "a scaling sweep has no tidy CSV of its own: give its point folders (SWEEP/lottery_*), or read SWEEP/fit.json"
+          )
+        }
         print(TidyCSV.text(rs), terminator: "")
       } else if rs.count == 1 {
         let r = rs[0]
-        print(
-          json ? Results.jsonLine(r) : r["kind"] as? String == "lmc" ? LMCResults.table(r) : Results.table(r))
+        switch (json, r["kind"] as? String) {
+        case (true, _): print(Results.jsonLine(r))
+        case (false, "lmc"): print(LMCResults.table(r))
+        case (false, "scaling"):
+          if let e = r["error"] as? String { throw EngineError(e) }
+          print(ScalingText.summary(r))
+        default: print(Results.table(r))
+        }
       } else {
-        guard json || !rs.contains(where: { $0["kind"] as? String == "lmc" }) else {
+        guard json || !rs.contains(where: { ["lmc", "scaling"].contains($0["kind"] as? String) }) else {
           throw EngineError(
-            "lmc runs have their own table: give one at a time, or use --json, --csv or lth report")
+            "lmc and scaling runs have their own tables: give one at a time, or use --json, --csv or lth report"
+          )
         }
         print(json ? Results.jsonLine(["runs": rs]) : Results.sideBySide(rs))
       }

@@ -126,7 +126,7 @@ struct ScalingSweepCommand: ParsableCommand {
       }
       if !unfinished.isEmpty { try RunStore.recordCommand(root) }
       if !quiet {
-        print(
+        say(
           "sweep \(root): \(points.count) points (\(unfinished.count) unfinished), \(levels + 1) levels, \(replicates) replicate\(replicates == 1 ? "" : "s"), \(jobs) job\(jobs == 1 ? "" : "s") x \(perJob) thread\(perJob == 1 ? "" : "s")"
         )
       }
@@ -140,14 +140,20 @@ struct ScalingSweepCommand: ParsableCommand {
         throw EngineError("\(failures.count) of \(points.count) points failed; first: \(first)")
       }
       if !quiet {
-        print(
+        say(
           String(
             format: "every point finished (%.0f s); fit with: lth scaling fit %@",
             Date().timeIntervalSince(started), root))
       }
-      print("sweep: \(root)")
+      say("sweep: \(root)")
     }
   }
+}
+
+/// One line on stdout, written at once (not held in stdio's buffer when stdout is a file
+/// or a pipe, so a sweep's log shows progress as it happens).
+func say(_ line: String) {
+  FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
 /// Runs `lth` subcommands as child processes, `jobs` at a time, and returns one line per
@@ -199,7 +205,7 @@ enum JobPool {
           failures.append("\(names[i]): \(last)")
         }
         if !quiet && jobs > 1 {
-          print(
+          say(
             String(
               format: "point %d/%d %@: %@ (%.0f s)", done, argvs.count, names[i],
               p.terminationStatus == 0 ? "done" : "FAILED", Date().timeIntervalSince(t)))
@@ -346,23 +352,25 @@ enum ScalingText {
       rows.append([
         c["label"] as? String ?? "?", String(format: "%.4f", c["e_np"] as? Double ?? 0),
         (c["parameters"] as? [String: Any]).map(params) ?? (c["error"] as? String ?? "-"),
-        pct(c["mean_relative_deviation"]), pct(c["std_relative_deviation"]),
+        pct(c["mean_relative_deviation"]), pct(c["mean_abs_relative_deviation"]),
+        pct(c["std_relative_deviation"]),
         c["held_out"] as? Bool == true ? "yes" : "",
       ])
     }
-    lines += Results.grid(["configuration", "e_np", "single fit", "mean |dev|", "std dev", "held out"], rows)
+    lines += Results.grid(
+      ["configuration", "e_np", "single fit", "mean dev", "mean |dev|", "std dev", "held out"], rows)
     lines.append(
-      "single fits: mean |relative deviation| \(pct(fit["single_mean_relative_deviation"])), std \(pct(fit["single_std_relative_deviation"]))"
+      "single fits: relative deviation mean \(pct(fit["single_mean_relative_deviation"])), mean |.| \(pct(fit["single_mean_abs_relative_deviation"])), std \(pct(fit["single_std_relative_deviation"]))"
     )
     if fit["mode"] as? String == "joint" {
       lines.append("joint fit: \(params(fit["parameters"] as? [String: Any] ?? [:]))")
       lines.append(
-        "joint fit: mean |relative deviation| \(pct(fit["mean_relative_deviation"])), std \(pct(fit["std_relative_deviation"]))"
+        "joint fit: relative deviation mean \(pct(fit["mean_relative_deviation"])), mean |.| \(pct(fit["mean_abs_relative_deviation"])), std \(pct(fit["std_relative_deviation"]))"
       )
     }
     if let h = fit["holdout"] as? String {
       lines.append(
-        "held out \(h) (\((fit["held_out_configurations"] as? [String] ?? []).joined(separator: "; "))): mean |relative error| \(pct(fit["holdout_mean_relative_error"])), std \(pct(fit["holdout_std_relative_error"])) over \(fit["holdout_points"] ?? 0) points"
+        "held out \(h) (\((fit["held_out_configurations"] as? [String] ?? []).joined(separator: "; "))): mean |relative error| \(pct(fit["holdout_mean_relative_error"])), mean \(pct(fit["holdout_mean_relative_deviation"])), std \(pct(fit["holdout_std_relative_error"])) over \(fit["holdout_points"] ?? 0) points"
       )
     }
     if let m = fit["unfinished_configurations"] as? [String], !m.isEmpty {

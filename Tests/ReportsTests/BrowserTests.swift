@@ -167,15 +167,24 @@ struct BrowserTests {
       ["branch", "shuffle"] + t + ["--method", "snip", "--densities", "0.5,0.2", "--score-batch", "4"],
       ["prune-init"] + t + ["--method", "magnitude-after-training", "--densities", "0.5,0.2"],
       ["lmc"] + t + ["--spawn-steps", "0,1ep", "--points", "5", "--train-eval-size", "200"],
+      [
+        "scaling", "sweep", "--family", "mnist_lenet_64_32", "--width-factors", "0.5,1", "--data-fractions",
+        "0.1",
+        "--levels", "4", "--replicates", "2", "--dataset", "synthetic", "--training-steps", "3ep",
+        "--pruning-fraction", "0.5", "--quiet", "--output", out,
+      ],
     ] {
       let r = try CLI.run(args)
       try #require(r.status == 0, "\(args.prefix(2)): \(r.stderr)")
     }
     let names = try FileManager.default.contentsOfDirectory(atPath: out).sorted()
-    let dirs = ["lottery_", "pai_", "lmc_"].flatMap { p in names.filter { $0.hasPrefix(p) } }.map {
+    let dirs = ["lottery_", "pai_", "lmc_", "scaling_"].flatMap { p in names.filter { $0.hasPrefix(p) } }.map
+    {
       out + "/" + $0
     }
-    #expect(dirs.count == 4)
+    #expect(dirs.count == 5)
+    let fitted = try CLI.run(["scaling", "fit", dirs[4], "--holdout", "width>=1", "--bootstrap", "5"])
+    try #require(fitted.status == 0, "\(fitted.stderr)")
     let json = try lastJSON(try CLI.run(["results"] + dirs + ["--json"]))
     let runs = json["runs"] as! [[String: Any]]
 
@@ -290,6 +299,21 @@ struct BrowserTests {
     let inst = try #require(chart("lmc-0", "Instability (error barrier) against the spawn step k"))
     #expect(same(inst["test instability"]!.map(\.y), lmc.map { $0["test_error_barrier_mean"] as! Double }))
     #expect(inst["test instability"]!.map { Int($0.x) } == lmc.map { $0["k"] as! Int })
+
+    // Scaling: measured against predicted, fitted and held-out points, from fit.json.
+    let fit = runs.first { $0["kind"] as? String == "scaling" }!
+    let fitPoints = fit["points"] as! [[String: Any]]
+    let scatter = try #require(chart("scaling-0", "Predicted against measured test error"))
+    for (name, held) in [("fitted configurations", false), ("held out", true)] {
+      let mine = fitPoints.filter { $0["held_out"] as? Bool == held }
+      #expect(!mine.isEmpty)
+      #expect(same(scatter[name]!.map(\.x), mine.map { $0["error"] as! Double }))
+      #expect(same(scatter[name]!.map(\.y), mine.map { $0["predicted"] as! Double }))
+    }
+    let measured = try #require(
+      chart(
+        "scaling-0", "Test error against density, data fraction 0.1: measured (markers) and fitted (lines)"))
+    #expect(measured.values.map(\.count).reduce(0, +) == fitPoints.count)
 
     // A screenshot for a person to look at.
     let shot = Self.artifacts + "/report.png"
