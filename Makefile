@@ -5,7 +5,7 @@ APT_PACKAGES := libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist
 TEST_PACKAGES := chromium
 LTH := .build/release/lth
 
-.PHONY: deps build demo test tsan bench verify pydeps format clean fuzz fuzz-build
+.PHONY: deps build demo test test-slurm tsan bench verify pydeps format clean fuzz fuzz-build
 
 # Installs the Debian packages that are missing (needs root or sudo).
 PACKAGES ?= $(APT_PACKAGES)
@@ -41,6 +41,14 @@ test:
 	$(SWIFT) build -c release --build-tests
 	LTH_REQUIRE_BROWSER=1 $(SWIFT) test -c release --skip-build
 	LTH_REQUIRE_BROWSER=1 DNNL_MAX_CPU_ISA=AVX2 $(SWIFT) test -c release --skip-build
+
+# Slurm: installs Debian's slurm-wlm when missing, starts slurmctld and slurmd for one node
+# in a temporary folder (auth/none, no database; Tests/Slurm/cluster.sh), runs the Slurm
+# tests against them and stops both daemons. .ci/run runs it after `make test`.
+test-slurm:
+	@$(MAKE) --no-print-directory deps PACKAGES="$(APT_PACKAGES) slurm-wlm"
+	$(SWIFT) build -c release --build-tests
+	Tests/Slurm/cluster.sh $(SWIFT)
 
 # The worker pool's stress tests under ThreadSanitizer (debug build in .build-tsan; a few
 # minutes on 2 cores). Any race report fails the run. .ci/run runs it after `make test`.

@@ -18,7 +18,8 @@ let package = Package(
     .library(
       name: "LotteryKit",
       targets: [
-        "Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "Reports", "TestSupport",
+        "Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "Reports", "Cluster",
+        "TestSupport",
       ]),
     .executable(name: "lth", targets: ["lth"]),
   ],
@@ -57,10 +58,11 @@ let package = Package(
       ]),
     .target(name: "Analysis", dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments"]),
     .target(name: "Reports", dependencies: ["Training", "Experiments", "Analysis"]),
+    .target(name: "Cluster", dependencies: []),
     .executableTarget(
       name: "lth",
       dependencies: [
-        "Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "Reports",
+        "Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "Reports", "Cluster",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "NN", "TestSupport"]),
@@ -73,6 +75,7 @@ let package = Package(
     .testTarget(
       name: "PruningTests",
       dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "TestSupport"]),
+    .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Experiments", "TestSupport"]),
     .testTarget(
       name: "ReportsTests",
       dependencies: ["Engine", "Experiments", "Analysis", "Reports", "TestSupport"]),

@@ -126,6 +126,9 @@ public final class LMCRunner {
     return existed
   }
 
+  /// Releases the experiment folder's lock once the command has recorded itself.
+  public func releaseRoot() { lock = nil }
+
   public func checkMachine(requireSameCPU: Bool) throws {
     try MachineCheck.check(
       runDir: root, command: "lmc", convBackends: try setup.plannedConvBackends(),
@@ -177,6 +180,8 @@ public final class LMCRunner {
   public func run(replicate r: Int, spawn k: Int, copies: Int) throws {
     let dir = spawnDir(r, k)
     try phases.makeDir(dir)
+    let phaseLock = try RunStore.phaseLock(dir)
+    defer { withExtendedLifetime(phaseLock) {} }
     let initSeed = replicateSeed(hparams.training.seed, r)
     let dataSeed = replicateSeed(hparams.training.dataOrderSeed, r, purpose: "replicate-data")
     let schedule = setup.schedule

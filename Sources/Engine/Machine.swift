@@ -6,6 +6,35 @@ import Foundation
 
 /// The processor this process runs on, for run records.
 public enum MachineInfo {
+  /// The default thread count: `SLURM_CPUS_PER_TASK` inside a Slurm job, else the CPUs this
+  /// process may run on (its affinity mask, `Cpus_allowed_list` in /proc/self/status, so
+  /// `taskset` and cgroup cpusets count), else the machine's count.
+  public static var defaultThreads: Int {
+    if let s = ProcessInfo.processInfo.environment["SLURM_CPUS_PER_TASK"], let n = Int(s), n > 0 { return n }
+    if let n = allowedCPUs() { return n }
+    return ProcessInfo.processInfo.activeProcessorCount
+  }
+
+  /// The number of CPUs in this process's affinity mask (nil where /proc is missing).
+  public static func allowedCPUs(status: String? = nil) -> Int? {
+    guard let text = status ?? (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) else {
+      return nil
+    }
+    for line in text.split(separator: "\n") where line.hasPrefix("Cpus_allowed_list:") {
+      var count = 0
+      for part in line.dropFirst("Cpus_allowed_list:".count).split(separator: ",") {
+        let bounds = part.trimmingCharacters(in: .whitespaces).split(separator: "-").compactMap { Int($0) }
+        if bounds.count == 1 {
+          count += 1
+        } else if bounds.count == 2, bounds[1] >= bounds[0] {
+          count += bounds[1] - bounds[0] + 1
+        }
+      }
+      return count > 0 ? count : nil
+    }
+    return nil
+  }
+
   /// The CPU's marketing name: `model name` of /proc/cpuinfo on Linux,
   /// `machdep.cpu.brand_string` on macOS; "unknown" where neither is readable.
   public static let cpuModel: String = {

@@ -94,6 +94,8 @@ extension LotteryRunner {
       from: "\(root)/replicate_\(r)/level_\(level)/\(b.legacyFolderName)", to: dir,
       hparamsJSON: b.canonicalJSON())
     try makeDir(dir)
+    let phaseLock = try RunStore.phaseLock(dir)
+    defer { withExtendedLifetime(phaseLock) {} }
     try RunStore.claim(
       directory: dir, hparamsJSON: b.canonicalJSON(), kind: "branch",
       convBackends: try (retrainSetup ?? setup).plannedConvBackends())

@@ -129,11 +129,15 @@ public final class LotteryRunner {
     try RunStore.migrate(
       from: output + "/lottery_" + hparams.legacyHash, to: root, hparamsJSON: hparams.canonicalJSON())
     try RunStore.makeDirectory(root)
-    lock = try RunStore.lock(root)
+    lock = try RunStore.lock(root, wait: true)
     return try RunStore.claim(
       directory: root, hparamsJSON: hparams.canonicalJSON(), kind: "lottery",
       convBackends: try setup.plannedConvBackends())
   }
+
+  /// Releases the experiment folder's lock (taken by ``open()``) once the command has
+  /// recorded itself; phases take their own locks (``RunStore/phaseLock(_:)``).
+  public func releaseRoot() { lock = nil }
 
   /// Whether any phase of levels `0...levels` of these replicates is unfinished.
   public func hasUnfinishedLevels(replicates: [Int], levels: Int) -> Bool {
@@ -206,6 +210,8 @@ public final class LotteryRunner {
     for level in 0...levels {
       let dir = levelDir(r, level)
       try makeDir(dir)
+      let phaseLock = try RunStore.phaseLock(dir)
+      defer { withExtendedLifetime(phaseLock) {} }
       if level == 0 {
         if FileManager.default.fileExists(atPath: dir + "/mask.safetensors") {
           _ = try loadMask(dir + "/mask.safetensors")

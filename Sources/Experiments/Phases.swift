@@ -26,13 +26,10 @@ public final class PhaseRunner {
     return p
   }
 
-  /// Creates `d` and removes temporary files a killed writer left.
+  /// Creates `d`. Temporary files a killed writer left are removed by the phase's lock
+  /// (``RunStore/phaseLock(_:)``), never here: another process may be writing them.
   public func makeDir(_ d: String) throws {
     try RunStore.makeDirectory(d)
-    for f in (try? FileManager.default.contentsOfDirectory(atPath: d)) ?? []
-    where f.hasPrefix(".") && f.contains(".tmp-") {
-      try? FileManager.default.removeItem(atPath: d + "/" + f)
-    }
   }
 
   /// Connectivity of `mask` on this architecture (``Pruning/Connectivity``).

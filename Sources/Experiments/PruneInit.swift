@@ -170,6 +170,9 @@ public final class PaIRunner {
     return existed
   }
 
+  /// Releases the experiment folder's lock once the command has recorded itself.
+  public func releaseRoot() { lock = nil }
+
   public func hasUnfinished(replicates: [Int], densities: [Double], branch: BranchHParams? = nil) -> Bool {
     replicates.contains { r in
       densities.contains { d in
@@ -225,6 +228,8 @@ public final class PaIRunner {
   func runDense(_ r: Int) throws {
     let dir = denseDir(r)
     try phases.makeDir(dir)
+    let phaseLock = try RunStore.phaseLock(dir)
+    defer { withExtendedLifetime(phaseLock) {} }
     let (initSeed, dataSeed) = initSeeds(r)
     let last = hparams.method == PaIHParams.afterTraining ? setup.totalSteps : startIteration
     if progress != .quiet, try TrainSummary.read(in: dir) == nil {
@@ -313,11 +318,17 @@ public final class PaIRunner {
   public func runReplicate(_ r: Int, densities: [Double]) throws {
     if needsDenseRun { try runDense(r) }
     let (initSeed, _) = initSeeds(r)
-    // Every mask is decided (and checked for collapse) before any training.
+    // Every mask is decided (and checked for collapse) before any training. The phases'
+    // locks are taken in folder order, so two processes never wait for each other in a ring.
     var masks: [Double: Mask] = [:]
+    var locks: [FileLock] = []
+    defer { withExtendedLifetime(locks) {} }
+    for d in densities.sorted(by: { densityFolder($0) < densityFolder($1) }) {
+      try phases.makeDir(mainDir(r, d))
+      locks.append(try RunStore.phaseLock(mainDir(r, d)))
+    }
     for d in densities {
       let dir = mainDir(r, d)
-      try phases.makeDir(dir)
       if FileManager.default.fileExists(atPath: dir + "/mask.safetensors") {
         masks[d] = try phases.loadMask(dir + "/mask.safetensors")
       } else {
@@ -353,6 +364,8 @@ public final class PaIRunner {
     try requireFinished(replicate: r, density: d)
     let dir = densityDir(r, d) + "/" + b.folderName
     try phases.makeDir(dir)
+    let phaseLock = try RunStore.phaseLock(dir)
+    defer { withExtendedLifetime(phaseLock) {} }
     try RunStore.claim(
       directory: dir, hparamsJSON: b.canonicalJSON(), kind: "branch",
       convBackends: try setup.plannedConvBackends())

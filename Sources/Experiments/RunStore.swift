@@ -196,9 +196,36 @@ public enum RunStore {
   ) throws -> (lock: FileLock, existed: Bool) {
     try makeDirectory(output)
     try makeDirectory(root)
-    let lock = try self.lock(root)
+    let lock = try self.lock(root, wait: true)
     let existed = try claim(directory: root, hparamsJSON: hparamsJSON, kind: kind, convBackends: convBackends)
     return (lock, existed)
+  }
+
+  /// The lock of one phase (a level, a branch, a density, a spawn step), a hidden file
+  /// beside its folder (`level_3/.main.lock`). Phases of one experiment can run in separate processes
+  /// (array tasks, `lth run --jobs`); two processes on the same phase wait for each other,
+  /// and the second finds it finished. The experiment folder's own lock is held only while
+  /// a command records itself (hyperparameters, machine, command line).
+  public static func phaseLock(_ dir: String) throws -> FileLock {
+    let ns = dir as NSString
+    let lock = try FileLock(
+      ns.deletingLastPathComponent + "/." + ns.lastPathComponent + ".lock", what: "phase \(dir)", wait: true)
+    // Holding the phase, remove what a killed writer left in it (and one level down:
+    // an lmc spawn step's parent and children).
+    let fm = FileManager.default
+    var folders = [dir]
+    for f in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where !f.hasPrefix(".") {
+      var isDir: ObjCBool = false
+      if fm.fileExists(atPath: dir + "/" + f, isDirectory: &isDir), isDir.boolValue {
+        folders.append(dir + "/" + f)
+      }
+    }
+    for d in folders {
+      for f in (try? fm.contentsOfDirectory(atPath: d)) ?? [] where f.hasPrefix(".") && f.contains(".tmp-") {
+        try? fm.removeItem(atPath: d + "/" + f)
+      }
+    }
+    return lock
   }
 
   /// The file of every command line that opened an experiment folder (for provenance).
@@ -239,8 +266,8 @@ public enum RunStore {
 
   /// Takes the run's lock (released when the process exits, even by a crash) and removes
   /// temporary files that a killed process left behind mid-write.
-  public static func lock(_ directory: String) throws -> FileLock {
-    let lock = try FileLock(directory + "/.lock", what: "run folder \(directory)")
+  public static func lock(_ directory: String, wait: Bool = false) throws -> FileLock {
+    let lock = try FileLock(directory + "/.lock", what: "run folder \(directory)", wait: wait)
     for f in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
     where f.hasPrefix(".") && f.contains(".tmp-") {
       try? FileManager.default.removeItem(atPath: directory + "/" + f)

@@ -71,10 +71,16 @@ public enum AtomicFile {
 /// dies, so a crash never leaves a stale lock.
 public final class FileLock {
   private let fd: Int32
-  public init(_ path: String, what: String) throws {
+  /// Takes an exclusive `flock` on `path` (created if missing). Without `wait` a lock held
+  /// elsewhere is an error naming `what`; with `wait` it blocks until the holder is done
+  /// (phases of one experiment run by several processes: the second finds the phase
+  /// finished and skips it). The kernel releases it when the process exits, even by a crash.
+  public init(_ path: String, what: String, wait: Bool = false) throws {
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw RunError("cannot create lock \(path): \(String(cString: strerror(errno)))") }
-    if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+    var status: Int32
+    repeat { status = flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) } while status != 0 && errno == EINTR
+    if status != 0 {
       close(fd)
       throw RunError("\(what) is in use by another lth process (lock \(path))")
     }

@@ -43,8 +43,7 @@ struct Interpolate: ParsableCommand {
   @Option(help: "A mask both models share (mask.safetensors).") var mask: String?
   @Option(help: "Seed of the fixed training subset.") var seed: UInt64 = 0
   @OptionGroup var interp: InterpolationFlags
-  @Option(help: "Worker threads (results do not depend on it).") var threads = ProcessInfo.processInfo
-    .activeProcessorCount
+  @Option(help: "Worker threads (results do not depend on it).") var threads = MachineInfo.defaultThreads
   @Flag(help: "Print one JSON object.") var json = false
 
   func run() throws {
@@ -116,39 +115,48 @@ struct LMC: ParsableCommand {
   @Option(help: "Spawn steps (iterations or 1ep-style), e.g. 0,100,500,2000.") var spawnSteps: String
   @Option(help: "Children per spawn step.") var copies = 2
   @Option(help: "Number of replicates, numbered 1...R.") var replicates = 1
+  @Option(help: "Run only replicate K (a phase of lth run or an array task).") var replicate: Int?
   @Option(help: "A lottery run folder whose mask to use (with --level).") var maskFrom: String?
   @Option(help: "The lottery level whose mask to use.") var level: Int?
   @Flag(help: "A random mask with the per-tensor counts of --mask-from's level.") var randomMask = false
   @OptionGroup var interp: InterpolationFlags
 
+  /// The runner, the spawn steps in iterations and the replicates of this command, checked.
+  func prepare() throws -> (LMCRunner, [Int], [Int]) {
+    guard replicates >= 1 else { throw EngineError("--replicates must be at least 1, got \(replicates)") }
+    if let k = replicate, k < 1 { throw EngineError("--replicate must be at least 1, got \(k)") }
+    let t = try training.resolve()
+    let maskRun = maskFrom.map { (($0 as NSString).standardizingPath as NSString).lastPathComponent }
+    let h = try LMCHParams(
+      training: t, maskRun: maskRun, maskLevel: level, randomMask: randomMask, bn: try interp.mode(),
+      points: interp.points, trainEvalSize: interp.trainEvalSize, bnExamples: interp.bnExamples)
+    let runner = try LMCRunner(
+      h, maskFrom: maskFrom, dataDir: training.dataDir, output: training.output, progress: training.progress
+    )
+    var ks: [Int] = []
+    for part in spawnSteps.split(separator: ",", omittingEmptySubsequences: false) {
+      // Plain numbers are iterations; 1ep-style strings work too.
+      let text = part.allSatisfy(\.isNumber) && !part.isEmpty ? part + "it" : String(part)
+      let k = try StepSpec(parsing: String(text)).iterations(perEpoch: runner.setup.iterationsPerEpoch)
+      if !ks.contains(k) { ks.append(k) }
+    }
+    ks.sort()
+    try runner.validate(spawnSteps: ks, copies: copies)
+    let reps = replicate.map { [$0] } ?? Array(1...replicates)
+    for r in reps { _ = try runner.mask(replicate: r) }  // a missing level fails before training
+    return (runner, ks, reps)
+  }
+
   func run() throws {
     runOrFail {
       try training.applyThreads()
-      guard replicates >= 1 else { throw EngineError("--replicates must be at least 1, got \(replicates)") }
-      let t = try training.resolve()
-      let maskRun = maskFrom.map { (($0 as NSString).standardizingPath as NSString).lastPathComponent }
-      let h = try LMCHParams(
-        training: t, maskRun: maskRun, maskLevel: level, randomMask: randomMask, bn: try interp.mode(),
-        points: interp.points, trainEvalSize: interp.trainEvalSize, bnExamples: interp.bnExamples)
-      let runner = try LMCRunner(
-        h, maskFrom: maskFrom, dataDir: training.dataDir, output: training.output, progress: training.progress
-      )
-      var ks: [Int] = []
-      for part in spawnSteps.split(separator: ",", omittingEmptySubsequences: false) {
-        // Plain numbers are iterations; 1ep-style strings work too.
-        let text = part.allSatisfy(\.isNumber) && !part.isEmpty ? part + "it" : String(part)
-        let k = try StepSpec(parsing: String(text)).iterations(perEpoch: runner.setup.iterationsPerEpoch)
-        if !ks.contains(k) { ks.append(k) }
-      }
-      ks.sort()
-      try runner.validate(spawnSteps: ks, copies: copies)
-      let reps = Array(1...replicates)
-      for r in reps { _ = try runner.mask(replicate: r) }  // a missing level fails before training
+      let (runner, ks, reps) = try prepare()
       let existed = try runner.open()
       if runner.hasUnfinished(replicates: reps, spawnSteps: ks) {
         if existed { try runner.checkMachine(requireSameCPU: training.requireSameCPU) }
         try RunStore.recordCommand(runner.root)
       }
+      runner.releaseRoot()
       for r in reps { for k in ks { try runner.run(replicate: r, spawn: k, copies: copies) } }
       let results = try LMCResults.collect(runner.root)
       if !training.json { print(LMCResults.table(results)) }

@@ -98,6 +98,7 @@ struct Lottery: ParsableCommand {
         if existed { try runner.checkMachine(command: "lottery", requireSameCPU: training.requireSameCPU) }
         try RunStore.recordCommand(runner.root)
       }
+      runner.releaseRoot()
       for r in replicates { try runner.runReplicate(r, levels: levels) }
       try printResults(runner.root, json: training.json)
     }
@@ -150,6 +151,7 @@ struct BranchCommon: ParsableArguments {
       try runner.checkMachine(command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU)
       try RunStore.recordCommand(runner.root)
     }
+    runner.releaseRoot()
     for r in replicates {
       for l in levelList { try runner.runBranch(b, replicate: r, level: l, retrainSetup: rs) }
     }
@@ -177,6 +179,7 @@ struct BranchCommon: ParsableArguments {
       try runner.checkMachine(command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU)
       try RunStore.recordCommand(runner.root)
     }
+    runner.releaseRoot()
     for r in replicates { for d in densities { try runner.runBranch(b, replicate: r, density: d) } }
     try printResults(runner.root, json: training.json)
   }

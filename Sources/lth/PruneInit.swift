@@ -84,6 +84,7 @@ struct PruneInit: ParsableCommand {
         if existed { try runner.checkMachine(command: "prune-init", requireSameCPU: training.requireSameCPU) }
         try RunStore.recordCommand(runner.root)
       }
+      runner.releaseRoot()
       for r in replicates { try runner.runReplicate(r, densities: densities) }
       try printResults(runner.root, json: training.json)
     }

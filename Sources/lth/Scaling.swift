@@ -1,5 +1,6 @@
 import Analysis
 import ArgumentParser
+import Cluster
 import Engine
 import Experiments
 import Foundation
@@ -36,7 +37,7 @@ struct ScalingSweepCommand: ParsableCommand {
   @Option(help: "Replicates per point.") var replicates = 1
   @Option(help: "Points run at the same time, in separate processes.") var jobs = 1
   @Option(help: "Worker threads in all (each of the --jobs processes gets threads/jobs, at least 1).")
-  var threads = ProcessInfo.processInfo.activeProcessorCount
+  var threads = MachineInfo.defaultThreads
   @Option(help: "Output root.") var output = "./lth_runs"
   @Flag(help: "No progress output.") var quiet = false
   @Argument(parsing: .allUnrecognized, help: "Lottery and training flags for every point.") var lotteryFlags:
@@ -131,11 +132,21 @@ struct ScalingSweepCommand: ParsableCommand {
         )
       }
       let started = Date()
-      let failures = try JobPool.run(
-        points.map { p in
-          p.arguments + ["--output", root, "--threads", "\(perJob)"] + (jobs > 1 || quiet ? ["--quiet"] : [])
-        },
-        names: points.map { "\($0.model) n=\(ScalingFit.text($0.dataFraction))" }, jobs: jobs, quiet: quiet)
+      // Every point is one phase: its whole lottery (levels and replicates) in one process.
+      let graph = try JobGraph(
+        command: CommandLine.arguments, root: root,
+        phases: points.map { p in
+          Phase(
+            id: "\(p.model).n\(ScalingFit.text(p.dataFraction))", kind: "point",
+            arguments: p.arguments + ["--output", root], dependencies: [],
+            marker: "\(root)/\(p.run)/replicate_\(replicates)/level_\(levels)/main/summary.json")
+        })
+      // A point whose last replicate's last level exists may still miss an earlier
+      // replicate: every point runs (finished ones return at once).
+      var all = graph
+      for i in all.phases.indices { all.phases[i].done = false }
+      let failures = try LocalExecutor.run(
+        all, .init(jobs: jobs, threads: perJob, passThrough: jobs == 1, quiet: quiet), say: say)
       if let first = failures.first {
         throw EngineError("\(failures.count) of \(points.count) points failed; first: \(first)")
       }
@@ -154,67 +165,6 @@ struct ScalingSweepCommand: ParsableCommand {
 /// or a pipe, so a sweep's log shows progress as it happens).
 func say(_ line: String) {
   FileHandle.standardOutput.write(Data((line + "\n").utf8))
-}
-
-/// Runs `lth` subcommands as child processes, `jobs` at a time, and returns one line per
-/// failed one. Children die with this process (`setpriv --pdeathsig KILL` where util-linux
-/// has it), so a killed sweep leaves no orphan holding a run folder's lock. With one job a
-/// child's output passes through; with several only their progress lines from here.
-enum JobPool {
-  static func run(_ argvs: [[String]], names: [String], jobs: Int, quiet: Bool) throws -> [String] {
-    let me = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-    let setpriv = "/usr/bin/setpriv"
-    let useSetpriv = FileManager.default.isExecutableFile(atPath: setpriv)
-    var next = 0
-    var running: [(Int, Process, Pipe?, Date)] = []
-    var failures: [String] = []
-    var done = 0
-    while next < argvs.count || !running.isEmpty {
-      while running.count < jobs && next < argvs.count {
-        let p = Process()
-        if useSetpriv {
-          p.executableURL = URL(fileURLWithPath: setpriv)
-          p.arguments = ["--pdeathsig", "KILL", "--", me] + argvs[next]
-        } else {
-          p.executableURL = URL(fileURLWithPath: me)
-          p.arguments = argvs[next]
-        }
-        var pipe: Pipe?
-        if quiet { p.standardOutput = FileHandle.nullDevice }
-        if jobs > 1 {
-          pipe = Pipe()
-          p.standardError = pipe
-          p.standardOutput = FileHandle.nullDevice
-        }
-        try p.run()
-        running.append((next, p, pipe, Date()))
-        next += 1
-      }
-      usleep(20_000)
-      var still: [(Int, Process, Pipe?, Date)] = []
-      for (i, p, pipe, t) in running {
-        if p.isRunning {
-          still.append((i, p, pipe, t))
-          continue
-        }
-        done += 1
-        let err =
-          pipe.map { String(decoding: $0.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) } ?? ""
-        if p.terminationStatus != 0 {
-          let last = err.split(separator: "\n").last.map(String.init) ?? "exit status \(p.terminationStatus)"
-          failures.append("\(names[i]): \(last)")
-        }
-        if !quiet && jobs > 1 {
-          say(
-            String(
-              format: "point %d/%d %@: %@ (%.0f s)", done, argvs.count, names[i],
-              p.terminationStatus == 0 ? "done" : "FAILED", Date().timeIntervalSince(t)))
-        }
-      }
-      running = still
-    }
-    return failures
-  }
 }
 
 struct ScalingFitCommand: ParsableCommand {

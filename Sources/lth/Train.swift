@@ -40,8 +40,7 @@ struct TrainingFlags: ParsableArguments {
   @Option(help: "Evaluate every S steps (default 1ep) and at the end.") var evalEvery: String?
   @Flag(help: "Also evaluate on the training set.") var evalTrain = false
   @Option(help: "Disable (false) or force (true) random-crop and flip augmentation.") var augment: Bool?
-  @Option(help: "Worker threads (results do not depend on it).") var threads = ProcessInfo.processInfo
-    .activeProcessorCount
+  @Option(help: "Worker threads (results do not depend on it).") var threads = MachineInfo.defaultThreads
   @Option(
     help:
       "Convolution backends: auto (oneDNN where it has a JIT kernel, Winograd for 3x3 stride-1 layers with >= 32 channels), im2col, or onednn (direct only)."

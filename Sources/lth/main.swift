@@ -12,7 +12,8 @@ struct LTH: ParsableCommand {
     version: LotteryKitVersion.version,
     subcommands: [
       Train.self, Lottery.self, PruneInit.self, Branch.self, LMC.self, Interpolate.self, ResultsCommand.self,
-      ReportCommand.self, Scaling.self,
+      ReportCommand.self, Scaling.self, PlanCommand.self, RunCommand.self, SubmitCommand.self,
+      StatusCommand.self,
       Models.self, Bench.self,
       Logits.self, Export.self,
     ])

@@ -1,0 +1,238 @@
+import ArgumentParser
+import Cluster
+import Engine
+import Experiments
+import Foundation
+
+/// An experiment command that can be planned as a graph of phases (``Cluster/JobGraph``):
+/// each phase is the same command restricted to it.
+protocol Plannable {
+  /// The experiment folder and its phases.
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase])
+}
+
+/// Options a phase sets itself, removed from the user's command before restricting it.
+let phaseOptions = ["--replicates", "--replicate", "--levels", "--threads", "--densities", "--spawn-steps"]
+let phaseFlags = ["--json", "--quiet"]
+
+extension Lottery: Plannable {
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    let h = try lottery.resolve(try training.resolve())
+    let root = training.output + "/lottery_" + h.hash
+    let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
+    var out: [Phase] = []
+    for r in try lottery.replicateList() {
+      for l in 0...max(0, levels) {
+        out.append(
+          Phase(
+            id: "r\(r).L\(l)", kind: "level", arguments: base + ["--replicate", "\(r)", "--levels", "\(l)"],
+            dependencies: l > 0 ? ["r\(r).L\(l - 1)"] : [],
+            marker: "\(root)/replicate_\(r)/level_\(l)/main/summary.json"))
+      }
+    }
+    return (root, out)
+  }
+}
+
+extension PruneInit: Plannable {
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    let h = try pai.resolve(try training.resolve(), lottery)
+    let root = training.output + "/pai_" + h.hash
+    let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
+    var out: [Phase] = []
+    for r in try lottery.replicateList() {
+      for d in try pai.densityList() {
+        out.append(
+          Phase(
+            id: "r\(r).d\(d)", kind: "density",
+            arguments: base + ["--replicate", "\(r)", "--densities", "\(d)"],
+            dependencies: [], marker: "\(root)/replicate_\(r)/\(densityFolder(d))/main/summary.json"))
+      }
+    }
+    return (root, out)
+  }
+}
+
+extension LMC: Plannable {
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    let (runner, ks, reps) = try prepare()
+    let root = runner.root
+    let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
+    var out: [Phase] = []
+    for r in reps {
+      for k in ks {
+        out.append(
+          Phase(
+            id: "r\(r).k\(k)", kind: "spawn",
+            arguments: base + ["--replicate", "\(r)", "--spawn-steps", "\(k)"],
+            dependencies: [], marker: runner.spawnDir(r, k) + "/interpolation.json"))
+      }
+    }
+    return (root, out)
+  }
+}
+
+/// Parses an experiment command line and plans it.
+func planGraph(_ command: [String]) throws -> JobGraph {
+  guard let name = command.first else {
+    throw EngineError("give an experiment command, e.g. lth plan lottery ...")
+  }
+  let parsed: ParsableCommand
+  do { parsed = try LTH.parseAsRoot(command) } catch {
+    let first = LTH.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+    throw EngineError(first.replacingOccurrences(of: "Error: ", with: ""))
+  }
+  guard let plannable = parsed as? Plannable else {
+    throw EngineError(
+      "'\(name)' is not an experiment command that can be planned; use lottery, prune-init or lmc")
+  }
+  let (root, phases) = try plannable.phases(arguments: command)
+  return try JobGraph(command: command, root: root, phases: phases)
+}
+
+struct PlanCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "plan",
+    abstract: "Print the graph of phases an experiment command runs (what is done, what depends on what).",
+    discussion: """
+      Every phase is the same lth command restricted to it (--replicate R --levels L for a \
+      lottery level, --replicate R --densities D for prune-init, --replicate R --spawn-steps K \
+      for lmc). A lottery level depends on the level before it; prune-init densities and lmc \
+      spawn steps are independent.
+      """)
+  @Flag(help: "Print one JSON object.") var json = false
+  @Argument(
+    parsing: .captureForPassthrough, help: "The experiment command, e.g. lottery --model ... --levels 3.")
+  var command: [String] = []
+
+  func run() throws {
+    runOrFail {
+      let graph = try planGraph(command)
+      print(json ? jsonLine(graph.jsonObject()) : graph.text())
+    }
+  }
+}
+
+struct RunCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "run",
+    abstract: "Run an experiment command's phases on this machine, N at a time.",
+    discussion: """
+      Plans the command (see lth plan) and runs its unfinished phases as lth child processes, \
+      --jobs at a time, each as soon as the phases it needs have finished, with --threads \
+      split between them. Results are those of the command run on its own, bit for bit. \
+      Re-running resumes.
+      """)
+  @Option(help: "Phases run at the same time.") var jobs = 1
+  @Option(help: "Worker threads in all (each job gets threads/jobs, at least 1).") var threads =
+    MachineInfo.defaultThreads
+  @Flag(help: "No progress output.") var quiet = false
+  @Argument(
+    parsing: .captureForPassthrough, help: "The experiment command, e.g. lottery --model ... --levels 3.")
+  var command: [String] = []
+
+  func run() throws {
+    runOrFail {
+      guard jobs >= 1 else { throw EngineError("--jobs must be at least 1, got \(jobs)") }
+      guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
+      let graph = try planGraph(command)
+      let perJob = max(1, threads / jobs)
+      if !quiet {
+        say(
+          "\(graph.phases.count) phases, \(graph.pending.count) to run, \(jobs) at a time x \(perJob) thread\(perJob == 1 ? "" : "s")"
+        )
+      }
+      let failures = try LocalExecutor.run(
+        graph, .init(jobs: jobs, threads: perJob, passThrough: jobs == 1, quiet: quiet), say: say)
+      if let first = failures.first {
+        throw EngineError("\(failures.count) of \(graph.pending.count) phases failed; first: \(first)")
+      }
+      // The command itself, now with nothing left to do, prints its results.
+      let final = try LTH.parseAsRoot(
+        Arguments.removing(["--threads"], flags: ["--quiet"], from: command) + [
+          "--threads", "\(threads)", "--quiet",
+        ])
+      var c = final
+      try c.run()
+    }
+  }
+}
+
+struct SubmitCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "submit",
+    abstract: "Submit an experiment command's unfinished phases to Slurm: one job array per wave.",
+    discussion: """
+      Writes one sbatch script per wave into RUN_DIR/slurm/ and submits them as job arrays, \
+      each after the array tasks its phases need (--dependency=afterok:JOB_TASK...); prints \
+      the job ids and records them (slurm/jobs.json). Tasks are requeued when preempted \
+      (--requeue, --signal=B:TERM@120) and resume from their checkpoints. Re-running submits \
+      only what is neither finished nor still queued. See lth status.
+      """)
+  @Flag(help: "Submit to Slurm (the only scheduler so far).") var slurm = false
+  @Option(help: "Partition.") var partition: String?
+  @Option(help: "Time limit per task, e.g. 2:00:00.") var time: String?
+  @Option(help: "CPUs per task (the phase's --threads).") var cpusPerTask = 1
+  @Option(help: "Memory per task, e.g. 4G.") var mem: String?
+  @Option(help: "Account.") var account: String?
+  @Option(help: "Another sbatch option, verbatim (repeatable).") var sbatchArg: [String] = []
+  @Argument(
+    parsing: .captureForPassthrough, help: "The experiment command, e.g. lottery --model ... --levels 3.")
+  var command: [String] = []
+
+  func run() throws {
+    runOrFail {
+      guard slurm else { throw EngineError("give --slurm (or run on this machine with lth run --jobs N)") }
+      guard cpusPerTask >= 1 else {
+        throw EngineError("--cpus-per-task must be at least 1, got \(cpusPerTask)")
+      }
+      let graph = try planGraph(command)
+      try FileManager.default.createDirectory(atPath: graph.root, withIntermediateDirectories: true)
+      Slurm.warnIfNodeLocal(graph.root) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+      let subs = try Slurm.submit(
+        graph, root: graph.root, lth: LocalExecutor.lth,
+        options: .init(
+          partition: partition, time: time, cpusPerTask: cpusPerTask, mem: mem, account: account,
+          extra: sbatchArg),
+        say: say)
+      say(
+        subs.isEmpty
+          ? "nothing to submit: every phase is finished or queued"
+          : "submitted \(subs.count) job array\(subs.count == 1 ? "" : "s")")
+      say("run: \(graph.root)")
+    }
+  }
+}
+
+struct StatusCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "status",
+    abstract: "Every phase of a submitted experiment: done, running, pending, failed or missing.",
+    discussion: "Reads the run folder (results and slurm/jobs.json) and squeue; needs no accounting database."
+  )
+  @Argument(help: "The experiment folder (lottery_<hash>, pai_<hash>, lmc_<hash>).") var runDir: String
+  @Flag(help: "Print one JSON object.") var json = false
+
+  func run() throws {
+    runOrFail {
+      let rows = try Slurm.status(runDir)
+      if json {
+        print(
+          jsonLine([
+            "run_dir": runDir,
+            "phases": rows.map { ["id": $0.0.id, "state": $0.1, "task": $0.2 ?? NSNull()] as [String: Any] },
+          ]))
+        return
+      }
+      var counts: [String: Int] = [:]
+      for (_, s, _) in rows { counts[s, default: 0] += 1 }
+      print(
+        ["done", "running", "pending", "failed", "missing"].compactMap { k in counts[k].map { "\($0) \(k)" } }
+          .joined(separator: ", "))
+      for (p, s, t) in rows {
+        print(
+          "\(s.padding(toLength: 8, withPad: " ", startingAt: 0)) \(p.id)\(t.map { "  job \($0)" } ?? "")")
+      }
+    }
+  }
+}

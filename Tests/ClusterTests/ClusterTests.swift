@@ -1,0 +1,273 @@
+import Cluster
+import Engine
+import Experiments
+import Foundation
+import TestSupport
+import Testing
+
+func lastJSONLine(_ r: CLI.Result) throws -> [String: Any] {
+  try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8)) as! [String: Any]
+}
+
+@Suite("Cluster: job graphs")
+struct JobGraphTests {
+  func phase(_ id: String, _ deps: [String] = []) -> Phase {
+    Phase(
+      id: id, kind: "level", arguments: ["lottery", id], dependencies: deps, marker: "/nonexistent/\(id)")
+  }
+
+  @Test("waves follow dependencies; cycles, duplicates and unknown dependencies are refused")
+  func waves() throws {
+    let g = try JobGraph(
+      command: [], phases: [phase("a"), phase("b", ["a"]), phase("c"), phase("d", ["b", "c"])])
+    #expect(try g.waves().map { $0.map(\.id) } == [["a", "c"], ["b"], ["d"]])
+    var done = g
+    done.phases[0].done = true
+    #expect(try done.waves().map { $0.map(\.id) } == [["b", "c"], ["d"]])
+    #expect(throws: GraphError.self) {
+      try JobGraph(command: [], phases: [phase("a", ["b"]), phase("b", ["a"])])
+    }
+    #expect(throws: GraphError.self) { try JobGraph(command: [], phases: [phase("a"), phase("a")]) }
+    #expect(throws: GraphError.self) { try JobGraph(command: [], phases: [phase("a", ["z"])]) }
+  }
+
+  @Test("restricting a command: options with values, = forms and flags are removed")
+  func arguments() {
+    let a = [
+      "lottery", "--model", "m", "--levels", "3", "--replicates=2", "--json", "--threads", "4", "--lr", "0.1",
+    ]
+    #expect(
+      Arguments.removing(["--levels", "--replicates", "--threads"], flags: ["--json"], from: a)
+        == ["lottery", "--model", "m", "--lr", "0.1"])
+  }
+
+  @Test("default threads: the affinity mask's CPUs")
+  func threads() {
+    #expect(MachineInfo.allowedCPUs(status: "Name:\tx\nCpus_allowed_list:\t0-3,8,10-11\n") == 7)
+    #expect(MachineInfo.allowedCPUs(status: "Cpus_allowed_list:\t5\n") == 1)
+    #expect(MachineInfo.allowedCPUs(status: "nothing\n") == nil)
+    #expect((MachineInfo.allowedCPUs() ?? 1) >= 1)
+  }
+}
+
+@Suite("Cluster: lth plan and lth run", .serialized)
+struct LocalRunTests {
+  static let lottery = [
+    "lottery", "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--subsample-fraction", "0.1",
+    "--training-steps", "3ep", "--eval-every", "3ep", "--replicates", "2", "--levels", "2",
+  ]
+
+  func root(_ out: String) throws -> String {
+    out + "/" + (try FileManager.default.contentsOfDirectory(atPath: out)).first { $0.hasPrefix("lottery_") }!
+  }
+
+  func results(_ out: String) throws -> NSDictionary {
+    Results.reproducible(try lastJSONLine(try CLI.run(["results", try root(out), "--json"]))) as! NSDictionary
+  }
+
+  @Test("plan: phases, dependencies, waves, and what is done")
+  func plan() throws {
+    let out = CLI.tempDir()
+    let cmd = Self.lottery + ["--output", out]
+    let g = try lastJSONLine(try CLI.run(["plan", "--json"] + cmd))
+    let phases = g["phases"] as! [[String: Any]]
+    #expect(phases.count == 6)
+    #expect(g["waves"] as! [[String]] == [["r1.L0", "r2.L0"], ["r1.L1", "r2.L1"], ["r1.L2", "r2.L2"]])
+    let r2l2 = phases.first { $0["id"] as? String == "r2.L2" }!
+    #expect(r2l2["dependencies"] as! [String] == ["r2.L1"])
+    let args = r2l2["arguments"] as! [String]
+    #expect(args.suffix(4) == ["--replicate", "2", "--levels", "2"] && !args.contains("--replicates"))
+    // Replicate 1 to level 1: its phases are done, the rest still to run.
+    #expect(
+      try CLI.run(
+        Array(Self.lottery.dropLast(4)) + ["--replicate", "1", "--levels", "1", "--output", out, "--quiet"]
+      ).status == 0)
+    let after = try lastJSONLine(try CLI.run(["plan", "--json"] + cmd))
+    let done = (after["phases"] as! [[String: Any]]).filter { $0["done"] as! Bool }.map {
+      $0["id"] as! String
+    }
+    #expect(done == ["r1.L0", "r1.L1"])
+    #expect(after["waves"] as! [[String]] == [["r1.L2", "r2.L0"], ["r2.L1"], ["r2.L2"]])
+    let text = try CLI.run(["plan"] + cmd)
+    #expect(text.stdout.hasPrefix("6 phases, 2 done, 4 to run"))
+    // prune-init and lmc: independent phases.
+    let pai = try lastJSONLine(
+      try CLI.run(
+        [
+          "plan", "--json", "prune-init", "--model", "mnist_lenet_64_32", "--dataset", "synthetic",
+          "--method", "snip",
+          "--densities", "0.5,0.1", "--replicates", "2", "--output", out,
+        ]))
+    #expect((pai["waves"] as! [[String]]).map(\.count) == [4])
+    let lmc = try lastJSONLine(
+      try CLI.run(
+        [
+          "plan", "--json", "lmc", "--model", "mnist_lenet_64_32", "--dataset", "synthetic",
+          "--subsample-fraction", "0.1",
+          "--training-steps", "3ep", "--spawn-steps", "0,1ep", "--output", out,
+        ]))
+    #expect((lmc["phases"] as! [[String: Any]]).map { $0["id"] as! String } == ["r1.k0", "r1.k10"])
+    expectOneLineError(
+      try CLI.run(["plan", "train", "--model", "mnist_lenet_64_32"]), "not an experiment command")
+    expectOneLineError(try CLI.run(["plan"]), "give an experiment command")
+  }
+
+  @Test("run --jobs 2 equals the plain command; two processes on one experiment share it by phase locks")
+  func runJobs() throws {
+    let ref = CLI.tempDir()
+    #expect(try CLI.run(Self.lottery + ["--output", ref, "--quiet", "--threads", "2"]).status == 0)
+    let refResults = try results(ref)
+
+    let out = CLI.tempDir()
+    let r = try CLI.run(["run", "--jobs", "2", "--threads", "2"] + Self.lottery + ["--output", out])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.contains("6 phases, 6 to run, 2 at a time x 1 thread"))
+    #expect(try results(out) == refResults)
+    // Nothing left: a second run does no work.
+    let again = try CLI.run(["run", "--jobs", "2"] + Self.lottery + ["--output", out])
+    #expect(again.status == 0 && again.stdout.contains("6 phases, 0 to run"))
+
+    // Two plain commands on one experiment at once (replicate 1 and replicate 2, and the
+    // whole experiment beside them): no "in use" refusal, and the same results.
+    let shared = CLI.tempDir()
+    let base =
+      Array(Self.lottery.dropLast(4)) + ["--levels", "2", "--output", shared, "--quiet", "--threads", "1"]
+    let procs = try [["--replicate", "1"], ["--replicate", "2"], ["--replicates", "2"]].map {
+      extra -> Process in
+      let p = Process()
+      p.executableURL = URL(fileURLWithPath: CLI.binary)
+      p.arguments = base + extra
+      p.standardOutput = FileHandle.nullDevice
+      try p.run()
+      return p
+    }
+    for p in procs { p.waitUntilExit() }
+    #expect(procs.allSatisfy { $0.terminationStatus == 0 })
+    #expect(try results(shared) == refResults)
+
+    // Inside a Slurm job the default thread count is the job's.
+    let slurm = try CLI.run(["run"] + Self.lottery + ["--output", out], shellPrefix: "SLURM_CPUS_PER_TASK=3")
+    #expect(slurm.stdout.contains("1 at a time x 3 threads"), "\(slurm.stdout)")
+  }
+}
+
+/// Against a real Slurm: `make test-slurm` starts one (Tests/Slurm/cluster.sh) and sets
+/// LTH_SLURM=1 and SLURM_CONF.
+@Suite(
+  "SlurmTests: lth submit and lth status against a real single-node Slurm", .serialized,
+  .enabled(if: ProcessInfo.processInfo.environment["LTH_SLURM"] == "1", "make test-slurm runs these"))
+struct SlurmTests {
+  static let lottery = [
+    "lottery", "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--subsample-fraction", "0.1",
+    "--training-steps", "3ep", "--eval-every", "3ep", "--replicates", "2", "--levels", "3",
+  ]
+
+  func root(_ out: String) throws -> String {
+    out + "/" + (try FileManager.default.contentsOfDirectory(atPath: out)).first { $0.hasPrefix("lottery_") }!
+  }
+
+  func results(_ out: String) throws -> NSDictionary {
+    Results.reproducible(try lastJSONLine(try CLI.run(["results", try root(out), "--json"]))) as! NSDictionary
+  }
+
+  func states(_ root: String) throws -> [String: String] {
+    let s = try lastJSONLine(try CLI.run(["status", root, "--json"]))
+    var out: [String: String] = [:]
+    for p in s["phases"] as! [[String: Any]] { out[p["id"] as! String] = p["state"] as? String }
+    return out
+  }
+
+  /// Polls until nothing is running or pending (at most `seconds`).
+  func settle(_ root: String, seconds: Double = 240) throws -> [String: String] {
+    let end = Date().addingTimeInterval(seconds)
+    while true {
+      let s = try states(root)
+      if !s.values.contains(where: { $0 == "running" || $0 == "pending" }) || Date() > end { return s }
+      usleep(300_000)
+    }
+  }
+
+  /// A folder outside /tmp where possible (Slurm's node sees it either way on one node).
+  func dir() -> String {
+    let base =
+      URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().path + "/.build/slurm-test"
+    let d = base + "/" + UUID().uuidString
+    try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+    return d
+  }
+
+  @Test(
+    "a 2-replicate, 3-level lottery through Slurm equals lth run --jobs 2; cancel and failure, status, resubmit"
+  )
+  func submitAndResubmit() throws {
+    let local = dir()
+    #expect(try CLI.run(["run", "--jobs", "2", "--quiet"] + Self.lottery + ["--output", local]).status == 0)
+    let ref = try results(local)
+
+    let out = dir()
+    let s = try CLI.run(["submit", "--slurm"] + Self.lottery + ["--output", out])
+    #expect(s.status == 0, "\(s.stderr)")
+    #expect(s.stdout.split(separator: "\n").filter { $0.hasPrefix("job ") }.count == 4)
+    let r = try root(out)
+    let done = try settle(r)
+    #expect(done.count == 8 && done.values.allSatisfy { $0 == "done" }, "\(done)")
+    #expect(try results(out) == ref)
+    let again = try CLI.run(["submit", "--slurm"] + Self.lottery + ["--output", out])
+    #expect(again.stdout.contains("nothing to submit"), "\(again.stdout)")
+
+    // A failure (a file where replicate 2's level 1 folder goes) and a cancelled task.
+    let broken = dir()
+    try FileManager.default.createDirectory(atPath: broken, withIntermediateDirectories: true)
+    let plan = try lastJSONLine(try CLI.run(["plan", "--json"] + Self.lottery + ["--output", broken]))
+    let br = plan["root"] as! String
+    try FileManager.default.createDirectory(atPath: br + "/replicate_2", withIntermediateDirectories: true)
+    FileManager.default.createFile(atPath: br + "/replicate_2/level_1", contents: Data("x".utf8))
+    let sub = try CLI.run(["submit", "--slurm"] + Self.lottery + ["--output", broken])
+    #expect(sub.status == 0, "\(sub.stderr)")
+    let firstJob = sub.stdout.split(separator: "\n").first { $0.hasPrefix("job ") }!.split(separator: " ")[1]
+      .dropLast()
+    let c = Process()
+    c.executableURL = URL(fileURLWithPath: Slurm.which("scancel")!)
+    c.arguments = ["\(firstJob)_0"]
+    try c.run()
+    c.waitUntilExit()
+    let mid = try settle(br)
+    #expect(mid.values.contains("failed"), "\(mid)")
+    #expect(mid.values.contains { $0 != "done" })
+    let text = try CLI.run(["status", br])
+    #expect(text.stdout.contains("failed"), "\(text.stdout)")
+    // Remove the obstacle and submit again: only what is missing runs, and the results are
+    // those of an uninterrupted run.
+    try FileManager.default.removeItem(atPath: br + "/replicate_2/level_1")
+    let resub = try CLI.run(["submit", "--slurm"] + Self.lottery + ["--output", broken])
+    #expect(resub.status == 0, "\(resub.stderr)")
+    let end = try settle(br)
+    #expect(end.values.allSatisfy { $0 == "done" }, "\(end)")
+    #expect(try results(broken) == ref)
+  }
+
+  @Test("bad input: no sbatch, a refused job, no submission: one line, non-zero exit")
+  func badInput() throws {
+    let out = dir()
+    expectOneLineError(
+      try CLI.run(
+        ["submit", "--slurm"] + Self.lottery + ["--output", out], shellPrefix: "PATH=/nonexistent"),
+      "sbatch is not on PATH")
+    let refused = try CLI.run(
+      ["submit", "--slurm", "--partition", "nosuchpartition"] + Self.lottery + ["--output", out])
+    #expect(refused.status != 0)
+    #expect(
+      refused.stderr.contains("sbatch refused wave") && refused.stderr.lowercased().contains("partition"),
+      "\(refused.stderr)")
+    expectOneLineError(try CLI.run(["submit"] + Self.lottery + ["--output", out]), "give --slurm")
+    expectOneLineError(
+      try CLI.run(["submit", "--slurm", "train", "--model", "x"]), "not an experiment command")
+    expectOneLineError(try CLI.run(["status", out]), "has no Slurm submission")
+    // A run folder under /tmp: a warning, not an error.
+    let tmp = CLI.tempDir()
+    let w = try CLI.run(
+      ["submit", "--slurm"] + Self.lottery.dropLast(2) + ["--levels", "0", "--output", tmp])
+    #expect(w.stderr.contains("usually node-local"), "\(w.stderr)")
+  }
+}
