@@ -197,25 +197,22 @@ struct Branch: ParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Ablation: kept positions redrawn within each tensor (per-tensor counts kept).")
     @OptionGroup var common: BranchCommon
-    func run() throws {
-      runOrFail { try common.run(BranchHParams(kind: .shuffle, layout: nil, training: nil)) }
-    }
+    func branch() throws -> BranchHParams { BranchHParams(kind: .shuffle, layout: nil, training: nil) }
+    func run() throws { runOrFail { try common.run(try branch()) } }
   }
   struct Reinit: ParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Ablation: the same mask with fresh initial weights.")
     @OptionGroup var common: BranchCommon
-    func run() throws {
-      runOrFail { try common.run(BranchHParams(kind: .reinit, layout: nil, training: nil)) }
-    }
+    func branch() throws -> BranchHParams { BranchHParams(kind: .reinit, layout: nil, training: nil) }
+    func run() throws { runOrFail { try common.run(try branch()) } }
   }
   struct Invert: ParsableCommand {
     static let configuration = CommandConfiguration(
       abstract: "Ablation: keep the lowest-scoring weights instead of the highest, at the same density.")
     @OptionGroup var common: BranchCommon
-    func run() throws {
-      runOrFail { try common.run(BranchHParams(kind: .invert, layout: nil, training: nil)) }
-    }
+    func branch() throws -> BranchHParams { BranchHParams(kind: .invert, layout: nil, training: nil) }
+    func run() throws { runOrFail { try common.run(try branch()) } }
   }
 
   struct RandomPrune: ParsableCommand {
@@ -225,23 +222,21 @@ struct Branch: ParsableCommand {
     @OptionGroup var common: BranchCommon
     @Option(help: "layerwise (keep each tensor's count) or global (same total density).") var layout =
       "layerwise"
-    func run() throws {
-      runOrFail {
-        guard let l = PruningPolicy.Strategy(rawValue: layout) else {
-          throw EngineError("--layout must be layerwise or global, got \(layout)")
-        }
-        try common.run(BranchHParams(kind: .randomPrune, layout: l, training: nil))
+    func branch() throws -> BranchHParams {
+      guard let l = PruningPolicy.Strategy(rawValue: layout) else {
+        throw EngineError("--layout must be layerwise or global, got \(layout)")
       }
+      return BranchHParams(kind: .randomPrune, layout: l, training: nil)
     }
+    func run() throws { runOrFail { try common.run(try branch()) } }
   }
 
   struct RandomReinit: ParsableCommand {
     static let configuration = CommandConfiguration(
       commandName: "random-reinit", abstract: "The same mask with fresh initial weights.")
     @OptionGroup var common: BranchCommon
-    func run() throws {
-      runOrFail { try common.run(BranchHParams(kind: .randomReinit, layout: nil, training: nil)) }
-    }
+    func branch() throws -> BranchHParams { BranchHParams(kind: .randomReinit, layout: nil, training: nil) }
+    func run() throws { runOrFail { try common.run(try branch()) } }
   }
 
   struct Retrain: ParsableCommand {
@@ -254,19 +249,26 @@ struct Branch: ParsableCommand {
     @Option(help: "Batch size for retraining.") var retrainBatchSize: Int?
     @Option(help: "Optimizer for retraining.") var retrainOptimizer: String?
     @Option(help: "Weight decay for retraining.") var retrainWeightDecay: Double?
+    func retrainHParams() throws -> TrainingHParams {
+      var t = try common.training.resolve()
+      if let v = retrainDataset {
+        t.dataset = v
+        t.augment = common.training.augment ?? DatasetCatalog.augmentsByDefault(v)
+      }
+      if let v = retrainLr { t.lr = v }
+      if let v = retrainTrainingSteps { t.trainingSteps = v }
+      if let v = retrainBatchSize { t.batchSize = v }
+      if let v = retrainOptimizer { t.optimizer = v }
+      if let v = retrainWeightDecay { t.weightDecay = v }
+      try t.validate()
+      return t
+    }
+    func branch() throws -> BranchHParams {
+      BranchHParams(kind: .retrain, layout: nil, training: try retrainHParams())
+    }
     func run() throws {
       runOrFail {
-        var t = try common.training.resolve()
-        if let v = retrainDataset {
-          t.dataset = v
-          t.augment = common.training.augment ?? DatasetCatalog.augmentsByDefault(v)
-        }
-        if let v = retrainLr { t.lr = v }
-        if let v = retrainTrainingSteps { t.trainingSteps = v }
-        if let v = retrainBatchSize { t.batchSize = v }
-        if let v = retrainOptimizer { t.optimizer = v }
-        if let v = retrainWeightDecay { t.weightDecay = v }
-        try t.validate()
+        let t = try retrainHParams()
         try common.run(BranchHParams(kind: .retrain, layout: nil, training: t), retrain: t)
       }
     }

@@ -72,6 +72,102 @@ extension LMC: Plannable {
   }
 }
 
+/// Branch-only options, removed when a branch command is turned into its source's command.
+let branchOptions = [
+  "--layout", "--retrain-dataset", "--retrain-lr", "--retrain-training-steps", "--retrain-batch-size",
+  "--retrain-optimizer", "--retrain-weight-decay",
+]
+
+extension BranchCommon {
+  /// The source experiment's phases (the lottery levels or prune-init densities the
+  /// branch needs, from the same flags) and one branch phase per (replicate, level or
+  /// density), each after its source phase: one graph runs both.
+  func phases(_ b: BranchHParams, arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    let source = Arguments.removing(
+      phaseOptions + branchOptions, flags: phaseFlags, from: Array(arguments.dropFirst(2)))
+    let branchBase = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
+    var out: [Phase] = []
+    let reps = try lottery.replicateList()
+    if pai.method != nil || pai.densities != nil {
+      let densities = try pai.densityList()
+      let h = try pai.resolve(try training.resolve(), lottery)
+      let root = training.output + "/pai_" + h.hash
+      for r in reps {
+        for d in densities {
+          let id = "r\(r).d\(d)"
+          out.append(
+            Phase(
+              id: id, kind: "density",
+              arguments: ["prune-init"] + source + ["--replicate", "\(r)", "--densities", "\(d)"],
+              dependencies: [], marker: "\(root)/replicate_\(r)/\(densityFolder(d))/main/summary.json"))
+          out.append(
+            Phase(
+              id: id + "." + b.kind.rawValue, kind: "branch",
+              arguments: branchBase + ["--replicate", "\(r)", "--densities", "\(d)"], dependencies: [id],
+              marker: "\(root)/replicate_\(r)/\(densityFolder(d))/\(b.folderName)/summary.json"))
+        }
+      }
+      return (root, out)
+    }
+    guard let levels else {
+      throw EngineError("--levels (a lottery run) or --method and --densities (a prune-init run) is required")
+    }
+    let levelList = try parseLevels(levels)
+    let h = try lottery.resolve(try training.resolve())
+    let root = training.output + "/lottery_" + h.hash
+    for r in reps {
+      for l in 0...(levelList.max() ?? 0) {
+        out.append(
+          Phase(
+            id: "r\(r).L\(l)", kind: "level",
+            arguments: ["lottery"] + source + ["--replicate", "\(r)", "--levels", "\(l)"],
+            dependencies: l > 0 ? ["r\(r).L\(l - 1)"] : [],
+            marker: "\(root)/replicate_\(r)/level_\(l)/main/summary.json"))
+      }
+      for l in levelList {
+        out.append(
+          Phase(
+            id: "r\(r).L\(l).\(b.kind.rawValue)", kind: "branch",
+            arguments: branchBase + ["--replicate", "\(r)", "--levels", "\(l)"],
+            dependencies: ["r\(r).L\(l)"],
+            marker: "\(root)/replicate_\(r)/level_\(l)/\(b.folderName)/summary.json"))
+      }
+    }
+    return (root, out)
+  }
+}
+
+extension Branch.Shuffle: Plannable {
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    try common.phases(try branch(), arguments: arguments)
+  }
+}
+extension Branch.Reinit: Plannable {
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    try common.phases(try branch(), arguments: arguments)
+  }
+}
+extension Branch.Invert: Plannable {
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    try common.phases(try branch(), arguments: arguments)
+  }
+}
+extension Branch.RandomPrune: Plannable {
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    try common.phases(try branch(), arguments: arguments)
+  }
+}
+extension Branch.RandomReinit: Plannable {
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    try common.phases(try branch(), arguments: arguments)
+  }
+}
+extension Branch.Retrain: Plannable {
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    try common.phases(try branch(), arguments: arguments)
+  }
+}
+
 /// Parses an experiment command line and plans it.
 func planGraph(_ command: [String]) throws -> JobGraph {
   guard let name = command.first else {
@@ -84,7 +180,7 @@ func planGraph(_ command: [String]) throws -> JobGraph {
   }
   guard let plannable = parsed as? Plannable else {
     throw EngineError(
-      "'\(name)' is not an experiment command that can be planned; use lottery, prune-init or lmc")
+      "'\(name)' is not an experiment command that can be planned; use lottery, branch, prune-init or lmc")
   }
   let (root, phases) = try plannable.phases(arguments: command)
   return try JobGraph(command: command, root: root, phases: phases)

@@ -107,6 +107,20 @@ struct LocalRunTests {
           "--training-steps", "3ep", "--spawn-steps", "0,1ep", "--output", out,
         ]))
     #expect((lmc["phases"] as! [[String: Any]]).map { $0["id"] as! String } == ["r1.k0", "r1.k10"])
+    // A branch plans the lottery levels it needs and one branch phase after each.
+    let branch = try lastJSONLine(
+      try CLI.run(
+        ["plan", "--json", "branch", "random-reinit"] + Self.lottery.dropFirst().dropLast(2) + [
+          "--levels", "0,2", "--output", out,
+        ]))
+    let bp = branch["phases"] as! [[String: Any]]
+    #expect(bp.count == 6 + 4)
+    let b22 = bp.first { $0["id"] as? String == "r2.L2.random-reinit" }!
+    #expect(b22["dependencies"] as! [String] == ["r2.L2"])
+    #expect((b22["arguments"] as! [String]).prefix(2) == ["branch", "random-reinit"])
+    let m = bp.first { $0["id"] as? String == "r2.L2" }!
+    #expect(
+      (m["arguments"] as! [String]).first == "lottery" && !(m["arguments"] as! [String]).contains("0,2"))
     expectOneLineError(
       try CLI.run(["plan", "train", "--model", "mnist_lenet_64_32"]), "not an experiment command")
     expectOneLineError(try CLI.run(["plan"]), "give an experiment command")
@@ -145,6 +159,22 @@ struct LocalRunTests {
     #expect(procs.allSatisfy { $0.terminationStatus == 0 })
     #expect(try results(shared) == refResults)
 
+    // lth run of a branch command: the lottery and its branch in one graph, as the two
+    // commands run one after the other.
+    let twoSteps = CLI.tempDir()
+    let flags = Array(Self.lottery.dropFirst().dropLast(2))
+    #expect(
+      try CLI.run(["lottery"] + flags + ["--levels", "2", "--output", twoSteps, "--quiet"]).status == 0)
+    #expect(
+      try CLI.run(
+        ["branch", "random-reinit"] + flags + ["--levels", "1-2", "--output", twoSteps, "--quiet"]
+      ).status == 0)
+    let oneGraph = CLI.tempDir()
+    let rb = try CLI.run(
+      ["run", "--jobs", "2", "branch", "random-reinit"] + flags + ["--levels", "1-2", "--output", oneGraph])
+    #expect(rb.status == 0, "\(rb.stderr)")
+    #expect(try results(oneGraph) == results(twoSteps))
+
     // Inside a Slurm job the default thread count is the job's.
     let slurm = try CLI.run(["run"] + Self.lottery + ["--output", out], shellPrefix: "SLURM_CPUS_PER_TASK=3")
     #expect(slurm.stdout.contains("1 at a time x 3 threads"), "\(slurm.stdout)")
@@ -157,9 +187,12 @@ struct LocalRunTests {
   "SlurmTests: lth submit and lth status against a real single-node Slurm", .serialized,
   .enabled(if: ProcessInfo.processInfo.environment["LTH_SLURM"] == "1", "make test-slurm runs these"))
 struct SlurmTests {
+  /// A 2-replicate, 3-level lottery with its random-reinit branch at every level: the
+  /// branch command plans the lottery levels it needs, so one submission runs both.
   static let lottery = [
-    "lottery", "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--subsample-fraction", "0.1",
-    "--training-steps", "3ep", "--eval-every", "3ep", "--replicates", "2", "--levels", "3",
+    "branch", "random-reinit", "--model", "mnist_lenet_64_32", "--dataset", "synthetic",
+    "--subsample-fraction",
+    "0.1", "--training-steps", "3ep", "--eval-every", "3ep", "--replicates", "2", "--levels", "0-3",
   ]
 
   func root(_ out: String) throws -> String {
@@ -208,10 +241,14 @@ struct SlurmTests {
     let out = dir()
     let s = try CLI.run(["submit", "--slurm"] + Self.lottery + ["--output", out])
     #expect(s.status == 0, "\(s.stderr)")
-    #expect(s.stdout.split(separator: "\n").filter { $0.hasPrefix("job ") }.count == 4)
+    #expect(s.stdout.split(separator: "\n").filter { $0.hasPrefix("job ") }.count == 5)
     let r = try root(out)
     let done = try settle(r)
-    #expect(done.count == 8 && done.values.allSatisfy { $0 == "done" }, "\(done)")
+    #expect(done.count == 16 && done.values.allSatisfy { $0 == "done" }, "\(done)")
+    let levels = try lastJSONLine(try CLI.run(["results", r, "--json"]))["levels"] as! [[String: Any]]
+    #expect(
+      levels.count == 4
+        && levels.allSatisfy { ($0["branches"] as! [String: Any]).keys.sorted() == ["random-reinit"] })
     #expect(try results(out) == ref)
     let again = try CLI.run(["submit", "--slurm"] + Self.lottery + ["--output", out])
     #expect(again.stdout.contains("nothing to submit"), "\(again.stdout)")
@@ -268,6 +305,7 @@ struct SlurmTests {
     let tmp = CLI.tempDir()
     let w = try CLI.run(
       ["submit", "--slurm"] + Self.lottery.dropLast(2) + ["--levels", "0", "--output", tmp])
+    #expect(w.status == 0, "\(w.stderr)")
     #expect(w.stderr.contains("usually node-local"), "\(w.stderr)")
   }
 }
