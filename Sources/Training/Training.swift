@@ -15,6 +15,35 @@ import Data
 import Engine
 import Foundation
 import NN
+import Synchronization
+
+/// A polite stop: after ``install()``, SIGTERM (Slurm's preemption warning,
+/// `--signal=B:TERM@120`) makes every ``Trainer`` write a checkpoint at the step it has
+/// reached and throw ``Stopped``; re-running the command resumes from there, bit for bit.
+public enum StopSignal {
+  static let requested = Atomic<Bool>(false)
+
+  /// Catches SIGTERM in this process (commands that train call it).
+  public static func install() {
+    signal(SIGTERM) { _ in StopSignal.requested.store(true, ordering: .relaxed) }
+    // A parent may have started this process with SIGTERM blocked (the mask survives exec).
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &set, nil)
+  }
+
+  public static var isRequested: Bool { requested.load(ordering: .relaxed) }
+}
+
+/// Thrown by a trainer stopped by SIGTERM, after its checkpoint is written.
+public struct Stopped: Error, CustomStringConvertible, Sendable {
+  public let step: Int
+  public let directory: String
+  public var description: String {
+    "stopped by SIGTERM at step \(step); checkpoint written in \(directory): run the same command to resume"
+  }
+}
 
 /// One evaluation: a row of `metrics.jsonl` / `metrics.csv`.
 public struct MetricRecord: Codable, Equatable, Sendable {
@@ -230,6 +259,13 @@ public final class Trainer {
       if step % ipe == 0 || step == lastStep {
         try Checkpoint.save(network: network, optimizer: optimizer, step: step, to: checkpointPath)
         lastCheckpoint = step
+      }
+      if StopSignal.isRequested && step < lastStep {
+        if lastCheckpoint != step {
+          try Checkpoint.save(network: network, optimizer: optimizer, step: step, to: checkpointPath)
+        }
+        loader.drain()
+        throw Stopped(step: step, directory: directory)
       }
     }
     loader.drain()

@@ -89,9 +89,12 @@ struct TrainingFlags: ParsableArguments {
     return try TrainingHParams.resolve(model: try ModelZoo.scaled(model, widthFactor: widthFactor), o)
   }
 
+  /// Sets the thread count and makes SIGTERM a polite stop (see ``Training/StopSignal``):
+  /// every command that trains calls it first.
   func applyThreads() throws {
     guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
     Parallel.threads = threads
+    StopSignal.install()
   }
 
   var progress: ProgressStyle { quiet || json ? .quiet : .automatic }

@@ -3,6 +3,7 @@ import Data
 import Engine
 import Foundation
 import NN
+import Training
 
 /// `lth`: the LotteryKit command-line tool (a thin layer over the library).
 struct LTH: ParsableCommand {
@@ -27,7 +28,12 @@ func fail(_ message: String) -> Never {
 
 /// Runs a command body; any error becomes one line on stderr and exit status 1.
 func runOrFail(_ body: () throws -> Void) {
-  do { try body() } catch { fail("\(error)") }
+  do { try body() } catch let stop as Stopped {
+    // Stopped by SIGTERM with a checkpoint written: one line, and the status of a process
+    // ended by SIGTERM (128 + 15), so a scheduler sees a preempted task, not a failure.
+    FileHandle.standardError.write(("error: \(stop)\n").data(using: .utf8)!)
+    exit(143)
+  } catch { fail("\(error)") }
 }
 
 /// Peak resident set size of this process in MiB (VmHWM).

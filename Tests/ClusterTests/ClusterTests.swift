@@ -181,6 +181,48 @@ struct LocalRunTests {
   }
 }
 
+@Suite("Cluster: preemption (SIGTERM)", .serialized)
+struct PreemptionTests {
+  @Test("SIGTERM mid-training: a checkpoint at that step, status 143, one line; the rerun is bit-identical")
+  func sigterm() throws {
+    let cmd = [
+      "lottery", "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--subsample-fraction", "0.2",
+      "--training-steps", "150ep", "--eval-every", "50ep", "--levels", "1", "--quiet", "--threads", "2",
+    ]
+    let ref = CLI.tempDir()
+    let t0 = Date()
+    #expect(try CLI.run(cmd + ["--output", ref]).status == 0)
+    let duration = Date().timeIntervalSince(t0)
+    func results(_ out: String) throws -> NSDictionary {
+      let root =
+        out + "/" + (try FileManager.default.contentsOfDirectory(atPath: out)).first {
+          $0.hasPrefix("lottery_")
+        }!
+      return Results.reproducible(try lastJSONLine(try CLI.run(["results", root, "--json"]))) as! NSDictionary
+    }
+    let out = CLI.tempDir()
+    var rng = RandomStream(seed: 11, purpose: "sigterm")
+    var stops = 0
+    for attempt in 0..<12 {
+      let r = try CLI.run(
+        cmd + ["--output", out], killAfter: stops < 2 && attempt < 8 ? rng.uniform(0.3, 0.9) * duration : nil,
+        signal: SIGTERM)
+      if r.status == 143 {
+        stops += 1
+        #expect(
+          r.stderr.split(separator: "\n").count == 1 && r.stderr.contains("stopped by SIGTERM at step"),
+          "\(r.stderr)")
+        continue
+      }
+      if r.signaled { continue }  // TERM before the handler was installed: a plain kill
+      #expect(r.status == 0, "\(r.stderr)")
+      break
+    }
+    #expect(stops >= 1)
+    #expect(try results(out) == results(ref))
+  }
+}
+
 /// Against a real Slurm: `make test-slurm` starts one (Tests/Slurm/cluster.sh) and sets
 /// LTH_SLURM=1 and SLURM_CONF.
 @Suite(

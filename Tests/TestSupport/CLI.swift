@@ -19,7 +19,9 @@ public enum CLI {
 
   /// Runs `lth args` (optionally through `bash -c` with a prefix such as `ulimit -f 100;`).
   @discardableResult
-  public static func run(_ args: [String], shellPrefix: String? = nil, killAfter: Double? = nil) throws
+  public static func run(
+    _ args: [String], shellPrefix: String? = nil, killAfter: Double? = nil, signal: Int32 = SIGKILL
+  ) throws
     -> Result
   {
     let p = Process()
@@ -39,7 +41,7 @@ public enum CLI {
     if let t = killAfter {
       let deadline = Date().addingTimeInterval(t)
       while p.isRunning && Date() < deadline { usleep(2000) }
-      if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+      if p.isRunning { kill(p.processIdentifier, signal) }
     }
     let o = out.fileHandleForReading.readDataToEndOfFile()
     let e = err.fileHandleForReading.readDataToEndOfFile()
