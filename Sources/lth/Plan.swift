@@ -9,6 +9,13 @@ import Foundation
 protocol Plannable {
   /// The experiment folder and its phases.
   func phases(arguments: [String]) throws -> (root: String, phases: [Phase])
+  /// What must exist before any phase runs (lth run and lth submit call it; lth plan does
+  /// not, and changes nothing).
+  func prepare() throws
+}
+
+extension Plannable {
+  func prepare() throws {}
 }
 
 /// Options a phase sets itself, removed from the user's command before restricting it.
@@ -169,7 +176,9 @@ extension Branch.Retrain: Plannable {
 }
 
 /// Parses an experiment command line and plans it.
-func planGraph(_ command: [String]) throws -> JobGraph {
+func planGraph(_ command: [String]) throws -> JobGraph { try plannedCommand(command).graph }
+
+func plannedCommand(_ command: [String]) throws -> (graph: JobGraph, command: Plannable) {
   guard let name = command.first else {
     throw EngineError("give an experiment command, e.g. lth plan lottery ...")
   }
@@ -180,10 +189,11 @@ func planGraph(_ command: [String]) throws -> JobGraph {
   }
   guard let plannable = parsed as? Plannable else {
     throw EngineError(
-      "'\(name)' is not an experiment command that can be planned; use lottery, branch, prune-init or lmc")
+      "'\(name)' is not an experiment command that can be planned; use lottery, branch, prune-init, lmc or scaling sweep"
+    )
   }
   let (root, phases) = try plannable.phases(arguments: command)
-  return try JobGraph(command: command, root: root, phases: phases)
+  return (try JobGraph(command: command, root: root, phases: phases), plannable)
 }
 
 struct PlanCommand: ParsableCommand {
@@ -231,7 +241,8 @@ struct RunCommand: ParsableCommand {
     runOrFail {
       guard jobs >= 1 else { throw EngineError("--jobs must be at least 1, got \(jobs)") }
       guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
-      let graph = try planGraph(command)
+      let (graph, planned) = try plannedCommand(command)
+      try planned.prepare()
       let perJob = max(1, threads / jobs)
       if !quiet {
         say(
@@ -282,8 +293,9 @@ struct SubmitCommand: ParsableCommand {
       guard cpusPerTask >= 1 else {
         throw EngineError("--cpus-per-task must be at least 1, got \(cpusPerTask)")
       }
-      let graph = try planGraph(command)
+      let (graph, planned) = try plannedCommand(command)
       try FileManager.default.createDirectory(atPath: graph.root, withIntermediateDirectories: true)
+      try planned.prepare()
       Slurm.warnIfNodeLocal(graph.root) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
       let subs = try Slurm.submit(
         graph, root: graph.root, lth: LocalExecutor.lth,

@@ -49,83 +49,99 @@ struct ScalingSweepCommand: ParsableCommand {
     "--threads", "--json", "--quiet",
   ]
 
+  /// Every point of the grid (flags, model and lottery hash checked before any training),
+  /// the sweep's identity and its folder.
+  func plan() throws -> (root: String, sweep: ScalingSweepHParams, points: [ScalingManifest.Point]) {
+    let fam = try ScalingFamily(family)
+    guard levels >= 0 else { throw EngineError("--levels must be non-negative, got \(levels)") }
+    guard replicates >= 1 else { throw EngineError("--replicates must be at least 1, got \(replicates)") }
+    guard jobs >= 1 else { throw EngineError("--jobs must be at least 1, got \(jobs)") }
+    guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
+    if let bad = lotteryFlags.first(where: { f in
+      Self.reserved.contains { f == $0 || f.hasPrefix($0 + "=") }
+    }) {
+      throw EngineError("\(bad) is set by lth scaling sweep for every point; leave it out")
+    }
+    let ds: [Int?]
+    if let text = depths {
+      guard fam.hasDepthKnob else {
+        throw EngineError(
+          "family \(family) has no depth knob (--depths): its depth is fixed by its hidden widths")
+      }
+      ds = try parsePositiveList(text, flag: "--depths").map { v -> Int? in
+        guard v == v.rounded() else { throw EngineError("--depths must be whole numbers, got \(v)") }
+        try fam.checkDepth(Int(v))
+        return Int(v)
+      }
+    } else {
+      guard !fam.hasDepthKnob else { throw EngineError("family \(family) needs --depths") }
+      ds = [nil]
+    }
+    let ws = try parsePositiveList(widthFactors, flag: "--width-factors")
+    let ns = try parsePositiveList(dataFractions, flag: "--data-fractions")
+    if let bad = ns.first(where: { $0 > 1 }) {
+      throw EngineError("--data-fractions must be in (0, 1], got \(bad)")
+    }
+
+    // Plan every point in this process (flags, plan and hash checked before any training).
+    var points: [ScalingManifest.Point] = []
+    var planned: [(model: String, args: [String])] = []
+    for d in ds {
+      for w in ws {
+        for n in ns {
+          let model = try fam.model(depth: d, widthFactor: w)
+          let args =
+            [
+              "lottery", "--model", model, "--subsample-fraction", "\(n)", "--levels", "\(levels)",
+              "--replicates", "\(replicates)",
+            ] + lotteryFlags
+          let cmd: Lottery
+          do { cmd = try Lottery.parse(Array(args.dropFirst()) + ["--output", "/"]) } catch {
+            throw EngineError(
+              Lottery.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)")
+          }
+          let h = try cmd.lottery.resolve(try cmd.training.resolve())
+          points.append(
+            ScalingManifest.Point(
+              depth: fam.lawDepth(d), widthFactor: w, dataFraction: n, model: model,
+              run: "lottery_" + h.hash,
+              arguments: args))
+          planned.append((model, args))
+        }
+      }
+    }
+    let sweep = ScalingSweepHParams(
+      family: family, depths: ds.compactMap { $0 }, widthFactors: ws, dataFractions: ns,
+      pointRuns: points.map(\.run))
+    let root = output + "/scaling_" + sweep.hash
+    return (root, sweep, points)
+  }
+
+  /// Claims the sweep folder, writes the manifest and records the command when there is
+  /// work left; returns the folder's lock.
+  func open(_ root: String, _ sweep: ScalingSweepHParams, _ points: [ScalingManifest.Point]) throws -> (
+    FileLock, [ScalingManifest.Point]
+  ) {
+    let (lock, _) = try RunStore.openExperiment(
+      output: output, root: root, hparamsJSON: sweep.canonicalJSON(), kind: "scaling", convBackends: nil)
+    try ScalingManifest(family: family, levels: levels, replicates: replicates, points: points).write(
+      to: root)
+    let unfinished = points.filter { p in
+      (1...replicates).contains { r in
+        !FileManager.default.fileExists(
+          atPath: "\(root)/\(p.run)/replicate_\(r)/level_\(levels)/main/summary.json")
+      }
+    }
+    if !unfinished.isEmpty { try RunStore.recordCommand(root) }
+    return (lock, unfinished)
+  }
+
   func run() throws {
     runOrFail {
-      let fam = try ScalingFamily(family)
-      guard levels >= 0 else { throw EngineError("--levels must be non-negative, got \(levels)") }
-      guard replicates >= 1 else { throw EngineError("--replicates must be at least 1, got \(replicates)") }
-      guard jobs >= 1 else { throw EngineError("--jobs must be at least 1, got \(jobs)") }
-      guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
-      if let bad = lotteryFlags.first(where: { f in
-        Self.reserved.contains { f == $0 || f.hasPrefix($0 + "=") }
-      }) {
-        throw EngineError("\(bad) is set by lth scaling sweep for every point; leave it out")
-      }
-      let ds: [Int?]
-      if let text = depths {
-        guard fam.hasDepthKnob else {
-          try fam.checkDepth(0)
-          return
-        }
-        ds = try parsePositiveList(text, flag: "--depths").map { v -> Int? in
-          guard v == v.rounded() else { throw EngineError("--depths must be whole numbers, got \(v)") }
-          try fam.checkDepth(Int(v))
-          return Int(v)
-        }
-      } else {
-        guard !fam.hasDepthKnob else { throw EngineError("family \(family) needs --depths") }
-        ds = [nil]
-      }
-      let ws = try parsePositiveList(widthFactors, flag: "--width-factors")
-      let ns = try parsePositiveList(dataFractions, flag: "--data-fractions")
-      if let bad = ns.first(where: { $0 > 1 }) {
-        throw EngineError("--data-fractions must be in (0, 1], got \(bad)")
-      }
-
-      // Plan every point in this process (flags, plan and hash checked before any training).
+      let (root, sweep, points) = try plan()
       let perJob = max(1, threads / jobs)
-      var points: [ScalingManifest.Point] = []
-      var planned: [(model: String, args: [String])] = []
-      for d in ds {
-        for w in ws {
-          for n in ns {
-            let model = try fam.model(depth: d, widthFactor: w)
-            let args =
-              [
-                "lottery", "--model", model, "--subsample-fraction", "\(n)", "--levels", "\(levels)",
-                "--replicates", "\(replicates)",
-              ] + lotteryFlags
-            let cmd: Lottery
-            do { cmd = try Lottery.parse(Array(args.dropFirst()) + ["--output", "/"]) } catch {
-              throw EngineError(
-                Lottery.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)")
-            }
-            let h = try cmd.lottery.resolve(try cmd.training.resolve())
-            points.append(
-              ScalingManifest.Point(
-                depth: fam.lawDepth(d), widthFactor: w, dataFraction: n, model: model,
-                run: "lottery_" + h.hash,
-                arguments: args))
-            planned.append((model, args))
-          }
-        }
-      }
-      let sweep = ScalingSweepHParams(
-        family: family, depths: ds.compactMap { $0 }, widthFactors: ws, dataFractions: ns,
-        pointRuns: points.map(\.run))
-      let root = output + "/scaling_" + sweep.hash
-      let (lock, _) = try RunStore.openExperiment(
-        output: output, root: root, hparamsJSON: sweep.canonicalJSON(), kind: "scaling", convBackends: nil)
+      let (lock, unfinished) = try open(root, sweep, points)
       defer { withExtendedLifetime(lock) {} }
-      try ScalingManifest(family: family, levels: levels, replicates: replicates, points: points).write(
-        to: root)
-      let unfinished = points.filter { p in
-        (1...replicates).contains { r in
-          !FileManager.default.fileExists(
-            atPath: "\(root)/\(p.run)/replicate_\(r)/level_\(levels)/main/summary.json")
-        }
-      }
-      if !unfinished.isEmpty { try RunStore.recordCommand(root) }
       if !quiet {
         say(
           "sweep \(root): \(points.count) points (\(unfinished.count) unfinished), \(levels + 1) levels, \(replicates) replicate\(replicates == 1 ? "" : "s"), \(jobs) job\(jobs == 1 ? "" : "s") x \(perJob) thread\(perJob == 1 ? "" : "s")"
@@ -327,5 +343,36 @@ enum ScalingText {
       lines.append("not fitted (level 0 unfinished): \(m.joined(separator: "; "))")
     }
     return lines.joined(separator: "\n")
+  }
+}
+
+extension ScalingSweepCommand: Plannable {
+  /// One lottery graph per point: replicate R, level L of every point, each after level
+  /// L-1 of its replicate (ids `MODEL.nN.rR.LL`). The sweep's own `--jobs` runs whole
+  /// points instead (one process per point, fewer data loads).
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    let (root, _, points) = try plan()
+    var out: [Phase] = []
+    for p in points {
+      let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: p.arguments) + ["--output", root]
+      let prefix = "\(p.model).n\(ScalingFit.text(p.dataFraction))"
+      for r in 1...replicates {
+        for l in 0...levels {
+          out.append(
+            Phase(
+              id: "\(prefix).r\(r).L\(l)", kind: "level",
+              arguments: base + ["--replicate", "\(r)", "--levels", "\(l)"],
+              dependencies: l > 0 ? ["\(prefix).r\(r).L\(l - 1)"] : [],
+              marker: "\(root)/\(p.run)/replicate_\(r)/level_\(l)/main/summary.json"))
+        }
+      }
+    }
+    return (root, out)
+  }
+
+  /// The sweep folder and manifest exist before any phase runs (lth run, lth submit).
+  func prepare() throws {
+    let (root, sweep, points) = try plan()
+    _ = try open(root, sweep, points)
   }
 }

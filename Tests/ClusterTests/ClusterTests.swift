@@ -175,6 +175,35 @@ struct LocalRunTests {
     #expect(rb.status == 0, "\(rb.stderr)")
     #expect(try results(oneGraph) == results(twoSteps))
 
+    // A scaling sweep: one lottery graph per point; lth plan creates nothing, lth run
+    // gives the sweep's own results.
+    let sweepFlags = [
+      "scaling", "sweep", "--family", "mnist_lenet_64_32", "--width-factors", "0.5,1", "--data-fractions",
+      "0.1",
+      "--levels", "1", "--dataset", "synthetic", "--training-steps", "3ep",
+    ]
+    let planned = CLI.tempDir()
+    let sp = try lastJSONLine(try CLI.run(["plan", "--json"] + sweepFlags + ["--output", planned]))
+    #expect((sp["waves"] as! [[String]]).map(\.count) == [2, 2])
+    #expect(try FileManager.default.contentsOfDirectory(atPath: planned).isEmpty)
+    let viaRun = CLI.tempDir()
+    let viaSweep = CLI.tempDir()
+    #expect(try CLI.run(["run", "--jobs", "2", "--quiet"] + sweepFlags + ["--output", viaRun]).status == 0)
+    #expect(try CLI.run(sweepFlags + ["--output", viaSweep, "--quiet"]).status == 0)
+    func pointResults(_ out: String) throws -> NSDictionary {
+      let sweep =
+        out + "/" + (try FileManager.default.contentsOfDirectory(atPath: out)).first {
+          $0.hasPrefix("scaling_")
+        }!
+      var o: [String: Any] = [:]
+      for p in try ScalingManifest.read(sweep).points {
+        o[p.run] = Results.reproducible(
+          try lastJSONLine(try CLI.run(["results", sweep + "/" + p.run, "--json"])))
+      }
+      return o as NSDictionary
+    }
+    #expect(try pointResults(viaRun) == pointResults(viaSweep))
+
     // Inside a Slurm job the default thread count is the job's.
     let slurm = try CLI.run(["run"] + Self.lottery + ["--output", out], shellPrefix: "SLURM_CPUS_PER_TASK=3")
     #expect(slurm.stdout.contains("1 at a time x 3 threads"), "\(slurm.stdout)")
@@ -200,23 +229,41 @@ struct PreemptionTests {
         }!
       return Results.reproducible(try lastJSONLine(try CLI.run(["results", root, "--json"]))) as! NSDictionary
     }
+    // TERM once training has begun (level 0's first checkpoint exists: the handler is in
+    // place), at a random moment after that; then again in the resumed run; then to the end.
     let out = CLI.tempDir()
     var rng = RandomStream(seed: 11, purpose: "sigterm")
     var stops = 0
-    for attempt in 0..<12 {
-      let r = try CLI.run(
-        cmd + ["--output", out], killAfter: stops < 2 && attempt < 8 ? rng.uniform(0.3, 0.9) * duration : nil,
-        signal: SIGTERM)
-      if r.status == 143 {
+    for attempt in 0..<3 {
+      let p = Process()
+      p.executableURL = URL(fileURLWithPath: CLI.binary)
+      p.arguments = cmd + ["--output", out]
+      let err = Pipe()
+      p.standardError = err
+      p.standardOutput = FileHandle.nullDevice
+      try p.run()
+      if attempt < 2 {
+        let deadline = Date().addingTimeInterval(60)
+        func started() -> Bool {
+          let lotteries = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+          return lotteries.contains { l in
+            FileManager.default.fileExists(
+              atPath: "\(out)/\(l)/replicate_1/level_0/main/checkpoint.safetensors")
+          }
+        }
+        while p.isRunning && !started() && Date() < deadline { usleep(5000) }
+        usleep(UInt32(rng.uniform(0.05, 0.4) * duration * 1e6))
+        if p.isRunning { kill(p.processIdentifier, SIGTERM) }
+      }
+      let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+      p.waitUntilExit()
+      if p.terminationStatus == 143 {
         stops += 1
         #expect(
-          r.stderr.split(separator: "\n").count == 1 && r.stderr.contains("stopped by SIGTERM at step"),
-          "\(r.stderr)")
-        continue
+          text.split(separator: "\n").count == 1 && text.contains("stopped by SIGTERM at step"), "\(text)")
+      } else {
+        #expect(p.terminationStatus == 0 && p.terminationReason == .exit, "\(text)")
       }
-      if r.signaled { continue }  // TERM before the handler was installed: a plain kill
-      #expect(r.status == 0, "\(r.stderr)")
-      break
     }
     #expect(stops >= 1)
     #expect(try results(out) == results(ref))
