@@ -163,7 +163,7 @@ public enum Slurm {
       var args = [
         "--parsable", "--array=0-\(wave.count - 1)", "--job-name=lth-\(wave[0].kind)",
         "--cpus-per-task=\(o.cpusPerTask)", "--requeue", "--signal=B:TERM@120",
-        "--output=\(dir)/logs/%A_%a.out",
+        "--output=\(dir)/logs/%A_%a.out", "--open-mode=append",
       ]
       if let p = o.partition { args.append("--partition=\(p)") }
       if let t = o.time { args.append("--time=\(t)") }

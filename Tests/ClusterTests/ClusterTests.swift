@@ -373,6 +373,41 @@ struct SlurmTests {
     #expect(try results(broken) == ref)
   }
 
+  @Test("preemption: TERM to a running task checkpoints, requeues it, and it finishes with identical results")
+  func preemption() throws {
+    let cmd = [
+      "lottery", "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--subsample-fraction", "0.2",
+      "--training-steps", "150ep", "--eval-every", "50ep", "--levels", "1",
+    ]
+    let ref = dir()
+    #expect(try CLI.run(cmd + ["--output", ref, "--quiet"]).status == 0)
+    let out = dir()
+    let s = try CLI.run(["submit", "--slurm"] + cmd + ["--output", out])
+    #expect(s.status == 0, "\(s.stderr)")
+    let job = s.stdout.split(separator: "\n").first { $0.hasPrefix("job ") }!.split(separator: " ")[1]
+      .dropLast()
+    let r = try root(out)
+    // Once level 0 trains inside Slurm, TERM its batch shell (what --signal=B:TERM does).
+    let deadline = Date().addingTimeInterval(120)
+    while !FileManager.default.fileExists(atPath: r + "/replicate_1/level_0/main/checkpoint.safetensors")
+      && Date() < deadline
+    {
+      usleep(20_000)
+    }
+    usleep(300_000)
+    let c = Process()
+    c.executableURL = URL(fileURLWithPath: Slurm.which("scancel")!)
+    c.arguments = ["--batch", "--signal=TERM", "\(job)_0"]
+    try c.run()
+    c.waitUntilExit()
+    #expect(c.terminationStatus == 0)
+    let end = try settle(r)
+    #expect(end.values.allSatisfy { $0 == "done" }, "\(end)")
+    #expect(try results(out) == results(ref))
+    let log = (try? String(contentsOfFile: "\(r)/slurm/logs/\(job)_0.out", encoding: .utf8)) ?? ""
+    #expect(log.contains("stopped by SIGTERM at step"), "\(log)")
+  }
+
   @Test("bad input: no sbatch, a refused job, no submission: one line, non-zero exit")
   func badInput() throws {
     let out = dir()
