@@ -8,7 +8,7 @@ import Training
 struct ReportCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "report",
-    abstract: "One self-contained HTML page with SVG plots for lottery, prune-init and lmc runs.",
+    abstract: "One self-contained HTML page with SVG plots for lottery, prune-init, lmc and scaling runs.",
     discussion: """
       The page has inline CSS and SVG, no JavaScript and nothing to fetch: it opens offline \
       and prints. Sections per kind: lottery (accuracy and early stopping against density, \
