@@ -278,7 +278,8 @@ struct Branch: ParsableCommand {
 struct ResultsCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "results",
-    abstract: "Densities and accuracies of lottery, prune-init, lmc and scaling runs (mean ± std over replicates).",
+    abstract:
+      "Densities and accuracies of lottery, prune-init, lmc and scaling runs (mean ± std over replicates).",
     discussion: """
       With several runs, one table by density: methods in columns, their ablations beside them. \
       --json prints the result object (several runs: {"runs": [...]}) that `lth report` draws; \
