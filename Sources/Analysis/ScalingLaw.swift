@@ -1,5 +1,7 @@
 import Engine
+import Experiments
 import Foundation
+import NN
 
 /// The error of IMP-pruned networks as a function of density, depth and width (Rosenfeld,
 /// Frankle, Carbin, Shavit, "On the Predictability of Pruning Across Scales", ICML 2021):
@@ -314,16 +316,11 @@ public enum ScalingFit {
     return dof > 0 ? (sum / Double(dof)).squareRoot() : nil
   }
 
-  public static func std(_ x: [Double]) -> Double {
-    guard x.count > 1 else { return 0 }
-    let m = x.reduce(0, +) / Double(x.count)
-    return (x.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(x.count - 1)).squareRoot()
-  }
+  /// The sample standard deviation (``Experiments/Results/std(_:)``), 0 for fewer than 2.
+  public static func std(_ x: [Double]) -> Double { Results.std(x) ?? 0 }
 
-  /// A knob value as short text (0.5, 2, 20).
-  public static func text(_ v: Double) -> String {
-    v == v.rounded() && abs(v) < 1e15 ? String(Int(v)) : "\(v)"
-  }
+  /// A knob value as short text (0.5, 2, 20), as in model names.
+  public static func text(_ v: Double) -> String { ModelZoo.formatFactor(v) }
 }
 
 /// `--holdout "width>=1"`: configurations left out of a fit, by conditions on `depth`,

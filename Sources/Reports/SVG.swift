@@ -384,27 +384,27 @@ public struct Chart: Sendable {
       o += "</g>\n"
     }
     if legend {
-      let named = series.filter { !$0.points.isEmpty }
-      o += "<g class=\"legend\">"
-      for (i, s) in named.enumerated() {
-        let ly = f.t + 8 + Double(i) * 18
-        let lx = f.r + 14
-        let dash = s.dashed ? " stroke-dasharray=\"6 4\"" : ""
-        if s.line {
-          o +=
-            "<line x1=\"\(Self.n(lx))\" x2=\"\(Self.n(lx + 24))\" y1=\"\(Self.n(ly))\" y2=\"\(Self.n(ly))\" stroke=\"\(s.color)\" stroke-width=\"2\"\(dash)/>"
-        }
-        if s.markers {
-          o += "<circle cx=\"\(Self.n(lx + 12))\" cy=\"\(Self.n(ly))\" r=\"3\" fill=\"\(s.color)\"/>"
-        }
-        o += "<text x=\"\(Self.n(lx + 30))\" y=\"\(Self.n(ly))\" dy=\"0.32em\">\(e(s.name))</text>"
+      // One row per drawn series, then one per reference line: (name, line attributes, marker colour).
+      var rows: [(String, String?, String?)] = series.filter { !$0.points.isEmpty }.map { s in
+        (
+          s.name,
+          s.line
+            ? "stroke=\"\(s.color)\" stroke-width=\"2\"\(s.dashed ? " stroke-dasharray=\"6 4\"" : "")" : nil,
+          s.markers ? s.color : nil
+        )
       }
-      for (j, r) in references.enumerated() {
-        let ly = f.t + 8 + Double(named.count + j) * 18
-        let lx = f.r + 14
-        o +=
-          "<line x1=\"\(Self.n(lx))\" x2=\"\(Self.n(lx + 24))\" y1=\"\(Self.n(ly))\" y2=\"\(Self.n(ly))\" stroke=\"\(Palette.reference)\" stroke-dasharray=\"2 3\"/>"
-        o += "<text x=\"\(Self.n(lx + 30))\" y=\"\(Self.n(ly))\" dy=\"0.32em\">\(e(r.label))</text>"
+      rows += references.map { ($0.label, "stroke=\"\(Palette.reference)\" stroke-dasharray=\"2 3\"", nil) }
+      o += "<g class=\"legend\">"
+      for (i, (name, stroke, marker)) in rows.enumerated() {
+        let (lx, ly) = (f.r + 14, f.t + 8 + Double(i) * 18)
+        if let stroke {
+          o +=
+            "<line x1=\"\(Self.n(lx))\" x2=\"\(Self.n(lx + 24))\" y1=\"\(Self.n(ly))\" y2=\"\(Self.n(ly))\" \(stroke)/>"
+        }
+        if let marker {
+          o += "<circle cx=\"\(Self.n(lx + 12))\" cy=\"\(Self.n(ly))\" r=\"3\" fill=\"\(marker)\"/>"
+        }
+        o += "<text x=\"\(Self.n(lx + 30))\" y=\"\(Self.n(ly))\" dy=\"0.32em\">\(e(name))</text>"
       }
       o += "</g>\n"
     }

@@ -144,36 +144,25 @@ extension BranchCommon {
   }
 }
 
-extension Branch.Shuffle: Plannable {
+/// A `lth branch KIND` subcommand: its flags and the branch it describes. Every one is
+/// planned the same way (``BranchCommon/phases(_:arguments:)``).
+protocol BranchSubcommand: Plannable {
+  var common: BranchCommon { get }
+  func branch() throws -> BranchHParams
+}
+
+extension BranchSubcommand {
   func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
     try common.phases(try branch(), arguments: arguments)
   }
 }
-extension Branch.Reinit: Plannable {
-  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
-    try common.phases(try branch(), arguments: arguments)
-  }
-}
-extension Branch.Invert: Plannable {
-  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
-    try common.phases(try branch(), arguments: arguments)
-  }
-}
-extension Branch.RandomPrune: Plannable {
-  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
-    try common.phases(try branch(), arguments: arguments)
-  }
-}
-extension Branch.RandomReinit: Plannable {
-  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
-    try common.phases(try branch(), arguments: arguments)
-  }
-}
-extension Branch.Retrain: Plannable {
-  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
-    try common.phases(try branch(), arguments: arguments)
-  }
-}
+
+extension Branch.Shuffle: BranchSubcommand {}
+extension Branch.Reinit: BranchSubcommand {}
+extension Branch.Invert: BranchSubcommand {}
+extension Branch.RandomPrune: BranchSubcommand {}
+extension Branch.RandomReinit: BranchSubcommand {}
+extension Branch.Retrain: BranchSubcommand {}
 
 /// Parses an experiment command line and plans it.
 func planGraph(_ command: [String]) throws -> JobGraph { try plannedCommand(command).graph }
