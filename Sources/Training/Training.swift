@@ -230,7 +230,6 @@ public final class Trainer {
       optimizer.learningRate = learningRate(step)
       let r = try network.lossAndGradients(input: x, labels: labels)
       guard r.loss.isFinite else {
-        loader.drain()
         throw RunError(
           "loss is \(r.loss) at step \(step): training diverged; the last good checkpoint (step \(lastCheckpoint)) is kept in \(directory)"
         )
@@ -264,11 +263,9 @@ public final class Trainer {
         if lastCheckpoint != step {
           try Checkpoint.save(network: network, optimizer: optimizer, step: step, to: checkpointPath)
         }
-        loader.drain()
         throw Stopped(step: step, directory: directory)
       }
     }
-    loader.drain()
     return metrics.records
   }
 

@@ -175,17 +175,42 @@ struct LoaderTests {
     #expect(Array(b.indices(step: 4)) == Array(a.indices(step: 4)))
     let c = try BatchLoader(dataset: ds, batchSize: 10, seed: 6, augment: false)
     #expect(Array(c.indices(step: 0)) != Array(a.indices(step: 0)))
-    // Prefetched batches equal synchronously filled ones, with augmentation too.
+    // Batches are the same whatever the thread count, with augmentation too.
     let img = Synthetic.make(count: 30, shape: [3, 8, 8], classes: 10)
     let p = try BatchLoader(dataset: img, batchSize: 7, seed: 1, augment: true)
     let q = try BatchLoader(dataset: img, batchSize: 7, seed: 1, augment: true)
     let x = Tensor<Float>(zeros: [0])
     for s in [0, 1, 2, 3, 4, 9, 10] {
-      let (bx, bl) = p.batch(step: s)
-      let ql = q.fill(step: s, into: x)
+      let (bx, bl) = Parallel.withThreads(3) { p.batch(step: s) }
+      let ql = Parallel.withThreads(1) { q.fill(step: s, into: x) }
       #expect(bx.array == x.array && bl == ql, "step \(s)")
     }
     #expect(throws: DataError.self) { try BatchLoader(dataset: ds, batchSize: 0, seed: 0, augment: false) }
+  }
+
+  @Test("8-bit pixels are normalised 16 at a time exactly as one at a time")
+  func byteNormalisation() {
+    // 3 channels of 7x7 = 49 pixels: three 16-pixel blocks and a tail per channel; every
+    // byte value occurs.
+    let (c, plane, n) = (3, 49, 6)
+    let bytes = (0..<(n * c * plane)).map { UInt8(truncatingIfNeeded: $0 * 37 + $0 / 256) }
+    let mean: [Float] = [0.4914, 0.4822, 0.4465]
+    let std: [Float] = [0.247, 0.243, 0.261]
+    let ds = Dataset(
+      name: "t", storage: .bytes(bytes), labels: [Int32](repeating: 0, count: n), shape: [c, 7, 7],
+      classes: 1, mean: mean, std: std)
+    #expect(Set(bytes).count == 256)
+    let x = Tensor<Float>(zeros: [0])
+    _ = ds.gather(Array(0..<n), into: x)
+    var expected: [Float] = []
+    for i in 0..<n {
+      for ch in 0..<c {
+        let scale = 1 / (255 * std[ch])
+        let shift = -mean[ch] / std[ch]
+        for j in 0..<plane { expected.append(Float(bytes[(i * c + ch) * plane + j]) * scale + shift) }
+      }
+    }
+    #expect(x.array.map(\.bitPattern) == expected.map(\.bitPattern))
   }
 
   @Test("validation split is fixed across replicates; subsample and random labels")
