@@ -214,7 +214,32 @@ public enum Sparse {
     source: UnsafePointer<Float>, sourceStride: Int, width: Int,
     destination: UnsafeMutablePointer<Float>, destinationStride: Int? = nil, columnStride: Int = 1,
     validWidth: Int? = nil, rows: Range<Int>, bias: UnsafePointer<Float>?,
-    block: ColumnBlock? = nil, accumulate: Bool = false
+    block: ColumnBlock? = nil, accumulate: Bool = false, denseValues: Bool = false
+  ) {
+    precondition(!denseValues || !transposed, "spmm reads a dense weight by rows only")
+    if denseValues {
+      // The weight matrix itself (`values[r * cols + c]`): no gather pass before the product.
+      let cols = pattern.cols
+      spmmRows(
+        pattern, transposed: false, source: source, sourceStride: sourceStride, width: width,
+        destination: destination, destinationStride: destinationStride, columnStride: columnStride,
+        validWidth: validWidth, rows: rows, bias: bias, block: block, accumulate: accumulate
+      ) { r, index, e in values[r * cols + Int(index[e])] }
+    } else {
+      spmmRows(
+        pattern, transposed: transposed, source: source, sourceStride: sourceStride, width: width,
+        destination: destination, destinationStride: destinationStride, columnStride: columnStride,
+        validWidth: validWidth, rows: rows, bias: bias, block: block, accumulate: accumulate
+      ) { _, _, e in values[e] }
+    }
+  }
+
+  @inline(__always)
+  static func spmmRows(
+    _ pattern: SparsePattern, transposed: Bool, source: UnsafePointer<Float>, sourceStride: Int, width: Int,
+    destination: UnsafeMutablePointer<Float>, destinationStride: Int?, columnStride: Int,
+    validWidth: Int?, rows: Range<Int>, bias: UnsafePointer<Float>?, block: ColumnBlock?, accumulate: Bool,
+    value: (_ row: Int, _ index: UnsafePointer<Int32>, _ entry: Int) -> Float
   ) {
     let start = transposed ? pattern.colStart.baseAddress! : pattern.rowStart.baseAddress!
     let index = transposed ? pattern.transposedRow.baseAddress! : pattern.colIndex.baseAddress!
@@ -247,7 +272,7 @@ public enum Sparse {
             initial(j + 48), initial(j + 56)
           )
           for e in e0..<e1 {
-            let v = V(repeating: values[e])
+            let v = V(repeating: value(r, index, e))
             let s = s0 + Int(index[e]) * sourceStride
             a0 = fma(v, load(s), a0)
             a1 = fma(v, load(s + 8), a1)
@@ -270,7 +295,7 @@ public enum Sparse {
         case 4...:
           var (a0, a1, a2, a3) = (initial(j), initial(j + 8), initial(j + 16), initial(j + 24))
           for e in e0..<e1 {
-            let v = V(repeating: values[e])
+            let v = V(repeating: value(r, index, e))
             let s = s0 + Int(index[e]) * sourceStride
             a0 = fma(v, load(s), a0)
             a1 = fma(v, load(s + 8), a1)
@@ -284,7 +309,9 @@ public enum Sparse {
           j += 32
         default:
           var a0 = initial(j)
-          for e in e0..<e1 { a0 = fma(V(repeating: values[e]), load(s0 + Int(index[e]) * sourceStride), a0) }
+          for e in e0..<e1 {
+            a0 = fma(V(repeating: value(r, index, e)), load(s0 + Int(index[e]) * sourceStride), a0)
+          }
           put(a0, j)
           j += 8
         }
@@ -293,7 +320,7 @@ public enum Sparse {
       // with odd output sizes); the same fused multiply-add per lane.
       while j < width {
         var a = accumulate ? d[j] : b0[0]
-        for e in e0..<e1 { a = a.addingProduct(values[e], source[Int(index[e]) * sourceStride + j]) }
+        for e in e0..<e1 { a = a.addingProduct(value(r, index, e), source[Int(index[e]) * sourceStride + j]) }
         if cs == 1 { d[j] = a } else if j < valid { d[j * cs] = a }
         j += 1
       }
@@ -309,9 +336,15 @@ public enum Sparse {
   public static func sampledProduct(
     _ pattern: SparsePattern, rows: Range<Int>, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
     stride: Int, bStride: Int? = nil, width: Int, into out: UnsafeMutablePointer<Float>, accumulate: Bool,
-    block: ColumnBlock? = nil
+    block: ColumnBlock? = nil, denseOutput: Bool = false
   ) {
     let bs = bStride ?? stride
+    let cols = pattern.cols
+    // `out[e]`, or with `denseOutput` the dense gradient matrix `out[r * cols + c]` (no
+    // scatter pass after the product).
+    @inline(__always) func slot(_ r: Int, _ e: Int) -> Int {
+      denseOutput ? r * cols + Int(pattern.colIndex[e]) : e
+    }
     @inline(__always) func finish(
       _ s0: V, _ s1: V, _ ar: UnsafePointer<Float>, _ br: UnsafePointer<Float>, _ j0: Int
     ) -> Float {
@@ -343,8 +376,9 @@ public enum Sparse {
           t0 = fma(x0, load(cr + j), t0)
         }
         let (u, v) = (finish(s0, s1, ar, br, vectorEnd), finish(t0, t1, ar, cr, vectorEnd))
-        out[e] = accumulate ? out[e] + u : u
-        out[e + 1] = accumulate ? out[e + 1] + v : v
+        let (o0, o1) = (slot(r, e), slot(r, e + 1))
+        out[o0] = accumulate ? out[o0] + u : u
+        out[o1] = accumulate ? out[o1] + v : v
         e += 2
       }
       if e < e1 {
@@ -358,7 +392,8 @@ public enum Sparse {
         }
         if j < vectorEnd { s0 = fma(load(ar + j), load(br + j), s0) }
         let u = finish(s0, s1, ar, br, vectorEnd)
-        out[e] = accumulate ? out[e] + u : u
+        let o0 = slot(r, e)
+        out[o0] = accumulate ? out[o0] + u : u
       }
     }
   }
@@ -373,7 +408,9 @@ public enum Sparse {
     ld: Int
   ) {
     let ss = sourceStride ?? cols
-    let shards = rowShards(cols / 8, work: rows * cols)
+    // A copy costs less than a multiply-add: shards of about 4K elements (LeNet's 60x300
+    // activations in 4 shards, not 1).
+    let shards = rowShards(cols / 8, work: rows * cols * 4)
     Parallel.forEach(shards) { s in
       let cr =
         Parallel.range(s, of: shards, cols / 8).lowerBound
@@ -464,7 +501,6 @@ public enum Sparse {
 /// activations. Keeps the transposed input of the last forward pass for the backward pass.
 public final class SparseLinear: @unchecked Sendable {
   public let pattern: SparsePattern
-  private let values: Tensor<Float>
   private let valuesByColumn: Tensor<Float>
   private let inputT = Tensor<Float>(zeros: [0])
   private let gradT = Tensor<Float>(zeros: [0])
@@ -479,10 +515,11 @@ public final class SparseLinear: @unchecked Sendable {
   public var gradients: Tensor<Float> { gradValues }
 
   /// For a weight `[out, in]` and its 0/1 mask of the same shape.
-  public init(mask: Tensor<Float>, outFeatures: Int) throws {
+  public init(mask: Tensor<Float>, outFeatures: Int, columnBlock: Int? = -1) throws {
     pattern = try SparsePattern(mask: mask, rows: outFeatures)
-    blocks = pattern.cols >= Self.wideInput ? ColumnBlocks(pattern, width: 2048) : nil
-    values = Tensor(zeros: [pattern.count])
+    let width = columnBlock == -1 ? (pattern.cols >= Self.wideInput ? 2048 : nil) : columnBlock
+    let pattern = self.pattern
+    blocks = width.map { ColumnBlocks(pattern, width: $0) }
     valuesByColumn = Tensor(zeros: [pattern.count])
     gradValues = Tensor(zeros: [pattern.count])
   }
@@ -502,48 +539,47 @@ public final class SparseLinear: @unchecked Sendable {
       outputT.resize([outF, ld])
       Parallel.forEach(shards) { s in
         let rows = Parallel.range(s, of: shards, outF)
-        pattern.gather(weight.data, into: values.data, rows: rows)
         for b in 0..<blocks.count {
           Sparse.spmm(
-            pattern, transposed: false, values: values.data, source: inputT.data, sourceStride: ld, width: ld,
+            pattern, transposed: false, values: weight.data, source: inputT.data, sourceStride: ld, width: ld,
             destination: outputT.data, rows: rows, bias: b == 0 ? bias.map { UnsafePointer($0.data) } : nil,
-            block: blocks.block(b), accumulate: b > 0)
+            block: blocks.block(b), accumulate: b > 0, denseValues: true)
         }
       }
       Sparse.transpose(outputT.data, rows: outF, cols: n, sourceStride: ld, into: y.data, ld: outF)
       return
     }
     Parallel.forEach(shards) { s in
-      // Each shard gathers the weights of its own rows, then multiplies them: no serial step.
+      // The weights are read where they are (row r, column c of the weight matrix): no
+      // gather pass.
       let rows = Parallel.range(s, of: shards, outF)
-      pattern.gather(weight.data, into: values.data, rows: rows)
       Sparse.spmm(
-        pattern, transposed: false, values: values.data, source: inputT.data, sourceStride: ld, width: ld,
+        pattern, transposed: false, values: weight.data, source: inputT.data, sourceStride: ld, width: ld,
         destination: y.data, columnStride: outF, validWidth: n, rows: rows,
-        bias: bias.map { UnsafePointer($0.data) })
+        bias: bias.map { UnsafePointer($0.data) }, denseValues: true)
     }
   }
 
   /// Gradients of the last ``forward(x:weight:bias:y:)``: `dWeight` at surviving positions
-  /// only (the caller keeps pruned positions zero), `dBias` and `dx` when non-nil.
-  public func backward(dy: Tensor<Float>, dWeight: Tensor<Float>, dBias: Tensor<Float>?, dx: Tensor<Float>?) {
+  /// only (the caller keeps pruned positions zero), `dBias` and `dx` when non-nil. `compact`:
+  /// the weight gradient is also kept in ``gradients`` (row order, for an optimizer that
+  /// updates the surviving entries only); otherwise it is written straight into `dWeight`.
+  public func backward(
+    dy: Tensor<Float>, weight: Tensor<Float>, dWeight: Tensor<Float>, dBias: Tensor<Float>?,
+    dx: Tensor<Float>?, compact: Bool = true
+  ) {
     let (n, inF, outF) = (dy.shape[0], pattern.cols, pattern.rows)
     let ld = Sparse.paddedBatch(n)
     gradT.resize([outF, ld])
     Sparse.transpose(dy.data, rows: n, cols: outF, into: gradT.data, ld: ld)
     let shards = Sparse.rowShards(outF, work: pattern.count * ld)
+    let out = compact ? gradValues.data : dWeight.data
     Parallel.forEach(shards) { s in
       let r = Parallel.range(s, of: shards, outF)
-      if let blocks {
-        for b in 0..<blocks.count {
-          Sparse.sampledProduct(
-            pattern, rows: r, a: gradT.data, b: inputT.data, stride: ld, width: ld, into: gradValues.data,
-            accumulate: false, block: blocks.block(b))
-        }
-      } else {
+      for b in 0..<(blocks?.count ?? 1) {
         Sparse.sampledProduct(
-          pattern, rows: r, a: gradT.data, b: inputT.data, stride: ld, width: ld, into: gradValues.data,
-          accumulate: false)
+          pattern, rows: r, a: gradT.data, b: inputT.data, stride: ld, width: ld, into: out,
+          accumulate: false, block: blocks?.block(b), denseOutput: !compact)
       }
       if let dBias {
         // The dense kernel's sum (examples in order), read from the contiguous copy.
@@ -554,7 +590,7 @@ public final class SparseLinear: @unchecked Sendable {
           dBias.data[o] = acc
         }
       }
-      pattern.scatter(gradValues.data, into: dWeight.data, rows: r)
+      if compact { pattern.scatter(gradValues.data, into: dWeight.data, rows: r) }
     }
     guard let dx else { return }
     dx.resize([n, inF])
@@ -565,7 +601,7 @@ public final class SparseLinear: @unchecked Sendable {
     if viaBuffer { inputGradT.resize([inF, ld]) }
     Parallel.forEach(inShards) { s in
       let columns = Parallel.range(s, of: inShards, inF)
-      pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data, columns: columns)
+      pattern.gather(denseWeight: weight.data, byColumn: valuesByColumn.data, columns: columns)
       Sparse.spmm(
         pattern, transposed: true, values: valuesByColumn.data, source: gradT.data, sourceStride: ld,
         width: ld, destination: viaBuffer ? inputGradT.data : dx.data, columnStride: viaBuffer ? 1 : inF,
@@ -578,6 +614,18 @@ public final class SparseLinear: @unchecked Sendable {
 }
 
 extension SparsePattern {
+  /// The weight matrix's surviving entries in column order: `byColumn[k] = weight[row(k),
+  /// c]` for the entries `k` of the columns `columns`.
+  public func gather(
+    denseWeight weight: UnsafePointer<Float>, byColumn: UnsafeMutablePointer<Float>, columns: Range<Int>
+  ) {
+    for c in columns {
+      for k in Int(colStart[c])..<Int(colStart[c + 1]) {
+        byColumn[k] = weight[Int(transposedRow[k]) * cols + c]
+      }
+    }
+  }
+
   /// Row-order values into column order: `byColumn[k] = values[transposedEntry[k]]`, for
   /// the entries of `columns` (default all).
   public func gather(

@@ -47,9 +47,14 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
   public private(set) var shape: [Int]
   /// Number of elements (product of `shape`).
   public private(set) var count: Int
-  /// Start of the element buffer (capacity may exceed `count` after a shrinking reshape).
+  /// Start of the elements: the tensor's own buffer (capacity may exceed `count` after a
+  /// shrinking reshape), or another tensor's while this one is a ``view(of:shape:)``.
   public private(set) var data: UnsafeMutablePointer<T>
+  /// The tensor's own buffer.
+  private var storage: UnsafeMutablePointer<T>
   private var capacity: Int
+  /// The tensor whose elements a view shows (kept alive by the view).
+  private var viewed: Tensor<T>?
   /// Memory order of a 4-D activation (``TensorLayout``); `.nchw` unless a kernel that
   /// writes blocked output (oneDNN convolution) says otherwise.
   public var layout = TensorLayout.nchw
@@ -60,7 +65,8 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
     self.shape = shape
     self.count = shape.reduce(1, *)
     self.capacity = max(count, 1)
-    self.data = Self.allocate(capacity)
+    self.storage = Self.allocate(capacity)
+    self.data = storage
     data.initialize(repeating: 0, count: capacity)
     tensorAllocatedBytes.wrappingAdd(capacity * MemoryLayout<T>.stride, ordering: .relaxed)
     tensorAllocations.wrappingAdd(1, ordering: .relaxed)
@@ -93,7 +99,20 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
 
   deinit {
     tensorAllocatedBytes.wrappingSubtract(capacity * MemoryLayout<T>.stride, ordering: .relaxed)
-    data.deallocate()
+    storage.deallocate()
+  }
+
+  /// Makes this tensor show `source`'s elements under another shape of the same size, without
+  /// copying (`flatten`): it reads what `source` holds until the next ``resize(_:)`` (or
+  /// anything that writes through it: ``copy(from:)``), which gives it its own buffer back.
+  /// Only for reading: nothing may write into a view.
+  public func view(of source: Tensor<T>, shape newShape: [Int]) {
+    precondition(newShape.reduce(1, *) == source.count, "cannot view \(source.shape) as \(newShape)")
+    viewed = source
+    data = source.data
+    shape = newShape
+    count = source.count
+    layout = source.layout
   }
 
   /// Changes the shape, reallocating only when the new element count exceeds the capacity.
@@ -101,15 +120,21 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
   /// The layout becomes `.nchw`: kernels that write blocked output set it afterwards.
   public func resize(_ newShape: [Int]) {
     layout = .nchw
-    if newShape == shape { return }
+    let wasView = viewed != nil
+    if wasView {
+      viewed = nil
+      data = storage
+    }
+    if newShape == shape && !wasView { return }
     let n = newShape.reduce(1, *)
     if n > capacity {
-      data.deallocate()
+      storage.deallocate()
       tensorAllocatedBytes.wrappingAdd((n - capacity) * MemoryLayout<T>.stride, ordering: .relaxed)
       tensorAllocations.wrappingAdd(1, ordering: .relaxed)
       capacity = n
-      data = Self.allocate(n)
-      data.initialize(repeating: 0, count: n)
+      storage = Self.allocate(n)
+      storage.initialize(repeating: 0, count: n)
+      data = storage
     }
     shape = newShape
     count = n

@@ -294,7 +294,7 @@ func timeSparseLayers(_ net: Network<Float>, batch: Int) throws -> [SparseLayerT
         }
         let sparse = try medianMs(reps) {
           k.forward(x: x, weight: w, bias: nil, y: y)
-          if train { k.backward(dy: dy, dWeight: dW, dBias: nil, dx: dx) }
+          if train { k.backward(dy: dy, weight: w, dWeight: dW, dBias: nil, dx: dx) }
         }
         let auto = SparseKernelRule.linear(
           outFeatures: l.outFeatures, inFeatures: l.inFeatures, density: k.pattern.density, batch: n)

@@ -71,6 +71,26 @@ struct KernelTests {
     #expect(maxAbsDiff(y, refConv(x, wt, b, stride: s, pad: p)) < 1e-12)
   }
 
+  @Test("a view shows its source's elements until it is resized, then has its own buffer")
+  func tensorView() {
+    let source = Tensor<Float>((0..<12).map(Float.init), shape: [2, 2, 3])
+    let v = Tensor<Float>(repeating: -1, shape: [4])
+    v.view(of: source, shape: [2, 6])
+    #expect(v.shape == [2, 6] && v.count == 12 && v.data == source.data)
+    source[5] = 50
+    #expect(v[5] == 50)
+    // Writing means resizing first: the view lets go of the source.
+    v.resize([2, 6])
+    #expect(v.data != source.data)
+    v.buffer.update(repeating: 7)
+    #expect(source.array == (0..<12).map { $0 == 5 ? 50 : Float($0) })
+    // A view outlives the tensor it shows.
+    var other: Tensor<Float>? = Tensor<Float>([1, 2, 3, 4], shape: [2, 2])
+    v.view(of: other!, shape: [4])
+    other = nil
+    #expect(v.array == [1, 2, 3, 4])
+  }
+
   @Test("convolution rejects mismatched shapes with a clear message")
   func convBadShape() {
     let g = ConvGeometry(inChannels: 3, outChannels: 2, kernel: (3, 3))

@@ -76,20 +76,29 @@ struct SparseTests {
     )
     Dense.linearBackward(x: x, weight: w, dy: dy, dWeight: dWRef, dBias: dbRef, dx: dxRef)
 
-    let k = try SparseLinear(mask: mask, outFeatures: outF)
-    let y = Tensor<Float>(zeros: [0])
-    k.forward(x: Tensor(converting: x), weight: Tensor(converting: w), bias: Tensor(converting: b), y: y)
-    #expect(y.shape == [n, outF])
-    #expect(relativeError(y, yRef.array) < 1e-5)
-    let dW = Tensor<Float>(zeros: w.shape)
-    let (db, dx) = (Tensor<Float>(zeros: [outF]), Tensor<Float>(zeros: [0]))
-    k.backward(dy: Tensor(converting: dy), dWeight: dW, dBias: db, dx: dx)
-    #expect(dx.shape == [n, inF])
-    #expect(relativeError(dx, dxRef.array) < 1e-5)
-    #expect(relativeError(db, dbRef.array) < 1e-5)
-    let dWMasked = (0..<dW.count).map { mask[$0] == 0 ? 0 : dWRef[$0] }
-    #expect(relativeError(dW, dWMasked) < 1e-5)
-    for i in 0..<dW.count where mask[i] == 0 { #expect(dW[i] == 0, "pruned gradient \(i) was written") }
+    // Unblocked and by blocks of 16 columns; the weight gradient kept compact (and
+    // scattered) or written straight into the dense gradient.
+    for (columnBlock, compact) in [(-1, true), (-1, false), (16, true), (16, false)] {
+      let k = try SparseLinear(mask: mask, outFeatures: outF, columnBlock: columnBlock)
+      let y = Tensor<Float>(zeros: [0])
+      let wf = Tensor<Float>(converting: w)
+      k.forward(x: Tensor(converting: x), weight: wf, bias: Tensor(converting: b), y: y)
+      #expect(y.shape == [n, outF])
+      #expect(relativeError(y, yRef.array) < 1e-5)
+      let dW = Tensor<Float>(zeros: w.shape)
+      let (db, dx) = (Tensor<Float>(zeros: [outF]), Tensor<Float>(zeros: [0]))
+      k.backward(dy: Tensor(converting: dy), weight: wf, dWeight: dW, dBias: db, dx: dx, compact: compact)
+      #expect(dx.shape == [n, inF])
+      #expect(relativeError(dx, dxRef.array) < 1e-5)
+      #expect(relativeError(db, dbRef.array) < 1e-5)
+      let dWMasked = (0..<dW.count).map { mask[$0] == 0 ? 0 : dWRef[$0] }
+      #expect(relativeError(dW, dWMasked) < 1e-5)
+      if compact {
+        let positions = k.pattern.positions
+        #expect(k.gradients.array == positions.map { dW[$0] })
+      }
+      for i in 0..<dW.count where mask[i] == 0 { #expect(dW[i] == 0, "pruned gradient \(i) was written") }
+    }
   }
 
   /// (n, c, h, w, o, k, stride, pad, density): 3x3 and 1x1, stride 1 and 2, output widths
@@ -164,7 +173,7 @@ struct SparseTests {
       let k = try SparseLinear(mask: mask, outFeatures: 70)
       let (y, dW, dx) = (Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: w.shape), Tensor<Float>(zeros: [0]))
       k.forward(x: x, weight: w, bias: nil, y: y)
-      k.backward(dy: dy, dWeight: dW, dBias: nil, dx: dx)
+      k.backward(dy: dy, weight: w, dWeight: dW, dBias: nil, dx: dx)
       var out = [y.array, dW.array, dx.array]
       for direct in [true, false] {
         let c = try SparseConvolution(geometry: g, mask: cmask, workspace: ConvWorkspace(), direct: direct)
