@@ -84,22 +84,9 @@ public struct Dataset: Sendable {
       b.withUnsafeBufferPointer { src in
         let s = src.baseAddress! + i * e
         for c in 0..<shape[0] {
-          // `Float(v) * scale + shift`, rounded twice (no fused multiply-add) whether it runs
-          // 16 lanes at a time or one.
-          let scale = 1 / (255 * std[c])
-          let shift = -mean[c] / std[c]
-          let (sc, dc) = (s + c * plane, dst + c * plane)
-          var j = 0
-          while j + 16 <= plane {
-            let v = UnsafeRawPointer(sc + j).loadUnaligned(as: SIMD16<UInt8>.self)
-            let f = SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: v))
-            UnsafeMutableRawPointer(dc + j).storeBytes(of: f * scale + shift, as: SIMD16<Float>.self)
-            j += 16
-          }
-          while j < plane {
-            dc[j] = Float(sc[j]) * scale + shift
-            j += 1
-          }
+          Elementwise.affine(
+            bytes: s + c * plane, count: plane, scale: 1 / (255 * std[c]), shift: -mean[c] / std[c],
+            into: dst + c * plane)
         }
       }
     case .floats(let f):

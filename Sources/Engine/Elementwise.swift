@@ -1,3 +1,7 @@
+#if arch(x86_64)
+  import _Builtin_intrinsics.intel
+#endif
+
 /// Element-wise kernels: ReLU, addition (residual connections) and their gradients.
 ///
 /// `relu(x) = max(x, 0)`; its gradient passes `dy` where the *output* is positive
@@ -42,6 +46,29 @@ public enum Elementwise {
         let m: T = yp[i] > 0 ? 1 : 0
         dxp[i] = dyp[i] * m
       }
+    }
+  }
+
+  /// `y[i] = Float(x[i]) * scale + shift` for 8-bit pixels, rounded twice (a multiply, then
+  /// an add; no fused multiply-add) whether it runs 8 lanes at a time or one. Swift's generic
+  /// SIMD integer-to-float conversion is a scalar loop, hence the intrinsics.
+  public static func affine(
+    bytes x: UnsafePointer<UInt8>, count: Int, scale: Float, shift: Float, into y: UnsafeMutablePointer<Float>
+  ) {
+    var j = 0
+    #if arch(x86_64)
+      let (vs, vh) = (_mm256_set1_ps(scale), _mm256_set1_ps(shift))
+      while j + 8 <= count {
+        let b = _mm_cvtsi64_si128(Int64(bitPattern: UnsafeRawPointer(x + j).loadUnaligned(as: UInt64.self)))
+        let f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b))
+        UnsafeMutableRawPointer(y + j).storeBytes(
+          of: SIMD8<Float>(_mm256_add_ps(_mm256_mul_ps(f, vs), vh)), as: SIMD8<Float>.self)
+        j += 8
+      }
+    #endif
+    while j < count {
+      y[j] = Float(x[j]) * scale + shift
+      j += 1
     }
   }
 
