@@ -388,55 +388,104 @@ public enum Sparse {
   }
 
   /// `dst[c, r] = src[r, c]` for `src: [rows, cols]`, `dst` rows `ld >= rows` apart with
-  /// zeros in lanes `rows ..< ld`; in parallel over fixed blocks of columns (a copy: the
-  /// split never changes results). Eight source rows at a time give one 8-lane store per
-  /// column.
+  /// zeros in lanes `rows ..< ld`; in parallel over fixed blocks of 8 columns, or of 8 rows
+  /// when there are more of those (a feature-major `[300, 60]` activation has 7 column
+  /// blocks and 37 row blocks); a copy, so the split never changes results. Eight source
+  /// rows at a time give one 8-lane store per column.
+  ///
+  /// `relu`: `max(x, 0)` on the way (as ``Elementwise/relu(x:y:)``: `x * (x > 0 ? 1 : 0)`,
+  /// so a NaN stays NaN). `mask`: a tensor of the source's shape and stride whose positive
+  /// entries let the element through (`x * (m > 0 ? 1 : 0)`: ReLU's backward pass).
   public static func transpose(
     _ src: UnsafePointer<Float>, rows: Int, cols: Int, sourceStride: Int? = nil,
     into dst: UnsafeMutablePointer<Float>,
-    ld: Int
+    ld: Int, relu: Bool = false, mask: UnsafePointer<Float>? = nil
   ) {
     let ss = sourceStride ?? cols
+    let byRows = rows / 8 > cols / 8
+    let blocks = byRows ? rows / 8 : cols / 8
     // A copy costs less than a multiply-add: shards of about 4K elements (LeNet's 60x300
     // activations in 4 shards, not 1).
-    let shards = rowShards(cols / 8, work: rows * cols * 4)
+    let shards = rowShards(blocks, work: rows * cols * 4)
     Parallel.forEach(shards) { s in
-      let cr =
-        Parallel.range(s, of: shards, cols / 8).lowerBound
-        * 8..<(s == shards - 1 ? cols : Parallel.range(s, of: shards, cols / 8).upperBound * 8)
-      var r0 = 0
-      while r0 + 8 <= rows {
-        let p = src + r0 * ss
-        var c = cr.lowerBound
-        while c + 8 <= cr.upperBound {
-          let t = transpose8x8(
-            load(p + c), load(p + ss + c), load(p + 2 * ss + c), load(p + 3 * ss + c),
-            load(p + 4 * ss + c), load(p + 5 * ss + c), load(p + 6 * ss + c), load(p + 7 * ss + c))
-          let d = dst + c * ld + r0
-          store(t.0, d)
-          store(t.1, d + ld)
-          store(t.2, d + 2 * ld)
-          store(t.3, d + 3 * ld)
-          store(t.4, d + 4 * ld)
-          store(t.5, d + 5 * ld)
-          store(t.6, d + 6 * ld)
-          store(t.7, d + 7 * ld)
-          c += 8
-        }
-        while c < cr.upperBound {
-          let v = V(
-            p[c], p[ss + c], p[2 * ss + c], p[3 * ss + c], p[4 * ss + c], p[5 * ss + c],
-            p[6 * ss + c], p[7 * ss + c])
-          store(v, dst + c * ld + r0)
-          c += 1
-        }
-        r0 += 8
-      }
-      for c in cr {
-        for r in r0..<rows { dst[c * ld + r] = src[r * ss + c] }
-        for r in rows..<ld { dst[c * ld + r] = 0 }
+      let b = Parallel.range(s, of: shards, blocks)
+      let last = s == shards - 1
+      let part = b.lowerBound * 8..<(last ? (byRows ? rows : cols) : b.upperBound * 8)
+      let (rr, cr) = byRows ? (part, 0..<cols) : (0..<rows, part)
+      transposeTile(src, sourceStride: ss, rows: rr, cols: cr, into: dst, ld: ld, relu: relu, mask: mask)
+      // Zero lanes past the batch: the shard that holds the last rows, or each column shard.
+      if !byRows || last {
+        for c in cr { for r in rows..<ld { dst[c * ld + r] = 0 } }
       }
     }
+  }
+
+  /// The part `rows x cols` of ``transpose(_:rows:cols:sourceStride:into:ld:)``.
+  @inline(__always)
+  static func transposeTile(
+    _ src: UnsafePointer<Float>, sourceStride ss: Int, rows: Range<Int>, cols cr: Range<Int>,
+    into dst: UnsafeMutablePointer<Float>, ld: Int, relu: Bool, mask: UnsafePointer<Float>?
+  ) {
+    @inline(__always) func get(_ o: Int) -> V {
+      var v = load(src + o)
+      if relu { v *= step(v) }
+      if let mask { v *= step(load(mask + o)) }
+      return v
+    }
+    @inline(__always) func get1(_ o: Int) -> Float {
+      var v = src[o]
+      if relu { v *= v > 0 ? 1 : 0 }
+      if let mask { v *= mask[o] > 0 ? 1 : 0 }
+      return v
+    }
+    var r0 = rows.lowerBound
+    while r0 + 8 <= rows.upperBound {
+      let o = r0 * ss
+      var c = cr.lowerBound
+      while c + 8 <= cr.upperBound {
+        let t = transpose8x8(
+          get(o + c), get(o + ss + c), get(o + 2 * ss + c), get(o + 3 * ss + c),
+          get(o + 4 * ss + c), get(o + 5 * ss + c), get(o + 6 * ss + c), get(o + 7 * ss + c))
+        let d = dst + c * ld + r0
+        store(t.0, d)
+        store(t.1, d + ld)
+        store(t.2, d + 2 * ld)
+        store(t.3, d + 3 * ld)
+        store(t.4, d + 4 * ld)
+        store(t.5, d + 5 * ld)
+        store(t.6, d + 6 * ld)
+        store(t.7, d + 7 * ld)
+        c += 8
+      }
+      while c < cr.upperBound {
+        let v = V(
+          get1(o + c), get1(o + ss + c), get1(o + 2 * ss + c), get1(o + 3 * ss + c), get1(o + 4 * ss + c),
+          get1(o + 5 * ss + c), get1(o + 6 * ss + c), get1(o + 7 * ss + c))
+        store(v, dst + c * ld + r0)
+        c += 1
+      }
+      r0 += 8
+    }
+    for c in cr {
+      for r in r0..<rows.upperBound { dst[c * ld + r] = get1(r * ss + c) }
+    }
+  }
+
+  /// `out[r] = sum(m[r, 0 ..< ld])` for the rows `rows` of a feature-major `m` (zero-padded
+  /// lanes): a bias gradient. 8 lanes at a time, then across the lanes, in a fixed order.
+  static func rowSums(
+    _ m: UnsafePointer<Float>, ld: Int, rows: Range<Int>, into out: UnsafeMutablePointer<Float>
+  ) {
+    for r in rows {
+      var acc = V()
+      for j in stride(from: 0, to: ld, by: 8) { acc += load(m + r * ld + j) }
+      out[r] = acc.sum()
+    }
+  }
+
+  /// 1 where `v > 0`, else 0 (a NaN gives 0, and `NaN * 0` stays NaN).
+  @inline(__always) static func step(_ v: V) -> V {
+    V(repeating: 0).replacing(with: 1, where: v .> 0)
   }
 
   /// The transpose of the 8x8 block whose rows are `r0 ... r7` (unpack, then 128-bit lanes).
@@ -513,8 +562,10 @@ public final class SparseLinear: @unchecked Sendable {
     gradValues = Tensor(zeros: [pattern.count])
   }
 
-  /// `y = x W^T + b`; `y` is resized to `[N, out]`.
-  public func forward(x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>) {
+  /// `y = x W^T + b`, or `relu(x W^T + b)` with `relu`; `y` is resized to `[N, out]`.
+  public func forward(
+    x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>, relu: Bool = false
+  ) {
     let (n, inF, outF) = (x.shape[0], pattern.cols, pattern.rows)
     let ld = Sparse.paddedBatch(n)
     inputT.resize([inF, ld])
@@ -544,21 +595,24 @@ public final class SparseLinear: @unchecked Sendable {
           destination: outputT.data, rows: rows, bias: bias.map { UnsafePointer($0.data) }, denseValues: true)
       }
     }
-    Sparse.transpose(outputT.data, rows: outF, cols: n, sourceStride: ld, into: y.data, ld: outF)
+    Sparse.transpose(outputT.data, rows: outF, cols: n, sourceStride: ld, into: y.data, ld: outF, relu: relu)
   }
 
   /// Gradients of the last ``forward(x:weight:bias:y:)``: `dWeight` at surviving positions
   /// only (the caller keeps pruned positions zero), `dBias` and `dx` when non-nil. `compact`:
   /// the weight gradient is also kept in ``gradients`` (row order, for an optimizer that
   /// updates the surviving entries only); otherwise it is written straight into `dWeight`.
+  /// `reluOutput`: the forward pass applied ReLU and this is its output `y`; `dy` is the
+  /// gradient with respect to `y`, and ReLU's mask (`y > 0`) is applied to it first.
   public func backward(
     dy: Tensor<Float>, weight: Tensor<Float>, dWeight: Tensor<Float>, dBias: Tensor<Float>?,
-    dx: Tensor<Float>?, compact: Bool = true
+    dx: Tensor<Float>?, compact: Bool = true, reluOutput: Tensor<Float>? = nil
   ) {
     let (n, inF, outF) = (dy.shape[0], pattern.cols, pattern.rows)
     let ld = Sparse.paddedBatch(n)
     gradT.resize([outF, ld])
-    Sparse.transpose(dy.data, rows: n, cols: outF, into: gradT.data, ld: ld)
+    Sparse.transpose(
+      dy.data, rows: n, cols: outF, into: gradT.data, ld: ld, mask: reluOutput.map { UnsafePointer($0.data) })
     let shards = Sparse.rowShards(outF, work: pattern.count * ld)
     let out = compact ? gradValues.data : dWeight.data
     Parallel.forEach(shards) { s in
@@ -568,8 +622,7 @@ public final class SparseLinear: @unchecked Sendable {
           pattern, rows: r, a: gradT.data, b: inputT.data, stride: ld, width: ld, into: out,
           accumulate: false, block: blocks?.block(b), denseOutput: !compact)
       }
-      // The dense kernel's sum (examples in order).
-      if let dBias { Dense.columnSums(dy.data, rows: n, cols: outF, columns: r, into: dBias.data) }
+      if let dBias { Sparse.rowSums(gradT.data, ld: ld, rows: r, into: dBias.data) }
       if compact { pattern.scatter(gradValues.data, into: dWeight.data, rows: r) }
     }
     guard let dx else { return }

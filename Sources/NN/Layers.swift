@@ -15,6 +15,13 @@ public final class Linear<T: Scalar>: Module<T> {
   private var sparseInUse: SparseLinear?
   /// `sparse-csr` or `dense`: the kernels of the last forward pass.
   public var kernelName: String { sparseInUse == nil ? "dense" : "sparse-csr" }
+  /// Applies the following ReLU too (``ReLU/isFused``): `y = relu(x W^T + b)`, and ReLU's
+  /// mask applied to `dy` first in the backward pass. The sparse kernels do both inside
+  /// their transposes (no pass of their own); the dense path runs the ReLU kernels, bit for
+  /// bit the two layers. ``Network`` sets it for every linear layer directly followed by a
+  /// ReLU.
+  public var fusedReLU = false
+  private lazy var maskedGrad = Tensor<T>(zeros: [0])
 
   public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
     self.inFeatures = inFeatures
@@ -46,10 +53,11 @@ public final class Linear<T: Scalar>: Module<T> {
       sparseInUse = k
       k.forward(
         x: x as! Tensor<Float>, weight: weight.value as! Tensor<Float>, bias: bias?.value as! Tensor<Float>?,
-        y: output as! Tensor<Float>)
+        y: output as! Tensor<Float>, relu: fusedReLU)
       return output
     }
     Dense.linearForward(x: x, weight: weight.value, bias: bias?.value, y: output)
+    if fusedReLU { Elementwise.relu(x: output, y: output) }
     return output
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
@@ -62,11 +70,17 @@ public final class Linear<T: Scalar>: Module<T> {
       k.backward(
         dy: dy as! Tensor<Float>, weight: weight.value as! Tensor<Float>,
         dWeight: weight.grad as! Tensor<Float>,
-        dBias: bias?.grad as! Tensor<Float>?, dx: dx as! Tensor<Float>?, compact: compact)
+        dBias: bias?.grad as! Tensor<Float>?, dx: dx as! Tensor<Float>?, compact: compact,
+        reluOutput: fusedReLU ? (output as! Tensor<Float>) : nil)
       if compact { weight.compactGradient = (k.gradients as! Tensor<T>) }
     } else {
+      var d = dy
+      if fusedReLU {
+        Elementwise.reluBackward(y: output, dy: dy, dx: maskedGrad)
+        d = maskedGrad
+      }
       Dense.linearBackward(
-        x: input!, weight: weight.value, dy: dy, dWeight: weight.grad, dBias: bias?.grad, dx: dx)
+        x: input!, weight: weight.value, dy: d, dWeight: weight.grad, dBias: bias?.grad, dx: dx)
     }
     return dx
   }

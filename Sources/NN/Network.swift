@@ -52,10 +52,12 @@ public final class Network<T: Scalar> {
     applyFusion()
   }
 
-  /// Every batch norm directly followed by a ReLU computes both (``BatchNorm/fusedReLU``);
-  /// bit for bit the same results, one pass over the activations fewer each way. On by
-  /// default.
-  public var fusesBatchNormReLU = true {
+  /// Every batch norm or linear layer directly followed by a ReLU computes both
+  /// (``BatchNorm/fusedReLU``, ``Linear/fusedReLU``): one pass over the activations fewer
+  /// each way. Bit for bit the same results on dense kernels; sparse linear kernels apply
+  /// the ReLU inside their transposes and sum bias gradients in their own (fixed) order. On
+  /// by default.
+  public var fusesReLU = true {
     didSet { applyFusion() }
   }
   private func applyFusion() {
@@ -63,13 +65,18 @@ public final class Network<T: Scalar> {
       var pairs: [(BatchNorm<T>, ReLU<T>)] = []
       if let s = m as? Sequential<T> {
         for (a, b) in zip(s.layers, s.layers.dropFirst()) {
-          if let bn = a.1 as? BatchNorm<T>, let r = b.1 as? ReLU<T> { pairs.append((bn, r)) }
+          guard let r = b.1 as? ReLU<T> else { continue }
+          if let bn = a.1 as? BatchNorm<T> { pairs.append((bn, r)) }
+          if let l = a.1 as? Linear<T> {
+            l.fusedReLU = fusesReLU
+            r.isFused = fusesReLU
+          }
         }
       }
       if let b = m as? BasicBlock<T> { pairs += b.batchNormReLUPairs }
       for (bn, r) in pairs {
-        bn.fusedReLU = fusesBatchNormReLU
-        r.isFused = fusesBatchNormReLU
+        bn.fusedReLU = fusesReLU
+        r.isFused = fusesReLU
       }
     }
   }

@@ -57,6 +57,31 @@ struct SparseTests {
     (5, 4100, 7, 0.05),
   ]
 
+  @Test(
+    "the blocked transpose, sharded by columns or by rows, pads lanes with zeros",
+    arguments: [(60, 784), (300, 60), (100, 60), (7, 13), (1, 9), (64, 64), (17, 300)])
+  func transpose(rows: Int, cols: Int) {
+    let ss = cols + 3  // a source stride wider than the row
+    let ld = Sparse.paddedBatch(rows)
+    let src = (0..<(rows * ss)).map { Float($0 % 1009) - 500 }
+    for threads in [1, 3] {
+      Parallel.withThreads(threads) {
+        var dst = [Float](repeating: .nan, count: cols * ld)
+        src.withUnsafeBufferPointer { s in
+          dst.withUnsafeMutableBufferPointer { d in
+            Sparse.transpose(
+              s.baseAddress!, rows: rows, cols: cols, sourceStride: ss, into: d.baseAddress!, ld: ld)
+          }
+        }
+        var wrong = 0
+        for c in 0..<cols {
+          for r in 0..<ld where dst[c * ld + r] != (r < rows ? src[r * ss + c] : 0) { wrong += 1 }
+        }
+        #expect(wrong == 0, "\(rows)x\(cols) at \(threads) threads: \(wrong) wrong elements")
+      }
+    }
+  }
+
   @Test("linear forward, input gradient and sampled weight gradient", arguments: linearShapes)
   func linear(_ shape: (Int, Int, Int, Double)) throws {
     let (n, inF, outF, density) = shape

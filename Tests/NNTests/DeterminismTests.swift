@@ -198,14 +198,16 @@ struct BackendNetworkTests {
   }
 
   @Test(
-    "fused batch norm + ReLU gives the same bits as the two layers",
-    arguments: [("cifar_vgg_11", [3, 32, 32]), ("cifar_resnet_8", [3, 16, 16])])
+    "fused batch norm or linear + ReLU gives the same bits as the two layers",
+    arguments: [
+      ("cifar_vgg_11", [3, 32, 32]), ("cifar_resnet_8", [3, 16, 16]), ("mnist_lenet_300_100", [1, 28, 28]),
+    ])
   func fusion(_ a: (String, [Int])) throws {
     func run<T: Scalar>(_: T.Type, _ policy: ConvBackendPolicy, fused: Bool) throws -> [[T]] {
       let net = try ModelZoo.make(a.0, inputShape: a.1, classes: 10, as: T.self)
       net.initialize(seed: 9, weights: .kaimingNormal, batchNorm: .uniform)
       net.convolutionPolicy = policy
-      net.fusesBatchNormReLU = fused
+      net.fusesReLU = fused
       let opt = try SGD(net.parameters, learningRate: 0.05, momentum: 0.9)
       let data = Synthetic.make(count: 20, shape: a.1, classes: 10, seed: 2)
       let xf = Tensor<Float>(zeros: [0])
