@@ -8,24 +8,37 @@
 /// -> ReLU -> conv (-> residual add, max pooling) stays blocked and skips two reorders per
 /// layer. Layers that need NCHW (flatten, average pooling, im2col convolution) convert on
 /// entry and convert their input gradient back (``Layouts/convert(_:to:into:)``).
+///
+/// `featureMajor(batch:)` is a 2-D activation `[N, F]` stored transposed, as the sparse
+/// linear kernels compute it: the tensor's shape is `[F, L]`, `x[n, f]` at `f*L + n`, with
+/// `L` = ``Sparse/paddedBatch(_:)`` of N and zeros in lanes `N ..< L`. A sparse linear layer
+/// followed (through a fused ReLU) by another linear layer writes it and the next one reads
+/// it, so a chain of pruned layers skips two transposes per layer each way; a layer that
+/// needs `[N, F]` converts on entry (``Layouts/convert(_:to:into:)``).
 public enum TensorLayout: Sendable, Equatable, Hashable, CustomStringConvertible {
   case nchw
   case blocked16
   case blocked8
-  /// Channels per block (1 for NCHW).
+  case featureMajor(batch: Int)
+  /// Channels per block (1 for NCHW and feature-major).
   public var block: Int {
     switch self {
-    case .nchw: 1
+    case .nchw, .featureMajor: 1
     case .blocked16: 16
     case .blocked8: 8
     }
   }
-  public var isBlocked: Bool { self != .nchw }
+  public var isBlocked: Bool { block > 1 }
+  /// The batch size of a ``featureMajor(batch:)`` activation, nil for other layouts.
+  public var featureMajorBatch: Int? {
+    if case .featureMajor(let n) = self { n } else { nil }
+  }
   public var description: String {
     switch self {
     case .nchw: "nchw"
     case .blocked16: "nChw16c"
     case .blocked8: "nChw8c"
+    case .featureMajor(let n): "feature-major (batch \(n))"
     }
   }
 }
@@ -40,6 +53,20 @@ public enum Layouts {
     precondition(x !== y, "layout conversion in place")
     if x.layout == layout {
       y.copy(from: x)
+      return
+    }
+    if let n = x.layout.featureMajorBatch {  // [F, L] -> [N, F]
+      precondition(layout == .nchw, "feature-major activations convert to [N, F] only")
+      y.resize([n, x.shape[0]])
+      transpose(x.data, rows: x.shape[0], cols: n, sourceStride: x.shape[1], into: y.data, ld: x.shape[0])
+      return
+    }
+    if let n = layout.featureMajorBatch {  // [N, F] -> [F, L]
+      precondition(x.shape.count == 2 && x.shape[0] == n, "feature-major needs [\(n), F], got \(x.shape)")
+      let ld = Sparse.paddedBatch(n)
+      y.resize([x.shape[1], ld])
+      transpose(x.data, rows: n, cols: x.shape[1], sourceStride: x.shape[1], into: y.data, ld: ld)
+      y.layout = layout
       return
     }
     if x.layout.isBlocked && layout.isBlocked {  // one block size to another, through NCHW
@@ -76,6 +103,24 @@ public enum Layouts {
           }
         }
       }
+    }
+  }
+
+  /// ``Sparse/transpose(_:rows:cols:sourceStride:into:ld:relu:mask:)`` for any scalar type.
+  private static func transpose<T: Scalar>(
+    _ src: UnsafeMutablePointer<T>, rows: Int, cols: Int, sourceStride: Int,
+    into dst: UnsafeMutablePointer<T>,
+    ld: Int
+  ) {
+    if T.self == Float.self {
+      Sparse.transpose(
+        UnsafeRawPointer(src).assumingMemoryBound(to: Float.self), rows: rows, cols: cols,
+        sourceStride: sourceStride, into: UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self),
+        ld: ld)
+      return
+    }
+    for c in 0..<cols {
+      for r in 0..<ld { dst[c * ld + r] = r < rows ? src[r * sourceStride + c] : 0 }
     }
   }
 }

@@ -564,6 +564,7 @@
     static func tag(_ layout: TensorLayout) -> dnnl_format_tag_t {
       switch layout {
       case .nchw: dnnl_nchw
+      case .featureMajor: preconditionFailure("oneDNN convolutions never see 2-D activations")
       case .blocked16: dnnl_nChw16c
       case .blocked8: dnnl_nChw8c
       }

@@ -483,6 +483,23 @@ public enum Sparse {
     }
   }
 
+  /// ReLU (with `relu`) on rows `rows` of a feature-major `[rows, ld]` output, then zeros in
+  /// lanes `batch ..< ld` (the bias reached them): the layout's contract.
+  static func finishFeatureMajor(
+    _ y: UnsafeMutablePointer<Float>, ld: Int, batch: Int, rows: Range<Int>, relu: Bool
+  ) {
+    for r in rows {
+      let p = y + r * ld
+      if relu {
+        for j in stride(from: 0, to: ld, by: 8) {
+          let v = load(p + j)
+          store(v * step(v), p + j)
+        }
+      }
+      for j in batch..<ld { p[j] = 0 }
+    }
+  }
+
   /// 1 where `v > 0`, else 0 (a NaN gives 0, and `NaN * 0` stays NaN).
   @inline(__always) static func step(_ v: V) -> V {
     V(repeating: 0).replacing(with: 1, where: v .> 0)
@@ -562,19 +579,30 @@ public final class SparseLinear: @unchecked Sendable {
     gradValues = Tensor(zeros: [pattern.count])
   }
 
-  /// `y = x W^T + b`, or `relu(x W^T + b)` with `relu`; `y` is resized to `[N, out]`.
+  /// `y = x W^T + b`, or `relu(x W^T + b)` with `relu`. `x` is `[N, in]` or feature-major
+  /// (``TensorLayout/featureMajor(batch:)``, read in place); `y` becomes `[N, out]`, or
+  /// feature-major with `featureMajorOutput` (no transpose at all).
   public func forward(
-    x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>, relu: Bool = false
+    x: Tensor<Float>, weight: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>, relu: Bool = false,
+    featureMajorOutput: Bool = false
   ) {
-    let (n, inF, outF) = (x.shape[0], pattern.cols, pattern.rows)
+    let (inF, outF) = (pattern.cols, pattern.rows)
+    let n = x.layout.featureMajorBatch ?? x.shape[0]
     let ld = Sparse.paddedBatch(n)
-    inputT.resize([inF, ld])
-    Sparse.transpose(x.data, rows: n, cols: inF, into: inputT.data, ld: ld)
-    y.resize([n, outF])
+    if x.layout.featureMajorBatch != nil {
+      input = x
+    } else {
+      inputT.resize([inF, ld])
+      Sparse.transpose(x.data, rows: n, cols: inF, into: inputT.data, ld: ld)
+      input = inputT
+    }
+    let source = input!.data
     let shards = Sparse.rowShards(outF, work: pattern.count * ld)
-    // `Y^T` feature-major (whole vectors), then one blocked transpose: 8-lane stores instead
-    // of one scalar store per example (LeNet's 784->300 at 3.6%: 28.6 against 34.6 us).
-    outputT.resize([outF, ld])
+    // `Y^T` feature-major (whole vectors), then one blocked transpose unless the next layer
+    // reads it as it is: 8-lane stores instead of one scalar store per example (LeNet's
+    // 784->300 at 3.6%: 28.6 against 34.6 us).
+    let out = featureMajorOutput ? y : outputT
+    out.resize([outF, ld])
     Parallel.forEach(shards) { s in
       // The weights are read where they are (row r, column c of the weight matrix): no
       // gather pass.
@@ -585,59 +613,94 @@ public final class SparseLinear: @unchecked Sendable {
         // `Y^T` (the same chain of FMAs as one pass).
         for b in 0..<blocks.count {
           Sparse.spmm(
-            pattern, transposed: false, values: weight.data, source: inputT.data, sourceStride: ld, width: ld,
-            destination: outputT.data, rows: rows, bias: b == 0 ? bias.map { UnsafePointer($0.data) } : nil,
+            pattern, transposed: false, values: weight.data, source: source, sourceStride: ld, width: ld,
+            destination: out.data, rows: rows, bias: b == 0 ? bias.map { UnsafePointer($0.data) } : nil,
             block: blocks.block(b), accumulate: b > 0, denseValues: true)
         }
       } else {
         Sparse.spmm(
-          pattern, transposed: false, values: weight.data, source: inputT.data, sourceStride: ld, width: ld,
-          destination: outputT.data, rows: rows, bias: bias.map { UnsafePointer($0.data) }, denseValues: true)
+          pattern, transposed: false, values: weight.data, source: source, sourceStride: ld, width: ld,
+          destination: out.data, rows: rows, bias: bias.map { UnsafePointer($0.data) }, denseValues: true)
       }
+      if featureMajorOutput { Sparse.finishFeatureMajor(out.data, ld: ld, batch: n, rows: rows, relu: relu) }
     }
-    Sparse.transpose(outputT.data, rows: outF, cols: n, sourceStride: ld, into: y.data, ld: outF, relu: relu)
+    if featureMajorOutput {
+      y.layout = .featureMajor(batch: n)
+    } else {
+      y.resize([n, outF])
+      Sparse.transpose(
+        outputT.data, rows: outF, cols: n, sourceStride: ld, into: y.data, ld: outF, relu: relu)
+    }
   }
+  /// The feature-major input of the last forward pass (the caller's tensor or ``inputT``).
+  private var input: Tensor<Float>?
 
-  /// Gradients of the last ``forward(x:weight:bias:y:)``: `dWeight` at surviving positions
-  /// only (the caller keeps pruned positions zero), `dBias` and `dx` when non-nil. `compact`:
-  /// the weight gradient is also kept in ``gradients`` (row order, for an optimizer that
-  /// updates the surviving entries only); otherwise it is written straight into `dWeight`.
-  /// `reluOutput`: the forward pass applied ReLU and this is its output `y`; `dy` is the
-  /// gradient with respect to `y`, and ReLU's mask (`y > 0`) is applied to it first.
+  /// Gradients of the last ``forward(x:weight:bias:y:relu:featureMajorOutput:)``: `dWeight`
+  /// at surviving positions only (the caller keeps pruned positions zero), `dBias` and `dx`
+  /// when non-nil. `dy` has the layout of that pass's output, and `dx` gets the layout of
+  /// its input. `compact`: the weight gradient is also kept in ``gradients`` (row order, for
+  /// an optimizer that updates the surviving entries only); otherwise it is written straight
+  /// into `dWeight`. `reluOutput`: the forward pass applied ReLU and this is its output `y`;
+  /// `dy` is the gradient with respect to `y`, and ReLU's mask (`y > 0`) is applied first.
   public func backward(
     dy: Tensor<Float>, weight: Tensor<Float>, dWeight: Tensor<Float>, dBias: Tensor<Float>?,
     dx: Tensor<Float>?, compact: Bool = true, reluOutput: Tensor<Float>? = nil
   ) {
-    let (n, inF, outF) = (dy.shape[0], pattern.cols, pattern.rows)
+    let (inF, outF) = (pattern.cols, pattern.rows)
+    let dyFeatureMajor = dy.layout.featureMajorBatch != nil
+    let n = dy.layout.featureMajorBatch ?? dy.shape[0]
     let ld = Sparse.paddedBatch(n)
-    gradT.resize([outF, ld])
-    Sparse.transpose(
-      dy.data, rows: n, cols: outF, into: gradT.data, ld: ld, mask: reluOutput.map { UnsafePointer($0.data) })
+    let source = input!.data
+    let mask = reluOutput.map { UnsafePointer($0.data) }
+    // `dY^T`: `dy` itself when it is feature-major and needs no mask.
+    var g = gradT.data
+    if !dyFeatureMajor {
+      gradT.resize([outF, ld])
+      g = gradT.data
+      Sparse.transpose(dy.data, rows: n, cols: outF, into: g, ld: ld, mask: mask)
+    } else if mask != nil {
+      gradT.resize([outF, ld])
+      g = gradT.data
+    } else {
+      g = dy.data
+    }
+    let gradient = g
     let shards = Sparse.rowShards(outF, work: pattern.count * ld)
     let out = compact ? gradValues.data : dWeight.data
     Parallel.forEach(shards) { s in
       let r = Parallel.range(s, of: shards, outF)
+      if dyFeatureMajor, let mask {
+        let d = dy.data
+        for i in (r.lowerBound * ld)..<(r.upperBound * ld) { gradient[i] = d[i] * (mask[i] > 0 ? 1 : 0) }
+      }
       for b in 0..<(blocks?.count ?? 1) {
         Sparse.sampledProduct(
-          pattern, rows: r, a: gradT.data, b: inputT.data, stride: ld, width: ld, into: out,
+          pattern, rows: r, a: gradient, b: source, stride: ld, width: ld, into: out,
           accumulate: false, block: blocks?.block(b), denseOutput: !compact)
       }
-      if let dBias { Sparse.rowSums(gradT.data, ld: ld, rows: r, into: dBias.data) }
+      if let dBias { Sparse.rowSums(gradient, ld: ld, rows: r, into: dBias.data) }
       if compact { pattern.scatter(gradValues.data, into: dWeight.data, rows: r) }
     }
     guard let dx else { return }
-    dx.resize([n, inF])
     let inShards = Sparse.rowShards(inF, work: pattern.count * ld)
-    // Feature-major `dX^T`, then one blocked transpose (as the forward pass).
-    inputGradT.resize([inF, ld])
+    // Feature-major `dX^T`, then one blocked transpose (as the forward pass) unless the
+    // input was feature-major.
+    let featureMajorInput = input!.layout.featureMajorBatch != nil
+    let dxT = featureMajorInput ? dx : inputGradT
+    dxT.resize([inF, ld])
     Parallel.forEach(inShards) { s in
       let columns = Parallel.range(s, of: inShards, inF)
       pattern.gather(denseWeight: weight.data, byColumn: valuesByColumn.data, columns: columns)
       Sparse.spmm(
-        pattern, transposed: true, values: valuesByColumn.data, source: gradT.data, sourceStride: ld,
-        width: ld, destination: inputGradT.data, rows: columns, bias: nil)
+        pattern, transposed: true, values: valuesByColumn.data, source: gradient, sourceStride: ld,
+        width: ld, destination: dxT.data, rows: columns, bias: nil)
     }
-    Sparse.transpose(inputGradT.data, rows: inF, cols: n, sourceStride: ld, into: dx.data, ld: inF)
+    if featureMajorInput {
+      dx.layout = .featureMajor(batch: n)
+    } else {
+      dx.resize([n, inF])
+      Sparse.transpose(inputGradT.data, rows: inF, cols: n, sourceStride: ld, into: dx.data, ld: inF)
+    }
   }
 }
 

@@ -21,7 +21,13 @@ public final class Linear<T: Scalar>: Module<T> {
   /// bit the two layers. ``Network`` sets it for every linear layer directly followed by a
   /// ReLU.
   public var fusedReLU = false
+  /// Sparse kernels leave the output feature-major (``Engine/TensorLayout/featureMajor(batch:)``)
+  /// for the next linear layer to read as it is; ``Network`` sets it for every linear layer
+  /// followed by another (through a fused ReLU). Dense kernels always write `[N, out]`.
+  public var emitsFeatureMajor = false
   private lazy var maskedGrad = Tensor<T>(zeros: [0])
+  /// A feature-major input converted to `[N, in]` for the dense kernels.
+  private let layout = LayoutAdapter<T>()
 
   public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
     self.inFeatures = inFeatures
@@ -34,11 +40,12 @@ public final class Linear<T: Scalar>: Module<T> {
     [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
   }
   public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
-    guard x.shape.count == 2, x.shape[1] == inFeatures else {
+    let batch = x.layout.featureMajorBatch ?? x.shape.first ?? 0
+    let features = x.layout.featureMajorBatch == nil ? x.shape.last : x.shape.first
+    guard x.shape.count == 2, features == inFeatures else {
       throw EngineError(
         "Linear(\(inFeatures), \(outFeatures)): expected input [N, \(inFeatures)], got shape \(x.shape)")
     }
-    input = x
     sparseInUse = nil
     if let k = try plan.kernel(
       for: weight, policy: sparseKernels,
@@ -48,15 +55,16 @@ public final class Linear<T: Scalar>: Module<T> {
       }),
       sparseKernels == .on
         || SparseKernelRule.linear(
-          outFeatures: outFeatures, inFeatures: inFeatures, density: plan.density, batch: x.shape[0])
+          outFeatures: outFeatures, inFeatures: inFeatures, density: plan.density, batch: batch)
     {
       sparseInUse = k
       k.forward(
         x: x as! Tensor<Float>, weight: weight.value as! Tensor<Float>, bias: bias?.value as! Tensor<Float>?,
-        y: output as! Tensor<Float>, relu: fusedReLU)
+        y: output as! Tensor<Float>, relu: fusedReLU, featureMajorOutput: emitsFeatureMajor)
       return output
     }
-    Dense.linearForward(x: x, weight: weight.value, bias: bias?.value, y: output)
+    input = layout.input(x)
+    Dense.linearForward(x: input!, weight: weight.value, bias: bias?.value, y: output)
     if fusedReLU { Elementwise.relu(x: output, y: output) }
     return output
   }
@@ -81,6 +89,7 @@ public final class Linear<T: Scalar>: Module<T> {
       }
       Dense.linearBackward(
         x: input!, weight: weight.value, dy: d, dWeight: weight.grad, dBias: bias?.grad, dx: dx)
+      return dx.map { layout.gradient($0) }
     }
     return dx
   }

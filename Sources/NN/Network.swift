@@ -72,6 +72,14 @@ public final class Network<T: Scalar> {
             r.isFused = fusesReLU
           }
         }
+        // A linear layer whose output reaches another linear layer untouched (directly, or
+        // through a fused ReLU) may hand it over feature-major.
+        for (i, (_, a)) in s.layers.enumerated() {
+          guard let l = a as? Linear<T> else { continue }
+          var j = i + 1
+          if j < s.layers.count, let r = s.layers[j].1 as? ReLU<T>, r.isFused { j += 1 }
+          l.emitsFeatureMajor = j < s.layers.count && s.layers[j].1 is Linear<T>
+        }
       }
       if let b = m as? BasicBlock<T> { pairs += b.batchNormReLUPairs }
       for (bn, r) in pairs {

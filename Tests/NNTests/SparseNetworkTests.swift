@@ -78,6 +78,42 @@ struct SparseNetworkTests {
     }
   }
 
+  @Test(
+    "feature-major activations pass from sparse to sparse, sparse to dense and back (batches 1, 13, 60)",
+    arguments: [1, 13, 60])
+  func featureMajorChain(batch: Int) throws {
+    let data = Synthetic.make(count: batch, shape: [1, 28, 28], classes: 10, seed: 8)
+    let x = Tensor<Float>(zeros: [0])
+    let labels = data.gather(0..<batch, into: x)
+    let dense = try maskedNetwork("mnist_lenet_300_100", shape: [1, 28, 28], density: 0.2, policy: .off)
+    let ld = try dense.lossAndGradients(input: x, labels: labels).loss
+    // on: all three layers sparse (two hand-overs); auto at 20%: the first layer sparse, the
+    // second dense (its rule stops at 15%), so the hand-over converts both ways.
+    for (policy, expected) in [
+      (SparseKernelPolicy.on, ["sparse-csr", "sparse-csr", "sparse-csr"]),
+      (.auto, batch < 16 ? ["dense", "dense", "dense"] : ["sparse-csr", "dense", "dense"]),
+    ] {
+      let net = try maskedNetwork("mnist_lenet_300_100", shape: [1, 28, 28], density: 0.2, policy: policy)
+      let ls = try net.lossAndGradients(input: x, labels: labels).loss
+      let k = net.sparseKernelNames
+      #expect([k["fc_layers.0"], k["fc_layers.1"], k["fc"]] == expected, "\(policy) at batch \(batch): \(k)")
+      #expect(abs(ls - ld) <= 1e-5 * abs(ld), "\(policy) at batch \(batch): loss \(ls) vs \(ld)")
+      for ((name, p), (_, q)) in zip(net.parameters, dense.parameters) {
+        // Dense kernels leave pruned positions of the gradient to the optimizer's mask.
+        func masked(_ t: Parameter<Float>) -> [Float] {
+          t.mask.map { m in (0..<t.grad.count).map { t.grad[$0] * m[$0] } } ?? t.grad.array
+        }
+        #expect(relativeL2(masked(p), masked(q)) < 1e-4, "\(policy) at batch \(batch): \(name)")
+      }
+      net.setTraining(false)
+      dense.setTraining(false)
+      let logits = try net.forward(x)
+      #expect(logits.shape == [batch, 10] && logits.layout == .nchw)
+      #expect(relativeL2(logits.array, try dense.forward(x).array) < 1e-5)
+      dense.setTraining(true)
+    }
+  }
+
   /// Trains `steps` steps with Adam or SGD + momentum; returns every parameter and the
   /// optimizer state (dense, as checkpoints see it).
   func train(policy: SparseKernelPolicy, sgd: Bool, steps: Int = 25) throws -> (
