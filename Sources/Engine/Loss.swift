@@ -30,15 +30,22 @@ public enum CrossEntropy {
       }
       var mx = z[0]
       for j in 1..<k where z[j] > mx { mx = z[j] }
+      // Each exponential once (kept in dLogits, or in a stack buffer without it): half
+      // the calls, the same values.
       var sum = 0.0
-      for j in 0..<k { sum += Double(T.exp(z[j] - mx)) }
-      total += Foundation.log(sum) + Double(mx) - Double(z[t])
-      if let d = dLogits {
-        let dp = d.data + i * k
-        let inv = 1.0 / (sum * Double(n))
-        for j in 0..<k { dp[j] = T(Double(T.exp(z[j] - mx)) * inv) }
-        dp[t] -= T(1.0 / Double(n))
+      withUnsafeTemporaryAllocation(of: T.self, capacity: dLogits == nil ? k : 0) { scratch in
+        let e = dLogits.map { $0.data + i * k } ?? scratch.baseAddress!
+        for j in 0..<k {
+          e[j] = T.exp(z[j] - mx)
+          sum += Double(e[j])
+        }
+        if dLogits != nil {
+          let inv = 1.0 / (sum * Double(n))
+          for j in 0..<k { e[j] = T(Double(e[j]) * inv) }
+          e[t] -= T(1.0 / Double(n))
+        }
       }
+      total += Foundation.log(sum) + Double(mx) - Double(z[t])
     }
     return total / Double(n)
   }
