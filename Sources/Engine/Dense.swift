@@ -48,9 +48,13 @@ public enum Dense {
   public static func linearForward<T: Scalar>(
     x: Tensor<T>, weight: Tensor<T>, bias: Tensor<T>?, y: Tensor<T>
   ) {
-    let n = x.shape[0]
+    // A feature-major `x` ([in, L], ``TensorLayout/featureMajor(batch:)``) is read as the
+    // transposed operand: BLAS transposes for free.
+    let fm = x.layout.featureMajorBatch
+    let n = fm ?? x.shape[0]
     let inF = weight.shape[1]
     let outF = weight.shape[0]
+    let lda = fm == nil ? inF : x.shape[1]
     y.resize([n, outF])
     let shards = featureShards(outF)
     Parallel.forEach(shards) { s in
@@ -61,8 +65,8 @@ public enum Dense {
         for i in 0..<n { (yp + i * outF).update(from: bias.data + r.lowerBound, count: r.count) }
       }
       T.gemm(
-        transA: false, transB: true, m: n, n: r.count, k: inF, alpha: 1,
-        a: x.data, lda: inF, b: weight.data + r.lowerBound * inF, ldb: inF,
+        transA: fm != nil, transB: true, m: n, n: r.count, k: inF, alpha: 1,
+        a: x.data, lda: lda, b: weight.data + r.lowerBound * inF, ldb: inF,
         beta: bias == nil ? 0 : 1, c: yp, ldc: outF)
     }
   }
@@ -75,19 +79,32 @@ public enum Dense {
     x: Tensor<T>, weight: Tensor<T>, dy: Tensor<T>,
     dWeight: Tensor<T>, dBias: Tensor<T>?, dx: Tensor<T>?
   ) {
-    let n = x.shape[0]
+    // A feature-major `x` gives a feature-major `dx` (`dX^T = W^T dY^T`, zero lanes past
+    // the batch).
+    let fm = x.layout.featureMajorBatch
+    let n = fm ?? x.shape[0]
     let inF = weight.shape[1]
     let outF = weight.shape[0]
     if let dx {
       dx.resize(x.shape)
+      if let fm { dx.layout = .featureMajor(batch: fm) }
       let shards = featureShards(inF)
       Parallel.forEach(shards) { s in
         let r = Parallel.range(s, of: shards, inF)
         if r.isEmpty { return }
-        T.gemm(
-          transA: false, transB: false, m: n, n: r.count, k: outF, alpha: 1,
-          a: dy.data, lda: outF, b: weight.data + r.lowerBound, ldb: inF,
-          beta: 0, c: dx.data + r.lowerBound, ldc: inF)
+        if fm != nil {
+          let ld = x.shape[1]
+          T.gemm(
+            transA: true, transB: true, m: r.count, n: n, k: outF, alpha: 1,
+            a: weight.data + r.lowerBound, lda: inF, b: dy.data, ldb: outF,
+            beta: 0, c: dx.data + r.lowerBound * ld, ldc: ld)
+          for i in r { (dx.data + i * ld + n).update(repeating: 0, count: ld - n) }
+        } else {
+          T.gemm(
+            transA: false, transB: false, m: n, n: r.count, k: outF, alpha: 1,
+            a: dy.data, lda: outF, b: weight.data + r.lowerBound, ldb: inF,
+            beta: 0, c: dx.data + r.lowerBound, ldc: inF)
+        }
       }
     }
     let rowShards = featureShards(outF)
@@ -95,8 +112,8 @@ public enum Dense {
       let r = Parallel.range(s, of: rowShards, outF)
       if r.isEmpty { return }
       T.gemm(
-        transA: true, transB: false, m: r.count, n: inF, k: n, alpha: 1,
-        a: dy.data + r.lowerBound, lda: outF, b: x.data, ldb: inF,
+        transA: true, transB: fm != nil, m: r.count, n: inF, k: n, alpha: 1,
+        a: dy.data + r.lowerBound, lda: outF, b: x.data, ldb: fm == nil ? inF : x.shape[1],
         beta: 0, c: dWeight.data + r.lowerBound * inF, ldc: inF)
       if let dBias { columnSums(dy.data, rows: n, cols: outF, columns: r, into: dBias.data) }
     }

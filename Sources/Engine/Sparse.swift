@@ -413,9 +413,11 @@ public enum Sparse {
       let part = b.lowerBound * 8..<(last ? (byRows ? rows : cols) : b.upperBound * 8)
       let (rr, cr) = byRows ? (part, 0..<cols) : (0..<rows, part)
       transposeTile(src, sourceStride: ss, rows: rr, cols: cr, into: dst, ld: ld, relu: relu, mask: mask)
-      // Zero lanes past the batch: the shard that holds the last rows, or each column shard.
+      // Zero lanes past the batch (those the tile did not write): the shard that holds the
+      // last rows, or each column shard.
       if !byRows || last {
-        for c in cr { for r in rows..<ld { dst[c * ld + r] = 0 } }
+        let from = rows % 8 != 0 && rows / 8 * 8 + 8 <= ld ? rows / 8 * 8 + 8 : rows
+        for c in cr { for r in from..<ld { dst[c * ld + r] = 0 } }
       }
     }
   }
@@ -465,6 +467,32 @@ public enum Sparse {
         c += 1
       }
       r0 += 8
+    }
+    // The last partial block of rows, when its 8 lanes fit in `ld`: whole vectors with zero
+    // rows past the end (those lanes are the zero padding).
+    if r0 < rows.upperBound && r0 + 8 <= ld {
+      let k = rows.upperBound - r0
+      @inline(__always) func row(_ i: Int, _ c: Int) -> V { i < k ? get((r0 + i) * ss + c) : V() }
+      var c = cr.lowerBound
+      while c + 8 <= cr.upperBound {
+        let t = transpose8x8(
+          row(0, c), row(1, c), row(2, c), row(3, c), row(4, c), row(5, c), row(6, c), row(7, c))
+        let d = dst + c * ld + r0
+        store(t.0, d)
+        store(t.1, d + ld)
+        store(t.2, d + 2 * ld)
+        store(t.3, d + 3 * ld)
+        store(t.4, d + 4 * ld)
+        store(t.5, d + 5 * ld)
+        store(t.6, d + 6 * ld)
+        store(t.7, d + 7 * ld)
+        c += 8
+      }
+      while c < cr.upperBound {
+        for i in 0..<8 { dst[c * ld + r0 + i] = i < k ? get1((r0 + i) * ss + c) : 0 }
+        c += 1
+      }
+      return
     }
     for c in cr {
       for r in r0..<rows.upperBound { dst[c * ld + r] = get1(r * ss + c) }

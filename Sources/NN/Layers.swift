@@ -26,8 +26,6 @@ public final class Linear<T: Scalar>: Module<T> {
   /// followed by another (through a fused ReLU). Dense kernels always write `[N, out]`.
   public var emitsFeatureMajor = false
   private lazy var maskedGrad = Tensor<T>(zeros: [0])
-  /// A feature-major input converted to `[N, in]` for the dense kernels.
-  private let layout = LayoutAdapter<T>()
 
   public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
     self.inFeatures = inFeatures
@@ -63,8 +61,9 @@ public final class Linear<T: Scalar>: Module<T> {
         y: output as! Tensor<Float>, relu: fusedReLU, featureMajorOutput: emitsFeatureMajor)
       return output
     }
-    input = layout.input(x)
-    Dense.linearForward(x: input!, weight: weight.value, bias: bias?.value, y: output)
+    // A feature-major input (from a sparse layer) is read as it is: BLAS transposes.
+    input = x
+    Dense.linearForward(x: x, weight: weight.value, bias: bias?.value, y: output)
     if fusedReLU { Elementwise.relu(x: output, y: output) }
     return output
   }
@@ -89,7 +88,6 @@ public final class Linear<T: Scalar>: Module<T> {
       }
       Dense.linearBackward(
         x: input!, weight: weight.value, dy: d, dWeight: weight.grad, dBias: bias?.grad, dx: dx)
-      return dx.map { layout.gradient($0) }
     }
     return dx
   }
