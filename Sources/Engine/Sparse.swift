@@ -596,6 +596,9 @@ public final class SparseLinear: @unchecked Sendable {
   private let gradValues: Tensor<Float>
   /// The weight gradient of the last backward pass at the surviving entries (row order).
   public var gradients: Tensor<Float> { gradValues }
+  /// With a compact gradient, also write it into the dense gradient tensor (false while an
+  /// optimizer that reads ``gradients`` is its only reader: the training loop).
+  public var writesDenseGradient = true
 
   /// For a weight `[out, in]` and its 0/1 mask of the same shape.
   public init(mask: Tensor<Float>, outFeatures: Int, columnBlock: Int? = -1) throws {
@@ -707,7 +710,7 @@ public final class SparseLinear: @unchecked Sendable {
           accumulate: false, block: blocks?.block(b), denseOutput: !compact)
       }
       if let dBias { Sparse.rowSums(gradient, ld: ld, rows: r, into: dBias.data) }
-      if compact { pattern.scatter(gradValues.data, into: dWeight.data, rows: r) }
+      if compact && writesDenseGradient { pattern.scatter(gradValues.data, into: dWeight.data, rows: r) }
     }
     guard let dx else { return }
     let inShards = Sparse.rowShards(inF, work: pattern.count * ld)
@@ -798,6 +801,9 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
   public override var name: String { isDirect ? "sparse-csr-direct" : "sparse-csr+im2col" }
   /// The weight gradient of the last backward pass at the surviving entries (row order).
   public var gradients: Tensor<Float> { gradValues }
+  /// Also write ``gradients`` into the dense gradient tensor (see
+  /// ``SparseLinear/writesDenseGradient``).
+  public var writesDenseGradient = true
 
   /// Output rows per tile: the tile's im2col matrix stays within about 256 KB (L2).
   func tileRows(oh: Int, ow: Int) -> Int {
@@ -901,7 +907,7 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
       if first { part.update(repeating: 0, count: self.pattern.count) }
     }
     Convolution.reduceShards(partials, shards: shards, count: pattern.count, into: gradValues.data)
-    pattern.scatter(gradValues.data, into: dWeight.data)
+    if writesDenseGradient { pattern.scatter(gradValues.data, into: dWeight.data) }
     if let dBias {
       Convolution.reduceShards(workspace.db, shards: shards, count: g.outChannels, into: dBias.data)
     }

@@ -360,7 +360,7 @@ extension SparseConvolution {
       }
     }
     Convolution.reduceShards(partials, shards: shards, count: pattern.count, into: gradValues.data)
-    pattern.scatter(gradValues.data, into: dWeight.data)
+    if writesDenseGradient { pattern.scatter(gradValues.data, into: dWeight.data) }
     if let dBias {
       Convolution.reduceShards(workspace.db, shards: shards, count: g.outChannels, into: dBias.data)
     }

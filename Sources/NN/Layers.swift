@@ -25,6 +25,10 @@ public final class Linear<T: Scalar>: Module<T> {
   /// for the next linear layer to read as it is; ``Network`` sets it for every linear layer
   /// followed by another (through a fused ReLU). Dense kernels always write `[N, out]`.
   public var emitsFeatureMajor = false
+  /// Whether a pruned weight updated in compact form (``Parameter/updatePositions``) also
+  /// gets its dense `grad` tensor written; ``Network/lossAndGradients(input:labels:inputGradient:temperature:denseGradients:)``
+  /// sets it.
+  public var densePrunedGradients = true
   private lazy var maskedGrad = Tensor<T>(zeros: [0])
 
   public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true) {
@@ -74,6 +78,7 @@ public final class Linear<T: Scalar>: Module<T> {
       // An optimizer that updates the surviving entries only takes the compact gradient;
       // otherwise the product writes the dense gradient directly.
       let compact = weight.updatePositions != nil
+      k.writesDenseGradient = !compact || densePrunedGradients
       k.backward(
         dy: dy as! Tensor<Float>, weight: weight.value as! Tensor<Float>,
         dWeight: weight.grad as! Tensor<Float>,
@@ -115,6 +120,8 @@ public final class Conv2d<T: Scalar>: Module<T> {
   public var backendPolicy = ConvBackendPolicy.auto { didSet { (backend, denseBackend) = (nil, nil) } }
   /// Sparse kernels for a pruned weight (``Network`` sets it for all its layers).
   public var sparseKernels = SparseKernelPolicy.auto
+  /// See ``Linear/densePrunedGradients``.
+  public var densePrunedGradients = true
   /// The backend of the last forward pass (nil before the first).
   public private(set) var backend: ConvolutionBackend<T>?
   private var denseBackend: ConvolutionBackend<T>?
@@ -165,6 +172,8 @@ public final class Conv2d<T: Scalar>: Module<T> {
     return output
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    (backend as? SparseConvolution)?.writesDenseGradient =
+      weight.updatePositions == nil || densePrunedGradients
     backend!.backward(
       x: input!, weight: weight.value, dy: dy, dWeight: weight.grad, dBias: bias?.grad,
       dx: needInputGradient ? gradInputBuffer(for: dy) : nil)

@@ -20,6 +20,15 @@ public final class Network<T: Scalar> {
   /// Modules with prunable weights but no sparse kernels: (name, kind, weights).
   private let layersWithoutSparseKernels: [(String, String, [Parameter<T>])]
   private let dLogits = Tensor<T>(zeros: [0])
+  private var lastDenseGradients = true
+  private func setDenseGradients(_ on: Bool) {
+    guard on != lastDenseGradients else { return }
+    lastDenseGradients = on
+    for (_, m) in body.namedModules() {
+      if let l = m as? Linear<T> { l.densePrunedGradients = on }
+      if let c = m as? Conv2d<T> { c.densePrunedGradients = on }
+    }
+  }
   private let ones = Tensor<T>(zeros: [0])
 
   public init(name: String, body: Module<T>, inputShape: [Int], classes: Int, outputLayer: String = "fc") {
@@ -156,10 +165,17 @@ public final class Network<T: Scalar> {
   /// and, when `inputGradient` is true, `dL/dx` (owned by the network).
   ///
   /// `temperature` divides the logits before the loss (GraSP uses 200); 1 leaves them alone.
+  ///
+  /// `denseGradients: false` is for a training step whose optimizer is the only reader: a
+  /// pruned weight updated in compact form (``Parameter/updatePositions``) then has its
+  /// gradient in ``Parameter/compactGradient`` only, and its dense `grad` tensor is left as
+  /// it was (one scatter pass fewer per layer).
   @discardableResult
   public func lossAndGradients(
-    input x: Tensor<T>, labels: [Int32], inputGradient: Bool = false, temperature: Double = 1
+    input x: Tensor<T>, labels: [Int32], inputGradient: Bool = false, temperature: Double = 1,
+    denseGradients: Bool = true
   ) throws -> (loss: Double, correct: Int, inputGradient: Tensor<T>?) {
+    setDenseGradients(denseGradients)
     var logits = try forward(x)
     if temperature != 1 {
       let scaled = logits.clone()
@@ -202,6 +218,7 @@ public final class Network<T: Scalar> {
     for i in 0..<out.count { r += Double(out[i]) }
     dLogits.resize(out.shape)
     dLogits.buffer.update(repeating: 1)
+    setDenseGradients(true)
     _ = try body.backward(dLogits, needInputGradient: false)
     return r
   }

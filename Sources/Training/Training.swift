@@ -228,7 +228,8 @@ public final class Trainer {
     while step < lastStep {
       let (x, labels) = loader.batch(step: step)
       optimizer.learningRate = learningRate(step)
-      let r = try network.lossAndGradients(input: x, labels: labels)
+      // The optimizer is the only reader of these gradients.
+      let r = try network.lossAndGradients(input: x, labels: labels, denseGradients: false)
       guard r.loss.isFinite else {
         throw RunError(
           "loss is \(r.loss) at step \(step): training diverged; the last good checkpoint (step \(lastCheckpoint)) is kept in \(directory)"

@@ -94,7 +94,7 @@ struct Bench: ParsableCommand {
       while true {
         if i == warmup { allocationsAfterWarmup = tensorAllocationCount }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        try net.lossAndGradients(input: x, labels: labels)
+        try net.lossAndGradients(input: x, labels: labels, denseGradients: false)
         opt.step()
         let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
         if i >= warmup {
@@ -103,7 +103,7 @@ struct Bench: ParsableCommand {
         }
         if let r = reference {
           let t1 = DispatchTime.now().uptimeNanoseconds
-          try r.net.lossAndGradients(input: x, labels: labels)
+          try r.net.lossAndGradients(input: x, labels: labels, denseGradients: false)
           r.opt.step()
           if i >= warmup { reference!.times.append(Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e6) }
         }

@@ -116,7 +116,7 @@ struct SparseNetworkTests {
 
   /// Trains `steps` steps with Adam or SGD + momentum; returns every parameter and the
   /// optimizer state (dense, as checkpoints see it).
-  func train(policy: SparseKernelPolicy, sgd: Bool, steps: Int = 25) throws -> (
+  func train(policy: SparseKernelPolicy, sgd: Bool, steps: Int = 25, denseGradients: Bool = true) throws -> (
     net: Network<Float>, state: [[Float]]
   ) {
     let shape = [1, 12, 12]
@@ -129,7 +129,7 @@ struct SparseNetworkTests {
     let x = Tensor<Float>(zeros: [0])
     for step in 0..<steps {
       let labels = data.gather((step * 7 % 150)..<(step * 7 % 150 + 24), into: x)
-      try net.lossAndGradients(input: x, labels: labels)
+      try net.lossAndGradients(input: x, labels: labels, denseGradients: denseGradients)
       opt.step()
     }
     return (net, opt.namedState.map { $0.1.array })
@@ -162,6 +162,30 @@ struct SparseNetworkTests {
     let dense = try train(policy: .off, sgd: sgd)
     for (k, (name, p)) in dense.net.parameters.enumerated() {
       #expect(relativeL2(params[k], p.value.array) < 1e-3, "\(name)")
+    }
+  }
+
+  @Test(
+    "a training step without dense gradients trains the same bits; the next default step writes them again")
+  func withoutDenseGradients() throws {
+    for sgd in [false, true] {
+      let with = try train(policy: .on, sgd: sgd, steps: 6)
+      let without = try train(policy: .on, sgd: sgd, steps: 6, denseGradients: false)
+      #expect(without.net.parameters.map { $0.1.value.array } == with.net.parameters.map { $0.1.value.array })
+      #expect(without.state == with.state)
+      // Compact layers left their dense gradient alone; a default call fills it again.
+      let data = Synthetic.make(count: 24, shape: [1, 12, 12], classes: 10, seed: 7)
+      let x = Tensor<Float>(zeros: [0])
+      let labels = data.gather(0..<24, into: x)
+      for (_, p) in without.net.parameters { p.grad.zero() }
+      try without.net.lossAndGradients(input: x, labels: labels, denseGradients: false)
+      let compact = without.net.prunableParameters.filter { $0.1.updatePositions != nil }
+      #expect(!compact.isEmpty && compact.allSatisfy { $0.1.grad.array.allSatisfy { $0 == 0 } })
+      try without.net.lossAndGradients(input: x, labels: labels)
+      try with.net.lossAndGradients(input: x, labels: labels)
+      for ((name, p), (_, q)) in zip(without.net.parameters, with.net.parameters) {
+        #expect(p.grad.array == q.grad.array, "\(name)")
+      }
     }
   }
 
