@@ -27,7 +27,7 @@ public enum SparseKernelPolicy: String, CaseIterable, Sendable, Codable {
 /// inference at batch 1 and 500).
 public enum SparseKernelRule {
   /// No linear layer goes sparse above this density.
-  public static let maxLinearDensity = 0.25
+  public static let maxLinearDensity = 0.35
   /// No convolution goes sparse above this density.
   public static let maxConvolutionDensity = 0.35
   /// Optimizers keep a pruned weight in compact form at or below this density; above it
@@ -44,19 +44,23 @@ public enum SparseKernelRule {
   /// multiplied by blocks of columns) are sparse at or below 25% up to batch 128 (16384->256
   /// at batch 60: 1.5x at 20%, 2.3x at 10%) and 10% beyond (batch 500: 1.2x at 10%, 0.9x at
   /// 20%). Other layers at or below a density that falls as the activations outgrow the
-  /// caches: 25% while `in x batch` is under 512K floats (784->300 at 20%: 1.55x, at 30%:
-  /// 1.1x; IMP's level 7 of LeNet is at 21%), 10% under 4M, else 5%; layers under 100,000
-  /// weights at most 15% (300->100 at 20%: 1.0x, 10%: 1.25x).
+  /// caches: 35% while `in x batch` is under 128K floats (training batches: 784->300 at
+  /// batch 60: 1.32x at 26%, 1.15x at 33%, 1.04x at 30% in a noisier run; at batch 128:
+  /// 1.2x at 33%; IMP's levels 5, 6 and 7 of LeNet are at 33%, 26% and 21%), 25% under
+  /// 512K (batch 500: 1.23x at 26%, 0.85-1.0x at 33%), 10% under 4M, else 5%; layers under
+  /// 100,000 weights at most 15% (300->100 at 20%: 1.0x, 10%: 1.25x).
   public static func linear(outFeatures: Int, inFeatures: Int, density: Double, batch: Int) -> Bool {
     let weights = outFeatures * inFeatures
     if weights < 10_000 { return false }
     if batch < 16 { return weights >= 1_000_000 && density <= 0.2 }
     var limit: Double
     if inFeatures >= SparseLinear.wideInput {
-      limit = batch <= 128 ? maxLinearDensity : 0.1
+      limit = batch <= 128 ? 0.25 : 0.1
     } else {
       let activations = inFeatures * batch
-      limit = activations < 512 * 1024 ? maxLinearDensity : activations < 4 * 1024 * 1024 ? 0.1 : 0.05
+      limit =
+        activations < 128 * 1024
+        ? maxLinearDensity : activations < 512 * 1024 ? 0.25 : activations < 4 * 1024 * 1024 ? 0.1 : 0.05
     }
     if weights < 100_000 { limit = min(limit, 0.15) }
     return density <= limit
