@@ -346,6 +346,44 @@ public enum Sparse {
     for r in rows {
       let ar = a + r * stride
       var (e, e1) = block.map { $0.entries(r) } ?? (Int(pattern.rowStart[r]), Int(pattern.rowStart[r + 1]))
+      // Eight entries at a time when the width is whole vectors (feature-major activations):
+      // eight 8-lane partial sums, one register transpose, and the eight dot products come
+      // out as one vector (the row's `a` vector is loaded once for the eight).
+      while width == vectorEnd && e + 8 <= e1 {
+        let b0 = b + Int(pattern.colIndex[e]) * bs
+        let b1 = b + Int(pattern.colIndex[e + 1]) * bs
+        let b2 = b + Int(pattern.colIndex[e + 2]) * bs
+        let b3 = b + Int(pattern.colIndex[e + 3]) * bs
+        let b4 = b + Int(pattern.colIndex[e + 4]) * bs
+        let b5 = b + Int(pattern.colIndex[e + 5]) * bs
+        let b6 = b + Int(pattern.colIndex[e + 6]) * bs
+        let b7 = b + Int(pattern.colIndex[e + 7]) * bs
+        var (s0, s1, s2, s3, s4, s5, s6, s7) = (V(), V(), V(), V(), V(), V(), V(), V())
+        var j = 0
+        while j < width {
+          let x = load(ar + j)
+          s0 = fma(x, load(b0 + j), s0)
+          s1 = fma(x, load(b1 + j), s1)
+          s2 = fma(x, load(b2 + j), s2)
+          s3 = fma(x, load(b3 + j), s3)
+          s4 = fma(x, load(b4 + j), s4)
+          s5 = fma(x, load(b5 + j), s5)
+          s6 = fma(x, load(b6 + j), s6)
+          s7 = fma(x, load(b7 + j), s7)
+          j += 8
+        }
+        let t = transpose8x8(s0, s1, s2, s3, s4, s5, s6, s7)
+        let sums = ((t.0 + t.1) + (t.2 + t.3)) + ((t.4 + t.5) + (t.6 + t.7))
+        if denseOutput {
+          for k in 0..<8 {
+            let o = slot(r, e + k)
+            out[o] = accumulate ? out[o] + sums[k] : sums[k]
+          }
+        } else {
+          store(accumulate ? load(out + e) + sums : sums, out + e)
+        }
+        e += 8
+      }
       while e + 1 < e1 {
         let br = b + Int(pattern.colIndex[e]) * bs
         let cr = b + Int(pattern.colIndex[e + 1]) * bs
