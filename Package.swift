@@ -66,7 +66,7 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "NN", "TestSupport"]),
-    .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Data", "CZlib"]),
+    .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Data", "CZlib", "TestSupport"]),
     .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Data", "TestSupport"]),
     .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
     .testTarget(

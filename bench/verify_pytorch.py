@@ -5,8 +5,10 @@ loaded with safetensors.torch.load_file into the PyTorch twin (bench/lth_models.
 strict=True, and the logits on the test images written by `lth export-logits` are compared.
 Also checks that a lottery mask loads and that the pruned weights are exactly zero.
 """
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,6 +23,7 @@ import lth_models  # noqa: E402
 
 LTH = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", ".build", "release", "lth")
 out = tempfile.mkdtemp(prefix="lth-verify-")
+atexit.register(shutil.rmtree, out, True)  # about 100 MB of run folders
 failures = 0
 for model, steps in [("mnist_lenet_300_100", "20it"), ("cifar_conv_2", "3it"), ("cifar_resnet_20", "3it")]:
     r = subprocess.run([LTH, "train", "--model", model, "--dataset", "synthetic", "--training-steps", steps,

@@ -2,14 +2,11 @@ import CZlib
 import Data
 import Engine
 import Foundation
+import TestSupport
 import Testing
 
-/// A fresh temporary folder for one test.
-func tempDir() -> String {
-  let d = NSTemporaryDirectory() + "lth-data-" + UUID().uuidString
-  try! FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-  return d
-}
+/// A fresh temporary folder for one test (removed with the test process's folder).
+func tempDir() -> String { CLI.tempDir() }
 
 func write(_ bytes: [UInt8], to path: String, gzip: Bool = false) {
   if gzip {

@@ -2,6 +2,7 @@ import Data
 import Engine
 import Foundation
 import NN
+import TestSupport
 import Testing
 import Training
 
@@ -9,9 +10,7 @@ import Training
 struct SparseResumeTests {
   @Test("a run records its sparse kernels when it starts; resumed with other choices, it says so")
   func resumeWithOtherKernels() throws {
-    let dir = NSTemporaryDirectory() + "lth-sparse-resume-" + UUID().uuidString
-    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let dir = CLI.tempDir()
     let shape = [1, 12, 12]
     let data = Synthetic.make(count: 120, shape: shape, classes: 10, seed: 9)
     func trainer(lastStep: Int) throws -> Trainer {
