@@ -483,18 +483,11 @@ public enum Sparse {
       let o = r0 * ss
       var c = cr.lowerBound
       while c + 8 <= cr.upperBound {
-        let t = transpose8x8(
-          get(o + c), get(o + ss + c), get(o + 2 * ss + c), get(o + 3 * ss + c),
-          get(o + 4 * ss + c), get(o + 5 * ss + c), get(o + 6 * ss + c), get(o + 7 * ss + c))
-        let d = dst + c * ld + r0
-        store(t.0, d)
-        store(t.1, d + ld)
-        store(t.2, d + 2 * ld)
-        store(t.3, d + 3 * ld)
-        store(t.4, d + 4 * ld)
-        store(t.5, d + 5 * ld)
-        store(t.6, d + 6 * ld)
-        store(t.7, d + 7 * ld)
+        storeColumns(
+          transpose8x8(
+            get(o + c), get(o + ss + c), get(o + 2 * ss + c), get(o + 3 * ss + c),
+            get(o + 4 * ss + c), get(o + 5 * ss + c), get(o + 6 * ss + c), get(o + 7 * ss + c)),
+          dst + c * ld + r0, ld)
         c += 8
       }
       while c < cr.upperBound {
@@ -513,17 +506,10 @@ public enum Sparse {
       @inline(__always) func row(_ i: Int, _ c: Int) -> V { i < k ? get((r0 + i) * ss + c) : V() }
       var c = cr.lowerBound
       while c + 8 <= cr.upperBound {
-        let t = transpose8x8(
-          row(0, c), row(1, c), row(2, c), row(3, c), row(4, c), row(5, c), row(6, c), row(7, c))
-        let d = dst + c * ld + r0
-        store(t.0, d)
-        store(t.1, d + ld)
-        store(t.2, d + 2 * ld)
-        store(t.3, d + 3 * ld)
-        store(t.4, d + 4 * ld)
-        store(t.5, d + 5 * ld)
-        store(t.6, d + 6 * ld)
-        store(t.7, d + 7 * ld)
+        storeColumns(
+          transpose8x8(
+            row(0, c), row(1, c), row(2, c), row(3, c), row(4, c), row(5, c), row(6, c), row(7, c)),
+          dst + c * ld + r0, ld)
         c += 8
       }
       while c < cr.upperBound {
@@ -564,6 +550,20 @@ public enum Sparse {
       }
       for j in batch..<ld { p[j] = 0 }
     }
+  }
+
+  /// The eight vectors of a transposed 8x8 block into eight rows `ld` apart.
+  @inline(__always) static func storeColumns(
+    _ t: (V, V, V, V, V, V, V, V), _ d: UnsafeMutablePointer<Float>, _ ld: Int
+  ) {
+    store(t.0, d)
+    store(t.1, d + ld)
+    store(t.2, d + 2 * ld)
+    store(t.3, d + 3 * ld)
+    store(t.4, d + 4 * ld)
+    store(t.5, d + 5 * ld)
+    store(t.6, d + 6 * ld)
+    store(t.7, d + 7 * ld)
   }
 
   /// 1 where `v > 0`, else 0 (a NaN gives 0, and `NaN * 0` stays NaN).
