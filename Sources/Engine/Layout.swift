@@ -106,21 +106,17 @@ public enum Layouts {
     }
   }
 
-  /// ``Sparse/transpose(_:rows:cols:sourceStride:into:ld:relu:mask:)`` for any scalar type.
+  /// ``Sparse/transpose(_:rows:cols:sourceStride:into:ld:relu:mask:)`` behind the generic `T`.
   private static func transpose<T: Scalar>(
     _ src: UnsafeMutablePointer<T>, rows: Int, cols: Int, sourceStride: Int,
     into dst: UnsafeMutablePointer<T>,
     ld: Int
   ) {
-    if T.self == Float.self {
-      Sparse.transpose(
-        UnsafeRawPointer(src).assumingMemoryBound(to: Float.self), rows: rows, cols: cols,
-        sourceStride: sourceStride, into: UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self),
-        ld: ld)
-      return
-    }
-    for c in 0..<cols {
-      for r in 0..<ld { dst[c * ld + r] = r < rows ? src[r * sourceStride + c] : 0 }
-    }
+    // Only sparse kernels write this layout, and they are Float only.
+    precondition(T.self == Float.self, "feature-major activations are Float only")
+    Sparse.transpose(
+      UnsafeRawPointer(src).assumingMemoryBound(to: Float.self), rows: rows, cols: cols,
+      sourceStride: sourceStride, into: UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self),
+      ld: ld)
   }
 }

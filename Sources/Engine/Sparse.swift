@@ -450,22 +450,24 @@ public enum Sparse {
       let last = s == shards - 1
       let part = b.lowerBound * 8..<(last ? (byRows ? rows : cols) : b.upperBound * 8)
       let (rr, cr) = byRows ? (part, 0..<cols) : (0..<rows, part)
-      transposeTile(src, sourceStride: ss, rows: rr, cols: cr, into: dst, ld: ld, relu: relu, mask: mask)
-      // Zero lanes past the batch (those the tile did not write): the shard that holds the
-      // last rows, or each column shard.
+      let written = transposeTile(
+        src, sourceStride: ss, rows: rr, cols: cr, into: dst, ld: ld, relu: relu, mask: mask)
+      // Zero lanes past the batch that the tile did not write: the shard that holds the last
+      // rows, or each column shard.
       if !byRows || last {
-        let from = rows % 8 != 0 && rows / 8 * 8 + 8 <= ld ? rows / 8 * 8 + 8 : rows
-        for c in cr { for r in from..<ld { dst[c * ld + r] = 0 } }
+        for c in cr { for r in written..<ld { dst[c * ld + r] = 0 } }
       }
     }
   }
 
-  /// The part `rows x cols` of ``transpose(_:rows:cols:sourceStride:into:ld:)``.
-  @inline(__always)
+  /// The part `rows x cols` of ``transpose(_:rows:cols:sourceStride:into:ld:relu:mask:)``.
+  /// Returns the end of the lanes it wrote: `rows.upperBound`, or the end of the last 8-lane
+  /// block when a partial block was written whole (its extra lanes are zeros).
+  @inline(__always) @discardableResult
   static func transposeTile(
     _ src: UnsafePointer<Float>, sourceStride ss: Int, rows: Range<Int>, cols cr: Range<Int>,
     into dst: UnsafeMutablePointer<Float>, ld: Int, relu: Bool, mask: UnsafePointer<Float>?
-  ) {
+  ) -> Int {
     @inline(__always) func get(_ o: Int) -> V {
       var v = load(src + o)
       if relu { v *= step(v) }
@@ -516,11 +518,12 @@ public enum Sparse {
         for i in 0..<8 { dst[c * ld + r0 + i] = i < k ? get1((r0 + i) * ss + c) : 0 }
         c += 1
       }
-      return
+      return r0 + 8
     }
     for c in cr {
       for r in r0..<rows.upperBound { dst[c * ld + r] = get1(r * ss + c) }
     }
+    return rows.upperBound
   }
 
   /// `out[r] = sum(m[r, 0 ..< ld])` for the rows `rows` of a feature-major `m` (zero-padded
@@ -721,19 +724,12 @@ public final class SparseLinear: @unchecked Sendable {
     let ld = Sparse.paddedBatch(n)
     let source = input!.data
     let mask = reluOutput.map { UnsafePointer($0.data) }
-    // `dY^T`: `dy` itself when it is feature-major and needs no mask.
-    var g = gradT.data
-    if !dyFeatureMajor {
-      gradT.resize([outF, ld])
-      g = gradT.data
-      Sparse.transpose(dy.data, rows: n, cols: outF, into: g, ld: ld, mask: mask)
-    } else if mask != nil {
-      gradT.resize([outF, ld])
-      g = gradT.data
-    } else {
-      g = dy.data
-    }
-    let gradient = g
+    // `dY^T`: `dy` itself when it is feature-major and needs no mask, else ``gradT``
+    // (transposed here, or masked per shard below).
+    let dyAsIs = dyFeatureMajor && mask == nil
+    if !dyAsIs { gradT.resize([outF, ld]) }
+    let gradient = dyAsIs ? dy.data : gradT.data
+    if !dyFeatureMajor { Sparse.transpose(dy.data, rows: n, cols: outF, into: gradient, ld: ld, mask: mask) }
     let shards = Sparse.rowShards(outF, work: pattern.count * ld)
     let out = compact ? gradValues.data : dWeight.data
     Parallel.forEach(shards) { s in

@@ -156,31 +156,28 @@ final class CompactState<T: Scalar> {
   /// when one of those changes, since this runs every step (rebuilding cost about 0.7 us
   /// per parameter).
   private var cached: [UpdateTarget<T>] = []
-  private var keys: [(Int, ObjectIdentifier?, ObjectIdentifier?)] = []
+  private var keys: [Key] = []
+  struct Key: Equatable {
+    var generation: Int
+    var compactGradient, mask: ObjectIdentifier?
+    init(_ p: Parameter<T>) {
+      generation = p.updatePositions?.generation ?? -1
+      compactGradient = p.compactGradient.map(ObjectIdentifier.init)
+      mask = p.mask.map(ObjectIdentifier.init)
+    }
+  }
 
   /// The update targets for `parameters`; `denseState(k)` lists parameter `k`'s state tensors.
   func targets(_ parameters: [(String, Parameter<T>)], denseState: (Int) -> [Tensor<T>]) -> [UpdateTarget<T>]
   {
     var same = cached.count == parameters.count
-    for k in parameters.indices where same {
-      let p = parameters[k].1
-      let key = keys[k]
-      same =
-        (p.updatePositions?.generation ?? -1) == key.0
-        && p.compactGradient.map { ObjectIdentifier($0) } == key.1
-        && p.mask.map { ObjectIdentifier($0) } == key.2
-    }
+    for k in parameters.indices where same { same = Key(parameters[k].1) == keys[k] }
     if same { return cached }
     if slots.count < parameters.count {
       slots += Array(repeating: nil, count: parameters.count - slots.count)
     }
     cached = parameters.indices.map { k in target(k, parameters[k].1, denseState: denseState(k)) }
-    keys = parameters.map { _, p in
-      (
-        p.updatePositions?.generation ?? -1, p.compactGradient.map { ObjectIdentifier($0) },
-        p.mask.map { ObjectIdentifier($0) }
-      )
-    }
+    keys = parameters.map { Key($0.1) }
     return cached
   }
 
