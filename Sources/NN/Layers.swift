@@ -15,6 +15,9 @@ public final class Linear<T: Scalar>: Module<T> {
   private var sparseInUse: SparseLinear?
   /// `sparse-csr` or `dense`: the kernels of the last forward pass.
   public var kernelName: String { sparseInUse == nil ? "dense" : "sparse-csr" }
+  /// Whether the last forward pass's input was feature-major (handed over by a sparse layer
+  /// before it, ``Engine/TensorLayout/featureMajor(batch:)``); an input to the kernel rule.
+  public private(set) var inputWasFeatureMajor = false
   /// Applies the following ReLU too (``ReLU/isFused``): `y = relu(x W^T + b)`, and ReLU's
   /// mask applied to `dy` first in the backward pass. The sparse kernels do both inside
   /// their transposes (no pass of their own); the dense path runs the ReLU kernels, bit for
@@ -49,6 +52,7 @@ public final class Linear<T: Scalar>: Module<T> {
         "Linear(\(inFeatures), \(outFeatures)): expected input [N, \(inFeatures)], got shape \(x.shape)")
     }
     sparseInUse = nil
+    inputWasFeatureMajor = x.layout.featureMajorBatch != nil
     if let k = try plan.kernel(
       for: weight, policy: sparseKernels,
       build: { m in
@@ -57,7 +61,8 @@ public final class Linear<T: Scalar>: Module<T> {
       }),
       sparseKernels == .on
         || SparseKernelRule.linear(
-          outFeatures: outFeatures, inFeatures: inFeatures, density: plan.density, batch: batch)
+          outFeatures: outFeatures, inFeatures: inFeatures, density: plan.density, batch: batch,
+          featureMajorInput: inputWasFeatureMajor)
     {
       sparseInUse = k
       k.forward(
@@ -74,6 +79,7 @@ public final class Linear<T: Scalar>: Module<T> {
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     let dx = needInputGradient ? gradInputBuffer(for: dy) : nil
     weight.compactGradient = nil
+    weight.backwardRanSparse = sparseInUse != nil
     if let k = sparseInUse {
       // An optimizer that updates the surviving entries only takes the compact gradient;
       // otherwise the product writes the dense gradient directly.
@@ -172,6 +178,7 @@ public final class Conv2d<T: Scalar>: Module<T> {
     return output
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    weight.backwardRanSparse = backend is SparseConvolution
     (backend as? SparseConvolution)?.writesDenseGradient =
       weight.updatePositions == nil || densePrunedGradients
     backend!.backward(

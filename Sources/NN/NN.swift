@@ -37,11 +37,16 @@ public final class Parameter<T: Scalar> {
   }
 
   /// The surviving positions of ``mask`` once the owning layer planned sparse kernels for it
-  /// (``SparseKernelPolicy``): optimizers then keep this weight in compact form.
-  var sparsePositions: (mask: Tensor<T>, positions: UnsafeMutableBufferPointer<Int>, generation: Int)? {
+  /// (``SparseKernelPolicy``): optimizers then keep this weight in compact form, always when
+  /// `always` (low density), else while the layer's backward pass runs sparse kernels.
+  var sparsePositions:
+    (mask: Tensor<T>, positions: UnsafeMutableBufferPointer<Int>, generation: Int, always: Bool)?
+  {
     willSet { sparsePositions?.positions.deallocate() }
   }
   deinit { sparsePositions?.positions.deallocate() }
+  /// Whether the owning layer's last backward pass ran sparse kernels (set by the layer).
+  var backwardRanSparse = false
   /// The gradient at ``updatePositions`` from the last backward pass when that pass ran on
   /// sparse kernels (else nil: the gradient is only in `grad`).
   public internal(set) var compactGradient: Tensor<T>?
@@ -49,7 +54,9 @@ public final class Parameter<T: Scalar> {
   /// The surviving positions of the current mask (row-major order), when the optimizer may
   /// update this weight in compact form, and a number that changes with them.
   public var updatePositions: (positions: UnsafeBufferPointer<Int>, generation: Int)? {
-    guard let s = sparsePositions, let m = mask, s.mask === m else { return nil }
+    guard let s = sparsePositions, let m = mask, s.mask === m, s.always || backwardRanSparse else {
+      return nil
+    }
     return (UnsafeBufferPointer(s.positions), s.generation)
   }
 

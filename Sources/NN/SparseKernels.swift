@@ -30,10 +30,15 @@ public enum SparseKernelRule {
   public static let maxLinearDensity = 0.35
   /// No convolution goes sparse above this density.
   public static let maxConvolutionDensity = 0.35
-  /// Optimizers keep a pruned weight in compact form at or below this density; above it
-  /// the masked dense update is cheaper (its loops are contiguous SIMD; the compact form
-  /// gathers and scatters): at 50% the compact form cost LeNet 0.18 ms more per step,
-  /// at 1 in 5 weights it costs about the same and below it saves (`lth bench --density`).
+  /// Optimizers keep a pruned weight in compact form whenever its layer's backward pass runs
+  /// sparse kernels (they write the compact gradient and skip the dense one), and at or
+  /// below this density on dense kernels too. Above it, on dense kernels, the masked dense
+  /// update is cheaper (its loops are contiguous SIMD; the compact form gathers and
+  /// scatters): LeNet at 41% on dense kernels, 0.53 against 0.49 ms a step; at 1 in 5
+  /// weights about the same. On sparse kernels the compact form wins at every density
+  /// `auto` runs them: LeNet at 33%, 26% and 21%, whole steps 1.29x, 1.25x and 1.83x
+  /// faster than dense against 1.20x, 1.10x and 1.63x with the masked dense update
+  /// (`lth bench --density D --compare-dense`).
   public static let maxCompactUpdateDensity = 0.2
 
   /// Linear layers `[out, in]`. Tiny layers (under 10,000 weights) stay dense: the sparse
@@ -48,8 +53,15 @@ public enum SparseKernelRule {
   /// batch 60: 1.32x at 26%, 1.15x at 33%, 1.04x at 30% in a noisier run; at batch 128:
   /// 1.2x at 33%; IMP's levels 5, 6 and 7 of LeNet are at 33%, 26% and 21%), 25% under
   /// 512K (batch 500: 1.23x at 26%, 0.85-1.0x at 33%), 10% under 4M, else 5%; layers under
-  /// 100,000 weights at most 15% (300->100 at 20%: 1.0x, 10%: 1.25x).
-  public static func linear(outFeatures: Int, inFeatures: Int, density: Double, batch: Int) -> Bool {
+  /// 100,000 weights at most 15% (300->100 at 20%: 1.0x, 10%: 1.25x, timed alone with a
+  /// batch-major input), unless their input arrives feature-major from a sparse layer
+  /// (`featureMajorInput`): then the transposes that made them lose are gone and the general
+  /// limit applies (LeNet's 300->100 behind a sparse 784->300, whole training steps against
+  /// dense at 33%, 26%, 21% and 17%: 1.22x, 1.42x, 1.63x and 2.13x with it sparse, 1.17x,
+  /// 1.31x, 1.44x and 1.80x with it dense).
+  public static func linear(
+    outFeatures: Int, inFeatures: Int, density: Double, batch: Int, featureMajorInput: Bool = false
+  ) -> Bool {
     let weights = outFeatures * inFeatures
     if weights < 10_000 { return false }
     if batch < 16 { return weights >= 1_000_000 && density <= 0.2 }
@@ -62,7 +74,7 @@ public enum SparseKernelRule {
         activations < 128 * 1024
         ? maxLinearDensity : activations < 512 * 1024 ? 0.25 : activations < 4 * 1024 * 1024 ? 0.1 : 0.05
     }
-    if weights < 100_000 { limit = min(limit, 0.15) }
+    if weights < 100_000 && !featureMajorInput { limit = min(limit, 0.15) }
     return density <= limit
   }
 
@@ -113,12 +125,16 @@ final class SparsePlan<T: Scalar, Kernel> {
       let (k, pattern) = try build(m as! Tensor<Float>)
       p.applyMask()
       Updates.multiply(p.grad, by: m)
-      if pattern.density <= SparseKernelRule.maxCompactUpdateDensity {
+      // Positions (8 bytes a surviving weight) only where sparse kernels may run.
+      let maxSparse = max(SparseKernelRule.maxLinearDensity, SparseKernelRule.maxConvolutionDensity)
+      if policy == .on || pattern.density <= maxSparse {
         let positions = pattern.positions
         let buffer = UnsafeMutableBufferPointer<Int>.allocate(capacity: positions.count)
         _ = buffer.initialize(from: positions)
         let generation = sparseGenerations.wrappingAdd(1, ordering: .relaxed).newValue
-        p.sparsePositions = (m, buffer, generation)
+        p.sparsePositions = (
+          m, buffer, generation, always: pattern.density <= SparseKernelRule.maxCompactUpdateDensity
+        )
       } else {
         p.sparsePositions = nil
       }

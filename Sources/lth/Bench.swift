@@ -167,7 +167,8 @@ struct Bench: ParsableCommand {
         }
         if !sparseRows.isEmpty {
           print(
-            "per pruned layer, median ms dense / sparse (speed-up); * = what auto picks at that batch:")
+            "per pruned layer timed alone (batch-major input), median ms dense / sparse (speed-up); * = what auto picks for it at that batch:"
+          )
           for r in sparseRows { print("  " + r.text) }
         }
         if layers.isEmpty {

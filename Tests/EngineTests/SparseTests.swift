@@ -214,4 +214,54 @@ struct SparseTests {
     let one = try withExclusiveThreads(1) { try run() }
     for t in [2, 3] { #expect(try withExclusiveThreads(t) { try run() } == one, "\(t) threads") }
   }
+
+  @Test("the compact update (surviving entries only) gives the masked dense update's bits (Adam, SGD)")
+  func compactUpdateMatchesMaskedDense() throws {
+    let n = 1003  // not a multiple of 8: the scalar tails run too
+    let mask = testMask(count: n, rows: 17, density: 0.3, seed: 21)
+    let positions = (0..<n).filter { mask[$0] != 0 }
+    var r = RandomStream(seed: 22, purpose: "compact-update")
+    let w0 = (0..<n).map { mask[$0] * Float(r.normal()) }
+    let grads = (0..<6).map { _ in (0..<n).map { _ in Float(r.normal()) } }
+    for adam in [true, false] {
+      let dense = Tensor<Float>(w0, shape: [n])
+      let denseGrad = Tensor<Float>(zeros: [n])
+      let denseState = (0..<2).map { _ in Tensor<Float>(zeros: [n]) }
+      let sparse = Tensor<Float>(w0, shape: [n])
+      let sparseGrad = Tensor<Float>(zeros: [n])
+      let compact = (
+        weight: Tensor<Float>(zeros: [positions.count]), grad: Tensor<Float>(zeros: [positions.count])
+      )
+      let compactState = (0..<2).map { _ in Tensor<Float>(zeros: [positions.count]) }
+      try positions.withUnsafeBufferPointer { pos in
+        for (step, g) in grads.enumerated() {
+          for i in 0..<n { (denseGrad[i], sparseGrad[i]) = (g[i], g[i]) }
+          let targets = [
+            UpdateTarget(weight: dense, grad: denseGrad, mask: mask, state: denseState),
+            UpdateTarget(
+              compactWeight: compact.weight, grad: compact.grad, state: compactState, positions: pos,
+              denseWeight: sparse, denseGrad: sparseGrad),
+          ]
+          let chunks = Updates.ChunkCache().chunks(targets)
+          if adam {
+            let t = Float(step + 1)
+            Updates.adam(
+              targets, chunks: chunks, stepSize: 1e-2 / (1 - pow(0.9, t)), beta1: 0.9, beta2: 0.999,
+              eps: 1e-8, weightDecay: 1e-4, sqrtBiasCorrection2: (1 - pow(0.999, t)).squareRoot())
+          } else {
+            Updates.sgd(
+              targets, chunks: chunks, lr: 0.1, weightDecay: 1e-4, momentum: 0.9, dampening: 0,
+              nesterov: step % 2 == 0, firstStep: step == 0)
+          }
+        }
+        #expect(dense.array == sparse.array, "adam \(adam)")
+        #expect(dense.array.enumerated().allSatisfy { mask[$0.offset] != 0 || $0.element == 0 })
+        let used = adam ? 2 : 1
+        for k in 0..<used {
+          #expect(positions.map { denseState[k][$0] } == compactState[k].array, "adam \(adam) state \(k)")
+        }
+        if positions.isEmpty { throw EngineError("mask kept nothing") }
+      }
+    }
+  }
 }

@@ -85,15 +85,26 @@ struct SparseNetworkTests {
     let data = Synthetic.make(count: batch, shape: [1, 28, 28], classes: 10, seed: 8)
     let x = Tensor<Float>(zeros: [0])
     let labels = data.gather(0..<batch, into: x)
-    let dense = try maskedNetwork("mnist_lenet_300_100", shape: [1, 28, 28], density: 0.2, policy: .off)
-    let ld = try dense.lossAndGradients(input: x, labels: labels).loss
-    // on: all three layers sparse (two hand-overs); auto at 20%: the first layer sparse, the
-    // second dense (its rule stops at 15%), so the hand-over converts both ways.
-    for (policy, expected) in [
-      (SparseKernelPolicy.on, ["sparse-csr", "sparse-csr", "sparse-csr"]),
-      (.auto, batch < 16 ? ["dense", "dense", "dense"] : ["sparse-csr", "dense", "dense"]),
+    // on: all three layers sparse (two hand-overs). auto at 20%: both hidden layers sparse
+    // (the second gets its input feature-major), the output layer dense. auto with the
+    // second layer at 50%: the first sparse, the second dense (it reads the feature-major
+    // input through BLAS, ReLU fused, and hands its input gradient back feature-major).
+    for (policy, secondDensity, expected) in [
+      (SparseKernelPolicy.on, nil, ["sparse-csr", "sparse-csr", "sparse-csr"]),
+      (.auto, nil, batch < 16 ? ["dense", "dense", "dense"] : ["sparse-csr", "sparse-csr", "dense"]),
+      (.auto, 0.5, batch < 16 ? ["dense", "dense", "dense"] : ["sparse-csr", "dense", "dense"]),
     ] {
+      let dense = try maskedNetwork("mnist_lenet_300_100", shape: [1, 28, 28], density: 0.2, policy: .off)
       let net = try maskedNetwork("mnist_lenet_300_100", shape: [1, 28, 28], density: 0.2, policy: policy)
+      if let d = secondDensity {
+        for n in [dense, net] {
+          let w = n.prunableParameters.first { $0.0 == "fc_layers.1.weight" }!.1
+          var r = RandomStream(seed: 3, purpose: "second-layer-mask")
+          w.mask = Tensor(w.value.array.map { _ in r.uniform() < d ? 1 : 0 }, shape: w.value.shape)
+          w.applyMask()
+        }
+      }
+      let ld = try dense.lossAndGradients(input: x, labels: labels).loss
       let ls = try net.lossAndGradients(input: x, labels: labels).loss
       let k = net.sparseKernelNames
       #expect([k["fc_layers.0"], k["fc_layers.1"], k["fc"]] == expected, "\(policy) at batch \(batch): \(k)")
@@ -191,7 +202,7 @@ struct SparseNetworkTests {
 
   @Test("auto never picks a sparse kernel above the rule's density threshold, and follows the rule below it")
   func autoRule() throws {
-    for density in [0.9, 0.5, SparseKernelRule.maxLinearDensity + 0.05, 0.15, 0.05, 0.02] {
+    for density in [0.9, 0.5, SparseKernelRule.maxLinearDensity + 0.05, 0.3, 0.2, 0.15, 0.05, 0.02] {
       let net = try maskedNetwork("cifar_conv_2", shape: [3, 16, 16], density: density, policy: .auto)
       let data = Synthetic.make(count: 64, shape: [3, 16, 16], classes: 10, seed: 1)
       let x = Tensor<Float>(zeros: [0])
@@ -200,7 +211,8 @@ struct SparseNetworkTests {
         if let l = m as? Linear<Float> {
           let d = Double(l.weight.mask!.array.reduce(0, +)) / Double(l.weight.value.count)
           let expected = SparseKernelRule.linear(
-            outFeatures: l.outFeatures, inFeatures: l.inFeatures, density: d, batch: 64)
+            outFeatures: l.outFeatures, inFeatures: l.inFeatures, density: d, batch: 64,
+            featureMajorInput: l.inputWasFeatureMajor)
           #expect((l.kernelName != "dense") == expected, "\(name) at \(d)")
           if d > SparseKernelRule.maxLinearDensity { #expect(l.kernelName == "dense") }
         }
@@ -212,6 +224,27 @@ struct SparseNetworkTests {
         }
       }
     }
+  }
+
+  @Test("auto runs a small layer sparse behind a sparse layer (feature-major input) but not alone")
+  func autoRuleFollowsTheInputLayout() throws {
+    // LeNet-300-100 at IMP level 6's density: 784->300 sparse hands 300->100 its input
+    // feature-major, so 300->100 (30,000 weights, capped at 15% alone) goes sparse too.
+    let net = try maskedNetwork("mnist_lenet_300_100", shape: [1, 28, 28], density: 0.26, policy: .auto)
+    let data = Synthetic.make(count: 60, shape: [1, 28, 28], classes: 10, seed: 2)
+    let x = Tensor<Float>(zeros: [0])
+    try net.lossAndGradients(input: x, labels: data.gather(0..<60, into: x))
+    let linears = net.body.namedModules().compactMap { $0.1 as? Linear<Float> }
+    #expect(linears.map(\.kernelName) == ["sparse-csr", "sparse-csr", "dense"])
+    #expect(linears.map(\.inputWasFeatureMajor) == [false, true, true])
+    // The first layer dense (50%): the second sees a batch-major input and stays dense.
+    let first = linears[0].weight
+    var r = RandomStream(seed: 9, purpose: "dense-first-layer")
+    first.mask = Tensor(first.value.array.map { _ in r.uniform() < 0.5 ? 1 : 0 }, shape: first.value.shape)
+    first.applyMask()
+    try net.lossAndGradients(input: x, labels: data.gather(0..<60, into: x))
+    #expect(linears.map(\.kernelName) == ["dense", "dense", "dense"])
+    #expect(linears.map(\.inputWasFeatureMajor) == [false, false, false])
   }
 
   @Test("on refuses, by name, a pruned layer kind without sparse kernels; auto keeps it dense")
