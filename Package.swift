@@ -37,11 +37,9 @@ let package = Package(
     .systemLibrary(
       name: "CDNNL", path: "Sources/CDNNL",
       providers: [.apt(["libdnnl-dev"])]),
-    // Compiler intrinsics Swift cannot call (cache prefetch), as static inline C.
-    .target(name: "CIntrinsics", path: "Sources/CIntrinsics"),
     .target(
       name: "Engine",
-      dependencies: ["CBLAS", "CIntrinsics", .target(name: "CDNNL", condition: .when(platforms: [.linux]))],
+      dependencies: ["CBLAS", .target(name: "CDNNL", condition: .when(platforms: [.linux]))],
       swiftSettings: kernelSettings),
     .target(name: "NN", dependencies: ["Engine"]),
     .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),

@@ -100,23 +100,6 @@ public struct Dataset: Sendable {
     }
   }
 
-  /// Starts loading the stored examples `indices` into the caches (``Engine/Memory``): a
-  /// batch loader announces the next batch, whose rows are scattered over a data set larger
-  /// than the caches, while the current step computes.
-  public func prefetch(_ indices: some Collection<Int>) {
-    let e = exampleSize
-    switch storage {
-    case .bytes(let b):
-      b.withUnsafeBufferPointer { src in
-        for i in indices { Memory.prefetch(src.baseAddress! + i * e, bytes: e) }
-      }
-    case .floats(let f):
-      f.withUnsafeBufferPointer { src in
-        for i in indices { Memory.prefetch(src.baseAddress! + i * e, bytes: e * 4) }
-      }
-    }
-  }
-
   /// Copies the examples `indices` (normalised, not augmented) into `x` (resized to
   /// `[n, C, H, W]`) and returns their labels.
   /// Examples are written in parallel (one shard each), so the bits never depend on the

@@ -96,11 +96,9 @@ public final class BatchLoader: @unchecked Sendable {
   }
 
   /// The batch of step `s`, in a buffer the loader reuses: it stays valid until the next
-  /// call. The examples of step `s + 1` are then prefetched (a cache hint, no thread), so
-  /// that their reads overlap step `s`'s computation.
+  /// call.
   public func batch(step s: Int) -> (x: Tensor<Float>, labels: [Int32]) {
     let labels = fill(step: s, into: buffer)
-    dataset.prefetch(indices(step: s + 1))
     return (buffer, labels)
   }
 }
