@@ -36,9 +36,10 @@ public enum SparseKernelRule {
   /// update is cheaper (its loops are contiguous SIMD; the compact form gathers and
   /// scatters): LeNet at 41% on dense kernels, 0.53 against 0.49 ms a step; at 1 in 5
   /// weights about the same. On sparse kernels the compact form wins at every density
-  /// `auto` runs them: LeNet at 33%, 26% and 21%, whole steps 1.29x, 1.25x and 1.83x
-  /// faster than dense against 1.20x, 1.10x and 1.63x with the masked dense update
-  /// (`lth bench --density D --compare-dense`).
+  /// `auto` runs them: LeNet at 33% and 21% (both hidden layers sparse), whole steps 1.29x
+  /// and 1.83x faster than dense against 1.20x and 1.63x with the masked dense update; at
+  /// 26%, in the machine's slow state, 1.25x against 1.10x (`lth bench --density D
+  /// --compare-dense`).
   public static let maxCompactUpdateDensity = 0.2
 
   /// Linear layers `[out, in]`. Tiny layers (under 10,000 weights) stay dense: the sparse
