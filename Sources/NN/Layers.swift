@@ -178,13 +178,13 @@ public final class Conv2d<T: Scalar>: Module<T> {
     return output
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
-    weight.backwardRanSparse = backend is SparseConvolution
-    (backend as? SparseConvolution)?.writesDenseGradient =
-      weight.updatePositions == nil || densePrunedGradients
+    let sparse = backend as? SparseConvolution
+    weight.backwardRanSparse = sparse != nil
+    sparse?.writesDenseGradient = weight.updatePositions == nil || densePrunedGradients
     backend!.backward(
       x: input!, weight: weight.value, dy: dy, dWeight: weight.grad, dBias: bias?.grad,
       dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
-    weight.compactGradient = (backend as? SparseConvolution)?.gradients as! Tensor<T>?
+    weight.compactGradient = sparse?.gradients as! Tensor<T>?
     return needInputGradient ? layout.gradient(gradInputBuffer(for: dy)) : nil
   }
 }

@@ -30,6 +30,8 @@ public enum SparseKernelRule {
   public static let maxLinearDensity = 0.35
   /// No convolution goes sparse above this density.
   public static let maxConvolutionDensity = 0.35
+  /// No layer of any kind goes sparse above this density (under `auto`).
+  public static var maxDensity: Double { max(maxLinearDensity, maxConvolutionDensity) }
   /// Optimizers keep a pruned weight in compact form whenever its layer's backward pass runs
   /// sparse kernels (they write the compact gradient and skip the dense one), and at or
   /// below this density on dense kernels too. Above it, on dense kernels, the masked dense
@@ -127,8 +129,7 @@ final class SparsePlan<T: Scalar, Kernel> {
       p.applyMask()
       Updates.multiply(p.grad, by: m)
       // Positions (8 bytes a surviving weight) only where sparse kernels may run.
-      let maxSparse = max(SparseKernelRule.maxLinearDensity, SparseKernelRule.maxConvolutionDensity)
-      if policy == .on || pattern.density <= maxSparse {
+      if policy == .on || pattern.density <= SparseKernelRule.maxDensity {
         let positions = pattern.positions
         let buffer = UnsafeMutableBufferPointer<Int>.allocate(capacity: positions.count)
         _ = buffer.initialize(from: positions)
