@@ -30,6 +30,9 @@ public struct Provenance: Codable, Sendable {
   public var onednnISA: String?
   /// OpenBLAS's threading build: `pthreads`, `openmp` or `sequential` (nil in older records).
   public var blasParallel: String?
+  /// The library behind `Float` matrix products (``BLASInfo/floatGEMM``; nil in older
+  /// records).
+  public var floatGEMM: String?
   /// Every convolution layer's backend as planned for this run's input shape (nil for
   /// models without convolutions and in older records).
   public var convBackends: [String: String]?
@@ -48,6 +51,7 @@ public struct Provenance: Codable, Sendable {
     case onednnISA = "onednn_isa"
     case blasParallel = "blas_parallel"
     case convBackends = "conv_backends"
+    case floatGEMM = "float_gemm"
   }
 
   /// The current process: version, the commit embedded at build time, the CPU, oneDNN's
@@ -60,7 +64,7 @@ public struct Provenance: Codable, Sendable {
       blasEnvironment: BLASInfo.environment, threads: Parallel.threads,
       created: ISO8601DateFormatter().string(from: Date()), convolutionLibrary: Convolution.library,
       cpuModel: MachineInfo.cpuModel, onednnISA: Convolution.onednnISA, blasParallel: BLASInfo.parallelBuild,
-      convBackends: convBackends)
+      floatGEMM: BLASInfo.floatGEMM, convBackends: convBackends)
   }
 
   /// As a JSON object; `onednn_isa` is written as null (not left out) without oneDNN.
@@ -279,15 +283,17 @@ public enum RunStore {
 /// Continuing a run on another machine. A run's reference machine is the one in its
 /// `hparams.json` provenance, or the last one `machine_changes.json` records. A runner that
 /// is about to train more of a run compares it with this process's machine: oneDNN's ISA,
-/// the OpenBLAS core and the planned convolution backends (what changes the numbers; the
+/// the OpenBLAS core, the `Float` GEMM library and the planned convolution backends (what changes the numbers; the
 /// CPU's name alone does not). On a difference it says so in one line on stderr and appends
 /// an entry to `machine_changes.json` (atomic write); with `--require-same-cpu` it stops
 /// with one line instead, before writing anything.
 public enum MachineCheck {
   /// The fields compared, as named in provenance.
-  public static let comparedFields = ["onednn_isa", "blas_core", "conv_backends"]
+  public static let comparedFields = ["onednn_isa", "blas_core", "float_gemm", "conv_backends"]
   /// The fields recorded for each machine in `machine_changes.json`.
-  static let machineFields = ["cpu_model", "onednn_isa", "blas_core", "blas_parallel", "conv_backends"]
+  static let machineFields = [
+    "cpu_model", "onednn_isa", "blas_core", "blas_parallel", "float_gemm", "conv_backends",
+  ]
   public static let fileName = "machine_changes.json"
 
   /// The entries of a run folder's `machine_changes.json` (empty when there is none).

@@ -48,34 +48,59 @@ public enum SparseKernelRule {
   /// kernels' fixed costs (transposes, shards) exceed the work (256->10 at 5%: 0.5x).
   /// Small batches (under 16) stay dense except for huge layers (1M weights and more, at
   /// 20% or less), where the dense product is memory-bound (16384->256 at batch 1: 1.2x at
-  /// 20%, 2.5x at 10%). Wide inputs (``Engine/SparseLinear/wideInput`` features and more,
-  /// multiplied by blocks of columns) are sparse at or below 25% up to batch 128 (16384->256
-  /// at batch 60: 1.5x at 20%, 2.3x at 10%) and 10% beyond (batch 500: 1.2x at 10%, 0.9x at
-  /// 20%). Other layers at or below a density that falls as the activations outgrow the
-  /// caches: 35% while `in x batch` is under 128K floats (training batches: 784->300 at
-  /// batch 60: 1.32x at 26%, 1.15x at 33%, 1.04x at 30% in a noisier run; at batch 128:
-  /// 1.2x at 33%; IMP's levels 5, 6 and 7 of LeNet are at 33%, 26% and 21%), 25% under
-  /// 512K (batch 500: 1.23x at 26%, 0.85-1.0x at 33%), 10% under 4M, else 5%; layers under
-  /// 100,000 weights at most 15% (300->100 at 20%: 1.0x, 10%: 1.25x, timed alone with a
-  /// batch-major input), unless their input arrives feature-major from a sparse layer
-  /// (`featureMajorInput`): then the transposes that made them lose are gone and the general
-  /// limit applies (LeNet's 300->100 behind a sparse 784->300, whole training steps against
-  /// dense at 33%, 26%, 21% and 17%: 1.22x, 1.42x, 1.63x and 2.13x with it sparse, 1.17x,
+  /// 20%, 2.5x at 10%).
+  ///
+  /// The dense product is oneDNN's `dnnl_sgemm` (``Engine/BLASInfo/floatGEMM``), which runs
+  /// AVX-512 kernels where oneDNN dispatches them (`avx512Dense`) and there does about twice
+  /// the work per cycle of its AVX2 kernels; the sparse kernels are AVX2 everywhere. So the
+  /// density limits depend on the ISA (measured on a 2-core AMD EPYC, Zen 5; as dense /
+  /// sparse time of the layer alone, `lth bench --sparse-layers`, unless said otherwise):
+  ///
+  /// | layer | AVX2 | AVX-512 |
+  /// |---|---|---|
+  /// | wide input (``Engine/SparseLinear/wideInput`` features and more), batch up to 128 | 25% | 10% |
+  /// | wide input, larger batches | 10% | 5% |
+  /// | `in x batch` under 128K floats (training batches) | 35% | 28% |
+  /// | under 512K | 25% | 15% |
+  /// | under 4M | 10% | 5% |
+  /// | larger | 5% | 2.5% |
+  ///
+  /// AVX2 column (measured against OpenBLAS's AVX2 GEMM, which `dnnl_sgemm` under
+  /// `DNNL_MAX_CPU_ISA=AVX2` beats by 5-10%): wide 16384->256 at batch 60 1.5x at 20%, 2.3x
+  /// at 10%, at batch 500 1.2x at 10%, 0.9x at 20%; 784->300 at batch 60 1.32x at 26%,
+  /// 1.15x at 33%, at batch 128 1.2x at 33%, at batch 500 1.23x at 26%, 0.85-1.0x at 33%.
+  /// AVX-512 column: 16384->256 at batch 60 1.14x at 10%, 0.94x at 15%, 0.77x at 20%, at
+  /// batch 500 1.22x at 5%, 0.89x at 10%; 784->300 at batch 60 1.11x at 20%, 0.89x at 25%
+  /// alone, and whole LeNet steps (both hidden layers sparse, feature-major between them,
+  /// `lth bench --compare-dense`) 1.32x at 21%, 1.05-1.10x at 26%, 0.96x at 30%, 0.90x at
+  /// 33%; at batch 500 1.28x at 15%, 0.97x at 20%. The two largest classes were not measured under AVX-512 and
+  /// take half the AVX2 limit (halving the density about doubles the sparse speed, and
+  /// AVX-512 at most doubles the dense one).
+  ///
+  /// Layers under 100,000 weights go sparse at 15% at most (300->100 at 20%: 1.0x, 15%: 1.25x
+  /// with AVX-512, 10%: 1.25x with AVX2, timed alone with a batch-major input), unless their
+  /// input arrives feature-major from a sparse layer (`featureMajorInput`): then the
+  /// transposes that made them lose are gone and the general limit applies (LeNet's 300->100
+  /// behind a sparse 784->300, whole training steps against dense at 33%, 26%, 21% and 17%
+  /// with AVX2-class dense products: 1.22x, 1.42x, 1.63x and 2.13x with it sparse, 1.17x,
   /// 1.31x, 1.44x and 1.80x with it dense).
   public static func linear(
-    outFeatures: Int, inFeatures: Int, density: Double, batch: Int, featureMajorInput: Bool = false
+    outFeatures: Int, inFeatures: Int, density: Double, batch: Int, featureMajorInput: Bool = false,
+    avx512Dense: Bool = Convolution.hasAVX512Kernels
   ) -> Bool {
     let weights = outFeatures * inFeatures
     if weights < 10_000 { return false }
     if batch < 16 { return weights >= 1_000_000 && density <= 0.2 }
     var limit: Double
     if inFeatures >= SparseLinear.wideInput {
-      limit = batch <= 128 ? 0.25 : 0.1
+      limit = batch <= 128 ? (avx512Dense ? 0.1 : 0.25) : (avx512Dense ? 0.05 : 0.1)
     } else {
       let activations = inFeatures * batch
+      let limits = avx512Dense ? [0.28, 0.15, 0.05, 0.025] : [maxLinearDensity, 0.25, 0.1, 0.05]
       limit =
         activations < 128 * 1024
-        ? maxLinearDensity : activations < 512 * 1024 ? 0.25 : activations < 4 * 1024 * 1024 ? 0.1 : 0.05
+        ? limits[0]
+        : activations < 512 * 1024 ? limits[1] : activations < 4 * 1024 * 1024 ? limits[2] : limits[3]
     }
     if weights < 100_000 && !featureMajorInput { limit = min(limit, 0.15) }
     return density <= limit

@@ -26,6 +26,7 @@ public enum ProvenanceSection {
       fact("convolution library", "convolution_library")
       fact("BLAS", "blas_config")
       fact("BLAS core", "blas_core")
+      fact("float GEMM", "float_gemm")
       fact("threads", "threads")
       if run["machine_changed"] as? Bool == true {
         facts.append(["machine", "part of this run was trained on another machine (machine_changes.json)"])

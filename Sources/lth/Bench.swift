@@ -131,6 +131,7 @@ struct Bench: ParsableCommand {
             "onednn_isa": Convolution.isa,
             "images_per_second": ips, "peak_rss_mb": rss, "steps_ms": times,
             "blas_config": BLASInfo.config, "blas_core": BLASInfo.coreName, "blas_threads": BLASInfo.threads,
+            "float_gemm": BLASInfo.floatGEMM,
             "blas_environment": BLASInfo.environment, "tensor_mb": Double(tensorBytes) / 1_048_576,
             "conv_backends": net.convolutionBackendNames,
             "sparse_kernels": net.sparseKernelNames, "sparse_policy": sparseKernels.rawValue,

@@ -132,6 +132,53 @@ struct KernelTests {
   }
 
   @Test(
+    "Float GEMM (oneDNN's sgemm on Linux) against naive loops: every transpose, padded strides, beta",
+    arguments: [(1, 1, 1), (7, 5, 3), (60, 37, 97), (33, 150, 64)])
+  func floatGEMM(_ shape: (Int, Int, Int)) {
+    let (m, n, k) = shape
+    for (transA, transB) in [(false, false), (false, true), (true, false), (true, true)] {
+      for beta: Float in [0, 1] {
+        // Operands stored with 3 spare columns per row, so lda/ldb/ldc exceed the widths.
+        let (aRows, aCols) = transA ? (k, m) : (m, k)
+        let (bRows, bCols) = transB ? (n, k) : (k, n)
+        let (lda, ldb, ldc) = (aCols + 3, bCols + 3, n + 3)
+        func pattern(_ count: Int, _ mul: Int, _ mod: Int) -> [Float] {
+          (0..<count).map { (i: Int) -> Float in Float((i * mul + 11) % mod) / Float(mod) - 0.5 }
+        }
+        let a = pattern(aRows * lda, 37, 23)
+        let b = pattern(bRows * ldb, 53, 29)
+        let c0 = pattern(m * ldc, 17, 13)
+        var c = c0
+        a.withUnsafeBufferPointer { ap in
+          b.withUnsafeBufferPointer { bp in
+            c.withUnsafeMutableBufferPointer { cp in
+              Float.gemm(
+                transA: transA, transB: transB, m: m, n: n, k: k, alpha: 1.5, a: ap.baseAddress!, lda: lda,
+                b: bp.baseAddress!, ldb: ldb, beta: beta, c: cp.baseAddress!, ldc: ldc)
+            }
+          }
+        }
+        var worst = 0.0
+        for i in 0..<m {
+          for j in 0..<n {
+            var acc = 0.0
+            for p in 0..<k {
+              let av = Double(transA ? a[p * lda + i] : a[i * lda + p])
+              let bv = Double(transB ? b[j * ldb + p] : b[p * ldb + j])
+              acc += av * bv
+            }
+            let ref: Double = 1.5 * acc + Double(beta) * Double(c0[i * ldc + j])
+            worst = Swift.max(worst, Swift.abs(Double(c[i * ldc + j]) - ref))
+          }
+          // The padding columns of C are never written.
+          for j in n..<ldc { #expect(c[i * ldc + j] == c0[i * ldc + j]) }
+        }
+        #expect(worst < 1e-4 * Double(k), "\(shape) transA \(transA) transB \(transB) beta \(beta)")
+      }
+    }
+  }
+
+  @Test(
     "max and average pooling",
     arguments: [(2, 2, 6, 6, 2, 2, 0), (1, 3, 7, 5, 3, 2, 1), (2, 1, 5, 8, 3, 1, 0)])
   func pooling(_ a: (Int, Int, Int, Int, Int, Int, Int)) throws {

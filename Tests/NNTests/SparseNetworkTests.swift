@@ -226,6 +226,38 @@ struct SparseNetworkTests {
     }
   }
 
+  @Test("the linear rule is never looser where the dense product runs AVX-512 kernels")
+  func linearRuleByISA() {
+    var strictlyTighter = 0
+    for (outF, inF) in [(300, 784), (100, 300), (256, 16384), (256, 256), (4096, 4096), (10, 100)] {
+      for batch in [1, 8, 60, 128, 500, 4096] {
+        for density in stride(from: 0.01, through: 0.6, by: 0.01) {
+          for fm in [false, true] {
+            let wide = SparseKernelRule.linear(
+              outFeatures: outF, inFeatures: inF, density: density, batch: batch, featureMajorInput: fm,
+              avx512Dense: true)
+            let narrow = SparseKernelRule.linear(
+              outFeatures: outF, inFeatures: inF, density: density, batch: batch, featureMajorInput: fm,
+              avx512Dense: false)
+            #expect(!wide || narrow, "\(outF)x\(inF) batch \(batch) density \(density)")
+            if narrow && !wide { strictlyTighter += 1 }
+            if density > SparseKernelRule.maxLinearDensity { #expect(!wide && !narrow) }
+          }
+        }
+      }
+    }
+    #expect(strictlyTighter > 0)
+    // LeNet's 784->300 at IMP levels 5 and 6 (33%, 26%) at batch 60.
+    #expect(
+      !SparseKernelRule.linear(outFeatures: 300, inFeatures: 784, density: 0.33, batch: 60, avx512Dense: true)
+    )
+    #expect(
+      SparseKernelRule.linear(outFeatures: 300, inFeatures: 784, density: 0.33, batch: 60, avx512Dense: false)
+    )
+    #expect(
+      SparseKernelRule.linear(outFeatures: 300, inFeatures: 784, density: 0.26, batch: 60, avx512Dense: true))
+  }
+
   @Test("auto runs a small layer sparse behind a sparse layer (feature-major input) but not alone")
   func autoRuleFollowsTheInputLayout() throws {
     // LeNet-300-100 at IMP level 6's density: 784->300 sparse hands 300->100 its input

@@ -109,6 +109,7 @@ struct IdentityTests {
     #expect(prov["git_dirty"] is Bool)
     #expect(!(prov["cpu_model"] as! String).isEmpty)
     #expect(prov["blas_core"] is String && prov["blas_parallel"] is String)
+    #expect((prov["float_gemm"] as? String).map { !$0.isEmpty } == true)
     #if os(Linux)
       #expect((prov["onednn_isa"] as? String).map { !$0.isEmpty } == true, "\(prov)")
     #endif
