@@ -85,7 +85,7 @@ info = json.loads(subprocess.run([a.lth, "bench", "--model", "mnist_lenet_10", "
                                  capture_output=True, text=True).stdout)
 print(f"CPU: {info.get('cpu')}; oneDNN ISA (LotteryKit): {info.get('onednn_isa')}"
       + (f" (capped with --isa {a.isa})" if a.isa else ""))
-print(f"LotteryKit BLAS: {info.get('blas_config')}; core {info.get('blas_core')}; "
+print(f"LotteryKit Float GEMM: {info.get('float_gemm', 'BLAS')}; BLAS: {info.get('blas_config')}; core {info.get('blas_core')}; "
       f"BLAS threads per call {info.get('blas_threads')}; env {info.get('blas_environment')}; threads {a.threads}")
 torch_ok, jax_ok = have("torch"), have("jax") and have("optax")
 if not torch_ok:

@@ -15,8 +15,9 @@ public enum Elementwise {
   @_specialize(where T == Double)
   @inline(never)
   public static func relu<T: Scalar>(x: Tensor<T>, y: Tensor<T>) {
+    let layout = x.layout  // read before `resize`, which resets it (`y` may be `x`)
     y.resize(x.shape)
-    y.layout = x.layout
+    y.layout = layout
     let n = x.count
     let sh = shards(n)
     Parallel.forEach(sh) { s in
@@ -35,8 +36,9 @@ public enum Elementwise {
   @_specialize(where T == Double)
   @inline(never)
   public static func reluBackward<T: Scalar>(y: Tensor<T>, dy: Tensor<T>, dx: Tensor<T>) {
+    let layout = dy.layout  // read before `resize`, which resets it (`dx` may be `dy`)
     dx.resize(y.shape)
-    dx.layout = dy.layout
+    dx.layout = layout
     let n = y.count
     let sh = shards(n)
     Parallel.forEach(sh) { s in
@@ -80,8 +82,9 @@ public enum Elementwise {
     guard a.shape == b.shape, a.layout == b.layout else {
       throw EngineError("add: shapes or layouts differ, \(a.shape) \(a.layout) and \(b.shape) \(b.layout)")
     }
+    let layout = a.layout  // read before `resize`, which resets it (`y` may be `a`)
     y.resize(a.shape)
-    y.layout = a.layout
+    y.layout = layout
     let n = a.count
     let sh = shards(n)
     Parallel.forEach(sh) { s in addElements(a.data, b.data, into: y.data, Parallel.range(s, of: sh, n)) }

@@ -811,6 +811,8 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
   let gradValues: Tensor<Float>
   var padBuffers: [Tensor<Float>] = []
   var gradPadBuffers: [Tensor<Float>] = []
+  /// Per-slot `dy` times ReLU's mask, one example at a time (fused ReLU, direct form).
+  var maskedGradBuffers: [Tensor<Float>] = []
   var plan: DirectPlan?
 
   /// `direct`: nil picks the direct kernels where they apply (stride 1) and the layer has at
@@ -833,6 +835,15 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
   }
 
   public override var name: String { isDirect ? "sparse-csr-direct" : "sparse-csr+im2col" }
+  /// Set by the layer when a ReLU follows it and this kernel applies it (``appliesReLU``):
+  /// the forward pass writes `relu(y)`, and the backward pass takes the gradient with
+  /// respect to that output, applies ReLU's mask (read from `reluOutput`, the forward
+  /// pass's output) and continues. Same bits as a separate ReLU; no pass of its own.
+  public var fusedReLU = false
+  /// The forward output for the fused ReLU's mask in the next backward pass.
+  public var reluOutput: Tensor<Float>?
+  /// Whether this kernel can apply a following ReLU itself (the direct form).
+  public var appliesReLU: Bool { isDirect }
   /// The weight gradient of the last backward pass at the surviving entries (row order).
   public var gradients: Tensor<Float> { gradValues }
   /// Also write ``gradients`` into the dense gradient tensor (see
@@ -852,9 +863,10 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     y.resize(outShape)
     pattern.gather(weight.data, into: values.data)
     if isDirect {
-      directForward(x: x, bias: bias, y: y, plan: directPlan(h: x.shape[2], w: x.shape[3]))
+      directForward(x: x, bias: bias, y: y, plan: directPlan(h: x.shape[2], w: x.shape[3]), relu: fusedReLU)
       return
     }
+    precondition(!fusedReLU, "the im2col form does not apply a fused ReLU (appliesReLU)")
     let (n, h, w, oh, ow) = (x.shape[0], x.shape[2], x.shape[3], outShape[2], outShape[3])
     let p = oh * ow
     let tile = tileRows(oh: oh, ow: ow)
@@ -891,7 +903,8 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
         shards: shards, slots: min(shards, Parallel.slotCount), colCount: 0, weightCount: 0,
         outChannels: geometry.outChannels)
       directBackward(
-        x: x, dy: dy, dWeight: dWeight, dBias: dBias, dx: dx, plan: directPlan(h: x.shape[2], w: x.shape[3]))
+        x: x, dy: dy, dWeight: dWeight, dBias: dBias, dx: dx, plan: directPlan(h: x.shape[2], w: x.shape[3]),
+        reluOutput: fusedReLU ? reluOutput : nil)
       return
     }
     let g = geometry

@@ -97,18 +97,20 @@ final class DirectTiles: @unchecked Sendable {
   }
   deinit { deltas.deallocate() }
 
-  /// Runs the tiles for one output plane: `out[row * width + 8 * vec + lane]`.
+  /// Runs the tiles for one output plane: `out[row * width + 8 * vec + lane]`; with `relu`,
+  /// writes `v * (v > 0 ? 1 : 0)` (``Elementwise/relu(x:y:)``'s formula, so the same bits).
   @inline(__always)
   func run(
     tile t: Int, _ e0: Int, _ e1: Int, offsets: UnsafePointer<Int32>, values: UnsafePointer<Float>,
-    base: UnsafePointer<Float>, bias: Float, out: UnsafeMutablePointer<Float>, width: Int
+    base: UnsafePointer<Float>, bias: Float, out: UnsafeMutablePointer<Float>, width: Int, relu: Bool = false
   ) {
     let a = Sparse.eightSums(
       e0, e1, offsets: offsets, values: values, base: base, deltas: deltas.baseAddress! + 8 * t, bias: bias)
-    @inline(__always) func put(_ v: Sparse.V, _ k: Int) {
+    @inline(__always) func put(_ x: Sparse.V, _ k: Int) {
       let s = 8 * t + k
       let n = lanes[s]
       if n == 0 { return }
+      let v = relu ? x * Sparse.V(repeating: 0).replacing(with: 1, where: x .> 0) : x
       let d = out + row[s] * width + 8 * vec[s]
       if n == 8 {
         Sparse.store(v, d)
@@ -214,7 +216,9 @@ extension SparseConvolution {
     g.strideH == 1 && g.strideW == 1 && g.padH < g.kernelH && g.padW < g.kernelW
   }
 
-  func directForward(x: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>, plan d: DirectPlan) {
+  /// With `relu`, `y` is `relu(conv(x))` (see ``SparseConvolution/fusedReLU``).
+  func directForward(x: Tensor<Float>, bias: Tensor<Float>?, y: Tensor<Float>, plan d: DirectPlan, relu: Bool)
+  {
     let g = geometry
     let n = x.shape[0]
     let p = d.oh * d.ow
@@ -233,7 +237,8 @@ extension SparseConvolution {
             for o in 0..<g.outChannels {
               d.forwardTiles.run(
                 tile: t, Int(pattern.rowStart[o]), Int(pattern.rowStart[o + 1]), offsets: off.baseAddress!,
-                values: values.data, base: xpad, bias: bias?.data[o] ?? 0, out: yn + o * p, width: d.ow)
+                values: values.data, base: xpad, bias: bias?.data[o] ?? 0, out: yn + o * p, width: d.ow,
+                relu: relu)
             }
           }
         }
@@ -241,9 +246,12 @@ extension SparseConvolution {
     }
   }
 
+  /// With `reluOutput` (this layer's output after its fused ReLU), `dy` is first multiplied
+  /// by ReLU's mask, example by example in a per-slot buffer (``Elementwise/reluBackward(y:dy:dx:)``'s
+  /// formula): the same numbers as a separate ReLU layer, without its pass over the batch.
   func directBackward(
     x: Tensor<Float>, dy: Tensor<Float>, dWeight: Tensor<Float>, dBias: Tensor<Float>?, dx: Tensor<Float>?,
-    plan d: DirectPlan
+    plan d: DirectPlan, reluOutput: Tensor<Float>?
   ) {
     let g = geometry
     let n = x.shape[0]
@@ -255,6 +263,12 @@ extension SparseConvolution {
     while gradPadBuffers.count < slots { gradPadBuffers.append(Tensor(zeros: [0])) }
     for s in 0..<slots where gradPadBuffers[s].count < g.outChannels * d.hd * d.wd {
       gradPadBuffers[s].resize([g.outChannels * d.hd * d.wd])
+    }
+    if reluOutput != nil {
+      while maskedGradBuffers.count < slots { maskedGradBuffers.append(Tensor(zeros: [0])) }
+      for s in 0..<slots where maskedGradBuffers[s].count < g.outChannels * p {
+        maskedGradBuffers[s].resize([g.outChannels * p])
+      }
     }
     while partials.count < shards { partials.append(Tensor(zeros: [pattern.count])) }
     if dx != nil { pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data) }
@@ -270,7 +284,15 @@ extension SparseConvolution {
       d.offsets.withUnsafeBufferPointer { off in
         for i in Parallel.range(s, of: shards, n) {
           padInput(x, example: i, plan: d, into: xpad)
-          let dyn = dy.data + i * g.outChannels * p
+          var dyn = UnsafePointer(dy.data + i * g.outChannels * p)
+          if let reluOutput {
+            let (yn, m) = (reluOutput.data + i * g.outChannels * p, self.maskedGradBuffers[slot].data)
+            for j in 0..<(g.outChannels * p) {
+              let keep: Float = yn[j] > 0 ? 1 : 0
+              m[j] = dyn[j] * keep
+            }
+            dyn = UnsafePointer(m)
+          }
           DirectPlan.pad(
             dyn, planes: g.outChannels, rows: d.oh, cols: d.ow, into: dypad, height: d.hd, stride: d.wd,
             top: q,

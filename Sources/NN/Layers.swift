@@ -152,6 +152,15 @@ public final class Conv2d<T: Scalar>: Module<T> {
     [("weight", weight)] + (bias.map { [("bias", $0)] } ?? [])
   }
   private let layout = LayoutAdapter<T>()
+  /// Applies the following ReLU too (``ReLU/isFused``), as ``Linear/fusedReLU`` does:
+  /// `y = relu(conv(x))`, and ReLU's mask applied to `dy` first in the backward pass. The
+  /// direct sparse kernel does both inside its own loops (``Engine/SparseConvolution/fusedReLU``);
+  /// every other backend runs the ReLU kernels after it, bit for bit the two layers.
+  /// ``Network`` sets it for every convolution directly followed by a ReLU in a `Sequential`.
+  public var fusedReLU = false
+  private lazy var maskedGrad = Tensor<T>(zeros: [0])
+  /// Whether the current backend applies the fused ReLU itself.
+  private var reluInKernel = false
   public override func forward(_ given: Tensor<T>) throws -> Tensor<T> {
     _ = try Convolution.outputShape(geometry, input: given.shape)
     let g = geometry
@@ -174,15 +183,26 @@ public final class Conv2d<T: Scalar>: Module<T> {
     let x = backend!.acceptsBlocked ? given : layout.input(given)
     input = x
     if isTraining { try backend!.prepareBackward(batch: x.shape[0], inputLayout: x.layout) }
+    let sparse = backend as? SparseConvolution
+    reluInKernel = fusedReLU && sparse?.appliesReLU == true
+    sparse?.fusedReLU = reluInKernel
     try backend!.forward(x: x, weight: weight.value, bias: bias?.value, y: output)
+    if fusedReLU && !reluInKernel { Elementwise.relu(x: output, y: output) }
     return output
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     let sparse = backend as? SparseConvolution
     weight.backwardRanSparse = sparse != nil
     sparse?.writesDenseGradient = weight.updatePositions == nil || densePrunedGradients
+    var d = dy
+    if reluInKernel {
+      sparse!.reluOutput = (output as! Tensor<Float>)
+    } else if fusedReLU {
+      Elementwise.reluBackward(y: output, dy: dy, dx: maskedGrad)
+      d = maskedGrad
+    }
     backend!.backward(
-      x: input!, weight: weight.value, dy: dy, dWeight: weight.grad, dBias: bias?.grad,
+      x: input!, weight: weight.value, dy: d, dWeight: weight.grad, dBias: bias?.grad,
       dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
     weight.compactGradient = sparse?.gradients as! Tensor<T>?
     return needInputGradient ? layout.gradient(gradInputBuffer(for: dy)) : nil

@@ -61,11 +61,12 @@ public final class Network<T: Scalar> {
     applyFusion()
   }
 
-  /// Every batch norm or linear layer directly followed by a ReLU computes both
-  /// (``BatchNorm/fusedReLU``, ``Linear/fusedReLU``): one pass over the activations fewer
-  /// each way. Bit for bit the same results on dense kernels; sparse linear kernels apply
-  /// the ReLU inside their transposes and sum bias gradients in their own (fixed) order. On
-  /// by default.
+  /// Every batch norm, linear or convolution layer directly followed by a ReLU computes both
+  /// (``BatchNorm/fusedReLU``, ``Linear/fusedReLU``, ``Conv2d/fusedReLU``): one pass over
+  /// the activations fewer each way where the kernel applies it. Bit for bit the same
+  /// results on dense kernels and on the direct sparse convolution; sparse linear kernels
+  /// apply the ReLU inside their transposes and sum bias gradients in their own (fixed)
+  /// order. On by default.
   public var fusesReLU = true {
     didSet { applyFusion() }
   }
@@ -78,6 +79,10 @@ public final class Network<T: Scalar> {
           if let bn = a.1 as? BatchNorm<T> { pairs.append((bn, r)) }
           if let l = a.1 as? Linear<T> {
             l.fusedReLU = fusesReLU
+            r.isFused = fusesReLU
+          }
+          if let c = a.1 as? Conv2d<T> {
+            c.fusedReLU = fusesReLU
             r.isFused = fusesReLU
           }
         }

@@ -198,9 +198,10 @@ struct BackendNetworkTests {
   }
 
   @Test(
-    "fused batch norm or linear + ReLU gives the same bits as the two layers",
+    "fused batch norm, linear or convolution + ReLU gives the same bits as the two layers",
     arguments: [
       ("cifar_vgg_11", [3, 32, 32]), ("cifar_resnet_8", [3, 16, 16]), ("mnist_lenet_300_100", [1, 28, 28]),
+      ("cifar_conv_2", [3, 16, 16]),
     ])
   func fusion(_ a: (String, [Int])) throws {
     func run<T: Scalar>(_: T.Type, _ policy: ConvBackendPolicy, fused: Bool) throws -> [[T]] {

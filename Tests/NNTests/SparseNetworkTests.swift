@@ -226,6 +226,39 @@ struct SparseNetworkTests {
     }
   }
 
+  @Test("the direct sparse convolution applies a fused ReLU with the same bits as the two layers")
+  func fusedConvolutionReLU() throws {
+    func run(fused: Bool) throws -> (names: [String], values: [[Float]]) {
+      let net = try maskedNetwork("cifar_conv_2", shape: [3, 16, 16], density: 0.2, policy: .on)
+      net.fusesReLU = fused
+      let opt = try Adam(net.parameters, learningRate: 1e-3)
+      let data = Synthetic.make(count: 24, shape: [3, 16, 16], classes: 10, seed: 4)
+      let x = Tensor<Float>(zeros: [0])
+      for step in 0..<3 {
+        let labels = data.gather((step * 8)..<(step * 8 + 8), into: x)
+        try net.lossAndGradients(input: x, labels: labels)
+        opt.step()
+      }
+      var kernels: [String] = []
+      for (name, m) in net.body.namedModules() {
+        if let c = m as? Conv2d<Float>, let k = c.backend as? SparseConvolution {
+          kernels.append("\(name) \(k.name) fused \(k.fusedReLU)")
+        }
+      }
+      net.setTraining(false)
+      let logits = try net.forward(x).array
+      return (kernels, net.parameters.map { $0.1.value.array } + [logits])
+    }
+    let fused = try run(fused: true)
+    let separate = try run(fused: false)
+    // The 64->64 layer runs the direct form and applies its ReLU itself; the 3->64 layer
+    // (im2col form) leaves it to the element-wise kernels.
+    #expect(fused.names.contains { $0.contains("sparse-csr-direct fused true") }, "\(fused.names)")
+    #expect(fused.names.contains { $0.contains("sparse-csr+im2col fused false") }, "\(fused.names)")
+    #expect(separate.names.allSatisfy { $0.hasSuffix("fused false") })
+    #expect(fused.values == separate.values)
+  }
+
   @Test("the linear rule is never looser where the dense product runs AVX-512 kernels")
   func linearRuleByISA() {
     var strictlyTighter = 0
