@@ -4,7 +4,8 @@
 /// pass (`dW`, `db`, `dx`) for NCHW activations and OIHW weights, exactly the contract of
 /// ``Convolution/forward(_:x:weight:bias:y:workspace:)``. Two implementations exist:
 ///
-/// - ``Im2colConvolution``: im2col + BLAS GEMM per example (any precision, any shape).
+/// - ``Im2colConvolution``: im2col + GEMM per example (``Scalar/gemm``; any precision, any
+///   shape).
 /// - `OneDNNConvolution` (Linux, Float): oneDNN 2.x JIT kernels, direct or Winograd
 ///   F(4x4, 3x3), on blocked (`nChw16c`) layouts with reorders at the layer boundary.
 ///
@@ -49,7 +50,8 @@ open class ConvolutionBackend<T: Scalar>: @unchecked Sendable {
   }
 }
 
-/// im2col + BLAS GEMM (``Convolution/forward(_:x:weight:bias:y:workspace:)``).
+/// im2col + GEMM (``Scalar/gemm``: oneDNN's `dnnl_sgemm` for `Float` on Linux, BLAS otherwise;
+/// ``Convolution/forward(_:x:weight:bias:y:workspace:)``).
 public final class Im2colConvolution<T: Scalar>: ConvolutionBackend<T>, @unchecked Sendable {
   public let workspace: ConvWorkspace<T>
   public init(geometry: ConvGeometry, workspace: ConvWorkspace<T> = ConvWorkspace()) {

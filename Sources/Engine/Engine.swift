@@ -5,7 +5,8 @@
 ///   shape. Image tensors are NCHW, convolution weights OIHW, linear weights
 ///   `[out, in]`: the layouts of PyTorch, so a PyTorch `state_dict` maps 1:1.
 /// - ``Scalar``: the element types (`Float` is the fast path, `Double` is for gradient
-///   checks and SynFlow scores) and their BLAS entry points (`cblas_sgemm`, `cblas_dgemm`).
+///   checks and SynFlow scores) and their matrix products (`Float`: oneDNN's `dnnl_sgemm`
+///   where oneDNN is linked, else `cblas_sgemm`; `Double`: `cblas_dgemm`).
 /// - ``RandomStream``: counter-based randomness addressed by `(seed, purpose, index)`,
 ///   so no random number depends on thread count or on how work is split.
 /// - ``Parallel``: the threading model. Every parallel loop is cut into a *fixed* number of

@@ -101,8 +101,13 @@ public enum BLASInfo {
       "BLAS cblas_sgemm"
     #endif
   }
-  /// Thread count OpenBLAS uses for one call.
-  public static var threads: Int { Int(openblas_get_num_threads()) }
+  /// Thread count OpenBLAS uses for one call (after ``useSingleThreadedBLAS()``, which
+  /// the first `Double` product or ``Parallel/threads`` runs; read here too, so a record
+  /// made before either says what the products will use).
+  public static var threads: Int {
+    _ = singleThreadedOnce
+    return Int(openblas_get_num_threads())
+  }
   /// Environment variables that steer OpenBLAS, as set for this process.
   public static var environment: [String: String] {
     let keys = ["OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS"]

@@ -836,12 +836,21 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
 
   public override var name: String { isDirect ? "sparse-csr-direct" : "sparse-csr+im2col" }
   /// Set by the layer when a ReLU follows it and this kernel applies it (``appliesReLU``):
-  /// the forward pass writes `relu(y)`, and the backward pass takes the gradient with
-  /// respect to that output, applies ReLU's mask (read from `reluOutput`, the forward
-  /// pass's output) and continues. Same bits as a separate ReLU; no pass of its own.
+  /// the forward pass writes `relu(y)` as it stores its tiles, and the backward pass takes
+  /// the gradient with respect to that output and multiplies it by ReLU's mask (from the
+  /// forward pass's output, kept in ``reluOutput``) one example at a time in a per-slot
+  /// buffer that stays in cache, before padding it. Same bits as a separate ReLU, without
+  /// its passes over the whole batch.
   public var fusedReLU = false
-  /// The forward output for the fused ReLU's mask in the next backward pass.
-  public var reluOutput: Tensor<Float>?
+  /// The output of the last forward pass run with ``fusedReLU`` (its ReLU mask).
+  public private(set) var reluOutput: Tensor<Float>?
+  /// ``reluOutput``, which a backward pass with ``fusedReLU`` needs from its forward pass.
+  private func fusedOutput() -> Tensor<Float> {
+    guard let reluOutput else {
+      preconditionFailure("SparseConvolution: backward with fusedReLU needs a forward pass with it first")
+    }
+    return reluOutput
+  }
   /// Whether this kernel can apply a following ReLU itself (the direct form).
   public var appliesReLU: Bool { isDirect }
   /// The weight gradient of the last backward pass at the surviving entries (row order).
@@ -864,6 +873,7 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     pattern.gather(weight.data, into: values.data)
     if isDirect {
       directForward(x: x, bias: bias, y: y, plan: directPlan(h: x.shape[2], w: x.shape[3]), relu: fusedReLU)
+      reluOutput = fusedReLU ? y : nil
       return
     }
     precondition(!fusedReLU, "the im2col form does not apply a fused ReLU (appliesReLU)")
@@ -904,7 +914,7 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
         outChannels: geometry.outChannels)
       directBackward(
         x: x, dy: dy, dWeight: dWeight, dBias: dBias, dx: dx, plan: directPlan(h: x.shape[2], w: x.shape[3]),
-        reluOutput: fusedReLU ? reluOutput : nil)
+        reluOutput: fusedReLU ? fusedOutput() : nil)
       return
     }
     let g = geometry

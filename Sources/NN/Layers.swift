@@ -195,9 +195,7 @@ public final class Conv2d<T: Scalar>: Module<T> {
     weight.backwardRanSparse = sparse != nil
     sparse?.writesDenseGradient = weight.updatePositions == nil || densePrunedGradients
     var d = dy
-    if reluInKernel {
-      sparse!.reluOutput = (output as! Tensor<Float>)
-    } else if fusedReLU {
+    if fusedReLU && !reluInKernel {
       Elementwise.reluBackward(y: output, dy: dy, dx: maskedGrad)
       d = maskedGrad
     }
@@ -276,8 +274,9 @@ public final class BatchNorm<T: Scalar>: Module<T> {
 /// `max(x, 0)` element-wise.
 public final class ReLU<T: Scalar>: Module<T> {
   private let output = Tensor<T>(zeros: [0])
-  /// Set when the preceding ``BatchNorm`` computes this ReLU (``BatchNorm/fusedReLU``):
-  /// forward and backward pass their input through.
+  /// Set when the preceding layer computes this ReLU (``BatchNorm/fusedReLU``,
+  /// ``Linear/fusedReLU``, ``Conv2d/fusedReLU``): forward and backward pass their input
+  /// through.
   public var isFused = false
   public override init() {}
   public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {

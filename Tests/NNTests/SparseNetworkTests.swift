@@ -226,37 +226,42 @@ struct SparseNetworkTests {
     }
   }
 
-  @Test("the direct sparse convolution applies a fused ReLU with the same bits as the two layers")
+  @Test(
+    "the direct sparse convolution applies a fused ReLU with the same bits as the two layers, at 1-3 threads")
   func fusedConvolutionReLU() throws {
-    func run(fused: Bool) throws -> (names: [String], values: [[Float]]) {
-      let net = try maskedNetwork("cifar_conv_2", shape: [3, 16, 16], density: 0.2, policy: .on)
-      net.fusesReLU = fused
-      let opt = try Adam(net.parameters, learningRate: 1e-3)
-      let data = Synthetic.make(count: 24, shape: [3, 16, 16], classes: 10, seed: 4)
-      let x = Tensor<Float>(zeros: [0])
-      for step in 0..<3 {
-        let labels = data.gather((step * 8)..<(step * 8 + 8), into: x)
-        try net.lossAndGradients(input: x, labels: labels)
-        opt.step()
-      }
-      var kernels: [String] = []
-      for (name, m) in net.body.namedModules() {
-        if let c = m as? Conv2d<Float>, let k = c.backend as? SparseConvolution {
-          kernels.append("\(name) \(k.name) fused \(k.fusedReLU)")
+    func run(fused: Bool, threads: Int) throws -> (names: [String], values: [[Float]]) {
+      try withExclusiveThreads(threads) {
+        let net = try maskedNetwork("cifar_conv_2", shape: [3, 16, 16], density: 0.2, policy: .on)
+        net.fusesReLU = fused
+        let opt = try Adam(net.parameters, learningRate: 1e-3)
+        let data = Synthetic.make(count: 24, shape: [3, 16, 16], classes: 10, seed: 4)
+        let x = Tensor<Float>(zeros: [0])
+        for step in 0..<3 {
+          let labels = data.gather((step * 8)..<(step * 8 + 8), into: x)
+          try net.lossAndGradients(input: x, labels: labels)
+          opt.step()
         }
+        var kernels: [String] = []
+        for (name, m) in net.body.namedModules() {
+          if let c = m as? Conv2d<Float>, let k = c.backend as? SparseConvolution {
+            kernels.append("\(name) \(k.name) fused \(k.fusedReLU)")
+          }
+        }
+        net.setTraining(false)
+        let logits = try net.forward(x).array
+        return (kernels, net.parameters.map { $0.1.value.array } + [logits])
       }
-      net.setTraining(false)
-      let logits = try net.forward(x).array
-      return (kernels, net.parameters.map { $0.1.value.array } + [logits])
     }
-    let fused = try run(fused: true)
-    let separate = try run(fused: false)
+    let fused = try run(fused: true, threads: 2)
+    let separate = try run(fused: false, threads: 2)
     // The 64->64 layer runs the direct form and applies its ReLU itself; the 3->64 layer
     // (im2col form) leaves it to the element-wise kernels.
     #expect(fused.names.contains { $0.contains("sparse-csr-direct fused true") }, "\(fused.names)")
     #expect(fused.names.contains { $0.contains("sparse-csr+im2col fused false") }, "\(fused.names)")
     #expect(separate.names.allSatisfy { $0.hasSuffix("fused false") })
     #expect(fused.values == separate.values)
+    // The per-slot masked-gradient buffers: the same bits at any thread count.
+    for t in [1, 3] { #expect(try run(fused: true, threads: t).values == fused.values, "threads \(t)") }
   }
 
   @Test("the linear rule is never looser where the dense product runs AVX-512 kernels")
