@@ -11,7 +11,7 @@ import Foundation
 /// transcendental functions the kernels need. `Float` products run on oneDNN's `dnnl_sgemm`
 /// where oneDNN is linked (Linux), else on BLAS; `Double` products always run on BLAS
 /// (``BLASInfo/floatGEMM`` says which, and every run records it).
-public protocol Scalar: BinaryFloatingPoint, SIMDScalar, Sendable, CustomStringConvertible
+public protocol Scalar: BinaryFloatingPoint, SIMDScalar, Sendable, CustomStringConvertible, Codable
 where RawSignificand: FixedWidthInteger {
   /// Row-major GEMM: `C[m,n] = alpha * op(A)[m,k] * op(B)[k,n] + beta * C`.
   static func gemm(

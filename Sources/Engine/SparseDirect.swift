@@ -273,7 +273,6 @@ extension SparseConvolution {
     while partials.count < shards { partials.append(Tensor(zeros: [pattern.count])) }
     if dx != nil { pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data) }
     dx?.resize(x.shape)
-    let owVectors = (d.ow + 7) / 8
     Parallel.forEach(shards, slots: slots) { s, slot in
       let xpad = self.padBuffers[slot].data
       let dypad = self.gradPadBuffers[slot].data

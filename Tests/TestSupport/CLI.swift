@@ -65,7 +65,7 @@ public enum CLI {
     let e = FileManager.default.enumerator(atPath: dir)
     while let f = e?.nextObject() as? String {
       var isDir: ObjCBool = false
-      FileManager.default.fileExists(atPath: dir + "/" + f, isDirectory: &isDir)
+      _ = FileManager.default.fileExists(atPath: dir + "/" + f, isDirectory: &isDir)
       if !isDir.boolValue { out[f] = FileManager.default.contents(atPath: dir + "/" + f) }
     }
     return out
