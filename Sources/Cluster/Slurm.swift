@@ -106,15 +106,21 @@ public enum Slurm {
     }
   }
 
-  /// Writes one script per wave and submits the waves in order; returns the new submissions.
-  public static func submit(
-    _ graph: JobGraph, root: String, lth: String, options o: Options, say: (String) -> Void
-  ) throws -> [Submission] {
+  /// Throws the one-line error for a machine without Slurm's `sbatch` (checked before
+  /// anything is written or warned about).
+  public static func requireSbatch() throws {
     guard which("sbatch") != nil else {
       throw GraphError(
         "sbatch is not on PATH: install Slurm's client commands (Debian: slurm-client), or run on this machine with lth run --jobs N"
       )
     }
+  }
+
+  /// Writes one script per wave and submits the waves in order; returns the new submissions.
+  public static func submit(
+    _ graph: JobGraph, root: String, lth: String, options o: Options, say: (String) -> Void
+  ) throws -> [Submission] {
+    try requireSbatch()
     let dir = folder(root)
     try FileManager.default.createDirectory(atPath: dir + "/logs", withIntermediateDirectories: true)
     var subs = submissions(root)

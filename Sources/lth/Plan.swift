@@ -283,6 +283,7 @@ struct SubmitCommand: ParsableCommand {
         throw EngineError("--cpus-per-task must be at least 1, got \(cpusPerTask)")
       }
       let (graph, planned) = try plannedCommand(command)
+      try Slurm.requireSbatch()
       try FileManager.default.createDirectory(atPath: graph.root, withIntermediateDirectories: true)
       try planned.prepare()
       Slurm.warnIfNodeLocal(graph.root) { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
