@@ -290,11 +290,11 @@ func timeSparseLayers(_ net: Network<Float>, batch: Int) throws -> [SparseLayerT
           Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: w.shape), Tensor<Float>(zeros: [0])
         )
         let reps = n == 500 ? 20 : 200
-        let dense = try medianMs(reps) {
+        let dense = medianMs(reps) {
           Dense.linearForward(x: x, weight: w, bias: nil, y: y)
           if train { Dense.linearBackward(x: x, weight: w, dy: dy, dWeight: dW, dBias: nil, dx: dx) }
         }
-        let sparse = try medianMs(reps) {
+        let sparse = medianMs(reps) {
           k.forward(x: x, weight: w, bias: nil, y: y)
           if train { k.backward(dy: dy, weight: w, dWeight: dW, dBias: nil, dx: dx) }
         }
