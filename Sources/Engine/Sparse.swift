@@ -835,12 +835,12 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
   }
 
   public override var name: String { isDirect ? "sparse-csr-direct" : "sparse-csr+im2col" }
-  /// Set by the layer when a ReLU follows it and this kernel applies it (``appliesReLU``):
-  /// the forward pass writes `relu(y)` as it stores its tiles, and the backward pass takes
-  /// the gradient with respect to that output and multiplies it by ReLU's mask (from the
-  /// forward pass's output, kept in ``reluOutput``) one example at a time in a per-slot
-  /// buffer that stays in cache, before padding it. Same bits as a separate ReLU, without
-  /// its passes over the whole batch.
+  /// Set by the layer when a ReLU follows it: the forward pass writes `relu(y)` (the direct
+  /// form as it stores its tiles, the im2col form on each tile's output while it is in
+  /// cache), and the backward pass takes the gradient with respect to that output and
+  /// multiplies it by ReLU's mask (from the forward pass's output, kept in ``reluOutput``)
+  /// one example at a time in a per-slot buffer that stays in cache. Same bits as a separate
+  /// ReLU, without its passes over the whole batch.
   public var fusedReLU = false
   /// The output of the last forward pass run with ``fusedReLU`` (its ReLU mask).
   public private(set) var reluOutput: Tensor<Float>?
@@ -851,8 +851,8 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     }
     return reluOutput
   }
-  /// Whether this kernel can apply a following ReLU itself (the direct form).
-  public var appliesReLU: Bool { isDirect }
+  /// Whether this kernel can apply a following ReLU itself (both forms can).
+  public var appliesReLU: Bool { true }
   /// The weight gradient of the last backward pass at the surviving entries (row order).
   public var gradients: Tensor<Float> { gradValues }
   /// Also write ``gradients`` into the dense gradient tensor (see
@@ -876,7 +876,6 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
       reluOutput = fusedReLU ? y : nil
       return
     }
-    precondition(!fusedReLU, "the im2col form does not apply a fused ReLU (appliesReLU)")
     let (n, h, w, oh, ow) = (x.shape[0], x.shape[2], x.shape[3], outShape[2], outShape[3])
     let p = oh * ow
     let tile = tileRows(oh: oh, ow: ow)
@@ -885,6 +884,8 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     workspace.prepare(
       shards: shards, slots: slots, colCount: g.isPointwise ? 0 : g.patchSize * tile * ow, weightCount: 0,
       outChannels: 0)
+    let relu = fusedReLU
+    reluOutput = relu ? y : nil
     Parallel.forEach(shards, slots: slots) { s, slot in
       let col = self.workspace.col[slot].data
       for i in Parallel.range(s, of: shards, n) {
@@ -898,6 +899,16 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
             pattern, transposed: false, values: values.data, source: g.isPointwise ? xn + r0 * ow : col,
             sourceStride: g.isPointwise ? p : width, width: width, destination: yn + r0 * ow,
             destinationStride: p, rows: 0..<g.outChannels, bias: bias.map { UnsafePointer($0.data) })
+          if relu {
+            // Elementwise.relu's formula on the tile's output, still in cache.
+            for o in 0..<g.outChannels {
+              let d = yn + o * p + r0 * ow
+              for j in 0..<width {
+                let keep: Float = d[j] > 0 ? 1 : 0
+                d[j] *= keep
+              }
+            }
+          }
         }
       }
     }
@@ -927,6 +938,8 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     workspace.prepare(
       shards: shards, slots: slots, colCount: k * tile * ow, weightCount: 0, outChannels: g.outChannels)
     while partials.count < shards { partials.append(Tensor(zeros: [pattern.count])) }
+    let reluOutput = fusedReLU ? fusedOutput() : nil
+    if reluOutput != nil { prepareMaskedGradients(slots: slots, count: g.outChannels * p) }
     if dx != nil { pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data) }
     dx?.resize(x.shape)
     Parallel.forEach(shards, slots: slots) { s, slot in
@@ -938,7 +951,7 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
       var first = true
       for i in Parallel.range(s, of: shards, n) {
         let xn = x.data + i * g.inChannels * h * w
-        let dyn = dy.data + i * g.outChannels * p
+        let dyn = self.exampleGradient(dy, reluOutput, example: i, count: g.outChannels * p, slot: slot)
         let dxn = dx.map { $0.data + i * g.inChannels * h * w }
         if let dxn, !g.isPointwise { dxn.update(repeating: 0, count: g.inChannels * h * w) }
         for r0 in stride(from: 0, to: oh, by: tile) {

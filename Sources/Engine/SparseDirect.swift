@@ -264,12 +264,7 @@ extension SparseConvolution {
     for s in 0..<slots where gradPadBuffers[s].count < g.outChannels * d.hd * d.wd {
       gradPadBuffers[s].resize([g.outChannels * d.hd * d.wd])
     }
-    if reluOutput != nil {
-      while maskedGradBuffers.count < slots { maskedGradBuffers.append(Tensor(zeros: [0])) }
-      for s in 0..<slots where maskedGradBuffers[s].count < g.outChannels * p {
-        maskedGradBuffers[s].resize([g.outChannels * p])
-      }
-    }
+    if reluOutput != nil { prepareMaskedGradients(slots: slots, count: g.outChannels * p) }
     while partials.count < shards { partials.append(Tensor(zeros: [pattern.count])) }
     if dx != nil { pattern.gather(weightValues: values.data, byColumn: valuesByColumn.data) }
     dx?.resize(x.shape)
@@ -283,15 +278,7 @@ extension SparseConvolution {
       d.offsets.withUnsafeBufferPointer { off in
         for i in Parallel.range(s, of: shards, n) {
           padInput(x, example: i, plan: d, into: xpad)
-          var dyn = UnsafePointer(dy.data + i * g.outChannels * p)
-          if let reluOutput {
-            let (yn, m) = (reluOutput.data + i * g.outChannels * p, self.maskedGradBuffers[slot].data)
-            for j in 0..<(g.outChannels * p) {
-              let keep: Float = yn[j] > 0 ? 1 : 0
-              m[j] = dyn[j] * keep
-            }
-            dyn = UnsafePointer(m)
-          }
+          let dyn = self.exampleGradient(dy, reluOutput, example: i, count: g.outChannels * p, slot: slot)
           DirectPlan.pad(
             dyn, planes: g.outChannels, rows: d.oh, cols: d.ow, into: dypad, height: d.hd, stride: d.wd,
             top: q,
@@ -385,6 +372,28 @@ extension SparseConvolution {
     if let dBias {
       Convolution.reduceShards(workspace.db, shards: shards, count: g.outChannels, into: dBias.data)
     }
+  }
+
+  /// Per-slot buffers of `count` floats for ``exampleGradient(_:_:example:count:slot:)``.
+  func prepareMaskedGradients(slots: Int, count: Int) {
+    while maskedGradBuffers.count < slots { maskedGradBuffers.append(Tensor(zeros: [0])) }
+    for s in 0..<slots where maskedGradBuffers[s].count < count { maskedGradBuffers[s].resize([count]) }
+  }
+
+  /// Example `i` of `dy` (`count` floats), times the fused ReLU's mask when `reluOutput` is
+  /// given (``Elementwise/reluBackward(y:dy:dx:)``'s formula, into the slot's buffer).
+  @inline(__always)
+  func exampleGradient(
+    _ dy: Tensor<Float>, _ reluOutput: Tensor<Float>?, example i: Int, count: Int, slot: Int
+  ) -> UnsafePointer<Float> {
+    let dyn = UnsafePointer(dy.data + i * count)
+    guard let reluOutput else { return dyn }
+    let (yn, m) = (reluOutput.data + i * count, maskedGradBuffers[slot].data)
+    for j in 0..<count {
+      let keep: Float = yn[j] > 0 ? 1 : 0
+      m[j] = dyn[j] * keep
+    }
+    return UnsafePointer(m)
   }
 
   /// Copies example `i` of `x` into the zero-padded plane buffer `xpad` (`[C, hp, wp]`).

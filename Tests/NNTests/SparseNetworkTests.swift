@@ -254,10 +254,10 @@ struct SparseNetworkTests {
     }
     let fused = try run(fused: true, threads: 2)
     let separate = try run(fused: false, threads: 2)
-    // The 64->64 layer runs the direct form and applies its ReLU itself; the 3->64 layer
-    // (im2col form) leaves it to the element-wise kernels.
+    // Both forms apply the ReLU themselves: the 64->64 layer runs the direct form, the
+    // 3->64 layer the im2col form.
     #expect(fused.names.contains { $0.contains("sparse-csr-direct fused true") }, "\(fused.names)")
-    #expect(fused.names.contains { $0.contains("sparse-csr+im2col fused false") }, "\(fused.names)")
+    #expect(fused.names.contains { $0.contains("sparse-csr+im2col fused true") }, "\(fused.names)")
     #expect(separate.names.allSatisfy { $0.hasSuffix("fused false") })
     #expect(fused.values == separate.values)
     // The per-slot masked-gradient buffers: the same bits at any thread count.
