@@ -22,13 +22,31 @@ public enum Elementwise {
     let sh = shards(n)
     Parallel.forEach(sh) { s in
       let r = Parallel.range(s, of: sh, n)
-      let (xp, yp) = (x.data, y.data)
-      // Written as a multiply by a 0/1 mask so that it vectorises (a select compiles to a
-      // data-dependent branch, which mispredicts on activations).
-      for i in r {
-        let m: T = xp[i] > 0 ? 1 : 0
-        yp[i] = xp[i] * m
-      }
+      reluElements(x.data + r.lowerBound, into: y.data + r.lowerBound, count: r.count)
+    }
+  }
+
+  /// `y[i] = x[i] * (x[i] > 0 ? 1 : 0)` for `i < count` (`y` may be `x`): the one ReLU
+  /// formula, also used by kernels that apply a fused ReLU, so fused and separate give the
+  /// same bits. A multiply by a 0/1 mask so that it vectorises (a select compiles to a
+  /// data-dependent branch, which mispredicts on activations).
+  @inline(__always)
+  static func reluElements<T: Scalar>(_ x: UnsafePointer<T>, into y: UnsafeMutablePointer<T>, count: Int) {
+    for i in 0..<count {
+      let m: T = x[i] > 0 ? 1 : 0
+      y[i] = x[i] * m
+    }
+  }
+
+  /// `dx[i] = dy[i] * (y[i] > 0 ? 1 : 0)` for `i < count`: ReLU's backward formula, shared
+  /// with kernels that apply a fused ReLU (see ``reluElements(_:into:count:)``).
+  @inline(__always)
+  static func reluMaskElements<T: Scalar>(
+    y: UnsafePointer<T>, dy: UnsafePointer<T>, into dx: UnsafeMutablePointer<T>, count: Int
+  ) {
+    for i in 0..<count {
+      let m: T = y[i] > 0 ? 1 : 0
+      dx[i] = dy[i] * m
     }
   }
 
@@ -43,11 +61,8 @@ public enum Elementwise {
     let sh = shards(n)
     Parallel.forEach(sh) { s in
       let r = Parallel.range(s, of: sh, n)
-      let (yp, dyp, dxp) = (y.data, dy.data, dx.data)
-      for i in r {
-        let m: T = yp[i] > 0 ? 1 : 0
-        dxp[i] = dyp[i] * m
-      }
+      let o = r.lowerBound
+      reluMaskElements(y: y.data + o, dy: dy.data + o, into: dx.data + o, count: r.count)
     }
   }
 

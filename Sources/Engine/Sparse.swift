@@ -811,7 +811,7 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
   let gradValues: Tensor<Float>
   var padBuffers: [Tensor<Float>] = []
   var gradPadBuffers: [Tensor<Float>] = []
-  /// Per-slot `dy` times ReLU's mask, one example at a time (fused ReLU, direct form).
+  /// Per-slot `dy` times ReLU's mask, one example at a time (``fusedReLU``).
   var maskedGradBuffers: [Tensor<Float>] = []
   var plan: DirectPlan?
 
@@ -851,8 +851,6 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     }
     return reluOutput
   }
-  /// Whether this kernel can apply a following ReLU itself (both forms can).
-  public var appliesReLU: Bool { true }
   /// The weight gradient of the last backward pass at the surviving entries (row order).
   public var gradients: Tensor<Float> { gradValues }
   /// Also write ``gradients`` into the dense gradient tensor (see
@@ -871,9 +869,9 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     let outShape = try Convolution.outputShape(g, input: x.shape)
     y.resize(outShape)
     pattern.gather(weight.data, into: values.data)
+    reluOutput = fusedReLU ? y : nil
     if isDirect {
       directForward(x: x, bias: bias, y: y, plan: directPlan(h: x.shape[2], w: x.shape[3]), relu: fusedReLU)
-      reluOutput = fusedReLU ? y : nil
       return
     }
     let (n, h, w, oh, ow) = (x.shape[0], x.shape[2], x.shape[3], outShape[2], outShape[3])
@@ -885,7 +883,6 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
       shards: shards, slots: slots, colCount: g.isPointwise ? 0 : g.patchSize * tile * ow, weightCount: 0,
       outChannels: 0)
     let relu = fusedReLU
-    reluOutput = relu ? y : nil
     Parallel.forEach(shards, slots: slots) { s, slot in
       let col = self.workspace.col[slot].data
       for i in Parallel.range(s, of: shards, n) {
@@ -900,13 +897,10 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
             sourceStride: g.isPointwise ? p : width, width: width, destination: yn + r0 * ow,
             destinationStride: p, rows: 0..<g.outChannels, bias: bias.map { UnsafePointer($0.data) })
           if relu {
-            // Elementwise.relu's formula on the tile's output, still in cache.
+            // The tile's output, still in cache.
             for o in 0..<g.outChannels {
               let d = yn + o * p + r0 * ow
-              for j in 0..<width {
-                let keep: Float = d[j] > 0 ? 1 : 0
-                d[j] *= keep
-              }
+              Elementwise.reluElements(d, into: d, count: width)
             }
           }
         }

@@ -388,11 +388,8 @@ extension SparseConvolution {
   ) -> UnsafePointer<Float> {
     let dyn = UnsafePointer(dy.data + i * count)
     guard let reluOutput else { return dyn }
-    let (yn, m) = (reluOutput.data + i * count, maskedGradBuffers[slot].data)
-    for j in 0..<count {
-      let keep: Float = yn[j] > 0 ? 1 : 0
-      m[j] = dyn[j] * keep
-    }
+    let m = maskedGradBuffers[slot].data
+    Elementwise.reluMaskElements(y: reluOutput.data + i * count, dy: dyn, into: m, count: count)
     return UnsafePointer(m)
   }
 

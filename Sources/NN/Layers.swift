@@ -154,12 +154,13 @@ public final class Conv2d<T: Scalar>: Module<T> {
   private let layout = LayoutAdapter<T>()
   /// Applies the following ReLU too (``ReLU/isFused``), as ``Linear/fusedReLU`` does:
   /// `y = relu(conv(x))`, and ReLU's mask applied to `dy` first in the backward pass. The
-  /// direct sparse kernel does both inside its own loops (``Engine/SparseConvolution/fusedReLU``);
-  /// every other backend runs the ReLU kernels after it, bit for bit the two layers.
+  /// sparse kernels (both forms) do both inside their own loops
+  /// (``Engine/SparseConvolution/fusedReLU``); dense backends run the ReLU kernels after
+  /// them, in place. Bit for bit the two layers either way.
   /// ``Network`` sets it for every convolution directly followed by a ReLU in a `Sequential`.
   public var fusedReLU = false
   private lazy var maskedGrad = Tensor<T>(zeros: [0])
-  /// Whether the current backend applies the fused ReLU itself.
+  /// Whether the current backend (a sparse one) applies the fused ReLU itself.
   private var reluInKernel = false
   public override func forward(_ given: Tensor<T>) throws -> Tensor<T> {
     _ = try Convolution.outputShape(geometry, input: given.shape)
@@ -184,7 +185,7 @@ public final class Conv2d<T: Scalar>: Module<T> {
     input = x
     if isTraining { try backend!.prepareBackward(batch: x.shape[0], inputLayout: x.layout) }
     let sparse = backend as? SparseConvolution
-    reluInKernel = fusedReLU && sparse?.appliesReLU == true
+    reluInKernel = fusedReLU && sparse != nil
     sparse?.fusedReLU = reluInKernel
     try backend!.forward(x: x, weight: weight.value, bias: bias?.value, y: output)
     if fusedReLU && !reluInKernel { Elementwise.relu(x: output, y: output) }

@@ -64,7 +64,7 @@ public final class Network<T: Scalar> {
   /// Every batch norm, linear or convolution layer directly followed by a ReLU computes both
   /// (``BatchNorm/fusedReLU``, ``Linear/fusedReLU``, ``Conv2d/fusedReLU``): one pass over
   /// the activations fewer each way where the kernel applies it. Bit for bit the same
-  /// results on dense kernels and on the direct sparse convolution; sparse linear kernels
+  /// results on dense kernels and on sparse convolutions; sparse linear kernels
   /// apply the ReLU inside their transposes and sum bias gradients in their own (fixed)
   /// order. On by default.
   public var fusesReLU = true {

@@ -73,9 +73,9 @@ public enum SparseKernelRule {
   /// batch 500 1.22x at 5%, 0.89x at 10%; 784->300 at batch 60 1.11x at 20%, 0.89x at 25%
   /// alone, and whole LeNet steps (both hidden layers sparse, feature-major between them,
   /// `lth bench --compare-dense`) 1.32x at 21%, 1.05-1.10x at 26%, 0.96x at 30%, 0.90x at
-  /// 33%; at batch 500 1.28x at 15%, 0.97x at 20%. The two largest classes were not measured under AVX-512 and
-  /// take half the AVX2 limit (halving the density about doubles the sparse speed, and
-  /// AVX-512 at most doubles the dense one).
+  /// 33%; at batch 500 1.28x at 15%, 0.97x at 20%. The two largest classes were not
+  /// measured under AVX-512 and take half the AVX2 limit (halving the density about doubles
+  /// the sparse speed, and AVX-512 at most doubles the dense one).
   ///
   /// Layers under 100,000 weights go sparse at 15% at most (300->100 at 20%: 1.0x, 15%: 1.25x
   /// with AVX-512, 10%: 1.25x with AVX2, timed alone with a batch-major input), unless their
@@ -95,12 +95,18 @@ public enum SparseKernelRule {
     if inFeatures >= SparseLinear.wideInput {
       limit = batch <= 128 ? (avx512Dense ? 0.1 : 0.25) : (avx512Dense ? 0.05 : 0.1)
     } else {
+      // Runs at every forward pass of every pruned layer: no array built here.
       let activations = inFeatures * batch
-      let limits = avx512Dense ? [0.28, 0.15, 0.05, 0.025] : [maxLinearDensity, 0.25, 0.1, 0.05]
-      limit =
-        activations < 128 * 1024
-        ? limits[0]
-        : activations < 512 * 1024 ? limits[1] : activations < 4 * 1024 * 1024 ? limits[2] : limits[3]
+      switch (activations, avx512Dense) {
+      case (..<(128 * 1024), false): limit = maxLinearDensity
+      case (..<(128 * 1024), true): limit = 0.28
+      case (..<(512 * 1024), false): limit = 0.25
+      case (..<(512 * 1024), true): limit = 0.15
+      case (..<(4 * 1024 * 1024), false): limit = 0.1
+      case (..<(4 * 1024 * 1024), true): limit = 0.05
+      case (_, false): limit = 0.05
+      case (_, true): limit = 0.025
+      }
     }
     if weights < 100_000 && !featureMajorInput { limit = min(limit, 0.15) }
     return density <= limit
