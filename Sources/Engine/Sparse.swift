@@ -609,6 +609,16 @@ public enum Sparse {
     #endif
   }
 
+  /// Whether the sparse kernels may use 16-lane (AVX-512) vectors: oneDNN found AVX-512
+  /// (`avx512_core` or later) on this CPU, within `DNNL_MAX_CPU_ISA`. Decided once.
+  public static let hasWideVectors: Bool = {
+    #if os(Linux) && arch(x86_64)
+      Convolution.isa.hasPrefix("avx512_core")
+    #else
+      false
+    #endif
+  }()
+
   /// The batch rounded up to whole vectors (feature-major activations are padded with zeros).
   public static func paddedBatch(_ n: Int) -> Int { (n + 7) / 8 * 8 }
 
@@ -805,6 +815,8 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
   public let workspace: ConvWorkspace<Float>
   /// Direct convolution (stride 1, see `SparseDirect.swift`) rather than the im2col matrix.
   public let isDirect: Bool
+  /// The direct kernels use 16-lane vectors where the map's width allows.
+  public let wideVectors: Bool
   let values: Tensor<Float>
   let valuesByColumn: Tensor<Float>
   var partials: [Tensor<Float>] = []
@@ -819,8 +831,12 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
   /// least 16 input channels: measured on Conv-2 at 10% density (`lth bench --sparse-layers`),
   /// direct was 1.4x faster than dense and im2col 0.93x on the 64-channel layer, while on the
   /// 3-channel first layer im2col was faster (3.6x against 2.5x). false forces im2col.
+  ///
+  /// `wideVectors`: the direct kernels' 16-lane (AVX-512) forms where they apply; nil: where
+  /// the CPU has them (``Sparse/hasWideVectors``). Both give the same bits.
   public init(
-    geometry: ConvGeometry, mask: Tensor<Float>, workspace: ConvWorkspace<Float>, direct: Bool? = nil
+    geometry: ConvGeometry, mask: Tensor<Float>, workspace: ConvWorkspace<Float>, direct: Bool? = nil,
+    wideVectors: Bool? = nil
   ) throws {
     pattern = try SparsePattern(mask: mask, rows: geometry.outChannels)
     guard pattern.cols == geometry.patchSize else {
@@ -828,6 +844,7 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     }
     self.workspace = workspace
     isDirect = (direct ?? (geometry.inChannels >= 16)) && Self.directApplies(geometry)
+    self.wideVectors = (wideVectors ?? Sparse.hasWideVectors) && Sparse.hasWideVectors
     values = Tensor(zeros: [pattern.count])
     valuesByColumn = Tensor(zeros: [pattern.count])
     gradValues = Tensor(zeros: [pattern.count])

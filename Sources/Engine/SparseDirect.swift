@@ -1,3 +1,7 @@
+#if os(Linux) && arch(x86_64)
+  import EngineAVX512
+#endif
+
 /// Direct sparse convolution for stride-1 layers (``SparseConvolution`` with `direct`):
 /// no im2col matrix. Each example is copied once into a zero-padded plane per channel
 /// (`xpad: [C, Hp, Wp]`), and every surviving weight `e = (o, c, kh, kw)` becomes an offset
@@ -66,39 +70,81 @@ extension Sparse {
 }
 
 /// The tiles of an output map `[rows, width]` read from a source with rows `stride` apart:
-/// every (row, vector) pair of the map, eight to a tile. Slot `k` of tile `t` reads at
-/// `deltas[8t + k]` and writes row `row[8t + k]`, lanes `8 * vec[8t + k] ..< + lanes[8t + k]`
-/// (`lanes` 0: a padding slot whose sums are dropped).
+/// every (row, vector) pair of the map, eight to a tile, in vectors of `width` lanes (8, or
+/// 16 on AVX-512 when the map's width is a multiple of 16). Slot `k` of tile `t` reads at
+/// `deltas[8t + k]` and writes row `row[8t + k]`, lanes `width * vec[8t + k] ..< +
+/// lanes[8t + k]` (`lanes` 0: a padding slot whose sums are dropped).
 final class DirectTiles: @unchecked Sendable {
   let deltas: UnsafeMutableBufferPointer<Int>
+  /// Where each slot's vector starts in the output plane (`row * width + vector start`),
+  /// -1 for a padding slot (the 16-lane kernel's form of `row`, `vec` and `lanes`).
+  let destinations: UnsafeMutableBufferPointer<Int>
   let row: [Int]
   let vec: [Int]
   let lanes: [Int]
+  /// Lanes per vector: 8 or 16.
+  let vectorWidth: Int
   var count: Int { row.count / 8 }
 
-  init(rows: Int, width: Int, stride: Int) {
-    let vectors = (width + 7) / 8
-    var (r, v, l) = ([Int](), [Int](), [Int]())
+  /// `wide`: 16-lane vectors where the width allows (only where the CPU has them).
+  init(rows: Int, width: Int, stride: Int, wide: Bool) {
+    let l = wide && width % 16 == 0 ? 16 : 8
+    vectorWidth = l
+    let vectors = (width + l - 1) / l
+    var (r, v, n) = ([Int](), [Int](), [Int]())
     for i in 0..<rows {
       for k in 0..<vectors {
         r.append(i)
         v.append(k)
-        l.append(min(8, width - 8 * k))
+        n.append(min(l, width - l * k))
       }
     }
     while r.count % 8 != 0 {
       r.append(r[r.count / 8 * 8])
       v.append(v[v.count / 8 * 8])
-      l.append(0)
+      n.append(0)
     }
-    (row, vec, lanes) = (r, v, l)
+    (row, vec, lanes) = (r, v, n)
     deltas = .allocate(capacity: r.count)
-    for k in 0..<r.count { deltas[k] = r[k] * stride + 8 * v[k] }
+    destinations = .allocate(capacity: r.count)
+    for k in 0..<r.count {
+      deltas[k] = r[k] * stride + l * v[k]
+      destinations[k] = n[k] == 0 ? -1 : r[k] * width + l * v[k]
+    }
   }
-  deinit { deltas.deallocate() }
+  deinit {
+    deltas.deallocate()
+    destinations.deallocate()
+  }
+
+  /// Tile `t` for every plane `o` in `planes`: plane `o` sums the entries
+  /// `start[o] ..< start[o + 1]` into `out + o * planeSize` (see ``run(tile:_:_:offsets:values:base:bias:out:width:relu:)``),
+  /// from `bias[o]` (zero without `bias`).
+  @inline(__always)
+  func run(
+    tile t: Int, planes: Range<Int>, start: UnsafePointer<Int32>, offsets: UnsafePointer<Int32>,
+    values: UnsafePointer<Float>, base: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    out: UnsafeMutablePointer<Float>, planeSize: Int, width: Int, relu: Bool = false
+  ) {
+    #if os(Linux) && arch(x86_64)
+      if vectorWidth == 16 {
+        AVX512Tiles.run(
+          planes: planes, start: start, offsets: offsets, values: values, base: base,
+          deltas: deltas.baseAddress! + 8 * t, destinations: destinations.baseAddress! + 8 * t, bias: bias,
+          out: out, planeSize: planeSize, relu: relu)
+        return
+      }
+    #endif
+    for o in planes {
+      run(
+        tile: t, Int(start[o]), Int(start[o + 1]), offsets: offsets, values: values, base: base,
+        bias: bias?[o] ?? 0, out: out + o * planeSize, width: width, relu: relu)
+    }
+  }
 
   /// Runs the tiles for one output plane: `out[row * width + 8 * vec + lane]`; with `relu`,
   /// writes `v * (v > 0 ? 1 : 0)` (``Elementwise/relu(x:y:)``'s formula, so the same bits).
+  /// 8-lane tiles only.
   @inline(__always)
   func run(
     tile t: Int, _ e0: Int, _ e1: Int, offsets: UnsafePointer<Int32>, values: UnsafePointer<Float>,
@@ -145,8 +191,13 @@ final class DirectPlan: @unchecked Sendable {
   /// When the pairs come in blocks of four with the same shape (rows of 1, 2 or 4 vectors):
   /// the four offsets into each, and the strides from block to block.
   let gradientBlock: ((Int, Int, Int, Int), (Int, Int, Int, Int), Int, Int)?
+  /// The same pairs as 16-lane vectors (one offset serves both planes: same row stride),
+  /// on AVX-512 when the map's width is a multiple of 16 and the 8-lane pairs come in fours
+  /// (then both kernels give the same bits).
+  let gradientVectors16: [Int]?
 
-  init(_ g: ConvGeometry, _ p: SparsePattern, h: Int, w: Int) {
+  /// `wide`: 16-lane kernels where they apply (only where the CPU has them).
+  init(_ g: ConvGeometry, _ p: SparsePattern, h: Int, w: Int, wide: Bool) {
     (self.h, self.w) = (h, w)
     (oh, ow) = g.outputSize(h, w)
     let (kh, kw, ph, pw) = (g.kernelH, g.kernelW, g.padH, g.padW)
@@ -178,7 +229,7 @@ final class DirectPlan: @unchecked Sendable {
     }
     transposedOffsets = tOff
     channelStart = (0...g.inChannels).map { p.colStart[$0 * kk] }
-    forwardTiles = DirectTiles(rows: oh, width: ow, stride: wp)
+    forwardTiles = DirectTiles(rows: oh, width: ow, stride: wp, wide: wide)
     let (wdv, wpv) = (wd, wp)
     gradientPairs = (0..<oh).flatMap { r in (0..<owPad / 8).map { v in (r * wdv + 8 * v, r * wpv + 8 * v) } }
     let vectors = owPad / 8
@@ -192,7 +243,11 @@ final class DirectPlan: @unchecked Sendable {
     } else {
       gradientBlock = nil
     }
-    inputTiles = DirectTiles(rows: h, width: w, stride: wd)
+    inputTiles = DirectTiles(rows: h, width: w, stride: wd, wide: wide)
+    let (ohv, owv) = (oh, ow)
+    gradientVectors16 =
+      wide && owv % 16 == 0 && (ohv * vectors) % 4 == 0
+      ? (0..<ohv).flatMap { r in (0..<owv / 16).map { v in r * wpv + 16 * v } } : nil
   }
 
   /// Copies `src: [planes, rows, cols]` into `dst: [planes, rows + 2*top..., stride]` at
@@ -234,12 +289,12 @@ extension SparseConvolution {
           // Tiles outer, output channels inner: every channel's pass over a tile reads the
           // same few rows of the padded input, which then stay in L1.
           for t in 0..<d.forwardTiles.count {
-            for o in 0..<g.outChannels {
-              d.forwardTiles.run(
-                tile: t, Int(pattern.rowStart[o]), Int(pattern.rowStart[o + 1]), offsets: off.baseAddress!,
-                values: values.data, base: xpad, bias: bias?.data[o] ?? 0, out: yn + o * p, width: d.ow,
-                relu: relu)
-            }
+            d.forwardTiles.run(
+              tile: t, planes: 0..<g.outChannels, start: pattern.rowStart.baseAddress!,
+              offsets: off.baseAddress!,
+              values: values.data, base: xpad, bias: bias.map { UnsafePointer($0.data) }, out: yn,
+              planeSize: p,
+              width: d.ow, relu: relu)
           }
         }
       }
@@ -290,6 +345,15 @@ extension SparseConvolution {
             let a = dypad + (o * d.hd + q) * d.wd + qw
             var e = Int(pattern.rowStart[o])
             let e1 = Int(pattern.rowStart[o + 1])
+            #if os(Linux) && arch(x86_64)
+              if let vectors = d.gradientVectors16 {
+                vectors.withUnsafeBufferPointer { v in
+                  AVX512Tiles.gradient(
+                    entries: e..<e1, offsets: off.baseAddress!, a: a, base: xpad, pairs: v, into: part)
+                }
+                e = e1
+              }
+            #endif
             d.gradientPairs.withUnsafeBufferPointer { pp in
               let pa = pp.baseAddress!
               @inline(__always) func finish(_ s: (Sparse.V, Sparse.V, Sparse.V, Sparse.V)) -> Float {
@@ -355,11 +419,12 @@ extension SparseConvolution {
           if let dx {
             let dxn = dx.data + i * g.inChannels * d.h * d.w
             d.transposedOffsets.withUnsafeBufferPointer { toff in
-              for t in 0..<d.inputTiles.count {
-                for c in 0..<g.inChannels {
+              d.channelStart.withUnsafeBufferPointer { cs in
+                for t in 0..<d.inputTiles.count {
                   d.inputTiles.run(
-                    tile: t, Int(d.channelStart[c]), Int(d.channelStart[c + 1]), offsets: toff.baseAddress!,
-                    values: valuesByColumn.data, base: dypad, bias: 0, out: dxn + c * d.h * d.w, width: d.w)
+                    tile: t, planes: 0..<g.inChannels, start: cs.baseAddress!, offsets: toff.baseAddress!,
+                    values: valuesByColumn.data, base: dypad, bias: nil, out: dxn, planeSize: d.h * d.w,
+                    width: d.w)
                 }
               }
             }
@@ -406,7 +471,7 @@ extension SparseConvolution {
   /// The plan for inputs of `h x w` (kept while the size stays).
   func directPlan(h: Int, w: Int) -> DirectPlan {
     if let d = plan, d.h == h, d.w == w { return d }
-    let d = DirectPlan(geometry, pattern, h: h, w: w)
+    let d = DirectPlan(geometry, pattern, h: h, w: w, wide: wideVectors)
     plan = d
     return d
   }

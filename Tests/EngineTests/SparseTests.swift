@@ -64,20 +64,24 @@ struct SparseTests {
     let ss = cols + 3  // a source stride wider than the row
     let ld = Sparse.paddedBatch(rows)
     let src = (0..<(rows * ss)).map { Float($0 % 1009) - 500 }
+    // The pool held for the whole test: another test's exclusive thread count would
+    // otherwise see this test's loops take the pool (its "no serial fallback" check).
     for threads in [1, 3] {
-      Parallel.withThreads(threads) {
-        var dst = [Float](repeating: .nan, count: cols * ld)
-        src.withUnsafeBufferPointer { s in
-          dst.withUnsafeMutableBufferPointer { d in
-            Sparse.transpose(
-              s.baseAddress!, rows: rows, cols: cols, sourceStride: ss, into: d.baseAddress!, ld: ld)
+      withExclusivePool {
+        Parallel.withThreads(threads) {
+          var dst = [Float](repeating: .nan, count: cols * ld)
+          src.withUnsafeBufferPointer { s in
+            dst.withUnsafeMutableBufferPointer { d in
+              Sparse.transpose(
+                s.baseAddress!, rows: rows, cols: cols, sourceStride: ss, into: d.baseAddress!, ld: ld)
+            }
           }
+          var wrong = 0
+          for c in 0..<cols {
+            for r in 0..<ld where dst[c * ld + r] != (r < rows ? src[r * ss + c] : 0) { wrong += 1 }
+          }
+          #expect(wrong == 0, "\(rows)x\(cols) at \(threads) threads: \(wrong) wrong elements")
         }
-        var wrong = 0
-        for c in 0..<cols {
-          for r in 0..<ld where dst[c * ld + r] != (r < rows ? src[r * ss + c] : 0) { wrong += 1 }
-        }
-        #expect(wrong == 0, "\(rows)x\(cols) at \(threads) threads: \(wrong) wrong elements")
       }
     }
   }
@@ -135,6 +139,8 @@ struct SparseTests {
     // Unpadded 3x3 (output narrower than the input), a width of 40 (5 vectors a row).
     (2, 4, 9, 12, 3, 3, 1, 0, 0.5), (3, 5, 6, 40, 4, 3, 1, 1, 0.3),
     (2, 64, 13, 32, 5, 3, 1, 1, 0.1),
+    // Widths of 16 (one 16-lane vector a row on AVX-512; rows in fours, then an odd count).
+    (3, 16, 16, 16, 8, 3, 1, 1, 0.2), (2, 8, 7, 16, 4, 3, 1, 1, 0.3),
   ]
 
   @Test("convolution forward and backward (sparse weight times im2col)", arguments: convShapes)
@@ -171,6 +177,36 @@ struct SparseTests {
       #expect(relativeError(db, ref.db) < 1e-5, "\(sc.name)")
       #expect(relativeError(dW, (0..<dW.count).map { mask[$0] == 0 ? 0 : ref.dW[$0] }) < 1e-5, "\(sc.name)")
       for i in 0..<dW.count where mask[i] == 0 { #expect(dW[i] == 0) }
+    }
+  }
+
+  @Test(
+    "16-lane (AVX-512) direct convolution kernels give the 8-lane kernels' bits",
+    .enabled(if: Sparse.hasWideVectors, "this CPU (or DNNL_MAX_CPU_ISA) has no AVX-512: 8 lanes only"),
+    arguments: [(2, 64, 13, 32, 5), (3, 16, 16, 16, 8), (2, 8, 7, 16, 4), (2, 16, 8, 8, 16)])
+  func wideVectors(_ s: (Int, Int, Int, Int, Int)) throws {
+    let (n, c, h, w, o) = s
+    let g = ConvGeometry(inChannels: c, outChannels: o, kernel: (3, 3), padding: (1, 1))
+    let mask = testMask(count: o * c * 9, rows: o, density: 0.15, seed: 21)
+    let x = Tensor<Float>(converting: randomTensor([n, c, h, w], seed: 22))
+    let wt = Tensor<Float>(converting: masked(randomTensor([o, c, 3, 3], seed: 23), mask))
+    let b = Tensor<Float>(converting: randomTensor([o], seed: 24))
+    let dy = Tensor<Float>(converting: randomTensor([n, o, h, w], seed: 25))
+    func run(wide: Bool, relu: Bool) throws -> [[Float]] {
+      let sc = try SparseConvolution(
+        geometry: g, mask: mask, workspace: ConvWorkspace(), direct: true, wideVectors: wide)
+      #expect(sc.isDirect && sc.wideVectors == wide)
+      sc.fusedReLU = relu
+      let (y, dW, db, dx) = (
+        Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: wt.shape), Tensor<Float>(zeros: [o]),
+        Tensor<Float>(zeros: [0])
+      )
+      try sc.forward(x: x, weight: wt, bias: b, y: y)
+      sc.backward(x: x, weight: wt, dy: dy, dWeight: dW, dBias: db, dx: dx)
+      return [y.array, dW.array, db.array, dx.array]
+    }
+    for relu in [false, true] {
+      #expect(try run(wide: true, relu: relu) == run(wide: false, relu: relu), "relu \(relu)")
     }
   }
 
