@@ -369,7 +369,7 @@ struct LotteryTests {
     try FileManager.default.removeItem(atPath: l1 + "/summary.json")
     let before = CLI.snapshot(root + "/replicate_1/level_0")
     let mask = FileManager.default.contents(atPath: l1 + "/mask.safetensors")!
-    FileManager.default.createFile(atPath: l1 + "/mask.safetensors", contents: mask.prefix(mask.count - 7))
+    _ = FileManager.default.createFile(atPath: l1 + "/mask.safetensors", contents: mask.prefix(mask.count - 7))
     expectOneLineError(try CLI.run(["lottery"] + a + ["--levels", "1"]), "mask.safetensors")
     #expect(CLI.snapshot(root + "/replicate_1/level_0") == before)
   }
