@@ -171,7 +171,10 @@ public final class Conv2d<T: Scalar>: Module<T> {
         let k = try SparseConvolution(geometry: g, mask: m, workspace: workspace as! ConvWorkspace<Float>)
         return (k, k.pattern)
       }),
-      sparseKernels == .on || SparseKernelRule.convolution(g, density: plan.density, batch: given.shape[0])
+      sparseKernels == .on
+        || SparseKernelRule.convolution(
+          g, density: plan.density, batch: given.shape[0],
+          width: g.outputSize(given.shape[2], given.shape[3]).1)
     {
       backend = (k as! ConvolutionBackend<T>)
     } else {

@@ -346,7 +346,8 @@ func timeSparseLayers(_ net: Network<Float>, batch: Int) throws -> [SparseLayerT
           try k.forward(x: x, weight: w, bias: nil, y: y)
           if train { k.backward(x: x, weight: w, dy: dy, dWeight: dW, dBias: nil, dx: dx) }
         }
-        let auto = SparseKernelRule.convolution(g, density: k.pattern.density, batch: n)
+        let auto = SparseKernelRule.convolution(
+          g, density: k.pattern.density, batch: n, width: g.outputSize(xs[2], xs[3]).1)
         cells.append((what, denseMs, sparseMs, auto))
       }
       out.append(

@@ -202,7 +202,7 @@ struct SparseNetworkTests {
 
   @Test("auto never picks a sparse kernel above the rule's density threshold, and follows the rule below it")
   func autoRule() throws {
-    for density in [0.9, 0.5, SparseKernelRule.maxLinearDensity + 0.05, 0.3, 0.2, 0.15, 0.05, 0.02] {
+    for density in [0.9, 0.5, SparseKernelRule.maxLinearDensity + 0.05, 0.3, 0.2, 0.15, 0.14, 0.05, 0.02] {
       let net = try maskedNetwork("cifar_conv_2", shape: [3, 16, 16], density: density, policy: .auto)
       let data = Synthetic.make(count: 64, shape: [3, 16, 16], classes: 10, seed: 1)
       let x = Tensor<Float>(zeros: [0])
@@ -218,7 +218,9 @@ struct SparseNetworkTests {
         }
         if let c = m as? Conv2d<Float> {
           let d = Double(c.weight.mask!.array.reduce(0, +)) / Double(c.weight.value.count)
-          let expected = SparseKernelRule.convolution(c.geometry, density: d, batch: 64)
+          let width = c.lastInputShape.map { c.geometry.outputSize($0[2], $0[3]).1 }
+          #expect(width == 16)
+          let expected = SparseKernelRule.convolution(c.geometry, density: d, batch: 64, width: width)
           #expect((c.backend is SparseConvolution) == expected, "\(name) at \(d)")
           if d > SparseKernelRule.maxConvolutionDensity { #expect(!(c.backend is SparseConvolution)) }
         }
