@@ -85,13 +85,14 @@ struct SparseNetworkTests {
     let data = Synthetic.make(count: batch, shape: [1, 28, 28], classes: 10, seed: 8)
     let x = Tensor<Float>(zeros: [0])
     let labels = data.gather(0..<batch, into: x)
-    // on: all three layers sparse (two hand-overs). auto at 20%: both hidden layers sparse
-    // (the second gets its input feature-major), the output layer dense. auto with the
+    // on: all three layers sparse (two hand-overs). auto at 20%: all three sparse too (the
+    // second and the tiny output layer get their input feature-major). auto with the
     // second layer at 50%: the first sparse, the second dense (it reads the feature-major
-    // input through BLAS, ReLU fused, and hands its input gradient back feature-major).
+    // input through BLAS, ReLU fused, and hands its input gradient back feature-major),
+    // the output layer dense (a batch-major input).
     for (policy, secondDensity, expected) in [
       (SparseKernelPolicy.on, nil, ["sparse-csr", "sparse-csr", "sparse-csr"]),
-      (.auto, nil, batch < 16 ? ["dense", "dense", "dense"] : ["sparse-csr", "sparse-csr", "dense"]),
+      (.auto, nil, batch < 16 ? ["dense", "dense", "dense"] : ["sparse-csr", "sparse-csr", "sparse-csr"]),
       (.auto, 0.5, batch < 16 ? ["dense", "dense", "dense"] : ["sparse-csr", "dense", "dense"]),
     ] {
       let dense = try maskedNetwork("mnist_lenet_300_100", shape: [1, 28, 28], density: 0.2, policy: .off)
@@ -298,17 +299,21 @@ struct SparseNetworkTests {
       SparseKernelRule.linear(outFeatures: 300, inFeatures: 784, density: 0.26, batch: 60, avx512Dense: true))
   }
 
-  @Test("auto runs a small layer sparse behind a sparse layer (feature-major input) but not alone")
+  @Test("auto runs small and tiny layers sparse behind a sparse layer (feature-major input) but not alone")
   func autoRuleFollowsTheInputLayout() throws {
     // LeNet-300-100 at IMP level 6's density: 784->300 sparse hands 300->100 its input
-    // feature-major, so 300->100 (30,000 weights, capped at 15% alone) goes sparse too.
+    // feature-major, so 300->100 (30,000 weights, capped at 15% alone) goes sparse too, and
+    // so does the 100->10 output layer (1,000 weights: dense when alone).
     let net = try maskedNetwork("mnist_lenet_300_100", shape: [1, 28, 28], density: 0.26, policy: .auto)
     let data = Synthetic.make(count: 60, shape: [1, 28, 28], classes: 10, seed: 2)
     let x = Tensor<Float>(zeros: [0])
     try net.lossAndGradients(input: x, labels: data.gather(0..<60, into: x))
     let linears = net.body.namedModules().compactMap { $0.1 as? Linear<Float> }
-    #expect(linears.map(\.kernelName) == ["sparse-csr", "sparse-csr", "dense"])
+    #expect(linears.map(\.kernelName) == ["sparse-csr", "sparse-csr", "sparse-csr"])
     #expect(linears.map(\.inputWasFeatureMajor) == [false, true, true])
+    #expect(
+      !SparseKernelRule.linear(
+        outFeatures: 10, inFeatures: 100, density: 0.26, batch: 60, featureMajorInput: false))
     // The first layer dense (50%): the second sees a batch-major input and stays dense.
     let first = linears[0].weight
     var r = RandomStream(seed: 9, purpose: "dense-first-layer")
