@@ -468,6 +468,14 @@ extension SparseConvolution {
       height: d.hp, stride: d.wp, top: g.padH, left: g.padW)
   }
 
+  /// Lanes per vector (8 or 16) of the direct kernels for inputs of `h x w`: the forward
+  /// tiles, the input-gradient tiles and the weight gradient; nil for the im2col form.
+  public func directLanes(h: Int, w: Int) -> (forward: Int, inputGradient: Int, weightGradient: Int)? {
+    guard isDirect else { return nil }
+    let d = directPlan(h: h, w: w)
+    return (d.forwardTiles.vectorWidth, d.inputTiles.vectorWidth, d.gradientVectors16 == nil ? 8 : 16)
+  }
+
   /// The plan for inputs of `h x w` (kept while the size stays).
   func directPlan(h: Int, w: Int) -> DirectPlan {
     if let d = plan, d.h == h, d.w == w { return d }

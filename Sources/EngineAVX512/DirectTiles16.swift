@@ -9,6 +9,10 @@
 /// The kernels vectorise over output positions, never over a sum: every output value is
 /// the same chain of fused multiply-adds in the same order as in the 8-lane kernel, so
 /// both give the same bits (tested).
+///
+/// Keep everything here non-generic and `@inline(never)`, loads and stores as intrinsics:
+/// a generic specialisation emitted here could be shared with (and linked into) Engine's
+/// AVX2 code and fault on a CPU without AVX-512.
 #if os(Linux) && arch(x86_64)
   import _Builtin_intrinsics.intel
 
@@ -16,7 +20,7 @@
     typealias V = SIMD16<Float>
 
     @inline(__always) static func load(_ p: UnsafePointer<Float>) -> V {
-      UnsafeRawPointer(p).loadUnaligned(as: V.self)
+      _mm512_loadu_ps(p)
     }
 
     /// One tile of a direct sparse convolution (see Engine's `DirectTiles`) for every
@@ -55,7 +59,7 @@
           let at = destinations[k]
           if at < 0 { return }
           let y = relu ? x * V(repeating: 0).replacing(with: 1, where: x .> 0) : x
-          UnsafeMutableRawPointer(plane + at).storeBytes(of: y, as: V.self)
+          _mm512_storeu_ps(plane + at, y)
         }
         put(a0, 0)
         put(a1, 1)

@@ -44,15 +44,16 @@ public enum SparseKernelRule {
   /// --compare-dense`).
   public static let maxCompactUpdateDensity = 0.2
 
-  /// Linear layers `[out, in]`. Tiny layers (under 10,000 weights) stay dense: the sparse
-  /// kernels' fixed costs (transposes, shards) exceed the work (256->10 at 5%: 0.5x).
+  /// Linear layers `[out, in]`. Tiny layers (under 10,000 weights) stay dense when their
+  /// input is batch-major: the sparse kernels' fixed costs (transposes, shards) exceed the
+  /// work (256->10 at 5%, timed alone: 0.5x); behind a sparse layer see below.
   /// Small batches (under 16) stay dense except for huge layers (1M weights and more, at
   /// 20% or less), where the dense product is memory-bound (16384->256 at batch 1: 1.2x at
   /// 20%, 2.5x at 10%).
   ///
   /// The dense product is oneDNN's `dnnl_sgemm` (``Engine/BLASInfo/floatGEMM``), which runs
   /// AVX-512 kernels where oneDNN dispatches them (`avx512Dense`) and there does about twice
-  /// the work per cycle of its AVX2 kernels; the sparse kernels are AVX2 everywhere. So the
+  /// the work per cycle of its AVX2 kernels; the sparse linear kernels are AVX2 everywhere. So the
   /// density limits depend on the ISA (measured on a 2-core AMD EPYC, Zen 5; as dense /
   /// sparse time of the layer alone, `lth bench --sparse-layers`, unless said otherwise):
   ///
@@ -128,7 +129,11 @@ public enum SparseKernelRule {
   /// `width` that is a multiple of 16, see ``Engine/Sparse/hasWideVectors``), Winograd layers
   /// are sparse at or below 16%: at 18%, Conv-2's 64->64 on 32-wide maps 1.08x and
   /// ResNet-20's 32->32 on 16-wide maps 1.15-1.44x; at 20%, 1.01x and 1.20-1.38x; its 64->64
-  /// on 8-wide maps (8 lanes) 0.85-0.90x at 18%, 1.04-1.07x at 15%.
+  /// on 8-wide maps (8 lanes) 0.85-0.90x at 18%, 1.04-1.07x at 15%. Measured on Zen 5 only
+  /// (full-width AVX-512 units), in training; the condition is the output width alone,
+  /// while the input-gradient tiles also need a 16-multiple input width and the weight
+  /// gradient an even count of 16-lane vectors (padded 3x3 layers on maps of even height,
+  /// as in ResNet-20 and Conv-2, have both).
   public static func convolution(_ g: ConvGeometry, density: Double, batch: Int, width: Int? = nil) -> Bool {
     guard g.strideH == 1 && g.strideW == 1 else { return false }
     if g.inChannels < 16 { return density <= (batch <= 256 ? 0.3 : 0.1) }

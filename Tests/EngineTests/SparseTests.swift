@@ -64,8 +64,8 @@ struct SparseTests {
     let ss = cols + 3  // a source stride wider than the row
     let ld = Sparse.paddedBatch(rows)
     let src = (0..<(rows * ss)).map { Float($0 % 1009) - 500 }
-    // The pool held for the whole test: another test's exclusive thread count would
-    // otherwise see this test's loops take the pool (its "no serial fallback" check).
+    // The pool held while each thread count runs: another test's exclusive thread count
+    // would otherwise see this test's loops take the pool (its "no serial fallback" check).
     for threads in [1, 3] {
       withExclusivePool {
         Parallel.withThreads(threads) {
@@ -183,9 +183,17 @@ struct SparseTests {
   @Test(
     "16-lane (AVX-512) direct convolution kernels give the 8-lane kernels' bits",
     .enabled(if: Sparse.hasWideVectors, "this CPU (or DNNL_MAX_CPU_ISA) has no AVX-512: 8 lanes only"),
-    arguments: [(2, 64, 13, 32, 5), (3, 16, 16, 16, 8), (2, 8, 7, 16, 4), (2, 16, 8, 8, 16)])
+    arguments: [
+      (2, 64, 13, 32, 5), (3, 16, 16, 16, 8), (2, 8, 7, 16, 4), (2, 16, 8, 8, 16), (2, 16, 6, 48, 8),
+      (2, 16, 5, 64, 4),
+    ])
   func wideVectors(_ s: (Int, Int, Int, Int, Int)) throws {
     let (n, c, h, w, o) = s
+    // Which kernels run 16 lanes here: the tiles where the width is a multiple of 16, the
+    // weight gradient where the 8-lane pairs also come in fours (compared against the
+    // 8-lane kernel's blocked path at widths 16 and 32, its general loop at 48 and 64).
+    let tiles = w % 16 == 0 ? 16 : 8
+    let gradient = w % 16 == 0 && (h * w / 8) % 4 == 0 ? 16 : 8
     let g = ConvGeometry(inChannels: c, outChannels: o, kernel: (3, 3), padding: (1, 1))
     let mask = testMask(count: o * c * 9, rows: o, density: 0.15, seed: 21)
     let x = Tensor<Float>(converting: randomTensor([n, c, h, w], seed: 22))
@@ -196,6 +204,9 @@ struct SparseTests {
       let sc = try SparseConvolution(
         geometry: g, mask: mask, workspace: ConvWorkspace(), direct: true, wideVectors: wide)
       #expect(sc.isDirect && sc.wideVectors == wide)
+      let lanes = sc.directLanes(h: h, w: w)
+      #expect(lanes?.forward == (wide ? tiles : 8) && lanes?.inputGradient == (wide ? tiles : 8))
+      #expect(lanes?.weightGradient == (wide ? gradient : 8))
       sc.fusedReLU = relu
       let (y, dW, db, dx) = (
         Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: wt.shape), Tensor<Float>(zeros: [o]),
