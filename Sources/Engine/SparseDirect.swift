@@ -246,7 +246,7 @@ final class DirectPlan: @unchecked Sendable {
     inputTiles = DirectTiles(rows: h, width: w, stride: wd, wide: wide)
     let (ohv, owv) = (oh, ow)
     gradientVectors16 =
-      wide && owv % 16 == 0 && (ohv * vectors) % 4 == 0
+      wide && SparseConvolution.wideKernels(g, h: h, w: w).weightGradient
       ? (0..<ohv).flatMap { r in (0..<owv / 16).map { v in r * wpv + 16 * v } } : nil
   }
 
@@ -466,6 +466,17 @@ extension SparseConvolution {
     DirectPlan.pad(
       x.data + i * g.inChannels * d.h * d.w, planes: g.inChannels, rows: d.h, cols: d.w, into: xpad,
       height: d.hp, stride: d.wp, top: g.padH, left: g.padW)
+  }
+
+  /// Which direct kernels run 16 lanes wide for inputs of `h x w` on a CPU that has them
+  /// (``Sparse/hasWideVectors``): the forward tiles where the output width is a multiple of
+  /// 16, the input-gradient tiles where the input width is, the weight gradient where the
+  /// output width is and the 8-lane pairs come in fours (then both give the same bits).
+  public static func wideKernels(_ g: ConvGeometry, h: Int, w: Int) -> (
+    forward: Bool, inputGradient: Bool, weightGradient: Bool
+  ) {
+    let (oh, ow) = g.outputSize(h, w)
+    return (ow % 16 == 0, w % 16 == 0, ow % 16 == 0 && (oh * (ow / 8)) % 4 == 0)
   }
 
   /// Lanes per vector (8 or 16) of the direct kernels for inputs of `h x w`: the forward

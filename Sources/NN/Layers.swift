@@ -174,7 +174,7 @@ public final class Conv2d<T: Scalar>: Module<T> {
       sparseKernels == .on
         || SparseKernelRule.convolution(
           g, density: plan.density, batch: given.shape[0],
-          width: g.outputSize(given.shape[2], given.shape[3]).1)
+          input: (given.shape[2], given.shape[3]))
     {
       backend = (k as! ConvolutionBackend<T>)
     } else {

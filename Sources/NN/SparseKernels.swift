@@ -125,22 +125,27 @@ public enum SparseKernelRule {
   /// below 35% where oneDNN runs its direct kernel (16->16 at 20%: 1.3-1.65x, at 50%:
   /// 0.93x), but only at or below 12% where it runs Winograd, which does a quarter of the
   /// multiplications (layers with 32 or more channels under AVX-512; 64->64 at 20%: 0.73x,
-  /// 10%: 1.43x). Where the direct kernels run 16 lanes wide (AVX-512 and an output
-  /// `width` that is a multiple of 16, see ``Engine/Sparse/hasWideVectors``), Winograd layers
+  /// 10%: 1.43x). Where all three direct kernels run 16 lanes wide for inputs of size
+  /// `input` (AVX-512, see ``Engine/Sparse/hasWideVectors`` and
+  /// ``Engine/SparseConvolution/wideKernels(_:h:w:)``), Winograd layers
   /// are sparse at or below 16%: at 18%, Conv-2's 64->64 on 32-wide maps 1.08x and
   /// ResNet-20's 32->32 on 16-wide maps 1.15-1.44x; at 20%, 1.01x and 1.20-1.38x; its 64->64
   /// on 8-wide maps (8 lanes) 0.85-0.90x at 18%, 1.04-1.07x at 15%. Measured on Zen 5 only
-  /// (full-width AVX-512 units), in training; the condition is the output width alone,
-  /// while the input-gradient tiles also need a 16-multiple input width and the weight
-  /// gradient an even count of 16-lane vectors (padded 3x3 layers on maps of even height,
-  /// as in ResNet-20 and Conv-2, have both).
-  public static func convolution(_ g: ConvGeometry, density: Double, batch: Int, width: Int? = nil) -> Bool {
+  /// (full-width AVX-512 units), in training. Without `input`, 12%.
+  public static func convolution(
+    _ g: ConvGeometry, density: Double, batch: Int, input: (h: Int, w: Int)? = nil
+  ) -> Bool {
     guard g.strideH == 1 && g.strideW == 1 else { return false }
     if g.inChannels < 16 { return density <= (batch <= 256 ? 0.3 : 0.1) }
     let winograd =
       Convolution.hasAVX512Kernels && g.kernelH == 3 && g.kernelW == 3 && g.inChannels >= 32
       && g.outChannels >= 32
-    let wide = Sparse.hasWideVectors && (width.map { $0 % 16 == 0 } ?? false)
+    let wide =
+      Sparse.hasWideVectors
+      && (input.map {
+        let k = SparseConvolution.wideKernels(g, h: $0.h, w: $0.w)
+        return k.forward && k.inputGradient && k.weightGradient
+      } ?? false)
     return density <= (winograd ? (wide ? 0.16 : 0.12) : maxConvolutionDensity)
   }
 }

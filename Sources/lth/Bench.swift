@@ -347,7 +347,7 @@ func timeSparseLayers(_ net: Network<Float>, batch: Int) throws -> [SparseLayerT
           if train { k.backward(x: x, weight: w, dy: dy, dWeight: dW, dBias: nil, dx: dx) }
         }
         let auto = SparseKernelRule.convolution(
-          g, density: k.pattern.density, batch: n, width: g.outputSize(xs[2], xs[3]).1)
+          g, density: k.pattern.density, batch: n, input: (xs[2], xs[3]))
         cells.append((what, denseMs, sparseMs, auto))
       }
       out.append(

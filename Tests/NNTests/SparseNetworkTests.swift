@@ -219,9 +219,9 @@ struct SparseNetworkTests {
         }
         if let c = m as? Conv2d<Float> {
           let d = Double(c.weight.mask!.array.reduce(0, +)) / Double(c.weight.value.count)
-          let width = c.lastInputShape.map { c.geometry.outputSize($0[2], $0[3]).1 }
-          #expect(width == 16)
-          let expected = SparseKernelRule.convolution(c.geometry, density: d, batch: 64, width: width)
+          let input = c.lastInputShape.map { (h: $0[2], w: $0[3]) }
+          #expect(input?.w == 16)
+          let expected = SparseKernelRule.convolution(c.geometry, density: d, batch: 64, input: input)
           #expect((c.backend is SparseConvolution) == expected, "\(name) at \(d)")
           if d > SparseKernelRule.maxConvolutionDensity { #expect(!(c.backend is SparseConvolution)) }
         }
@@ -265,6 +265,22 @@ struct SparseNetworkTests {
     #expect(fused.values == separate.values)
     // The per-slot masked-gradient buffers: the same bits at any thread count.
     for t in [1, 3] { #expect(try run(fused: true, threads: t).values == fused.values, "threads \(t)") }
+  }
+
+  @Test(
+    "the convolution rule goes to 16% for Winograd layers only where all three direct kernels run 16 lanes",
+    .enabled(if: Sparse.hasWideVectors, "no AVX-512 here (or under the cap): the 12% limit only"))
+  func convolutionRuleByWidth() {
+    let g = ConvGeometry(inChannels: 64, outChannels: 64, kernel: (3, 3), padding: (1, 1))
+    func sparse(_ d: Double, _ input: (h: Int, w: Int)?) -> Bool {
+      SparseKernelRule.convolution(g, density: d, batch: 128, input: input)
+    }
+    // 32x32 and 16x16 maps: all three kernels 16 lanes wide.
+    #expect(sparse(0.15, (32, 32)) && sparse(0.15, (16, 16)) && !sparse(0.17, (32, 32)))
+    // 8-wide maps, an odd number of 16-wide rows (8-lane weight gradient), no input size.
+    #expect(!sparse(0.15, (8, 8)) && !sparse(0.15, (7, 16)) && !sparse(0.15, nil))
+    #expect(sparse(0.11, (8, 8)) && sparse(0.11, (7, 16)) && sparse(0.11, nil))
+    #expect(SparseConvolution.wideKernels(g, h: 7, w: 16) == (true, true, false))
   }
 
   @Test("the linear rule is never looser where the dense product runs AVX-512 kernels")
