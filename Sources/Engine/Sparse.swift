@@ -854,7 +854,7 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     }
     self.workspace = workspace
     isDirect = (direct ?? (geometry.inChannels >= 16)) && Self.directApplies(geometry)
-    self.wideVectors = (wideVectors ?? Sparse.hasWideVectors) && Sparse.hasWideVectors
+    self.wideVectors = (wideVectors ?? true) && Sparse.hasWideVectors
     values = Tensor(zeros: [pattern.count])
     valuesByColumn = Tensor(zeros: [pattern.count])
     gradValues = Tensor(zeros: [pattern.count])

@@ -86,9 +86,11 @@ final class DirectTiles: @unchecked Sendable {
   let vectorWidth: Int
   var count: Int { row.count / 8 }
 
-  /// `wide`: 16-lane vectors where the width allows (only where the CPU has them).
+  /// `wide`: 16-lane vectors (a width that is a multiple of 16, on a CPU that has them; see
+  /// ``SparseConvolution/wideKernels(_:h:w:)``).
   init(rows: Int, width: Int, stride: Int, wide: Bool) {
-    let l = wide && width % 16 == 0 ? 16 : 8
+    precondition(!wide || width % 16 == 0, "16-lane tiles need a width that is a multiple of 16")
+    let l = wide ? 16 : 8
     vectorWidth = l
     let vectors = (width + l - 1) / l
     var (r, v, n) = ([Int](), [Int](), [Int]())
@@ -199,6 +201,7 @@ final class DirectPlan: @unchecked Sendable {
   /// `wide`: 16-lane kernels where they apply (only where the CPU has them).
   init(_ g: ConvGeometry, _ p: SparsePattern, h: Int, w: Int, wide: Bool) {
     (self.h, self.w) = (h, w)
+    let lanes16 = SparseConvolution.wideKernels(g, h: h, w: w)
     (oh, ow) = g.outputSize(h, w)
     let (kh, kw, ph, pw) = (g.kernelH, g.kernelW, g.padH, g.padW)
     let owPad = (ow + 7) / 8 * 8
@@ -229,7 +232,7 @@ final class DirectPlan: @unchecked Sendable {
     }
     transposedOffsets = tOff
     channelStart = (0...g.inChannels).map { p.colStart[$0 * kk] }
-    forwardTiles = DirectTiles(rows: oh, width: ow, stride: wp, wide: wide)
+    forwardTiles = DirectTiles(rows: oh, width: ow, stride: wp, wide: wide && lanes16.forward)
     let (wdv, wpv) = (wd, wp)
     gradientPairs = (0..<oh).flatMap { r in (0..<owPad / 8).map { v in (r * wdv + 8 * v, r * wpv + 8 * v) } }
     let vectors = owPad / 8
@@ -243,10 +246,10 @@ final class DirectPlan: @unchecked Sendable {
     } else {
       gradientBlock = nil
     }
-    inputTiles = DirectTiles(rows: h, width: w, stride: wd, wide: wide)
+    inputTiles = DirectTiles(rows: h, width: w, stride: wd, wide: wide && lanes16.inputGradient)
     let (ohv, owv) = (oh, ow)
     gradientVectors16 =
-      wide && SparseConvolution.wideKernels(g, h: h, w: w).weightGradient
+      wide && lanes16.weightGradient
       ? (0..<ohv).flatMap { r in (0..<owv / 16).map { v in r * wpv + 16 * v } } : nil
   }
 
