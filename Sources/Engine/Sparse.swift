@@ -660,6 +660,10 @@ public final class SparseLinear: @unchecked Sendable {
   /// With a compact gradient, also write it into the dense gradient tensor (false while an
   /// optimizer that reads ``gradients`` is its only reader: the training loop).
   public var writesDenseGradient = true
+  /// The surviving weights alone, in row order (``SparsePattern/positions``), when the
+  /// caller keeps the weight in that form: the kernels then read them from here and never
+  /// read the dense `weight` tensor.
+  public var compactWeight: Tensor<Float>?
 
   /// For a weight `[out, in]` and its 0/1 mask of the same shape.
   public init(mask: Tensor<Float>, outFeatures: Int, columnBlock: Int? = -1) throws {
@@ -695,9 +699,10 @@ public final class SparseLinear: @unchecked Sendable {
     // 784->300 at 3.6%: 28.6 against 34.6 us).
     let out = featureMajorOutput ? y : outputT
     out.resize([outF, ld])
+    // The compact weights, or the weight matrix read where it is (row r, column c): no
+    // gather pass either way.
+    let (values, dense) = compactWeight.map { ($0.data, false) } ?? (weight.data, true)
     Parallel.forEach(shards) { s in
-      // The weights are read where they are (row r, column c of the weight matrix): no
-      // gather pass.
       let rows = Parallel.range(s, of: shards, outF)
       if let blocks {
         // Wide input: blocks of columns outer, rows inner, so the block's rows of `X^T` stay
@@ -705,14 +710,14 @@ public final class SparseLinear: @unchecked Sendable {
         // `Y^T` (the same chain of FMAs as one pass).
         for b in 0..<blocks.count {
           Sparse.spmm(
-            pattern, transposed: false, values: weight.data, source: source, sourceStride: ld, width: ld,
+            pattern, transposed: false, values: values, source: source, sourceStride: ld, width: ld,
             destination: out.data, rows: rows, bias: b == 0 ? bias.map { UnsafePointer($0.data) } : nil,
-            block: blocks.block(b), accumulate: b > 0, denseValues: true)
+            block: blocks.block(b), accumulate: b > 0, denseValues: dense)
         }
       } else {
         Sparse.spmm(
-          pattern, transposed: false, values: weight.data, source: source, sourceStride: ld, width: ld,
-          destination: out.data, rows: rows, bias: bias.map { UnsafePointer($0.data) }, denseValues: true)
+          pattern, transposed: false, values: values, source: source, sourceStride: ld, width: ld,
+          destination: out.data, rows: rows, bias: bias.map { UnsafePointer($0.data) }, denseValues: dense)
       }
       if featureMajorOutput { Sparse.finishFeatureMajor(out.data, ld: ld, batch: n, rows: rows, relu: relu) }
     }
@@ -775,7 +780,11 @@ public final class SparseLinear: @unchecked Sendable {
     dxT.resize([inF, ld])
     Parallel.forEach(inShards) { s in
       let columns = Parallel.range(s, of: inShards, inF)
-      pattern.gather(denseWeight: weight.data, byColumn: valuesByColumn.data, columns: columns)
+      if let compactWeight {
+        pattern.gather(weightValues: compactWeight.data, byColumn: valuesByColumn.data, columns: columns)
+      } else {
+        pattern.gather(denseWeight: weight.data, byColumn: valuesByColumn.data, columns: columns)
+      }
       Sparse.spmm(
         pattern, transposed: true, values: valuesByColumn.data, source: gradient, sourceStride: ld,
         width: ld, destination: dxT.data, rows: columns, bias: nil)
@@ -883,6 +892,8 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
   /// Also write ``gradients`` into the dense gradient tensor (see
   /// ``SparseLinear/writesDenseGradient``).
   public var writesDenseGradient = true
+  /// The surviving weights alone, in row order (see ``SparseLinear/compactWeight``).
+  public var compactWeight: Tensor<Float>?
 
   /// Output rows per tile: the tile's im2col matrix stays within about 256 KB (L2).
   func tileRows(oh: Int, ow: Int) -> Int {
@@ -895,7 +906,11 @@ public final class SparseConvolution: ConvolutionBackend<Float>, @unchecked Send
     let g = geometry
     let outShape = try Convolution.outputShape(g, input: x.shape)
     y.resize(outShape)
-    pattern.gather(weight.data, into: values.data)
+    if let compactWeight {
+      values.data.update(from: compactWeight.data, count: pattern.count)
+    } else {
+      pattern.gather(weight.data, into: values.data)
+    }
     reluOutput = fusedReLU ? y : nil
     if isDirect {
       directForward(x: x, bias: bias, y: y, plan: directPlan(h: x.shape[2], w: x.shape[3]), relu: fusedReLU)

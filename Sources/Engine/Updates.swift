@@ -255,10 +255,11 @@ public struct UpdateTarget<T: Scalar>: @unchecked Sendable {
     (positions, denseWeight, denseGrad) = (nil, nil, nil)
   }
   /// A compact target (see the type's comment); `denseGrad` nil when `grad` already holds
-  /// the compact gradient.
+  /// the compact gradient; `denseWeight` nil when `compactWeight` is the weight itself (no
+  /// gather or scatter).
   public init(
     compactWeight: Tensor<T>, grad: Tensor<T>, state: [Tensor<T>], positions: UnsafeBufferPointer<Int>,
-    denseWeight: Tensor<T>, denseGrad: Tensor<T>?
+    denseWeight: Tensor<T>?, denseGrad: Tensor<T>?
   ) {
     (weight, self.grad, mask, self.state) = (compactWeight, grad, nil, state)
     (self.positions, self.denseWeight, self.denseGrad) = (positions, denseWeight, denseGrad)

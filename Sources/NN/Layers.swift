@@ -65,8 +65,12 @@ public final class Linear<T: Scalar>: Module<T> {
           featureMajorInput: inputWasFeatureMajor)
     {
       sparseInUse = k
+      // The compact weights when the optimizer keeps them (``Parameter/compactValue``);
+      // the dense tensor is then stale and not read.
+      k.compactWeight = weight.compactValue as! Tensor<Float>?
       k.forward(
-        x: x as! Tensor<Float>, weight: weight.value as! Tensor<Float>, bias: bias?.value as! Tensor<Float>?,
+        x: x as! Tensor<Float>, weight: weight.storage as! Tensor<Float>,
+        bias: bias?.value as! Tensor<Float>?,
         y: output as! Tensor<Float>, relu: fusedReLU, featureMajorOutput: emitsFeatureMajor)
       return output
     }
@@ -86,7 +90,7 @@ public final class Linear<T: Scalar>: Module<T> {
       let compact = weight.updatePositions != nil
       k.writesDenseGradient = !compact || densePrunedGradients
       k.backward(
-        dy: dy as! Tensor<Float>, weight: weight.value as! Tensor<Float>,
+        dy: dy as! Tensor<Float>, weight: weight.storage as! Tensor<Float>,
         dWeight: weight.grad as! Tensor<Float>,
         dBias: bias?.grad as! Tensor<Float>?, dx: dx as! Tensor<Float>?, compact: compact,
         reluOutput: fusedReLU ? (output as! Tensor<Float>) : nil)
@@ -190,7 +194,11 @@ public final class Conv2d<T: Scalar>: Module<T> {
     let sparse = backend as? SparseConvolution
     reluInKernel = fusedReLU && sparse != nil
     sparse?.fusedReLU = reluInKernel
-    try backend!.forward(x: x, weight: weight.value, bias: bias?.value, y: output)
+    // Sparse kernels read the compact weights when the optimizer keeps them
+    // (``Parameter/compactValue``); dense ones read `value`, which ends that form.
+    sparse?.compactWeight = weight.compactValue as! Tensor<Float>?
+    try backend!.forward(
+      x: x, weight: sparse == nil ? weight.value : weight.storage, bias: bias?.value, y: output)
     if fusedReLU && !reluInKernel { Elementwise.relu(x: output, y: output) }
     return output
   }
@@ -204,7 +212,8 @@ public final class Conv2d<T: Scalar>: Module<T> {
       d = maskedGrad
     }
     backend!.backward(
-      x: input!, weight: weight.value, dy: d, dWeight: weight.grad, dBias: bias?.grad,
+      x: input!, weight: sparse == nil ? weight.value : weight.storage, dy: d, dWeight: weight.grad,
+      dBias: bias?.grad,
       dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
     weight.compactGradient = sparse?.gradients as! Tensor<T>?
     return needInputGradient ? layout.gradient(gradInputBuffer(for: dy)) : nil

@@ -18,7 +18,16 @@ import Engine
 
 /// A trainable tensor with its gradient and an optional pruning mask (1 keep, 0 pruned).
 public final class Parameter<T: Scalar> {
-  public let value: Tensor<T>
+  /// The value, dense, in PyTorch's layout. While the optimizer holds this weight in compact
+  /// form (``compactValue``), reading it first writes the surviving entries back and ends
+  /// the compact form; so every reader outside the training step sees the current weights.
+  /// (Keep the returned tensor only as long as no training step runs.)
+  public var value: Tensor<T> {
+    if compactValue != nil { leaveCompactForm() }
+    return storage
+  }
+  /// The dense tensor behind ``value``, without synchronising (this module's kernels only).
+  let storage: Tensor<T>
   public let grad: Tensor<T>
   /// True for linear and convolution weights: the tensors pruning may touch.
   public let isPrunable: Bool
@@ -26,10 +35,10 @@ public final class Parameter<T: Scalar> {
   public let fanIn: Int
   public let fanOut: Int
   /// Pruning mask, same shape as `value`; nil means dense.
-  public var mask: Tensor<T>?
+  public var mask: Tensor<T>? { willSet { leaveCompactForm() } }
 
   public init(shape: [Int], prunable: Bool, fanIn: Int = 0, fanOut: Int = 0) {
-    value = Tensor(zeros: shape)
+    storage = Tensor(zeros: shape)
     grad = Tensor(zeros: shape)
     isPrunable = prunable
     self.fanIn = fanIn
@@ -42,7 +51,10 @@ public final class Parameter<T: Scalar> {
   var sparsePositions:
     (mask: Tensor<T>, positions: UnsafeMutableBufferPointer<Int>, generation: Int, always: Bool)?
   {
-    willSet { sparsePositions?.positions.deallocate() }
+    willSet {
+      leaveCompactForm()
+      sparsePositions?.positions.deallocate()
+    }
   }
   deinit { sparsePositions?.positions.deallocate() }
   /// Whether the owning layer's last backward pass ran sparse kernels (set by the layer).
@@ -58,6 +70,41 @@ public final class Parameter<T: Scalar> {
       return nil
     }
     return (UnsafeBufferPointer(s.positions), s.generation)
+  }
+
+  /// The weight itself while the owning layer trains on sparse kernels: the surviving
+  /// entries in ``updatePositions`` order (the kernels' row order). The sparse kernels read
+  /// it and the optimizer updates it, so a training step neither gathers the weights from
+  /// the dense tensor nor scatters them back (LeNet-300-100 at 3.6%: about 6 of 59 us a
+  /// step). Nil when the dense tensor is current. The optimizer enters the compact form
+  /// (``enterCompactForm()``) after a step whose backward pass ran sparse kernels; reading
+  /// ``value``, a new mask or new positions end it.
+  public private(set) var compactValue: Tensor<T>?
+  private var compactBuffer: Tensor<T>?
+
+  /// Gathers the surviving entries into ``compactValue`` (no-op without positions or when
+  /// already compact). Returns the compact tensor, or nil.
+  @discardableResult
+  func enterCompactForm() -> Tensor<T>? {
+    if let compactValue { return compactValue }
+    guard let positions = updatePositions?.positions else { return nil }
+    let c =
+      compactBuffer.flatMap { $0.count == positions.count ? $0 : nil } ?? Tensor(zeros: [positions.count])
+    let (w, d) = (c.data, storage.data)
+    for (j, i) in positions.enumerated() { w[j] = d[i] }
+    (compactBuffer, compactValue) = (c, c)
+    return c
+  }
+
+  /// Writes ``compactValue`` back into the dense tensor and ends the compact form.
+  private func leaveCompactForm() {
+    guard let c = compactValue, let s = sparsePositions else {
+      compactValue = nil
+      return
+    }
+    compactValue = nil
+    let (w, d) = (c.data, storage.data)
+    for (j, i) in s.positions.enumerated() { d[i] = w[j] }
   }
 
   /// Zeroes pruned entries of the value (no-op without a mask).

@@ -60,6 +60,7 @@ public final class SGD<T: Scalar>: Optimizer {
     return zip(parameters, buffers).map { ("\($0.0.0).momentum_buffer", $0.1) }
   }
 
+  @_specialize(where T == Float)
   public func step() {
     // Masks can change between steps (pruning), so targets are gathered per step.
     let targets = compact.targets(parameters) { k in momentum > 0 ? [buffers[k]] : [] }
@@ -114,6 +115,7 @@ public final class Adam<T: Scalar>: Optimizer {
     }
   }
 
+  @_specialize(where T == Float)
   public func step() {
     stepCount += 1
     let t = Double(stepCount)
@@ -159,17 +161,27 @@ final class CompactState<T: Scalar> {
   private var keys: [Key] = []
   struct Key: Equatable {
     var generation: Int
-    var compactGradient, mask: ObjectIdentifier?
+    var compactGradient, mask, compactValue: ObjectIdentifier?
     init(_ p: Parameter<T>) {
       generation = p.updatePositions?.generation ?? -1
       compactGradient = p.compactGradient.map(ObjectIdentifier.init)
       mask = p.mask.map(ObjectIdentifier.init)
+      compactValue = p.compactValue.map(ObjectIdentifier.init)
     }
   }
 
   /// The update targets for `parameters`; `denseState(k)` lists parameter `k`'s state tensors.
+  /// A weight whose layer's backward pass ran sparse kernels (it left a compact gradient)
+  /// enters the compact form (``Parameter/compactValue``): the update writes the surviving
+  /// entries there and the kernels read them, with no gather or scatter per step.
+  @_specialize(where T == Float)
   func targets(_ parameters: [(String, Parameter<T>)], denseState: (Int) -> [Tensor<T>]) -> [UpdateTarget<T>]
   {
+    for (_, p) in parameters where p.compactValue == nil {
+      if let g = p.compactGradient, let u = p.updatePositions, g.count == u.positions.count {
+        p.enterCompactForm()
+      }
+    }
     var same = cached.count == parameters.count
     for k in parameters.indices where same { same = Key(parameters[k].1) == keys[k] }
     if same { return cached }
@@ -196,9 +208,14 @@ final class CompactState<T: Scalar> {
     }
     let s = slots[k]!
     let compactGrad = p.compactGradient.flatMap { $0.count == positions.count ? $0 : nil }
+    if let compactGrad, let w = p.compactValue, w.count == positions.count {
+      return UpdateTarget(
+        compactWeight: w, grad: compactGrad, state: s.state, positions: positions, denseWeight: nil,
+        denseGrad: nil)
+    }
     return UpdateTarget(
       compactWeight: s.weight, grad: compactGrad ?? s.grad, state: s.state, positions: positions,
-      denseWeight: p.value, denseGrad: compactGrad == nil ? p.grad : nil)
+      denseWeight: p.storage, denseGrad: compactGrad == nil ? p.grad : nil)
   }
 
   /// Writes slot `k`'s state into the dense tensors and drops the slot.

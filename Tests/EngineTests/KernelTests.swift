@@ -290,6 +290,53 @@ struct KernelTests {
     #expect(throws: EngineError.self) { try CrossEntropy.loss(logits: z, labels: [0, 3], dLogits: nil) }
   }
 
+  @Test(
+    "the vector exponential of the Float loss is within 2 ulp of libm, 0 below the normal range, NaN for NaN")
+  func vectorExponential() {
+    // A sweep of [-87.3, 0] and the edges; 8 lanes and a tail of 3.
+    var xs: [Float] = stride(from: -87.3, through: 0, by: 0.0007).map { Float($0) }
+    xs += [0, -0.0, -1e-30, -Float.ulpOfOne, -87.33, -87.34, -100, -.infinity, .nan, -0.3466, 1.5]
+    while xs.count % 8 != 3 { xs.append(-1) }
+    var ys = xs
+    CrossEntropy.expNonPositive(&ys, count: ys.count)
+    var worst = 0.0
+    for (x, y) in zip(xs, ys) where x.isFinite && x >= -87.33 {
+      let exact = Foundation.exp(Double(x))
+      worst = max(worst, abs(Double(y) - exact) / exact)
+    }
+    #expect(worst < 2.4e-7, "max relative error \(worst)")
+    for (x, y) in zip(xs, ys) where x < -87.34 { #expect(y == 0) }
+    #expect(zip(xs, ys).allSatisfy { !$0.0.isNaN || $0.1.isNaN })
+    #expect(ys[xs.firstIndex(of: 0)!] == 1)
+    // The same value gives the same bits in a full vector and in the tail.
+    var tail: [Float] = Array(repeating: -2.5, count: 11)
+    CrossEntropy.expNonPositive(&tail, count: 11)
+    #expect(Set(tail.map(\.bitPattern)).count == 1)
+  }
+
+  @Test("the Float loss and its gradient agree with a Double reference (rows of 10, an odd batch)")
+  func crossEntropyFloat() throws {
+    let (n, k) = (37, 10)
+    let z = randomTensor([n, k], seed: 9).array.map { Float($0 * 4) }
+    let labels = (0..<n).map { Int32($0 % k) }
+    let d = Tensor<Float>(zeros: [0])
+    let loss = try CrossEntropy.loss(logits: Tensor(z, shape: [n, k]), labels: labels, dLogits: d)
+    let plain = try CrossEntropy.loss(logits: Tensor(z, shape: [n, k]), labels: labels, dLogits: nil)
+    #expect(loss == plain)
+    var ref = 0.0
+    for i in 0..<n {
+      let row = (0..<k).map { Double(z[i * k + $0]) }
+      let m = row.max()!
+      let s = row.map { Foundation.exp($0 - m) }.reduce(0, +)
+      ref += (log(s) + m - row[Int(labels[i])]) / Double(n)
+      for j in 0..<k {
+        let g = (Foundation.exp(row[j] - m) / s - (j == Int(labels[i]) ? 1 : 0)) / Double(n)
+        #expect(abs(Double(d[i * k + j]) - g) < 1e-7)
+      }
+    }
+    #expect(abs(loss - ref) < 1e-6 * abs(ref))
+  }
+
   @Test("random streams are addressed by (seed, purpose, index)")
   func randomStreams() {
     var a = RandomStream(seed: 1, purpose: "init", index: 3)

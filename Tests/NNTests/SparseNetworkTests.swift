@@ -128,11 +128,13 @@ struct SparseNetworkTests {
 
   /// Trains `steps` steps with Adam or SGD + momentum; returns every parameter and the
   /// optimizer state (dense, as checkpoints see it).
-  func train(policy: SparseKernelPolicy, sgd: Bool, steps: Int = 25, denseGradients: Bool = true) throws -> (
-    net: Network<Float>, state: [[Float]]
-  ) {
-    let shape = [1, 12, 12]
-    let net = try maskedNetwork("mnist_lenet_80_40", shape: shape, density: 0.1, policy: policy)
+  /// `readValues`: every parameter's `value` is read after each step, which ends the
+  /// compact form (``Parameter/compactValue``) each time: the gather-update-scatter path.
+  func train(
+    policy: SparseKernelPolicy, sgd: Bool, steps: Int = 25, denseGradients: Bool = true,
+    model: String = "mnist_lenet_80_40", shape: [Int] = [1, 12, 12], readValues: Bool = false
+  ) throws -> (net: Network<Float>, state: [[Float]]) {
+    let net = try maskedNetwork(model, shape: shape, density: 0.1, policy: policy)
     let data = Synthetic.make(count: 200, shape: shape, classes: 10, seed: 6)
     let opt: any Optimizer<Float> =
       sgd
@@ -143,8 +145,42 @@ struct SparseNetworkTests {
       let labels = data.gather((step * 7 % 150)..<(step * 7 % 150 + 24), into: x)
       try net.lossAndGradients(input: x, labels: labels, denseGradients: denseGradients)
       opt.step()
+      if readValues { for (_, p) in net.parameters { _ = p.value } }
     }
     return (net, opt.namedState.map { $0.1.array })
+  }
+
+  @Test(
+    "the compact form of trained weights: the same bits as the gather-update-scatter path; value, a new mask and a dense step write it back",
+    arguments: [("mnist_lenet_80_40", [1, 12, 12]), ("cifar_conv_2", [3, 8, 8])])
+  func compactForm(_ a: (String, [Int])) throws {
+    for sgd in [false, true] {
+      let compact = try train(policy: .on, sgd: sgd, steps: 12, model: a.0, shape: a.1)
+      let pruned = compact.net.prunableParameters
+      #expect(pruned.allSatisfy { $0.1.compactValue != nil }, "every pruned weight in compact form")
+      // A new mask object first writes the weights back (then the plan is rebuilt).
+      let (name0, p0) = pruned[0]
+      p0.mask = p0.mask!.clone()
+      #expect(p0.compactValue == nil, "\(name0)")
+      let synced = try train(policy: .on, sgd: sgd, steps: 12, model: a.0, shape: a.1, readValues: true)
+      let sameState = compact.state == synced.state
+      #expect(sameState)
+      for ((name, p), (_, q)) in zip(compact.net.parameters, synced.net.parameters) {
+        let same = p.value.array == q.value.array
+        #expect(same, "\(name)")
+        #expect(p.compactValue == nil, "\(name): reading value ends the compact form")
+      }
+      // A dense step (policy off) reads the dense weights: it trains on the current values.
+      let again = try train(policy: .on, sgd: sgd, steps: 12, model: a.0, shape: a.1)
+      again.net.sparseKernels = .off
+      synced.net.sparseKernels = .off
+      let data = Synthetic.make(count: 24, shape: a.1, classes: 10, seed: 7)
+      let x = Tensor<Float>(zeros: [0])
+      let labels = data.gather(0..<24, into: x)
+      let l1 = try again.net.lossAndGradients(input: x, labels: labels).loss
+      let l2 = try synced.net.lossAndGradients(input: x, labels: labels).loss
+      #expect(l1 == l2)
+    }
   }
 
   @Test(
