@@ -222,7 +222,8 @@ public enum Sparse {
     source: UnsafePointer<Float>, sourceStride: Int, width: Int,
     destination: UnsafeMutablePointer<Float>, destinationStride: Int? = nil, rows: Range<Int>,
     bias: UnsafePointer<Float>?,
-    block: ColumnBlock? = nil, accumulate: Bool = false, denseValues: Bool = false
+    block: ColumnBlock? = nil, accumulate: Bool = false, denseValues: Bool = false,
+    finish: FeatureMajorFinish? = nil
   ) {
     precondition(!denseValues || !transposed, "spmm reads a dense weight by rows only")
     if denseValues {
@@ -231,14 +232,34 @@ public enum Sparse {
       spmmRows(
         pattern, transposed: false, source: source, sourceStride: sourceStride, width: width,
         destination: destination, destinationStride: destinationStride, rows: rows, bias: bias, block: block,
-        accumulate: accumulate
+        accumulate: accumulate, finish: finish
       ) { r, index, e in values[r * cols + Int(index[e])] }
     } else {
       spmmRows(
         pattern, transposed: transposed, source: source, sourceStride: sourceStride, width: width,
         destination: destination, destinationStride: destinationStride, rows: rows, bias: bias, block: block,
-        accumulate: accumulate
+        accumulate: accumulate, finish: finish
       ) { _, _, e in values[e] }
+    }
+  }
+
+  /// What a feature-major output (``TensorLayout/featureMajor(batch:)``) needs once its sums
+  /// are complete, applied to each vector as it is stored: ReLU (with `relu`, as
+  /// ``Elementwise/relu(x:y:)``), then zeros in lanes `batch ..< ld` (the bias reached
+  /// them), the layout's contract. Same bits as a pass of its own after the product
+  /// (LeNet's hidden layers: that pass cost about 1.5 us a step).
+  public struct FeatureMajorFinish: Sendable {
+    public let relu: Bool
+    public let batch: Int
+    public init(relu: Bool, batch: Int) { (self.relu, self.batch) = (relu, batch) }
+    @inline(__always) func apply(_ a: V, lane j: Int) -> V {
+      var v = a
+      if relu { v *= Sparse.step(v) }
+      if j + 8 > batch {
+        v = v.replacing(
+          with: 0, where: V(0, 1, 2, 3, 4, 5, 6, 7) + V(repeating: Float(j)) .>= V(repeating: Float(batch)))
+      }
+      return v
     }
   }
 
@@ -246,7 +267,7 @@ public enum Sparse {
   static func spmmRows(
     _ pattern: SparsePattern, transposed: Bool, source: UnsafePointer<Float>, sourceStride: Int, width: Int,
     destination: UnsafeMutablePointer<Float>, destinationStride: Int?, rows: Range<Int>,
-    bias: UnsafePointer<Float>?, block: ColumnBlock?, accumulate: Bool,
+    bias: UnsafePointer<Float>?, block: ColumnBlock?, accumulate: Bool, finish: FeatureMajorFinish? = nil,
     value: (_ row: Int, _ index: UnsafePointer<Int32>, _ entry: Int) -> Float
   ) {
     let start = transposed ? pattern.colStart.baseAddress! : pattern.rowStart.baseAddress!
@@ -258,7 +279,7 @@ public enum Sparse {
       // The sums start from the bias, or (accumulate) from what the destination holds: a
       // row computed block of columns by block continues the same chain of FMAs.
       @inline(__always) func initial(_ j: Int) -> V { accumulate ? load(d + j) : b0 }
-      @inline(__always) func put(_ a: V, _ j: Int) { store(a, d + j) }
+      @inline(__always) func put(_ a: V, _ j: Int) { store(finish.map { $0.apply(a, lane: j) } ?? a, d + j) }
       var j = 0
       while j + 8 <= width {
         let s0 = source + j
@@ -548,23 +569,6 @@ public enum Sparse {
     }
   }
 
-  /// ReLU (with `relu`) on rows `rows` of a feature-major `[rows, ld]` output, then zeros in
-  /// lanes `batch ..< ld` (the bias reached them): the layout's contract.
-  static func finishFeatureMajor(
-    _ y: UnsafeMutablePointer<Float>, ld: Int, batch: Int, rows: Range<Int>, relu: Bool
-  ) {
-    for r in rows {
-      let p = y + r * ld
-      if relu {
-        for j in stride(from: 0, to: ld, by: 8) {
-          let v = load(p + j)
-          store(v * step(v), p + j)
-        }
-      }
-      for j in batch..<ld { p[j] = 0 }
-    }
-  }
-
   /// The eight vectors of a transposed 8x8 block into eight rows `ld` apart.
   @inline(__always) static func storeColumns(
     _ t: (V, V, V, V, V, V, V, V), _ d: UnsafeMutablePointer<Float>, _ ld: Int
@@ -702,6 +706,7 @@ public final class SparseLinear: @unchecked Sendable {
     // The compact weights, or the weight matrix read where it is (row r, column c): no
     // gather pass either way.
     let (values, dense) = compactWeight.map { ($0.data, false) } ?? (weight.data, true)
+    let finish = featureMajorOutput ? Sparse.FeatureMajorFinish(relu: relu, batch: n) : nil
     Parallel.forEach(shards) { s in
       let rows = Parallel.range(s, of: shards, outF)
       if let blocks {
@@ -712,14 +717,15 @@ public final class SparseLinear: @unchecked Sendable {
           Sparse.spmm(
             pattern, transposed: false, values: values, source: source, sourceStride: ld, width: ld,
             destination: out.data, rows: rows, bias: b == 0 ? bias.map { UnsafePointer($0.data) } : nil,
-            block: blocks.block(b), accumulate: b > 0, denseValues: dense)
+            block: blocks.block(b), accumulate: b > 0, denseValues: dense,
+            finish: b == blocks.count - 1 ? finish : nil)
         }
       } else {
         Sparse.spmm(
           pattern, transposed: false, values: values, source: source, sourceStride: ld, width: ld,
-          destination: out.data, rows: rows, bias: bias.map { UnsafePointer($0.data) }, denseValues: dense)
+          destination: out.data, rows: rows, bias: bias.map { UnsafePointer($0.data) }, denseValues: dense,
+          finish: finish)
       }
-      if featureMajorOutput { Sparse.finishFeatureMajor(out.data, ld: ld, batch: n, rows: rows, relu: relu) }
     }
     if featureMajorOutput {
       y.layout = .featureMajor(batch: n)
@@ -760,8 +766,11 @@ public final class SparseLinear: @unchecked Sendable {
     Parallel.forEach(shards) { s in
       let r = Parallel.range(s, of: shards, outF)
       if dyFeatureMajor, let mask {
+        // ReLU's backward formula (``Elementwise/reluBackward(y:dy:dx:)``), whole vectors.
         let d = dy.data
-        for i in (r.lowerBound * ld)..<(r.upperBound * ld) { gradient[i] = d[i] * (mask[i] > 0 ? 1 : 0) }
+        for i in stride(from: r.lowerBound * ld, to: r.upperBound * ld, by: 8) {
+          Sparse.store(Sparse.load(d + i) * Sparse.step(Sparse.load(mask + i)), gradient + i)
+        }
       }
       for b in 0..<(blocks?.count ?? 1) {
         Sparse.sampledProduct(
