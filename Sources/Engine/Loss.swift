@@ -62,20 +62,22 @@ public enum CrossEntropy {
     }
   }
 
-  /// `x = exp(x)` for `count` values `x <= 0` (softmax after subtracting the row maximum),
-  /// eight lanes at a time, by Cephes' single-precision method: `x = n ln 2 + r` with `n`
-  /// the nearest integer to `x / ln 2` (ln 2 in two parts, so `r` is exact), `exp(r)` by a
-  /// degree-7 polynomial on `|r| <= ln 2 / 2`, then `2^n` put into the exponent. Within 2
-  /// ulp of the correctly rounded value (tested against libm); 0 below -87.33 (where the
-  /// result would be subnormal), NaN for NaN. Every element gets the same arithmetic
-  /// whatever its position (the tail runs in a padded vector), so results never depend on
-  /// the batch split.
+  /// `x = exp(x)` for `count` values (the loss passes `x <= 0`: softmax after subtracting the
+  /// row maximum), eight lanes at a time, by Cephes' single-precision method: `x = n ln 2 +
+  /// r` with `n` the nearest integer to `x / ln 2` (ln 2 in two parts, so `r` is exact),
+  /// `exp(r)` by a degree-7 polynomial on `|r| <= ln 2 / 2`, then times `2^n` (two exact
+  /// power-of-two factors, so `n = 128` does not overflow early). Within 2 ulp of the
+  /// correctly rounded value (tested against libm); 0 below -87.33 (where the result would
+  /// be subnormal), infinity above 88.72, NaN for NaN. Every element gets the same
+  /// arithmetic whatever its position (the tail runs in a padded vector).
   public static func expNonPositive(_ x: UnsafeMutablePointer<Float>, count: Int) {
     typealias V = SIMD8<Float>
-    let lo: Float = -87.33654  // ln(FLT_MIN): below it 2^n would leave the normal range
+    let lo: Float = -87.33654  // ln(FLT_MIN): below it the result would be subnormal
+    let hi: Float = 88.72284  // ln(FLT_MAX)
     let magic = V(repeating: 12_582_912)  // 1.5 * 2^23: adding it rounds to an integer
     @inline(__always) func exp8(_ v: V) -> V {
-      let a = v.replacing(with: lo, where: v .< lo)  // NaN compares false and stays NaN
+      // NaN compares false and stays NaN.
+      let a = v.replacing(with: lo, where: v .< lo).replacing(with: hi, where: v .> hi)
       let t = a * 1.44269504088896341 + magic
       let n = t - magic
       var r = a.addingProduct(-n, V(repeating: 0.693359375))
@@ -86,10 +88,13 @@ public enum CrossEntropy {
       p = V(repeating: 1.6666665459e-1).addingProduct(p, r)
       p = V(repeating: 5.0000001201e-1).addingProduct(p, r)
       let y = r.addingProduct(p, r * r) + 1
-      // 2^n from the integer in `t`'s low mantissa bits.
+      // 2^n from the integer in `t`'s low mantissa bits, as 2^h * 2^(n - h) with h = n / 2:
+      // both factors normal for n in -126...128, and scaling by them is exact.
       let bits = unsafeBitCast(t, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
-      let scale = unsafeBitCast((bits &+ 127) &<< 23, to: V.self)
-      return (y * scale).replacing(with: 0, where: v .< lo)
+      let h = bits &>> 1
+      let s1 = unsafeBitCast((h &+ 127) &<< 23, to: V.self)
+      let s2 = unsafeBitCast((bits &- h &+ 127) &<< 23, to: V.self)
+      return (y * s1 * s2).replacing(with: 0, where: v .< lo).replacing(with: .infinity, where: v .> hi)
     }
     var i = 0
     while i + 8 <= count {

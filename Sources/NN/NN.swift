@@ -21,7 +21,8 @@ public final class Parameter<T: Scalar> {
   /// The value, dense, in PyTorch's layout. While the optimizer holds this weight in compact
   /// form (``compactValue``), reading it first writes the surviving entries back and ends
   /// the compact form; so every reader outside the training step sees the current weights.
-  /// (Keep the returned tensor only as long as no training step runs.)
+  /// (Keep the returned tensor only as long as no training step runs. Reading it may write,
+  /// so read it from one thread at a time, as every caller does.)
   public var value: Tensor<T> {
     if compactValue != nil { leaveCompactForm() }
     return storage
@@ -98,10 +99,9 @@ public final class Parameter<T: Scalar> {
 
   /// Writes ``compactValue`` back into the dense tensor and ends the compact form.
   private func leaveCompactForm() {
-    guard let c = compactValue, let s = sparsePositions else {
-      compactValue = nil
-      return
-    }
+    guard let c = compactValue else { return }
+    // The positions go only through `willSet`, which comes here first.
+    guard let s = sparsePositions else { preconditionFailure("compact weights without their positions") }
     compactValue = nil
     let (w, d) = (c.data, storage.data)
     for (j, i) in s.positions.enumerated() { d[i] = w[j] }
