@@ -104,9 +104,34 @@ public struct Dataset: Sendable {
   /// `[n, C, H, W]`) and returns their labels.
   /// Examples are written in parallel (one shard each), so the bits never depend on the
   /// thread count.
-  public func gather(_ indices: some Collection<Int>, into x: Tensor<Float>) -> [Int32] {
+  ///
+  /// `featureMajor`: `x` becomes the flattened batch feature-major instead
+  /// (``Engine/TensorLayout/featureMajor(batch:)``, `[C*H*W, n padded to 8]`), written 8
+  /// examples at a time through a register transpose: what a first linear layer on sparse
+  /// kernels reads as it is (``NN/Network/prefersFeatureMajorInput(batch:)``), so it needs
+  /// no transpose pass of its own. The same values either way.
+  public func gather(_ indices: some Collection<Int>, into x: Tensor<Float>, featureMajor: Bool = false)
+    -> [Int32]
+  {
     let indices = Array(indices)
     let e = exampleSize
+    if featureMajor {
+      let n = indices.count
+      let ld = Sparse.paddedBatch(n)
+      x.resize([e, ld])
+      x.layout = .featureMajor(batch: n)
+      let out = x.data
+      Parallel.forEach(ld / 8) { b in
+        let k0 = b * 8
+        let k1 = min(n, k0 + 8)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 8 * e) { scratch in
+          let rows = scratch.baseAddress!
+          for k in k0..<k1 { write(example: indices[k], to: rows + (k - k0) * e) }
+          Sparse.transposeBlock(rows, rows: k1 - k0, cols: e, into: out + k0, ld: ld)
+        }
+      }
+      return indices.map { labels[$0] }
+    }
     x.resize([indices.count] + shape)
     let out = x.data
     let shards = Parallel.batchShards(indices.count)

@@ -38,6 +38,9 @@ public final class BatchLoader: @unchecked Sendable {
   public let seed: UInt64
   public let augment: Bool
   public let padding = 4
+  /// Write batches feature-major (see ``Dataset/gather(_:into:featureMajor:)``); not with
+  /// augmentation, whose batches are images for convolutions.
+  public var featureMajor = false
   private var cachedEpoch = -1
   private var order: [Int] = []
   private let padValues: [Float]
@@ -71,7 +74,7 @@ public final class BatchLoader: @unchecked Sendable {
   /// Writes the batch of step `s` into `x` and returns its labels.
   public func fill(step s: Int, into x: Tensor<Float>) -> [Int32] {
     let idx = Array(indices(step: s))
-    guard augment else { return dataset.gather(idx, into: x) }
+    guard augment else { return dataset.gather(idx, into: x, featureMajor: featureMajor) }
     let epoch = UInt64(s / iterationsPerEpoch)
     let e = dataset.exampleSize
     x.resize([idx.count] + dataset.shape)

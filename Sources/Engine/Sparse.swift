@@ -491,6 +491,19 @@ public enum Sparse {
     }
   }
 
+  /// `dst[c * ld + r] = src[r * cols + c]` for at most 8 rows `r < rows`, on the calling
+  /// thread (for a caller that is itself one shard of a parallel loop: a data loader writing
+  /// a feature-major batch 8 examples at a time); lanes `rows ..< 8` become zeros. `dst`
+  /// points at the block's first lane.
+  public static func transposeBlock(
+    _ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>, ld: Int
+  ) {
+    precondition(rows >= 1 && rows <= 8 && ld >= 8, "transposeBlock: 1...8 rows into lanes of 8")
+    let written = transposeTile(
+      src, sourceStride: cols, rows: 0..<rows, cols: 0..<cols, into: dst, ld: ld, relu: false, mask: nil)
+    for c in 0..<cols { for r in written..<8 { dst[c * ld + r] = 0 } }
+  }
+
   /// The part `rows x cols` of ``transpose(_:rows:cols:sourceStride:into:ld:relu:mask:)``.
   /// Returns the end of the lanes it wrote: `rows.upperBound`, or the end of the last 8-lane
   /// block when a partial block was written whole (its extra lanes are zeros).

@@ -80,6 +80,20 @@ public final class Linear<T: Scalar>: Module<T> {
     if fusedReLU { Elementwise.relu(x: output, y: output) }
     return output
   }
+  /// Whether a forward pass of `batch` examples would run sparse kernels (the rule for a
+  /// batch-major input, or `on`).
+  public func runsSparseKernels(batch: Int) -> Bool {
+    guard sparseKernels != .off, T.self == Float.self, let m = weight.mask else { return false }
+    if sparseKernels == .on { return true }
+    var density = plan.density
+    if plan.mask !== m {
+      var kept = 0
+      for i in 0..<m.count where m[i] != 0 { kept += 1 }
+      density = Double(kept) / Double(max(m.count, 1))
+    }
+    return SparseKernelRule.linear(
+      outFeatures: outFeatures, inFeatures: inFeatures, density: density, batch: batch)
+  }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     let dx = needInputGradient ? gradInputBuffer(for: dy) : nil
     weight.compactGradient = nil
@@ -379,6 +393,11 @@ public final class Flatten<T: Scalar>: Module<T> {
   private let layout = LayoutAdapter<T>()
   public override init() {}
   public override func forward(_ input: Tensor<T>) throws -> Tensor<T> {
+    // A feature-major batch is already flat (``Network/prefersFeatureMajorInput(batch:)``).
+    if input.layout.featureMajorBatch != nil {
+      inputShape = []
+      return input
+    }
     let x = layout.input(input)
     inputShape = x.shape
     // A view, not a copy (LeNet's 60x784 batch cost 18 us a step to copy): layers never
@@ -388,6 +407,7 @@ public final class Flatten<T: Scalar>: Module<T> {
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     guard needInputGradient else { return nil }
+    if inputShape.isEmpty { return dy }  // the input was feature-major: so is its gradient
     let gradInput = gradInputBuffer(for: dy)
     gradInput.copy(from: dy)
     gradInput.reshape(inputShape)

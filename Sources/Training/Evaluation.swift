@@ -34,7 +34,8 @@ public enum Evaluation {
     var i = 0
     while i < all.count {
       let j = min(i + batchSize, all.count)
-      let labels = ds.gather(all[i..<j], into: scratch)
+      let labels = ds.gather(
+        all[i..<j], into: scratch, featureMajor: net.prefersFeatureMajorInput(batch: j - i))
       let r = try net.evaluate(input: scratch, labels: labels)
       lossSum += r.loss * Double(j - i)
       correct += r.correct

@@ -219,6 +219,8 @@ public final class Trainer {
       try evaluateAll(step: step)
       try Checkpoint.save(network: network, optimizer: optimizer, step: step, to: checkpointPath)
     }
+    // Batches feature-major when the first layer reads them so (a sparse first linear layer).
+    loader.featureMajor = !loader.augment && network.prefersFeatureMajorInput(batch: loader.batchSize)
     let ipe = loader.iterationsPerEpoch
     var lastCheckpoint = step
     var lossWindow = 0.0

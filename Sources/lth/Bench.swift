@@ -71,8 +71,11 @@ struct Bench: ParsableCommand {
       }
       net.sparseKernels = sparseKernels
       let data = Synthetic.make(count: batch, shape: net.inputShape, classes: net.classes)
-      let x = Tensor<Float>(zeros: [0])
-      let labels = data.gather(0..<batch, into: x)
+      // The batch as a data loader hands it to this network (feature-major for a sparse
+      // first linear layer, as in training); the dense reference gets it batch-major.
+      let (x, xDense) = (Tensor<Float>(zeros: [0]), Tensor<Float>(zeros: [0]))
+      let labels = data.gather(0..<batch, into: x, featureMajor: net.prefersFeatureMajorInput(batch: batch))
+      _ = data.gather(0..<batch, into: xDense)
       let opt = try makeBenchOptimizer(net)
       // The reference: the same weights and masks on dense kernels, stepped in alternation
       // with the timed network so both see the same machine load.
@@ -103,7 +106,7 @@ struct Bench: ParsableCommand {
         }
         if let r = reference {
           let t1 = DispatchTime.now().uptimeNanoseconds
-          try r.net.lossAndGradients(input: x, labels: labels, denseGradients: false)
+          try r.net.lossAndGradients(input: xDense, labels: labels, denseGradients: false)
           r.opt.step()
           if i >= warmup { reference!.times.append(Double(DispatchTime.now().uptimeNanoseconds - t1) / 1e6) }
         }

@@ -157,6 +157,46 @@ struct LoaderTests {
     #expect(dst == src)
   }
 
+  @Test(
+    "feature-major batches hold the batch-major batch transposed, zero padding lanes, the same bits at 1-3 threads",
+    arguments: [1, 7, 8, 13, 60, 64])
+  func featureMajorBatches(n: Int) throws {
+    // Bytes (as Fashion-MNIST) with an odd example size, and floats.
+    let e = 5 * 7
+    var r = RandomStream(seed: 3, purpose: "feature-major-bytes")
+    let bytes = (0..<(70 * e)).map { _ in UInt8(r.int(below: 256)) }
+    let sets = [
+      Dataset(
+        name: "bytes", storage: .bytes(bytes), labels: (0..<70).map { Int32($0 % 10) }, shape: [1, 5, 7],
+        classes: 10, mean: [0.3], std: [0.2]),
+      Synthetic.make(count: 70, shape: [1, 5, 7], classes: 10, seed: 2),
+    ]
+    for ds in sets {
+      let indices = (0..<n).map { ($0 * 37 + 11) % 70 }
+      let plain = Tensor<Float>(zeros: [0])
+      let labels = ds.gather(indices, into: plain)
+      plain.reshape([n, e])
+      var results: [[Float]] = []
+      for t in 1...3 {
+        let x = Tensor<Float>(zeros: [0])
+        let got = try withExclusiveThreads(t) { ds.gather(indices, into: x, featureMajor: true) }
+        #expect(got == labels)
+        #expect(x.layout == .featureMajor(batch: n))
+        let ld = Sparse.paddedBatch(n)
+        #expect(x.shape == [e, ld])
+        var same = true
+        for f in 0..<e {
+          for k in 0..<ld {
+            same = same && x[f * ld + k].bitPattern == (k < n ? plain[k * e + f] : 0).bitPattern
+          }
+        }
+        #expect(same, "\(ds.name), \(t) threads")
+        results.append(x.array)
+      }
+      #expect(results[1] == results[0] && results[2] == results[0])
+    }
+  }
+
   @Test("data order is a pure function of (seed, epoch, position); last partial batch kept")
   func order() throws {
     let ds = Synthetic.make(count: 25, shape: [1, 2, 2], classes: 3)

@@ -237,6 +237,48 @@ struct SparseNetworkTests {
     }
   }
 
+  @Test(
+    "feature-major batches: a sparse first linear layer trains the same bits on them; other networks do not take them"
+  )
+  func featureMajorBatches() throws {
+    let shape = [1, 12, 12]
+    let data = Synthetic.make(count: 200, shape: shape, classes: 10, seed: 6)
+    func run(_ featureMajor: Bool) throws -> [[Float]] {
+      let net = try maskedNetwork("mnist_lenet_80_40", shape: shape, density: 0.1, policy: .auto)
+      #expect(net.prefersFeatureMajorInput(batch: 24))
+      let opt = try Adam(net.parameters, learningRate: 2e-3)
+      let x = Tensor<Float>(zeros: [0])
+      for step in 0..<8 {
+        let idx = (step * 7 % 150)..<(step * 7 % 150 + 24)
+        let labels = data.gather(idx, into: x, featureMajor: featureMajor)
+        try net.lossAndGradients(input: x, labels: labels, denseGradients: false)
+        opt.step()
+        // The first layer read the batch as it came (no transpose of its own).
+        let first = net.body.namedModules().compactMap { $0.1 as? Linear<Float> }.first!
+        #expect(first.inputWasFeatureMajor == featureMajor)
+      }
+      let eval = Tensor<Float>(zeros: [0])
+      let labels = data.gather(0..<13, into: eval, featureMajor: featureMajor)
+      let r = try net.evaluate(input: eval, labels: labels)
+      return net.parameters.map { $0.1.value.array } + [[Float(r.loss)]]
+    }
+    let a = try run(true)
+    let b = try run(false)
+    #expect(a == b)
+    // Dense first layers and convolutions want batch-major batches and refuse the other.
+    let dense = try maskedNetwork("mnist_lenet_80_40", shape: shape, density: 0.1, policy: .off)
+    #expect(!dense.prefersFeatureMajorInput(batch: 24))
+    let unpruned = try maskedNetwork("mnist_lenet_80_40", shape: shape, density: 1, policy: .auto)
+    for (_, p) in unpruned.prunableParameters { p.mask = nil }
+    #expect(!unpruned.prefersFeatureMajorInput(batch: 24))
+    let conv = try maskedNetwork("cifar_conv_2", shape: [3, 8, 8], density: 0.1, policy: .auto)
+    #expect(!conv.prefersFeatureMajorInput(batch: 24))
+    let images = Synthetic.make(count: 8, shape: [3, 8, 8], classes: 10)
+    let x = Tensor<Float>(zeros: [0])
+    let labels = images.gather(0..<8, into: x, featureMajor: true)
+    #expect(throws: EngineError.self) { try conv.evaluate(input: x, labels: labels) }
+  }
+
   @Test("auto never picks a sparse kernel above the rule's density threshold, and follows the rule below it")
   func autoRule() throws {
     for density in [0.9, 0.5, SparseKernelRule.maxLinearDensity + 0.05, 0.3, 0.2, 0.15, 0.14, 0.05, 0.02] {
