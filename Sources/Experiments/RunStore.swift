@@ -235,16 +235,19 @@ public enum RunStore {
   /// The file of every command line that opened an experiment folder (for provenance).
   public static let commandsFile = "commands.jsonl"
 
-  /// Appends this process's command line, time and thread count to `root/commands.jsonl`
+  /// Appends this process's command line, time, thread count and build (commit, version)
+  /// to `root/commands.jsonl`
   /// (under the run's lock; the file is rewritten atomically and keeps the last 200 lines).
   /// Commands call it when they have work to do, after the machine check: a command that
   /// only reports, or is refused, leaves the folder as it was.
   public static func recordCommand(_ root: String, arguments: [String] = CommandLine.arguments) throws {
     let path = root + "/" + commandsFile
     var lines = ((try? AtomicFile.read(path)) ?? []).split(separator: 10).map { Array($0) }
+    // The build too: a run continued by another LotteryKit may round differently.
     let entry: [String: Any] = [
       "argv": arguments, "created": ISO8601DateFormatter().string(from: Date()),
-      "threads": Parallel.threads,
+      "threads": Parallel.threads, "git_commit": BuildInfo.gitCommit,
+      "lotterykit_version": LotteryKitVersion.version,
     ]
     lines.append([UInt8](try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys])))
     try AtomicFile.write(Array(lines.suffix(200).joined(separator: [10])) + [10], to: path)

@@ -37,7 +37,8 @@ public enum ProvenanceSection {
         o += "<p>Commands that did work in this run folder (newest last):</p>\n<pre>"
         for c in commands.suffix(20) {
           let argv = (c["argv"] as? [String] ?? []).map(shellQuoted).joined(separator: " ")
-          o += e("\(c["created"] as? String ?? "")  [\(c["threads"] ?? "?") threads]  \(argv)") + "\n"
+          let build = (c["git_commit"] as? String).map { "  build \($0.prefix(12))" } ?? ""
+          o += e("\(c["created"] as? String ?? "")  [\(c["threads"] ?? "?") threads\(build)]  \(argv)") + "\n"
         }
         o += "</pre>\n"
       }

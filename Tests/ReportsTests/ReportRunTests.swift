@@ -35,6 +35,9 @@ struct ReportRunTests {
     let commands = obj["commands"] as! [[String: Any]]
     #expect(commands.count == 2)
     #expect((commands.last?["argv"] as? [String])?.contains("--replicate") == true)
+    // Each command records the build that ran it.
+    #expect(commands.allSatisfy { ($0["git_commit"] as? String)?.isEmpty == false })
+    #expect(commands.allSatisfy { $0["lotterykit_version"] is String })
     let layers = levels[1]["layers"] as! [[String: Any]]
     #expect(
       layers.map { $0["name"] as! String } == ["fc_layers.0.weight", "fc_layers.1.weight", "fc.weight"])
