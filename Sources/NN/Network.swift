@@ -140,9 +140,9 @@ public final class Network<T: Scalar> {
   /// The tensors pruning may touch (linear and convolution weights), in order.
   public var prunableParameters: [(String, Parameter<T>)] { parameters.filter { $0.1.isPrunable } }
   /// Total number of parameters (trainable tensors, buffers excluded).
-  public var parameterCount: Int { parameters.reduce(0) { $0 + $1.1.value.count } }
+  public var parameterCount: Int { parameters.reduce(0) { $0 + $1.1.storage.count } }
   /// Number of prunable weights.
-  public var prunableCount: Int { prunableParameters.reduce(0) { $0 + $1.1.value.count } }
+  public var prunableCount: Int { prunableParameters.reduce(0) { $0 + $1.1.storage.count } }
   /// The parameter named `name`, if any.
   public func parameter(_ name: String) -> Parameter<T>? { parameters.first { $0.0 == name }?.1 }
 
