@@ -308,6 +308,48 @@ struct LotteryTests {
     #expect(kills >= 2)
   }
 
+  @Test(
+    "SIGKILL during levels on sparse kernels (compact weights, feature-major batches), then rerun: identical results"
+  )
+  func killAndResumeSparse() throws {
+    // `on`: every level's layers run sparse kernels, so the weights live in compact form
+    // between checkpoints and the loader writes feature-major batches.
+    let a = lotteryBase + ["--levels", "2", "--sparse-kernels", "on"]
+    let ref = CLI.tempDir()
+    let t0 = Date()
+    let r = try CLI.run(["lottery"] + a + ["--output", ref])
+    #expect(r.status == 0, "\(r.stderr)")
+    var duration = Date().timeIntervalSince(t0)
+    let refFiles = try modelFiles(try lotteryRoot(ref))
+    #expect(refFiles.count == 6, "\(refFiles.keys.sorted())")
+    let refText = try CLI.run(["results", try lotteryRoot(ref), "--json"]).stdout
+    let refResults =
+      Results.reproducible(try JSONSerialization.jsonObject(with: Data(refText.utf8))) as! NSDictionary
+    var rng = RandomStream(seed: 11, purpose: "sparse-lottery-kills")
+    let out = CLI.tempDir()
+    var (done, kills) = (false, 0)
+    for attempt in 0..<40 where !done {
+      let kill = kills < 2 && attempt < 10 ? rng.uniform(0.1, 0.9) * duration : nil
+      let started = Date()
+      let run = try CLI.run(["lottery"] + a + ["--output", out], killAfter: kill)
+      if run.signaled {
+        kills += 1
+      } else {
+        #expect(run.status == 0, "\(run.stderr)")
+        done = true
+        if kill != nil { duration = min(duration, Date().timeIntervalSince(started)) }
+      }
+    }
+    #expect(done && kills >= 1)
+    let text = try CLI.run(["results", try lotteryRoot(out), "--json"]).stdout
+    #expect(
+      Results.reproducible(try JSONSerialization.jsonObject(with: Data(text.utf8))) as! NSDictionary
+        == refResults)
+    let files = try modelFiles(try lotteryRoot(out))
+    #expect(files.keys.sorted() == refFiles.keys.sorted())
+    for (name, bytes) in refFiles { #expect(files[name] == bytes, "\(name) differs after kills") }
+  }
+
   /// Older builds saved mask.safetensors before sparsity.json; a SIGKILL between the two
   /// left a folder that every later command (which prints the results table) failed on.
   @Test("a mask without its sparsity.json (killed between the two writes) is repaired on rerun")
@@ -369,7 +411,8 @@ struct LotteryTests {
     try FileManager.default.removeItem(atPath: l1 + "/summary.json")
     let before = CLI.snapshot(root + "/replicate_1/level_0")
     let mask = FileManager.default.contents(atPath: l1 + "/mask.safetensors")!
-    _ = FileManager.default.createFile(atPath: l1 + "/mask.safetensors", contents: mask.prefix(mask.count - 7))
+    _ = FileManager.default.createFile(
+      atPath: l1 + "/mask.safetensors", contents: mask.prefix(mask.count - 7))
     expectOneLineError(try CLI.run(["lottery"] + a + ["--levels", "1"]), "mask.safetensors")
     #expect(CLI.snapshot(root + "/replicate_1/level_0") == before)
   }
