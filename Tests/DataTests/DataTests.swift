@@ -161,6 +161,13 @@ struct LoaderTests {
     "feature-major batches hold the batch-major batch transposed, zero padding lanes, the same bits at 1-3 threads",
     arguments: [1, 7, 8, 13, 60, 64])
   func featureMajorBatches(n: Int) throws {
+    // All of it under the pool lock (the cases run concurrently, and an unlocked loop that
+    // finds the pool busy counts as a fallback against the case holding the lock).
+    try withExclusivePool { try featureMajorCase(n: n) }
+  }
+  func featureMajorCase(n: Int) throws {
+    let fallbacks = Parallel.busyFallbacks
+    defer { #expect(Parallel.busyFallbacks == fallbacks, "a parallel loop ran serially") }
     // Bytes (as Fashion-MNIST) with an odd example size, and floats.
     let e = 5 * 7
     var r = RandomStream(seed: 3, purpose: "feature-major-bytes")
@@ -179,7 +186,7 @@ struct LoaderTests {
       var results: [[Float]] = []
       for t in 1...3 {
         let x = Tensor<Float>(zeros: [0])
-        let got = try withExclusiveThreads(t) { ds.gather(indices, into: x, featureMajor: true) }
+        let got = Parallel.withThreads(t) { ds.gather(indices, into: x, featureMajor: true) }
         #expect(got == labels)
         #expect(x.layout == .featureMajor(batch: n))
         let ld = Sparse.paddedBatch(n)
@@ -217,10 +224,14 @@ struct LoaderTests {
     let p = try BatchLoader(dataset: img, batchSize: 7, seed: 1, augment: true)
     let q = try BatchLoader(dataset: img, batchSize: 7, seed: 1, augment: true)
     let x = Tensor<Float>(zeros: [0])
-    for s in [0, 1, 2, 3, 4, 9, 10] {
-      let (bx, bl) = Parallel.withThreads(3) { p.batch(step: s) }
-      let ql = Parallel.withThreads(1) { q.fill(step: s, into: x) }
-      #expect(bx.array == x.array && bl == ql, "step \(s)")
+    // Under the pool lock: a loop that finds the pool busy runs serially and counts as a
+    // fallback, which would fail a test that holds the lock and checks for none.
+    withExclusivePool {
+      for s in [0, 1, 2, 3, 4, 9, 10] {
+        let (bx, bl) = Parallel.withThreads(3) { p.batch(step: s) }
+        let ql = Parallel.withThreads(1) { q.fill(step: s, into: x) }
+        #expect(bx.array == x.array && bl == ql, "step \(s)")
+      }
     }
     #expect(throws: DataError.self) { try BatchLoader(dataset: ds, batchSize: 0, seed: 0, augment: false) }
   }
