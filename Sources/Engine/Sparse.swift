@@ -499,9 +499,10 @@ public enum Sparse {
     _ src: UnsafePointer<Float>, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>, ld: Int
   ) {
     precondition(rows >= 1 && rows <= 8 && ld >= 8, "transposeBlock: 1...8 rows into lanes of 8")
+    // With `ld >= 8` the tile writes a partial block whole, zeros past its rows.
     let written = transposeTile(
       src, sourceStride: cols, rows: 0..<rows, cols: 0..<cols, into: dst, ld: ld, relu: false, mask: nil)
-    for c in 0..<cols { for r in written..<8 { dst[c * ld + r] = 0 } }
+    assert(written == 8)
   }
 
   /// The part `rows x cols` of ``transpose(_:rows:cols:sourceStride:into:ld:relu:mask:)``.
@@ -779,11 +780,8 @@ public final class SparseLinear: @unchecked Sendable {
     Parallel.forEach(shards) { s in
       let r = Parallel.range(s, of: shards, outF)
       if dyFeatureMajor, let mask {
-        // ReLU's backward formula (``Elementwise/reluBackward(y:dy:dx:)``), whole vectors.
-        let d = dy.data
-        for i in stride(from: r.lowerBound * ld, to: r.upperBound * ld, by: 8) {
-          Sparse.store(Sparse.load(d + i) * Sparse.step(Sparse.load(mask + i)), gradient + i)
-        }
+        let o = r.lowerBound * ld
+        Elementwise.reluMaskElements(y: mask + o, dy: dy.data + o, into: gradient + o, count: r.count * ld)
       }
       for b in 0..<(blocks?.count ?? 1) {
         Sparse.sampledProduct(

@@ -59,10 +59,7 @@ public final class Linear<T: Scalar>: Module<T> {
         let k = try SparseLinear(mask: m, outFeatures: outFeatures)
         return (k, k.pattern)
       }),
-      sparseKernels == .on
-        || SparseKernelRule.linear(
-          outFeatures: outFeatures, inFeatures: inFeatures, density: plan.density, batch: batch,
-          featureMajorInput: inputWasFeatureMajor)
+      picksSparse(density: plan.density, batch: batch, featureMajorInput: inputWasFeatureMajor)
     {
       sparseInUse = k
       // The compact weights when the optimizer keeps them (``Parameter/compactValue``);
@@ -80,19 +77,25 @@ public final class Linear<T: Scalar>: Module<T> {
     if fusedReLU { Elementwise.relu(x: output, y: output) }
     return output
   }
-  /// Whether a forward pass of `batch` examples would run sparse kernels (the rule for a
-  /// batch-major input, or `on`).
+  /// The choice for a pruned weight of `density` once its sparse kernels exist: `on`, or
+  /// the rule.
+  private func picksSparse(density: Double, batch: Int, featureMajorInput: Bool) -> Bool {
+    sparseKernels == .on
+      || SparseKernelRule.linear(
+        outFeatures: outFeatures, inFeatures: inFeatures, density: density, batch: batch,
+        featureMajorInput: featureMajorInput)
+  }
+  /// Whether a forward pass of `batch` examples would run sparse kernels (for a batch-major
+  /// input; before the first pass the density is counted from the mask).
   public func runsSparseKernels(batch: Int) -> Bool {
     guard sparseKernels != .off, T.self == Float.self, let m = weight.mask else { return false }
-    if sparseKernels == .on { return true }
     var density = plan.density
     if plan.mask !== m {
       var kept = 0
       for i in 0..<m.count where m[i] != 0 { kept += 1 }
       density = Double(kept) / Double(max(m.count, 1))
     }
-    return SparseKernelRule.linear(
-      outFeatures: outFeatures, inFeatures: inFeatures, density: density, batch: batch)
+    return picksSparse(density: density, batch: batch, featureMajorInput: false)
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     let dx = needInputGradient ? gradInputBuffer(for: dy) : nil
