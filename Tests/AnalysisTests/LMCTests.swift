@@ -254,21 +254,12 @@ struct LMCExperimentTests {
     let t0 = Date()
     _ = try CLI.run(["lmc"] + a + ["--output", CLI.tempDir()])
     let duration = Date().timeIntervalSince(t0)
-    let out = CLI.tempDir()
     var rng = RandomStream(seed: 3, purpose: "lmc-kills")
-    var kills = 0
-    for attempt in 0..<12 {
-      let r = try CLI.run(
-        ["lmc"] + a + ["--output", out],
-        killAfter: kills < 3 && attempt < 8 ? rng.uniform(0.05, 0.9) * duration : nil)
-      if r.signaled {
-        kills += 1
-      } else {
-        #expect(r.status == 0, "\(r.stderr)")
-        break
-      }
-    }
-    #expect(kills >= 1)
+    let out = try CLI.killAndRerun(kills: 3, duration: duration, rng: &rng) { out, t in
+      let r = try CLI.run(["lmc"] + a + ["--output", out], killAfter: t)
+      if !r.signaled { #expect(r.status == 0, "\(r.stderr)") }
+      return !r.signaled
+    }.output
     #expect(try results(out) == ref!)
   }
 

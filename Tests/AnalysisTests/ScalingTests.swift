@@ -225,23 +225,18 @@ struct ScalingCLITests {
     let t0 = Date()
     _ = try CLI.run(["scaling", "sweep"] + Self.grid + ["--output", CLI.tempDir(), "--jobs", "2"])
     let duration = Date().timeIntervalSince(t0)
-    let out = CLI.tempDir()
     var rng = RandomStream(seed: 5, purpose: "scaling-kills")
-    var kills = 0
-    for attempt in 0..<12 {
-      let k = try CLI.run(
-        ["scaling", "sweep"] + Self.grid + ["--output", out, "--jobs", "2"],
-        killAfter: kills < 2 && attempt < 8 ? rng.uniform(0.1, 0.9) * duration : nil)
+    let out = try CLI.killAndRerun(kills: 2, duration: duration, rng: &rng, fraction: 0.1...0.9) {
+      out, t in
+      let k = try CLI.run(["scaling", "sweep"] + Self.grid + ["--output", out, "--jobs", "2"], killAfter: t)
       if k.signaled {
-        kills += 1
         // The children died with the sweep: nothing holds a lock for the rerun.
         usleep(200_000)
-      } else {
-        #expect(k.status == 0, "\(k.stderr)")
-        break
+        return false
       }
-    }
-    #expect(kills >= 1)
+      #expect(k.status == 0, "\(k.stderr)")
+      return true
+    }.output
     #expect(try state(out) == refState)
   }
 

@@ -231,10 +231,8 @@ struct PreemptionTests {
     }
     // TERM once training has begun (level 0's first checkpoint exists: the handler is in
     // place), at a random moment after that; then again in the resumed run; then to the end.
-    let out = CLI.tempDir()
     var rng = RandomStream(seed: 11, purpose: "sigterm")
-    var stops = 0
-    for attempt in 0..<3 {
+    let out = try CLI.killAndRerun(kills: 2, duration: duration, rng: &rng, fraction: 0.05...0.4) { out, t in
       let p = Process()
       p.executableURL = URL(fileURLWithPath: CLI.binary)
       p.arguments = cmd + ["--output", out]
@@ -242,7 +240,7 @@ struct PreemptionTests {
       p.standardError = err
       p.standardOutput = FileHandle.nullDevice
       try p.run()
-      if attempt < 2 {
+      if let t {
         let deadline = Date().addingTimeInterval(60)
         func started() -> Bool {
           let lotteries = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
@@ -252,20 +250,19 @@ struct PreemptionTests {
           }
         }
         while p.isRunning && !started() && Date() < deadline { usleep(5000) }
-        usleep(UInt32(rng.uniform(0.05, 0.4) * duration * 1e6))
+        usleep(UInt32(t * 1e6))
         if p.isRunning { kill(p.processIdentifier, SIGTERM) }
       }
       let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
       p.waitUntilExit()
       if p.terminationStatus == 143 {
-        stops += 1
         #expect(
           text.split(separator: "\n").count == 1 && text.contains("stopped by SIGTERM at step"), "\(text)")
-      } else {
-        #expect(p.terminationStatus == 0 && p.terminationReason == .exit, "\(text)")
+        return false
       }
-    }
-    #expect(stops >= 1)
+      #expect(p.terminationStatus == 0 && p.terminationReason == .exit, "\(text)")
+      return true
+    }.output
     #expect(try results(out) == results(ref))
   }
 }

@@ -137,21 +137,13 @@ struct PaIRunTests {
     _ = try CLI.run(
       ["prune-init"] + paiBase + ["--output", CLI.tempDir(), "--threads", "2", "--replicates", "2"])
     let duration = Date().timeIntervalSince(t0)
-    let out = CLI.tempDir()
     var rng = RandomStream(seed: 11, purpose: "pai-kills")
-    var kills = 0
-    for attempt in 0..<12 {
+    let out = try CLI.killAndRerun(kills: 3, duration: duration, rng: &rng) { out, t in
       let r = try CLI.run(
-        ["prune-init"] + paiBase + ["--output", out, "--threads", "2", "--replicates", "2"],
-        killAfter: kills < 3 && attempt < 8 ? rng.uniform(0.05, 0.9) * duration : nil)
-      if r.signaled {
-        kills += 1
-      } else {
-        #expect(r.status == 0, "\(r.stderr)")
-        break
-      }
-    }
-    #expect(kills >= 1)
+        ["prune-init"] + paiBase + ["--output", out, "--threads", "2", "--replicates", "2"], killAfter: t)
+      if !r.signaled { #expect(r.status == 0, "\(r.stderr)") }
+      return !r.signaled
+    }.output
     #expect(try LotteryTests().modelFiles(try paiRoot(out)) == files[0])
   }
 

@@ -277,27 +277,15 @@ struct LotteryTests {
       try CLI.run(
         ["lottery"] + lotteryBase + ["--output", CLI.tempDir(), "--replicates", "2", "--levels", "3"]
       ).status == 0)
-    var lotteryDuration = Date().timeIntervalSince(t0)
+    let lotteryDuration = Date().timeIntervalSince(t0)
     #expect(try steps(ref, kill: nil))
     let refResults = try results(ref)
     var rng = RandomStream(seed: 7, purpose: "lottery-kills")
-    var kills = 0
     for _ in 0..<2 {
-      let out = CLI.tempDir()
-      var done = false
-      var killsHere = 0
-      for attempt in 0..<60 where !done {
-        // Kill at random moments until this trial has been killed twice (or 10 tries).
-        // Kill times scale with the lottery's duration, re-estimated from every attempt that
-        // ran to the end before its kill time (the first measurement may have run under load).
-        let kill = killsHere < 2 && attempt < 10 ? rng.uniform(0.05, 0.9) * lotteryDuration : nil
-        let started = Date()
-        done = try steps(out, kill: kill)
-        if !done { killsHere += 1 }
-        if done, kill != nil { lotteryDuration = min(lotteryDuration, Date().timeIntervalSince(started) / 3) }
-      }
-      kills += killsHere
-      #expect(done)
+      // Each command of the steps is killed at a time scaled by the lottery's duration.
+      let out = try CLI.killAndRerun(kills: 2, duration: lotteryDuration, rng: &rng) { out, t in
+        try steps(out, kill: t)
+      }.output
       #expect(try results(out) == refResults)
       // Not only the means: every mask and final model, byte for byte.
       let (a, b) = (try modelFiles(try lotteryRoot(ref)), try modelFiles(try lotteryRoot(out)))
@@ -305,7 +293,6 @@ struct LotteryTests {
       #expect(a.keys.sorted() == b.keys.sorted())
       for (name, bytes) in a { #expect(b[name] == bytes, "\(name) differs after kills") }
     }
-    #expect(kills >= 2)
   }
 
   @Test(
@@ -319,28 +306,18 @@ struct LotteryTests {
     let t0 = Date()
     let r = try CLI.run(["lottery"] + a + ["--output", ref])
     #expect(r.status == 0, "\(r.stderr)")
-    var duration = Date().timeIntervalSince(t0)
+    let duration = Date().timeIntervalSince(t0)
     let refFiles = try modelFiles(try lotteryRoot(ref))
     #expect(refFiles.count == 6, "\(refFiles.keys.sorted())")
     let refText = try CLI.run(["results", try lotteryRoot(ref), "--json"]).stdout
     let refResults =
       Results.reproducible(try JSONSerialization.jsonObject(with: Data(refText.utf8))) as! NSDictionary
     var rng = RandomStream(seed: 11, purpose: "sparse-lottery-kills")
-    let out = CLI.tempDir()
-    var (done, kills) = (false, 0)
-    for attempt in 0..<40 where !done {
-      let kill = kills < 2 && attempt < 10 ? rng.uniform(0.1, 0.9) * duration : nil
-      let started = Date()
-      let run = try CLI.run(["lottery"] + a + ["--output", out], killAfter: kill)
-      if run.signaled {
-        kills += 1
-      } else {
-        #expect(run.status == 0, "\(run.stderr)")
-        done = true
-        if kill != nil { duration = min(duration, Date().timeIntervalSince(started)) }
-      }
-    }
-    #expect(done && kills >= 1)
+    let out = try CLI.killAndRerun(kills: 2, duration: duration, rng: &rng, fraction: 0.1...0.9) { out, t in
+      let run = try CLI.run(["lottery"] + a + ["--output", out], killAfter: t)
+      if !run.signaled { #expect(run.status == 0, "\(run.stderr)") }
+      return !run.signaled
+    }.output
     let text = try CLI.run(["results", try lotteryRoot(out), "--json"]).stdout
     #expect(
       Results.reproducible(try JSONSerialization.jsonObject(with: Data(text.utf8))) as! NSDictionary

@@ -1,3 +1,4 @@
+import Engine
 import Foundation
 import Testing
 
@@ -50,6 +51,51 @@ public enum CLI {
       status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
       stderr: String(decoding: e, as: UTF8.self), signaled: p.terminationReason == .uncaughtSignal)
   }
+
+  /// A run that was killed at random moments and then run to the end: its folder and how
+  /// many kills landed (at least one).
+  public struct KilledRun {
+    public var output: String
+    public var kills: Int
+  }
+
+  /// Kills a run at random moments, reruns it to the end, and returns the folder it finished in.
+  ///
+  /// `attempt(output, killAfter)` runs the command(s) once in `output`, killing them after
+  /// `killAfter` seconds when that is not nil, and returns true when they ran to the end.
+  /// Kill times are drawn from `fraction` of `duration` (a whole run's time, measured by the
+  /// caller) until `kills` kills have landed; then the run goes on unkilled.
+  ///
+  /// The one thing a kill test must not do is pass without a kill: on these noisy machines a
+  /// run can finish before a kill time drawn from a measurement taken under load. So a run
+  /// that finishes before any kill has landed does not count: its own time becomes the new
+  /// estimate (times 0.7) and the test starts again in a fresh folder, up to 8 times.
+  public static func killAndRerun(
+    kills wanted: Int, duration: Double, rng: inout RandomStream, fraction: ClosedRange<Double> = 0.05...0.9,
+    _ attempt: (_ output: String, _ killAfter: Double?) throws -> Bool
+  ) throws -> KilledRun {
+    var estimate = duration
+    for _ in 0..<8 {
+      let output = tempDir()
+      var kills = 0
+      // Every rerun makes progress (or is killed), so this many attempts always finish.
+      for _ in 0..<(wanted + 40) {
+        let killAfter =
+          kills < wanted ? rng.uniform(fraction.lowerBound, fraction.upperBound) * estimate : nil
+        let started = Date()
+        if try attempt(output, killAfter) {
+          if kills > 0 { return KilledRun(output: output, kills: kills) }
+          estimate = min(estimate, Date().timeIntervalSince(started)) * 0.7
+          break
+        }
+        kills += 1
+      }
+    }
+    Issue.record("no kill landed mid-run in 8 tries (last estimate \(estimate) s)")
+    throw KillTestError.noKillLanded
+  }
+
+  public enum KillTestError: Error { case noKillLanded }
 
   /// A fresh folder for one test, inside this test process's own folder
   /// (``testProcessFolder``), which is removed when the process exits.
