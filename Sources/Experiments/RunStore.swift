@@ -344,7 +344,27 @@ public enum MachineCheck {
     return out
   }
 
+  /// The git commit of the LotteryKit build that last worked on `runDir`: the newest
+  /// `commands.jsonl` entry that names one, else the newest machine change, else the
+  /// provenance of `hparams.json`; nil when none is recorded.
+  static func lastBuild(runDir: String, hparamsFile: [String: Any], machineChanges: [[String: Any]])
+    -> String?
+  {
+    let commands = ((try? AtomicFile.read(runDir + "/" + RunStore.commandsFile)) ?? []).split(separator: 10)
+    for line in commands.reversed() {
+      if let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+        let c = o["git_commit"] as? String
+      {
+        return c
+      }
+    }
+    if let c = machineChanges.last?["git_commit"] as? String { return c }
+    return (hparamsFile["provenance"] as? [String: Any])?["git_commit"] as? String
+  }
+
   /// Checks the machine before more of `runDir` is trained (see the type's description).
+  /// A run last worked on by another LotteryKit build (another git commit) gets a note too,
+  /// never a refusal: `--require-same-cpu` is about the machine.
   /// Returns whether this process's machine differs from the run's.
   @discardableResult
   public static func check(
@@ -356,12 +376,20 @@ public enum MachineCheck {
       (entries.last?["machine"] as? [String: Any]) ?? (file["provenance"] as? [String: Any]) ?? [:]
     let now = try current(convBackends: convBackends)
     let diffs = differences(recorded: recorded, current: now)
-    guard !diffs.isEmpty else { return false }
     let what = diffs.joined(separator: ", ")
-    if requireSameCPU {
+    if requireSameCPU && !diffs.isEmpty {
       throw RunError(
         "\(runDir) was run on another machine (\(what)); --require-same-cpu refuses to continue it here")
     }
+    if let build = lastBuild(runDir: runDir, hparamsFile: file, machineChanges: entries),
+      build != BuildInfo.gitCommit, build != "unknown", BuildInfo.gitCommit != "unknown"
+    {
+      FileHandle.standardError.write(
+        Data(
+          "note: continuing \(runDir) with another LotteryKit build (last worked on by \(build.prefix(12)), this is \(BuildInfo.gitCommit.prefix(12))); results may differ from an uninterrupted run by rounding\n"
+            .utf8))
+    }
+    guard !diffs.isEmpty else { return false }
     var changes: [String: Any] = [:]
     for field in comparedFields
     where differences(recorded: recorded.filter { $0.key == field }, current: now).count > 0 {

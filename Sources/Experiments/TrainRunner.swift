@@ -220,6 +220,7 @@ public enum TrainRunner {
       try RunStore.claim(
         directory: dir, hparamsJSON: h.canonicalJSON(), kind: "train", convBackends: backends)
     }
+    try RunStore.recordCommand(dir)
     let net = try setup.makeNetwork(seed: h.seed)
     let opt = try setup.makeOptimizer(net)
     let trainer = try Trainer(

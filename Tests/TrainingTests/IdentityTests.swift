@@ -14,6 +14,10 @@ func readJSON(_ path: String) throws -> [String: Any] {
   try JSONSerialization.jsonObject(with: FileManager.default.contents(atPath: path)!) as! [String: Any]
 }
 
+func readJSONLine(_ line: String) throws -> [String: Any] {
+  try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+}
+
 func writeJSON(_ obj: [String: Any], _ path: String) throws {
   let d = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
   _ = FileManager.default.createFile(atPath: path, contents: d)
@@ -146,6 +150,43 @@ struct IdentityTests {
       as! [String: Any]
     #expect(summary["run_dir"] as? String == dir)
     // Once only.
+    let again = try CLI.run(quickRun + ["--output", out])
+    #expect(again.status == 0 && again.stderr.isEmpty, "\(again.stderr)")
+  }
+
+  /// A run continued by another LotteryKit may round differently (a changed kernel or loss):
+  /// the continuation says so, and the run folder records which build did what.
+  @Test("continuing a run another LotteryKit build worked on: one note naming both builds, never a refusal")
+  func buildChange() throws {
+    let out = CLI.tempDir()
+    #expect(try CLI.run(quickRun + ["--output", out]).status == 0)
+    let dir = try CLI.runDir(out)
+    let commandsPath = dir + "/" + RunStore.commandsFile
+    let recorded = try String(contentsOfFile: commandsPath, encoding: .utf8).split(separator: "\n")
+    #expect(recorded.count == 1)
+    let build = try readJSONLine(String(recorded[0]))["git_commit"] as! String
+    // Unfinished, and last worked on by another build.
+    try FileManager.default.removeItem(atPath: dir + "/summary.json")
+    let other = String(repeating: "0123456789abcdef", count: 3).prefix(40)
+    try (recorded.joined(separator: "\n") + "\n{\"argv\":[\"lth\"],\"git_commit\":\"\(other)\"}\n")
+      .write(toFile: commandsPath, atomically: true, encoding: .utf8)
+    let r = try CLI.run(quickRun + ["--output", out, "--require-same-cpu"])
+    #expect(r.status == 0, "\(r.stderr)")
+    if build == "unknown" {
+      #expect(r.stderr.isEmpty, "\(r.stderr)")  // built outside a git checkout: nothing to compare
+    } else {
+      let lines = r.stderr.split(separator: "\n")
+      #expect(lines.count == 1, "\(r.stderr)")
+      #expect(
+        lines.first?.hasPrefix(
+          "note: continuing \(dir) with another LotteryKit build (last worked on by \(other.prefix(12)), this is \(build.prefix(12)))"
+        ) == true, "\(r.stderr)")
+    }
+    let after = try String(contentsOfFile: commandsPath, encoding: .utf8).split(separator: "\n")
+    #expect(after.count == 3)
+    #expect(try readJSONLine(String(after[2]))["git_commit"] as? String == build)
+    // This build is now the last: continuing again says nothing.
+    try FileManager.default.removeItem(atPath: dir + "/summary.json")
     let again = try CLI.run(quickRun + ["--output", out])
     #expect(again.status == 0 && again.stderr.isEmpty, "\(again.stderr)")
   }
