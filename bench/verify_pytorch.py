@@ -2,7 +2,7 @@
 
 For each model, `lth train` runs a few steps on synthetic data; the final model file is
 loaded with safetensors.torch.load_file into the PyTorch twin (bench/lth_models.py) with
-strict=True, and the logits on the test images written by `lth export-logits` are compared.
+strict=True, and the logits on the test images written by `lth logits` are compared.
 Also checks that a lottery mask loads and that the pruned weights are exactly zero.
 """
 import atexit

@@ -107,8 +107,10 @@ struct Train: ParsableCommand {
       The run lives in <output>/train_<hash>, the hash taken over every resolved hyperparameter. \
       Continuing a run on a machine with another oneDNN ISA, BLAS core or convolution \
       backends prints one line on stderr and records it in machine_changes.json \
-      (--require-same-cpu: an error instead). \
-      It holds hparams.json, metrics.jsonl, metrics.csv, checkpoint.safetensors (resumable), \
+      (--require-same-cpu: an error instead); continuing one that another LotteryKit build \
+      last worked on prints a note too. \
+      It holds hparams.json, commands.jsonl (the command line and build of every command that \
+      worked on it), metrics.jsonl, metrics.csv, checkpoint.safetensors (resumable), \
       model_init.safetensors, model_final.safetensors and summary.json.
       """)
   @OptionGroup var flags: TrainingFlags
