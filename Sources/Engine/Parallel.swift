@@ -49,11 +49,17 @@ public enum Parallel {
     old?.retire()
   }
 
-  /// Parallel loops that ran serially on their caller because the pool was busy (another
-  /// thread's job, or a loop nested in a shard). Same results; tests use it to check that
-  /// a multi-threaded case really ran multi-threaded.
-  public static var busyFallbacks: Int { fallbacks.load(ordering: .relaxed) }
-  private static let fallbacks = Atomic<Int>(0)
+  /// Runs `body` and counts its parallel loops (this task's only) that ran serially on their
+  /// caller because the pool was busy (another thread's job, or a loop nested in a shard).
+  /// Same results either way; tests use it to check that a multi-threaded case really ran
+  /// multi-threaded, and a loop of another test running at the same time is never counted.
+  public static func countingFallbacks<R>(_ body: () throws -> R) rethrows -> (result: R, fallbacks: Int) {
+    let counter = FallbackCounter()
+    let r = try $taskFallbacks.withValue(counter) { try body() }
+    return (r, counter.count.load(ordering: .relaxed))
+  }
+  final class FallbackCounter: Sendable { let count = Atomic<Int>(0) }
+  @TaskLocal private static var taskFallbacks: FallbackCounter? = nil
 
   /// The fixed shard count for a batch of `n` examples: at most 8 shards, independent of
   /// the thread count (8 keeps 1, 2, 4 and 8 threads evenly loaded).
@@ -86,7 +92,7 @@ public enum Parallel {
       return
     }
     guard pool.tryAcquire() else {
-      fallbacks.wrappingAdd(1, ordering: .relaxed)
+      taskFallbacks?.count.wrappingAdd(1, ordering: .relaxed)
       for i in 0..<count { body(i, 0) }
       return
     }

@@ -161,13 +161,13 @@ struct LoaderTests {
     "feature-major batches hold the batch-major batch transposed, zero padding lanes, the same bits at 1-3 threads",
     arguments: [1, 7, 8, 13, 60, 64])
   func featureMajorBatches(n: Int) throws {
-    // All of it under the pool lock (the cases run concurrently, and an unlocked loop that
-    // finds the pool busy counts as a fallback against the case holding the lock).
-    try withExclusivePool { try featureMajorCase(n: n) }
+    // All of it under the pool lock: the cases run concurrently, and a case whose loop finds
+    // the pool busy runs it serially.
+    let fallbacks = try withExclusivePool { try Parallel.countingFallbacks { try featureMajorCase(n: n) } }
+      .fallbacks
+    #expect(fallbacks == 0, "a parallel loop ran serially")
   }
   func featureMajorCase(n: Int) throws {
-    let fallbacks = Parallel.busyFallbacks
-    defer { #expect(Parallel.busyFallbacks == fallbacks, "a parallel loop ran serially") }
     // Bytes (as Fashion-MNIST) with an odd example size, and floats.
     let e = 5 * 7
     var r = RandomStream(seed: 3, purpose: "feature-major-bytes")

@@ -1,5 +1,6 @@
 import Dispatch
 import Engine
+import Foundation
 import Synchronization
 import TestSupport
 import Testing
@@ -152,6 +153,45 @@ struct ParallelTests {
       busy.deallocate()
       seen.deallocate()
       overlaps.deallocate()
+    }
+  }
+
+  @Test("a loop that finds the pool busy runs serially and counts for its own task, never for another")
+  func fallbacksPerTask() {
+    final class Holder: Sendable {
+      let started = DispatchSemaphore(value: 0)
+      let finish = DispatchSemaphore(value: 0)
+      let done = DispatchSemaphore(value: 0)
+      let fallbacks = Atomic<Int>(-1)
+    }
+    withExclusivePool {
+      let h = Holder()
+      // Another thread holds the pool: its job's shard 0 waits until told to finish.
+      let thread = Thread {
+        let counted = Parallel.countingFallbacks {
+          Parallel.withThreads(2) {
+            Parallel.forEach(2) { s in
+              if s == 0 {
+                h.started.signal()
+                h.finish.wait()
+              }
+            }
+          }
+        }
+        h.fallbacks.store(counted.fallbacks, ordering: .relaxed)
+        h.done.signal()
+      }
+      thread.start()
+      h.started.wait()
+      let hits = Atomic<Int>(0)
+      let mine = Parallel.countingFallbacks {
+        Parallel.withThreads(2) { Parallel.forEach(4) { _ in hits.wrappingAdd(1, ordering: .relaxed) } }
+      }
+      h.finish.signal()
+      h.done.wait()
+      #expect(hits.load(ordering: .relaxed) == 4)
+      #expect(mine.fallbacks == 1)
+      #expect(h.fallbacks.load(ordering: .relaxed) == 0)
     }
   }
 }

@@ -21,9 +21,7 @@ public func withExclusiveThreads<R>(
   _ threads: Int, sourceLocation: SourceLocation = #_sourceLocation, _ body: () throws -> R
 ) rethrows -> R {
   let (r, fallbacks) = try withExclusivePool {
-    let before = Parallel.busyFallbacks
-    let r = try Parallel.withThreads(threads, body)
-    return (r, Parallel.busyFallbacks - before)
+    try Parallel.countingFallbacks { try Parallel.withThreads(threads, body) }
   }
   #expect(
     fallbacks == 0, "\(fallbacks) parallel loops ran serially at \(threads) threads",
