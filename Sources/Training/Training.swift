@@ -23,15 +23,39 @@ import Synchronization
 public enum StopSignal {
   static let requested = Atomic<Bool>(false)
 
-  /// Catches SIGTERM in this process (commands that train call it).
+  /// Catches SIGTERM in this process (commands that train call it), on a thread of its own.
+  ///
+  /// The signal must never interrupt a thread that computes. Handled on the training thread,
+  /// it corrupted the heap when it arrived inside oneDNN's `sgemm` (`free(): invalid
+  /// pointer` from `dnnl_sgemm` in 6 of 60 stops under glibc's malloc checks, once in CI as
+  /// "corrupted size vs. prev_size"; none in 60 runs without a signal). So the calling
+  /// thread blocks SIGTERM (threads it starts later, the worker pool and oneDNN's OpenMP
+  /// threads among them, inherit the mask) and one idle thread of its own takes it: 0 of
+  /// 192 stops. Call this before the first parallel loop; threads started earlier
+  /// (OpenBLAS's, idle while BLAS is single-threaded) may still take it, harmlessly.
   public static func install() {
-    signal(SIGTERM) { _ in StopSignal.requested.store(true, ordering: .relaxed) }
-    // A parent may have started this process with SIGTERM blocked (the mask survives exec).
-    var set = sigset_t()
-    sigemptyset(&set)
-    sigaddset(&set, SIGTERM)
-    pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    installed.withLock { done in
+      guard !done else { return }
+      done = true
+      signal(SIGTERM) { _ in StopSignal.requested.store(true, ordering: .relaxed) }
+      var set = sigset_t()
+      sigemptyset(&set)
+      sigaddset(&set, SIGTERM)
+      pthread_sigmask(SIG_BLOCK, &set, nil)
+      let receiver = Thread {
+        // Unblocked here only (a parent may also have started this process with SIGTERM
+        // blocked: the mask survives exec).
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        while true { pause() }
+      }
+      receiver.name = "lth-sigterm"
+      receiver.start()
+    }
   }
+  private static let installed = Mutex<Bool>(false)
 
   public static var isRequested: Bool { requested.load(ordering: .relaxed) }
 }

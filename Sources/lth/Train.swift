@@ -93,8 +93,8 @@ struct TrainingFlags: ParsableArguments {
   /// every command that trains calls it first.
   func applyThreads() throws {
     guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
+    StopSignal.install()  // first: the worker pool's threads inherit its signal mask
     Parallel.threads = threads
-    StopSignal.install()
   }
 
   var progress: ProgressStyle { quiet || json ? .quiet : .automatic }

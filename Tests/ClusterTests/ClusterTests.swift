@@ -212,6 +212,50 @@ struct LocalRunTests {
 
 @Suite("Cluster: preemption (SIGTERM)", .serialized)
 struct PreemptionTests {
+  /// A SIGTERM handled on a thread inside oneDNN's sgemm corrupted the heap (about one stop
+  /// in ten under glibc's malloc checks): the training threads block it, and one idle
+  /// thread takes it (``Training/StopSignal/install()``).
+  @Test("SIGTERM is taken by an idle thread: the training and pool threads block it")
+  func sigtermThread() throws {
+    let out = CLI.tempDir()
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: CLI.binary)
+    p.arguments = [
+      "train", "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--subsample-fraction", "0.2",
+      "--training-steps", "400ep", "--eval-every", "400ep", "--quiet", "--threads", "3", "--output", out,
+    ]
+    p.standardOutput = FileHandle.nullDevice
+    let err = Pipe()
+    p.standardError = err
+    try p.run()
+    // Once it trains (a checkpoint exists), read every thread's blocked-signal mask.
+    let deadline = Date().addingTimeInterval(60)
+    func training() -> Bool {
+      let runs = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+      return runs.contains { FileManager.default.fileExists(atPath: "\(out)/\($0)/checkpoint.safetensors") }
+    }
+    while p.isRunning && !training() && Date() < deadline { usleep(5000) }
+    let pid = p.processIdentifier
+    var blocked: [Int32: Bool] = [:]
+    for task in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
+      guard let status = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigBlk:") }),
+        let mask = UInt64(line.dropFirst("SigBlk:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+      else { continue }
+      blocked[Int32(task)!] = mask & (1 << (UInt64(SIGTERM) - 1)) != 0
+    }
+    let running = p.isRunning
+    kill(pid, SIGTERM)
+    let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    #expect(running, "the run ended before its threads were read: \(text)")
+    #expect(blocked[pid] == true, "the training thread takes SIGTERM: \(blocked)")
+    // The main thread, 2 pool workers, OpenBLAS's thread(s) and the receiver at least.
+    #expect(blocked.count >= 4, "\(blocked)")
+    #expect(blocked.values.contains(false), "no thread takes SIGTERM: \(blocked)")
+    #expect(p.terminationStatus == 143, "\(text)")
+  }
+
   @Test("SIGTERM mid-training: a checkpoint at that step, status 143, one line; the rerun is bit-identical")
   func sigterm() throws {
     let cmd = [
