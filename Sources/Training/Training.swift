@@ -38,17 +38,11 @@ public enum StopSignal {
       guard !done else { return }
       done = true
       signal(SIGTERM) { _ in StopSignal.requested.store(true, ordering: .relaxed) }
-      var set = sigset_t()
-      sigemptyset(&set)
-      sigaddset(&set, SIGTERM)
-      pthread_sigmask(SIG_BLOCK, &set, nil)
+      maskTERM(SIG_BLOCK)
       let receiver = Thread {
         // Unblocked here only (a parent may also have started this process with SIGTERM
         // blocked: the mask survives exec).
-        var set = sigset_t()
-        sigemptyset(&set)
-        sigaddset(&set, SIGTERM)
-        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        StopSignal.maskTERM(SIG_UNBLOCK)
         while true { pause() }
       }
       receiver.name = "lth-sigterm"
@@ -56,6 +50,14 @@ public enum StopSignal {
     }
   }
   private static let installed = Mutex<Bool>(false)
+
+  /// Blocks or unblocks SIGTERM on the calling thread.
+  private static func maskTERM(_ how: Int32) {
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGTERM)
+    pthread_sigmask(how, &set, nil)
+  }
 
   public static var isRequested: Bool { requested.load(ordering: .relaxed) }
 }
