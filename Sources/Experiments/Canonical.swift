@@ -52,8 +52,11 @@ public enum RunHash {
   public static let folderDigits = 16
 
   /// All 64 hex digits of SHA-256 over `text`'s UTF-8 bytes.
-  public static func sha256(_ text: String) -> String {
-    SHA256.hash(data: Array(text.utf8)).map { byte in
+  public static func sha256(_ text: String) -> String { sha256(bytes: Array(text.utf8)) }
+
+  /// All 64 hex digits of SHA-256 over `bytes` (the pinned-results test hashes files).
+  public static func sha256(bytes: [UInt8]) -> String {
+    SHA256.hash(data: bytes).map { byte in
       let h = String(byte, radix: 16)
       return h.count == 1 ? "0" + h : h
     }.joined()
