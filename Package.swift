@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.2
 // LotteryKit: sparse neural-network research in Swift (lottery tickets, IMP, rewinding).
 import PackageDescription
 
@@ -20,12 +20,8 @@ let package = Package(
   name: "LotteryKit",
   platforms: [.macOS(.v14)],
   products: [
-    .library(
-      name: "LotteryKit",
-      targets: [
-        "Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "Reports", "Cluster",
-        "TestSupport",
-      ]),
+    // `import LotteryKit` (the umbrella module) brings every library module.
+    .library(name: "LotteryKit", targets: ["LotteryKit"]),
     .executable(name: "lth", targets: ["lth"]),
   ],
   dependencies: [
@@ -51,9 +47,11 @@ let package = Package(
       swiftSettings: kernelSettings),
     .target(name: "NN", dependencies: ["Engine"]),
     .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
-    .target(name: "Data", dependencies: ["Engine", "CZlib"]),
-    .target(name: "Training", dependencies: ["Engine", "NN", "Data"]),
-    .target(name: "Pruning", dependencies: ["Engine", "NN", "Training"]),
+    .target(name: "Datasets", dependencies: ["Engine", "CZlib"]),
+    // Files: safetensors, atomic writes, locks, and the run store's names (RunLayout).
+    .target(name: "Storage", dependencies: ["Engine"]),
+    .target(name: "Training", dependencies: ["Engine", "NN", "Datasets", "Storage"]),
+    .target(name: "Pruning", dependencies: ["Engine", "NN", "Storage"]),
     // The git commit of the checkout, embedded at build time (Plugins/GitCommit: a prebuild
     // command that runs `git rev-parse HEAD`; "unknown" outside a git checkout).
     .plugin(name: "GitCommit", capability: .buildTool()),
@@ -61,35 +59,41 @@ let package = Package(
     .target(
       name: "Experiments",
       dependencies: [
-        "Engine", "NN", "Data", "Training", "Pruning", "BuildInfo",
+        "Engine", "NN", "Datasets", "Training", "Pruning", "BuildInfo",
         .product(name: "Crypto", package: "swift-crypto"),
       ]),
-    .target(name: "Analysis", dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments"]),
+    .target(name: "Analysis", dependencies: ["Engine", "NN", "Datasets", "Training", "Pruning", "Experiments"]),
     .target(name: "Reports", dependencies: ["Training", "Experiments", "Analysis"]),
-    .target(name: "Cluster", dependencies: []),
+    .target(name: "Cluster", dependencies: ["Storage"]),
+    .target(
+      name: "LotteryKit",
+      dependencies: [
+        "Engine", "NN", "Datasets", "Storage", "Training", "Pruning", "Experiments", "Analysis", "Reports",
+        "Cluster",
+      ]),
     .executableTarget(
       name: "lth",
       dependencies: [
-        "Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "Reports", "Cluster",
+        "Engine", "NN", "Datasets", "Training", "Pruning", "Experiments", "Analysis", "Reports", "Cluster",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "NN", "TestSupport"]),
-    .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Data", "CZlib", "TestSupport"]),
-    .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Data", "TestSupport"]),
+    .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Datasets", "CZlib", "TestSupport"]),
+    .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Datasets", "TestSupport"]),
     .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
     .testTarget(
       name: "TrainingTests",
-      dependencies: ["Engine", "NN", "Data", "Training", "Experiments", "TestSupport", "BuildInfo"]),
+      dependencies: ["Engine", "NN", "Datasets", "Training", "Experiments", "TestSupport", "BuildInfo"]),
     .testTarget(
       name: "PruningTests",
-      dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "TestSupport"]),
+      dependencies: ["Engine", "NN", "Datasets", "Training", "Pruning", "Experiments", "TestSupport"]),
     .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Experiments", "TestSupport"]),
     .testTarget(
       name: "ReportsTests",
       dependencies: ["Engine", "Experiments", "Analysis", "Reports", "TestSupport"]),
     .testTarget(
       name: "AnalysisTests",
-      dependencies: ["Engine", "NN", "Data", "Training", "Pruning", "Experiments", "Analysis", "TestSupport"]),
+      dependencies: ["Engine", "NN", "Datasets", "Training", "Pruning", "Experiments", "Analysis", "TestSupport"]),
   ],
   swiftLanguageModes: [.v6]
 )
@@ -100,7 +104,7 @@ let package = Package(
 if Context.environment["LTH_FUZZ"] == "1" {
   package.targets.append(.target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport"))
   let fuzzTargets: [(String, [Target.Dependency])] = [
-    ("FuzzIDX", ["Data"]), ("FuzzCIFAR", ["Data"]), ("FuzzSafetensors", ["Training"]),
+    ("FuzzIDX", ["Datasets"]), ("FuzzCIFAR", ["Datasets"]), ("FuzzSafetensors", ["Training"]),
     ("FuzzRunJSON", ["Training", "Experiments"]), ("FuzzSteps", ["NN", "Experiments"]),
     ("FuzzPatterns", ["Pruning"]),
   ]

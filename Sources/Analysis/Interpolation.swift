@@ -6,7 +6,7 @@
 /// ``LMCRunner`` (LMC.swift) runs the instability experiment of Frankle et al. (2020):
 /// a parent trained to spawn step k, children trained from its full checkpoint with other
 /// data orders, every pair of children interpolated. ``LMCResults`` summarises a run.
-import Data
+import Datasets
 import Engine
 import Foundation
 import NN

@@ -1,4 +1,4 @@
-import Data
+import Datasets
 import Engine
 import Experiments
 import Foundation
@@ -63,7 +63,7 @@ public struct LMCHParams: Codable, Equatable, Sendable, CanonicalJSON {
 ///   state, for a subnetwork) and trains k..T with data-order and augmentation seeds from
 ///   (seed, replicate, k, child): the same run from k with another data order.
 /// - Every pair of children is interpolated (``Interpolation``).
-public final class LMCRunner {
+public final class LMCRunner: Experiment {
   public let hparams: LMCHParams
   public let setup: RunSetup
   public let root: String
@@ -83,8 +83,8 @@ public final class LMCRunner {
     setup = try RunSetup(h.training, dataDir: dataDir)
     phases = PhaseRunner(setup: setup, progress: progress)
     if let maskFrom {
-      guard FileManager.default.fileExists(atPath: maskFrom + "/hparams.json") else {
-        throw RunError("--mask-from \(maskFrom): not a lottery run folder (no hparams.json)")
+      guard FileManager.default.fileExists(atPath: RunFile.hparams.path(in: maskFrom)) else {
+        throw RunError("--mask-from \(maskFrom): not a lottery run folder (no \(RunFile.hparams.rawValue))")
       }
       maskDir = maskFrom
     } else {
@@ -108,10 +108,10 @@ public final class LMCRunner {
   public func mask(replicate r: Int) throws -> Mask? {
     guard let dir = maskDir, let level = hparams.maskLevel else { return nil }
     let levelDir = "\(dir)/replicate_\(r)/level_\(level)/main"
-    guard FileManager.default.fileExists(atPath: levelDir + "/summary.json") else {
+    guard FileManager.default.fileExists(atPath: RunFile.summary.path(in: levelDir)) else {
       throw RunError("--mask-from: level \(level) of replicate \(r) is unfinished or missing in \(dir)")
     }
-    let m = try Mask.load(levelDir + "/mask.safetensors", for: try setup.makeNetwork(seed: 0))
+    let m = try Mask.load(RunFile.mask.path(in: levelDir), for: try setup.makeNetwork(seed: 0))
     guard hparams.randomMask else { return m }
     let seed = derivedSeed(hparams.training.seed, purpose: "lmc-random-mask", replicate: r, level: level)
     return RandomPruner.like(m, layout: .layerwise, seed: seed)
@@ -129,15 +129,15 @@ public final class LMCRunner {
   /// Releases the experiment folder's lock once the command has recorded itself.
   public func releaseRoot() { lock = nil }
 
-  public func checkMachine(requireSameCPU: Bool) throws {
+  public func checkMachine(command: String = "lmc", requireSameCPU: Bool) throws {
     try MachineCheck.check(
-      runDir: root, command: "lmc", convBackends: try setup.plannedConvBackends(),
+      runDir: root, command: command, convBackends: try setup.plannedConvBackends(),
       requireSameCPU: requireSameCPU)
   }
 
   public func hasUnfinished(replicates: [Int], spawnSteps: [Int]) -> Bool {
     replicates.contains { r in
-      spawnSteps.contains { !FileManager.default.fileExists(atPath: spawnDir(r, $0) + "/interpolation.json") }
+      spawnSteps.contains { !FileManager.default.fileExists(atPath: RunFile.interpolation.path(in: spawnDir(r, $0))) }
     }
   }
 
@@ -156,12 +156,9 @@ public final class LMCRunner {
       guard let other = try? String(contentsOfFile: src + "/parent_key", encoding: .utf8), other == key,
         var summary = try TrainSummary.read(in: src)
       else { continue }
-      for f in [
-        "metrics.jsonl", "metrics.csv", "model_start.safetensors", "model_final.safetensors",
-        "provenance.json", "checkpoint.safetensors",
-      ]
-      where FileManager.default.fileExists(atPath: src + "/" + f) {
-        try AtomicFile.write(try AtomicFile.read(src + "/" + f), to: dir + "/" + f)
+      for f: RunFile in [.metrics, .metricsCSV, .modelStart, .modelFinal, .provenance, .checkpoint]
+      where FileManager.default.fileExists(atPath: f.path(in: src)) {
+        try AtomicFile.write(try AtomicFile.read(f.path(in: src)), to: f.path(in: dir))
       }
       summary.runDir = dir
       try summary.write(in: dir)
@@ -211,13 +208,13 @@ public final class LMCRunner {
       let child = "\(dir)/child_\(c)"
       try phases.makeDir(child)
       if try TrainSummary.read(in: child) != nil { continue }
-      let checkpoint = child + "/checkpoint.safetensors"
+      let checkpoint = RunFile.checkpoint.path(in: child)
       if !FileManager.default.fileExists(atPath: checkpoint) {
         let net = try setup.makeNetwork(seed: initSeed)
         let opt = try setup.makeOptimizer(net)
-        let step = try Checkpoint.load(network: net, optimizer: opt, from: parent + "/checkpoint.safetensors")
+        let step = try Checkpoint.load(network: net, optimizer: opt, from: RunFile.checkpoint.path(in: parent))
         guard step == k else {
-          throw RunError("\(parent)/checkpoint.safetensors is at step \(step), expected \(k)")
+          throw RunError("\(RunFile.checkpoint.path(in: parent)) is at step \(step), expected \(k)")
         }
         if let mask {
           try mask.apply(to: net)
@@ -229,7 +226,7 @@ public final class LMCRunner {
             for i in 0..<m.count where m[i] == 0 { state[i] = 0 }
           }
         }
-        try ModelState.save(net, step: k, to: child + "/model_start.safetensors")
+        try ModelState.save(net, step: k, to: RunFile.modelStart.path(in: child))
         try Checkpoint.save(network: net, optimizer: opt, step: k, to: checkpoint)
       }
       if progress != .quiet { print("replicate \(r) spawn \(k): child \(c), steps \(k)..\(T)") }
@@ -240,7 +237,7 @@ public final class LMCRunner {
         lr: { schedule($0) })
     }
     // Interpolations of every pair.
-    guard !FileManager.default.fileExists(atPath: dir + "/interpolation.json") else { return }
+    guard !FileManager.default.fileExists(atPath: RunFile.interpolation.path(in: dir)) else { return }
     if progress != .quiet {
       print("replicate \(r) spawn \(k): interpolating \(copies * (copies - 1) / 2) pair(s)")
     }
@@ -253,8 +250,8 @@ public final class LMCRunner {
       for c2 in (c1 + 1)...max(c1 + 1, copies) where c2 <= copies {
         let a = try setup.makeNetwork(seed: initSeed)
         let b = try setup.makeNetwork(seed: initSeed)
-        try ModelState.load(a, from: "\(dir)/child_\(c1)/model_final.safetensors")
-        try ModelState.load(b, from: "\(dir)/child_\(c2)/model_final.safetensors")
+        try ModelState.load(a, from: RunFile.modelFinal.path(in: "\(dir)/child_\(c1)"))
+        try ModelState.load(b, from: RunFile.modelFinal.path(in: "\(dir)/child_\(c2)"))
         let ip = try Interpolation(net: net, a: a, b: b, mask: mask)
         let curve = try ip.curve(
           points: hparams.points, bn: hparams.bn, test: setup.test, train: setup.train,
@@ -271,9 +268,9 @@ public final class LMCRunner {
         }
       }
     }
-    try AtomicFile.write(csv, to: dir + "/interpolation.csv")
+    try AtomicFile.write(csv, to: RunFile.interpolationCSV.path(in: dir))
     // interpolation.json last: its presence marks the spawn step as finished.
     try RunStore.writeJSON(
-      ["k": k, "replicate": r, "bn": hparams.bn.rawValue, "curves": pairs], to: dir + "/interpolation.json")
+      ["k": k, "replicate": r, "bn": hparams.bn.rawValue, "curves": pairs], to: RunFile.interpolation.path(in: dir))
   }
 }

@@ -10,8 +10,8 @@ public enum LMCResults {
 
   public static func collect(_ root: String) throws -> [String: Any] {
     let fm = FileManager.default
-    guard fm.fileExists(atPath: root + "/hparams.json") else {
-      throw RunError("\(root) is not an lmc run folder (no hparams.json)")
+    guard fm.fileExists(atPath: RunFile.hparams.path(in: root)) else {
+      throw RunError("\(root) is not an lmc run folder (no \(RunFile.hparams.rawValue))")
     }
     var byK: [Int: (curves: [[String: Any]], endpoints: [Double], endpointReplicates: [Int])] = [:]
     var unfinished: [[String: Any]] = []
@@ -20,13 +20,13 @@ public enum LMCResults {
       for sp in (try fm.contentsOfDirectory(atPath: root + "/" + rep)).filter({ $0.hasPrefix("spawn_") }) {
         guard let k = Int(sp.dropFirst("spawn_".count)) else { continue }
         let dir = "\(root)/\(rep)/\(sp)"
-        guard let bytes = try? AtomicFile.read(dir + "/interpolation.json") else {
+        guard let bytes = try? AtomicFile.read(RunFile.interpolation.path(in: dir)) else {
           unfinished.append(["replicate": Int(rep.dropFirst("replicate_".count)) ?? -1, "k": k])
           continue
         }
         guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
           let curves = obj["curves"] as? [[String: Any]]
-        else { throw RunError("\(dir)/interpolation.json is unreadable") }
+        else { throw RunError("\(RunFile.interpolation.path(in: dir)) is unreadable") }
         var entry = byK[k] ?? ([], [], [])
         entry.curves += curves
         for c in (try fm.contentsOfDirectory(atPath: dir)).filter({ $0.hasPrefix("child_") }).sorted() {
@@ -79,7 +79,7 @@ public enum LMCResults {
       ])
     }
     let stored =
-      try? JSONSerialization.jsonObject(with: Data(try AtomicFile.read(root + "/hparams.json")))
+      try? JSONSerialization.jsonObject(with: Data(try AtomicFile.read(RunFile.hparams.path(in: root))))
       as? [String: Any]
     let h = stored?["hparams"] as? [String: Any]
     var out: [String: Any] = [

@@ -25,7 +25,7 @@ public enum ScalingAnalysis {
     for p in m.points {
       let root = sweep + "/" + p.run
       let config = Configuration(depth: p.depth, width: p.widthFactor, data: p.dataFraction)
-      guard FileManager.default.fileExists(atPath: root + "/hparams.json") else {
+      guard FileManager.default.fileExists(atPath: RunFile.hparams.path(in: root)) else {
         missing.append(config.label)
         continue
       }

@@ -1,4 +1,5 @@
 import Foundation
+import Storage
 
 /// `lth submit --slurm` and `lth status`: a graph's unfinished phases as Slurm job arrays,
 /// one array per wave, each array after the tasks its phases need
@@ -82,7 +83,7 @@ public enum Slurm {
   }
 
   public static func submissions(_ root: String) -> [Submission] {
-    guard let data = FileManager.default.contents(atPath: folder(root) + "/jobs.json") else { return [] }
+    guard let data = FileManager.default.contents(atPath: RunFile.jobs.path(in: folder(root))) else { return [] }
     return (try? JSONDecoder().decode([Submission].self, from: data)) ?? []
   }
 
@@ -201,14 +202,14 @@ public enum Slurm {
     try record(subs, root: root)
     let enc = JSONEncoder()
     enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-    try enc.encode(graph).write(to: URL(fileURLWithPath: dir + "/graph.json"), options: .atomic)
+    try enc.encode(graph).write(to: URL(fileURLWithPath: RunFile.graph.path(in: dir)), options: .atomic)
     return new
   }
 
   static func record(_ subs: [Submission], root: String) throws {
     let enc = JSONEncoder()
     enc.outputFormatting = [.sortedKeys, .prettyPrinted]
-    try enc.encode(subs).write(to: URL(fileURLWithPath: folder(root) + "/jobs.json"), options: .atomic)
+    try enc.encode(subs).write(to: URL(fileURLWithPath: RunFile.jobs.path(in: folder(root))), options: .atomic)
   }
 
   /// Every phase of the last submitted graph with its state: done, running, pending, failed
@@ -217,10 +218,10 @@ public enum Slurm {
   public static func status(_ root: String, queue q: [String: String]? = nil) throws -> [(
     Phase, String, String?
   )] {
-    guard let data = FileManager.default.contents(atPath: folder(root) + "/graph.json"),
+    guard let data = FileManager.default.contents(atPath: RunFile.graph.path(in: folder(root))),
       let graph = try? JSONDecoder().decode(JobGraph.self, from: data)
     else {
-      throw GraphError("\(root) has no Slurm submission (slurm/graph.json); submit with lth submit --slurm")
+      throw GraphError("\(root) has no Slurm submission (slurm/\(RunFile.graph.rawValue)); submit with lth submit --slurm")
     }
     let queued = try q ?? queue()
     let tasks = taskOfPhase(submissions(root))

@@ -1,4 +1,4 @@
-import Data
+import Datasets
 import Engine
 import Foundation
 import NN
@@ -70,7 +70,7 @@ extension LotteryRunner {
     replicates.contains { r in
       levels.contains { l in
         ![b.folderName, b.legacyFolderName].contains {
-          FileManager.default.fileExists(atPath: "\(root)/replicate_\(r)/level_\(l)/\($0)/summary.json")
+          FileManager.default.fileExists(atPath: RunFile.summary.path(in: "\(root)/replicate_\(r)/level_\(l)/\($0)"))
         }
       }
     }
@@ -79,7 +79,7 @@ extension LotteryRunner {
   /// Runs one branch of level `level` of replicate `r` (skipped when finished).
   /// Branches run off finished main-line levels only.
   public func requireFinishedLevel(replicate r: Int, level: Int) throws {
-    guard FileManager.default.fileExists(atPath: levelDir(r, level) + "/summary.json") else {
+    guard FileManager.default.fileExists(atPath: RunFile.summary.path(in: levelDir(r, level))) else {
       throw RunError(
         "level \(level) of replicate \(r) is unfinished or missing in \(root); run `lth lottery` with the same flags first"
       )
@@ -103,22 +103,22 @@ extension LotteryRunner {
     if try TrainSummary.read(in: dir) != nil {
       // Finished. Only a sparsity.json lost to a kill (see writeMask) needs the network.
       let fm = FileManager.default
-      if fm.fileExists(atPath: dir + "/mask.safetensors") && !fm.fileExists(atPath: dir + "/sparsity.json") {
-        _ = try loadMask(dir + "/mask.safetensors")
+      if fm.fileExists(atPath: RunFile.mask.path(in: dir)) && !fm.fileExists(atPath: RunFile.sparsity.path(in: dir)) {
+        _ = try loadMask(RunFile.mask.path(in: dir))
       }
       return
     }
     let probe = try setup.makeNetwork(seed: initSeed)
     let dataSeed = replicateSeed(hparams.training.dataOrderSeed, r, purpose: "replicate-data")
-    let mainMask = try Mask.load(main + "/mask.safetensors", for: probe)
-    let rewind = levelDir(r, 0) + "/model_rewind.safetensors"
+    let mainMask = try Mask.load(RunFile.mask.path(in: main), for: probe)
+    let rewind = RunFile.modelRewind.path(in: levelDir(r, 0))
     let schedule = setup.schedule
     let k = rewindIteration
     let T = setup.totalSteps
     if progress != .quiet { print("replicate \(r) level \(level): branch \(b.kind.rawValue)") }
     switch b.kind {
     case .randomPrune, .shuffle, .invert:
-      let maskPath = dir + "/mask.safetensors"
+      let maskPath = RunFile.mask.path(in: dir)
       let mask: Mask
       if FileManager.default.fileExists(atPath: maskPath) {
         mask = try loadMask(maskPath)
@@ -165,8 +165,8 @@ extension LotteryRunner {
     guard level > 0 else { return Mask(ones: probe) }
     let prev = levelDir(r, level - 1)
     let trained = try setup.makeNetwork(seed: initSeed)
-    try ModelState.load(trained, from: prev + "/model_final.safetensors")
-    let prevMask = try Mask.load(prev + "/mask.safetensors", for: probe)
+    try ModelState.load(trained, from: RunFile.modelFinal.path(in: prev))
+    let prevMask = try Mask.load(RunFile.mask.path(in: prev), for: probe)
     return try MagnitudePruner.prune(
       trained, mask: prevMask, policy: hparams.pruning, level: level, invert: true)
   }

@@ -1,4 +1,4 @@
-import Data
+import Datasets
 import Engine
 import Foundation
 import NN
@@ -44,9 +44,9 @@ public enum SparseExport {
   public static func locate(_ path: String) throws -> Level {
     let fm = FileManager.default
     var dir = (path as NSString).standardizingPath
-    if fm.fileExists(atPath: dir + "/main/model_final.safetensors") { dir += "/main" }
-    for f in ["model_final.safetensors", "mask.safetensors"] where !fm.fileExists(atPath: dir + "/" + f) {
-      throw RunError("\(path): no \(f) (expected a finished level folder such as RUN/replicate_1/level_5)")
+    if fm.fileExists(atPath: RunFile.modelFinal.path(in: RunLayout.main(dir))) { dir = RunLayout.main(dir) }
+    for f in [RunFile.modelFinal, .mask] where !fm.fileExists(atPath: f.path(in: dir)) {
+      throw RunError("\(path): no \(f.rawValue) (expected a finished level folder such as RUN/replicate_1/level_5)")
     }
     // The experiment root: the nearest folder above with hparams.json naming a model.
     var root = dir
@@ -54,7 +54,7 @@ public enum SparseExport {
     var top: [String: Any]? = nil
     while root != "/" && !root.isEmpty {
       root = (root as NSString).deletingLastPathComponent
-      let h = root + "/hparams.json"
+      let h = RunFile.hparams.path(in: root)
       guard fm.fileExists(atPath: h) else { continue }
       guard let obj = try? JSONSerialization.jsonObject(with: Data(AtomicFile.read(h))) as? [String: Any],
         let hp = obj["hparams"] as? [String: Any]
@@ -65,18 +65,18 @@ public enum SparseExport {
       }
     }
     guard let training, let model = training["model"] as? String, let dataset = training["dataset"] as? String
-    else { throw RunError("\(path): no experiment hparams.json above it names the model") }
+    else { throw RunError("\(path): no experiment \(RunFile.hparams.rawValue) above it names the model") }
     // Level 0 holds the initial and rewind-step states (lottery); PaI keeps the start state
     // in the level itself.
     let level0 =
       ((dir as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent + "/level_0/main"
     func existing(_ p: String) -> String? { fm.fileExists(atPath: p) ? p : nil }
     return Level(
-      directory: dir, model: model, dataset: dataset, finalState: dir + "/model_final.safetensors",
-      mask: dir + "/mask.safetensors",
-      initState: existing(level0 + "/model_init.safetensors") ?? existing(dir + "/model_start.safetensors"),
-      rewindState: existing(level0 + "/model_rewind.safetensors")
-        ?? existing(dir + "/model_start.safetensors"),
+      directory: dir, model: model, dataset: dataset, finalState: RunFile.modelFinal.path(in: dir),
+      mask: RunFile.mask.path(in: dir),
+      initState: existing(RunFile.modelInit.path(in: level0)) ?? existing(RunFile.modelStart.path(in: dir)),
+      rewindState: existing(RunFile.modelRewind.path(in: level0))
+        ?? existing(RunFile.modelStart.path(in: dir)),
       rewindStep: top?["rewind_step"] as? String ?? "0it")
   }
 

@@ -8,7 +8,7 @@
 /// and the thread count (``Provenance``). The hash is SHA-256 over ``CanonicalEncoder`` text
 /// (see Canonical.swift); folders named by the older FNV hash are migrated on first use. ``RunStore`` makes and
 /// locks run folders; ``TrainRunner`` resolves, trains, resumes and summarises.
-import Data
+import Datasets
 import Engine
 import Foundation
 import NN

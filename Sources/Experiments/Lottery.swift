@@ -1,4 +1,4 @@
-import Data
+import Datasets
 import Engine
 import Foundation
 import NN
@@ -79,7 +79,7 @@ public func replicateSeed(_ base: UInt64, _ replicate: Int, purpose: String = "r
 }
 
 /// Runs lottery experiments and their branches.
-public final class LotteryRunner {
+public final class LotteryRunner: Experiment {
   public let hparams: LotteryHParams
   public let setup: RunSetup
   public let root: String
@@ -142,7 +142,7 @@ public final class LotteryRunner {
   /// Whether any phase of levels `0...levels` of these replicates is unfinished.
   public func hasUnfinishedLevels(replicates: [Int], levels: Int) -> Bool {
     replicates.contains { r in
-      (0...levels).contains { !FileManager.default.fileExists(atPath: levelDir(r, $0) + "/summary.json") }
+      (0...levels).contains { !FileManager.default.fileExists(atPath: RunFile.summary.path(in: levelDir(r, $0))) }
     }
   }
 
@@ -180,16 +180,15 @@ public final class LotteryRunner {
     for e in entries where e.hasPrefix("lottery_") && output + "/" + e != root {
       let src = "\(output)/\(e)/replicate_\(r)/level_0/main"
       guard let k = try? String(contentsOfFile: src + "/level0_key", encoding: .utf8), keys.contains(k),
-        FileManager.default.fileExists(atPath: src + "/summary.json")
+        FileManager.default.fileExists(atPath: RunFile.summary.path(in: src))
       else { continue }
       // The checkpoint goes last (then the summary): a kill before it leaves a folder that
       // trains from scratch, never one that resumes without its init and rewind states.
-      for f in [
-        "metrics.jsonl", "metrics.csv", "model_init.safetensors", "model_rewind.safetensors",
-        "model_final.safetensors", "provenance.json", "checkpoint.safetensors",
+      for f: RunFile in [
+        .metrics, .metricsCSV, .modelInit, .modelRewind, .modelFinal, .provenance, .checkpoint,
       ]
-      where FileManager.default.fileExists(atPath: src + "/" + f) {
-        try AtomicFile.write(try AtomicFile.read(src + "/" + f), to: dir + "/" + f)
+      where FileManager.default.fileExists(atPath: f.path(in: src)) {
+        try AtomicFile.write(try AtomicFile.read(f.path(in: src)), to: f.path(in: dir))
       }
       var s = try TrainSummary.read(in: src)!
       s.runDir = dir
@@ -213,8 +212,8 @@ public final class LotteryRunner {
       let phaseLock = try RunStore.phaseLock(dir)
       defer { withExtendedLifetime(phaseLock) {} }
       if level == 0 {
-        if FileManager.default.fileExists(atPath: dir + "/mask.safetensors") {
-          _ = try loadMask(dir + "/mask.safetensors")
+        if FileManager.default.fileExists(atPath: RunFile.mask.path(in: dir)) {
+          _ = try loadMask(RunFile.mask.path(in: dir))
         } else {
           try writeMask(Mask(ones: probe), dir)
         }
@@ -230,18 +229,18 @@ public final class LotteryRunner {
         _ = try trainPhase(
           dir: dir, mask: Mask(ones: probe), setup: setup, initSeed: initSeed, dataSeed: dataSeed,
           initialState: nil, firstStep: 0, lastStep: T, lr: { schedule($0) },
-          saveStates: [(0, dir + "/model_init.safetensors"), (k, dir + "/model_rewind.safetensors")])
+          saveStates: [(0, RunFile.modelInit.path(in: dir)), (k, RunFile.modelRewind.path(in: dir))])
         continue
       }
       let prev = levelDir(r, level - 1)
-      let maskPath = dir + "/mask.safetensors"
+      let maskPath = RunFile.mask.path(in: dir)
       let mask: Mask
       if FileManager.default.fileExists(atPath: maskPath) {
         mask = try loadMask(maskPath)
       } else {
         let trained = try setup.makeNetwork(seed: initSeed)
-        try ModelState.load(trained, from: prev + "/model_final.safetensors")
-        let prevMask = try Mask.load(prev + "/mask.safetensors", for: probe)
+        try ModelState.load(trained, from: RunFile.modelFinal.path(in: prev))
+        let prevMask = try Mask.load(RunFile.mask.path(in: prev), for: probe)
         mask = try MagnitudePruner.prune(trained, mask: prevMask, policy: hparams.pruning, level: level)
         try writeMask(mask, dir)
       }
@@ -256,19 +255,76 @@ public final class LotteryRunner {
       case .weightRewind:
         _ = try trainPhase(
           dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed,
-          initialState: levelDir(r, 0) + "/model_rewind.safetensors", firstStep: k, lastStep: T,
+          initialState: RunFile.modelRewind.path(in: levelDir(r, 0)), firstStep: k, lastStep: T,
           lr: { schedule($0) })
       case .lrRewind:
         _ = try trainPhase(
           dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed,
-          initialState: prev + "/model_final.safetensors", firstStep: k, lastStep: T, lr: { schedule($0) })
+          initialState: RunFile.modelFinal.path(in: prev), firstStep: k, lastStep: T, lr: { schedule($0) })
       case .finetune:
         let finalLR = schedule(T - 1)
         _ = try trainPhase(
           dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed,
-          initialState: prev + "/model_final.safetensors", firstStep: T, lastStep: T + finetuneIterations,
+          initialState: RunFile.modelFinal.path(in: prev), firstStep: T, lastStep: T + finetuneIterations,
           lr: { _ in finalLR })
       }
     }
+  }
+}
+
+/// What a user may set of a lottery experiment besides training; nil (or the default) takes
+/// the model family's recipe. `lth lottery`'s flags fill it.
+public struct LotteryOverrides: Sendable {
+  /// `global` or `layerwise`.
+  public var pruningStrategy: String?
+  /// Fraction of the remaining weights pruned per level, in (0, 1).
+  public var pruningFraction: Double?
+  public var pruningFractionConv: Double?
+  /// 0: the output layer is never pruned.
+  public var pruningFractionOutput: Double?
+  /// Tensors never pruned (`*` wildcards).
+  public var pruneIgnore: [String]?
+  /// `weight-rewind`, `lr-rewind` or `finetune`.
+  public var retrain = RetrainMode.weightRewind.rawValue
+  /// Step strings: `0it`, `500it`, `1ep`.
+  public var rewindStep = "0it"
+  public var finetuneSteps: String?
+  public init() {}
+}
+
+extension LotteryHParams {
+  /// The lottery's hyperparameters: the family's pruning recipe with `o` applied, checked.
+  public static func resolve(_ training: TrainingHParams, _ o: LotteryOverrides = LotteryOverrides()) throws
+    -> LotteryHParams
+  {
+    var p = try Recipe.forModel(training.model).pruning
+    if let s = o.pruningStrategy {
+      guard let v = PruningPolicy.Strategy(rawValue: s) else {
+        throw EngineError("--pruning-strategy must be global or layerwise, got \(s)")
+      }
+      if v != p.strategy {
+        // Switching strategy starts from the recipe's default fraction only.
+        p = PruningPolicy(
+          strategy: v, fraction: p.fraction,
+          outputFraction: v == .global ? p.outputFraction.flatMap { $0 == 0 ? 0 : nil } : p.outputFraction)
+      }
+    }
+    if let f = o.pruningFraction { p.fraction = f }
+    if let f = o.pruningFractionConv { p.convFraction = f }
+    if let f = o.pruningFractionOutput { p.outputFraction = f }
+    if let i = o.pruneIgnore { p.ignore = i }
+    guard p.fraction > 0 && p.fraction < 1 else {
+      throw EngineError("--pruning-fraction must be in (0, 1), got \(p.fraction)")
+    }
+    guard let mode = RetrainMode(rawValue: o.retrain) else {
+      throw EngineError("--retrain must be weight-rewind, lr-rewind or finetune, got \(o.retrain)")
+    }
+    _ = try StepSpec(parsing: o.rewindStep)
+    if let f = o.finetuneSteps {
+      guard mode == .finetune else { throw EngineError("--finetune-steps needs --retrain finetune") }
+      _ = try StepSpec(parsing: f)
+    }
+    return LotteryHParams(
+      training: training, pruning: p, rewindStep: o.rewindStep, retrain: mode, finetuneSteps: o.finetuneSteps)
   }
 }

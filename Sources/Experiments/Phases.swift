@@ -43,15 +43,15 @@ public final class PhaseRunner {
   /// it again.
   public func writeMask(_ m: Mask, _ dir: String, connectivity: Connectivity?) throws {
     let c = try connectivity ?? self.connectivity(m)
-    try AtomicFile.write(m.sparsityJSON(connectivity: c), to: dir + "/sparsity.json")
-    try m.save(to: dir + "/mask.safetensors")
+    try AtomicFile.write(m.sparsityJSON(connectivity: c), to: RunFile.sparsity.path(in: dir))
+    try m.save(to: RunFile.mask.path(in: dir))
   }
 
   /// Loads a decided mask, restoring `sparsity.json` if it is missing (a folder written by
   /// a version that saved the mask first and was killed in between).
   public func loadMask(_ path: String) throws -> Mask {
     let m = try Mask.load(path, for: try probeNetwork())
-    let sparsity = (path as NSString).deletingLastPathComponent + "/sparsity.json"
+    let sparsity = RunFile.sparsity.path(in: (path as NSString).deletingLastPathComponent)
     if !FileManager.default.fileExists(atPath: sparsity) {
       try AtomicFile.write(m.sparsityJSON(connectivity: try connectivity(m)), to: sparsity)
     }
@@ -69,9 +69,9 @@ public final class PhaseRunner {
     let started = Date()
     // A phase's record of the machine that trains it (branches have it in hparams.json).
     let fm = FileManager.default
-    if !fm.fileExists(atPath: dir + "/hparams.json") && !fm.fileExists(atPath: dir + "/provenance.json") {
+    if !fm.fileExists(atPath: RunFile.hparams.path(in: dir)) && !fm.fileExists(atPath: RunFile.provenance.path(in: dir)) {
       let p = try Provenance.current(convBackends: try setup.plannedConvBackends()).jsonObject()
-      try RunStore.writeJSON(["provenance": p], to: dir + "/provenance.json")
+      try RunStore.writeJSON(["provenance": p], to: RunFile.provenance.path(in: dir))
     }
     let net = try setup.makeNetwork(seed: initSeed)
     if let initialState { try ModelState.load(net, from: initialState) }
@@ -80,9 +80,9 @@ public final class PhaseRunner {
       network: net, optimizer: try setup.makeOptimizer(net), loader: try setup.makeLoader(seed: dataSeed),
       evalSets: setup.evalSets, firstStep: firstStep, lastStep: lastStep, evalEvery: setup.evalEvery,
       learningRate: lr, directory: dir, progress: progress)
-    trainer.saveStates = saveStates + [(firstStep, dir + "/model_start.safetensors")]
+    trainer.saveStates = saveStates + [(firstStep, RunFile.modelStart.path(in: dir))]
     let records = try trainer.run()
-    try ModelState.save(net, step: lastStep, to: dir + "/model_final.safetensors")
+    try ModelState.save(net, step: lastStep, to: RunFile.modelFinal.path(in: dir))
     let summary = try TrainSummary.from(
       records, runDir: dir, steps: lastStep - firstStep, seconds: Date().timeIntervalSince(started),
       network: net

@@ -1,4 +1,4 @@
-import Data
+import Datasets
 import Engine
 import Foundation
 import NN
@@ -99,7 +99,7 @@ public func parseDensities(_ text: String) throws -> [Double] {
 public func densityFolder(_ d: Double) -> String { "density_\(d)" }
 
 /// Runs PaI experiments and their ablations.
-public final class PaIRunner {
+public final class PaIRunner: Experiment {
   public let hparams: PaIHParams
   public let setup: RunSetup
   public let root: String
@@ -177,7 +177,7 @@ public final class PaIRunner {
     replicates.contains { r in
       densities.contains { d in
         let dir = branch.map { densityDir(r, d) + "/" + $0.folderName } ?? mainDir(r, d)
-        return !FileManager.default.fileExists(atPath: dir + "/summary.json")
+        return !FileManager.default.fileExists(atPath: RunFile.summary.path(in: dir))
       }
     }
   }
@@ -236,9 +236,9 @@ public final class PaIRunner {
       print("replicate \(r): dense run, \(last) steps")
     }
     let schedule = setup.schedule
-    var saves = [(0, dir + "/model_init.safetensors")]
+    var saves = [(0, RunFile.modelInit.path(in: dir))]
     if hparams.method == PaIHParams.afterTraining {
-      saves.append((rewindIteration, dir + "/model_rewind.safetensors"))
+      saves.append((rewindIteration, RunFile.modelRewind.path(in: dir)))
     }
     _ = try phases.train(
       dir: dir, mask: Mask(ones: try setup.makeNetwork(seed: initSeed)), initSeed: initSeed,
@@ -250,7 +250,7 @@ public final class PaIRunner {
   func scoredNetwork(_ r: Int) throws -> Network<Float> {
     let (initSeed, _) = initSeeds(r)
     let net = try setup.makeNetwork(seed: initSeed)
-    if needsDenseRun { try ModelState.load(net, from: denseDir(r) + "/model_final.safetensors") }
+    if needsDenseRun { try ModelState.load(net, from: RunFile.modelFinal.path(in: denseDir(r))) }
     return net
   }
 
@@ -287,12 +287,12 @@ public final class PaIRunner {
     let T = setup.totalSteps
     if hparams.method == PaIHParams.afterTraining {
       let k = rewindIteration
-      let finalState = denseDir(r) + "/model_final.safetensors"
+      let finalState = RunFile.modelFinal.path(in: denseDir(r))
       switch hparams.retrain ?? .weightRewind {
       case .weightRewind:
         _ = try phases.train(
           dir: dir, mask: mask, initSeed: initSeed, dataSeed: dataSeed,
-          initialState: fresh ? nil : denseDir(r) + "/model_rewind.safetensors", firstStep: k, lastStep: T,
+          initialState: fresh ? nil : RunFile.modelRewind.path(in: denseDir(r)), firstStep: k, lastStep: T,
           lr: { schedule($0) })
       case .lrRewind:
         _ = try phases.train(
@@ -307,7 +307,7 @@ public final class PaIRunner {
           firstStep: T, lastStep: T + finetuneIterations, lr: { _ in finalLR })
       }
     } else {
-      let state = hparams.atStep != nil && !fresh ? denseDir(r) + "/model_final.safetensors" : nil
+      let state = hparams.atStep != nil && !fresh ? RunFile.modelFinal.path(in: denseDir(r)) : nil
       _ = try phases.train(
         dir: dir, mask: mask, initSeed: initSeed, dataSeed: dataSeed, initialState: state,
         firstStep: startIteration, lastStep: T, lr: { schedule($0) })
@@ -329,8 +329,8 @@ public final class PaIRunner {
     }
     for d in densities {
       let dir = mainDir(r, d)
-      if FileManager.default.fileExists(atPath: dir + "/mask.safetensors") {
-        masks[d] = try phases.loadMask(dir + "/mask.safetensors")
+      if FileManager.default.fileExists(atPath: RunFile.mask.path(in: dir)) {
+        masks[d] = try phases.loadMask(RunFile.mask.path(in: dir))
       } else {
         let mask = try computeMask(r, d, invert: false)
         try decide(mask, in: dir)
@@ -352,7 +352,7 @@ public final class PaIRunner {
   }
 
   public func requireFinished(replicate r: Int, density d: Double) throws {
-    guard FileManager.default.fileExists(atPath: mainDir(r, d) + "/summary.json") else {
+    guard FileManager.default.fileExists(atPath: RunFile.summary.path(in: mainDir(r, d))) else {
       throw RunError(
         "density \(d) of replicate \(r) is unfinished or missing in \(root); run `lth prune-init` with the same flags first"
       )
@@ -371,7 +371,7 @@ public final class PaIRunner {
       convBackends: try setup.plannedConvBackends())
     if try TrainSummary.read(in: dir) != nil { return }
     let (initSeed, _) = initSeeds(r)
-    let mainMask = try phases.loadMask(mainDir(r, d) + "/mask.safetensors")
+    let mainMask = try phases.loadMask(RunFile.mask.path(in: mainDir(r, d)))
     if progress != .quiet { print("replicate \(r) density \(d): branch \(b.kind.rawValue)") }
     let seed = derivedSeed(
       hparams.training.seed, purpose: "branch-mask", replicate: r, level: nil,
@@ -379,8 +379,8 @@ public final class PaIRunner {
     var mask = mainMask
     var trainSeed = initSeed
     var fresh = false
-    if FileManager.default.fileExists(atPath: dir + "/mask.safetensors") {
-      mask = try phases.loadMask(dir + "/mask.safetensors")
+    if FileManager.default.fileExists(atPath: RunFile.mask.path(in: dir)) {
+      mask = try phases.loadMask(RunFile.mask.path(in: dir))
     } else {
       switch b.kind {
       case .shuffle, .randomPrune:

@@ -53,7 +53,7 @@ public enum Results {
 
   static func read(_ dir: String, replicate: Int, into cell: inout Cell) throws {
     guard let s = try TrainSummary.read(in: dir) else { return }
-    let sp = dir + "/sparsity.json"
+    let sp = RunFile.sparsity.path(in: dir)
     let density: Double
     var effective: Double? = nil
     var layers: [(String, Double)] = []
@@ -69,7 +69,7 @@ public enum Results {
           }
         }
       }
-    } else if let fromMask = try? maskDensity(dir + "/mask.safetensors") {
+    } else if let fromMask = try? maskDensity(RunFile.mask.path(in: dir)) {
       // A folder killed between its mask and sparsity.json by an older build; the runner
       // rewrites sparsity.json when it next visits the folder.
       density = fromMask
@@ -77,8 +77,8 @@ public enum Results {
       throw RunError("\(sp) is missing or unreadable")
     }
     var curve: [(Int, Double)] = []
-    if let bytes = try? AtomicFile.read(dir + "/metrics.jsonl"),
-      let records = try? MetricsLog.parse(bytes, path: dir + "/metrics.jsonl")
+    if let bytes = try? AtomicFile.read(RunFile.metrics.path(in: dir)),
+      let records = try? MetricsLog.parse(bytes, path: RunFile.metrics.path(in: dir))
     {
       curve = records.filter { $0.split == "test" }.map { ($0.step, $0.accuracy) }
     }
@@ -156,8 +156,8 @@ public enum Results {
   /// The results object of a lottery folder (`lottery_<hash>`).
   public static func collect(_ root: String) throws -> [String: Any] {
     let fm = FileManager.default
-    guard fm.fileExists(atPath: root + "/hparams.json") else {
-      throw RunError("\(root) is not a lottery run folder (no hparams.json)")
+    guard fm.fileExists(atPath: RunFile.hparams.path(in: root)) else {
+      throw RunError("\(root) is not a lottery run folder (no \(RunFile.hparams.rawValue))")
     }
     var main: [Int: Cell] = [:]
     // Branches by identity (the hash of their hyperparameters under the current scheme, so a
@@ -208,7 +208,7 @@ public enum Results {
         var cell = main[level] ?? Cell()
         try read(ldir + "/main", replicate: r, into: &cell)
         main[level] = cell
-        if fm.fileExists(atPath: ldir + "/main"), !fm.fileExists(atPath: ldir + "/main/summary.json") {
+        if fm.fileExists(atPath: ldir + "/main"), !fm.fileExists(atPath: RunFile.summary.path(in: RunLayout.main(ldir))) {
           unfinished.append((r, level, "main"))
         }
         for b in (try fm.contentsOfDirectory(atPath: ldir)).filter({ $0.hasPrefix("branch_") }).sorted() {
@@ -216,7 +216,7 @@ public enum Results {
           var bc = branches[level, default: [:]][id] ?? Cell()
           try read(ldir + "/" + b, replicate: r, into: &bc)
           branches[level, default: [:]][id] = bc
-          if !fm.fileExists(atPath: ldir + "/" + b + "/summary.json") { unfinished.append((r, level, id)) }
+          if !fm.fileExists(atPath: ldir + "/" + RunFile.summary.path(in: b)) { unfinished.append((r, level, id)) }
         }
       }
     }

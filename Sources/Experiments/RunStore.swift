@@ -97,7 +97,7 @@ public enum RunStore {
   /// The `hparams` object of a run folder's `hparams.json` (nil when there is none);
   /// throws when the file is unreadable.
   static func storedHParams(_ directory: String) throws -> (file: [String: Any], hparams: Any)? {
-    let path = directory + "/hparams.json"
+    let path = RunFile.hparams.path(in: directory)
     guard FileManager.default.fileExists(atPath: path) else { return nil }
     let (obj, stored) = try parseHParamsFile(try AtomicFile.read(path), path: path)
     return (obj, stored)
@@ -133,7 +133,7 @@ public enum RunStore {
   public static func claim(
     directory: String, hparamsJSON: String, kind: String, convBackends: [String: String]? = nil
   ) throws -> Bool {
-    let path = directory + "/hparams.json"
+    let path = RunFile.hparams.path(in: directory)
     if let (_, stored) = try storedHParams(directory) {
       guard try same(stored, hparamsJSON) else {
         throw RunError(
@@ -163,7 +163,7 @@ public enum RunStore {
   public static func migrate(from legacy: String, to directory: String, hparamsJSON: String) throws -> Bool {
     let fm = FileManager.default
     guard legacy != directory, !fm.fileExists(atPath: directory),
-      fm.fileExists(atPath: legacy + "/hparams.json")
+      fm.fileExists(atPath: RunFile.hparams.path(in: legacy))
     else { return false }
     let lock = try FileLock(legacy + "/.lock", what: "run folder \(legacy)")
     defer { withExtendedLifetime(lock) {} }
@@ -177,7 +177,7 @@ public enum RunStore {
     updated["migrated_from"] = (legacy as NSString).lastPathComponent
     updated["run_hash"] = RunHash.sha256(hparamsJSON)
     updated["hash_scheme"] = RunHash.scheme
-    try writeJSON(updated, to: directory + "/hparams.json")
+    try writeJSON(updated, to: RunFile.hparams.path(in: directory))
     FileHandle.standardError.write(
       Data(
         "migrated \(legacy) to \((directory as NSString).lastPathComponent) (run folders are now named by SHA-256)\n"
@@ -233,24 +233,46 @@ public enum RunStore {
   }
 
   /// The file of every command line that opened an experiment folder (for provenance).
-  public static let commandsFile = "commands.jsonl"
+  public static let commandsFile = RunFile.commands.rawValue
 
-  /// Appends this process's command line, time, thread count and build (commit, version)
-  /// to `root/commands.jsonl`
-  /// (under the run's lock; the file is rewritten atomically and keeps the last 200 lines).
-  /// Commands call it when they have work to do, after the machine check: a command that
-  /// only reports, or is refused, leaves the folder as it was.
-  public static func recordCommand(_ root: String, arguments: [String] = CommandLine.arguments) throws {
-    let path = root + "/" + commandsFile
-    var lines = ((try? AtomicFile.read(path)) ?? []).split(separator: 10).map { Array($0) }
+  /// Appends this process's command line, time, thread count, build (commit, version) and
+  /// `outcome` `running` to `root/commands.jsonl` (the file is rewritten atomically under
+  /// its own lock and keeps the last 200 lines). Commands call it when they have work to
+  /// do, after the machine check: a command that only reports, or is refused before it
+  /// starts, leaves the folder as it was. ``CommandRecord/finish(_:message:)`` then sets the
+  /// outcome: `finished`, `failed` (with the error's line) or `stopped` (SIGTERM); a
+  /// command killed outright stays `running`.
+  @discardableResult
+  public static func recordCommand(_ root: String, arguments: [String] = CommandLine.arguments) throws
+    -> CommandRecord
+  {
     // The build too: a run continued by another LotteryKit may round differently.
     let entry: [String: Any] = [
       "argv": arguments, "created": ISO8601DateFormatter().string(from: Date()),
       "threads": Parallel.threads, "git_commit": BuildInfo.gitCommit,
-      "lotterykit_version": LotteryKitVersion.version,
+      "lotterykit_version": LotteryKitVersion.version, "outcome": CommandRecord.Outcome.running.rawValue,
+      "pid": Int(getpid()),
     ]
-    lines.append([UInt8](try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys])))
-    try AtomicFile.write(Array(lines.suffix(200).joined(separator: [10])) + [10], to: path)
+    let line = [UInt8](try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]))
+    try CommandRecord.rewrite(root) { $0 + [line] }
+    return CommandRecord(root: root, entry: entry, line: line)
+  }
+
+  /// The sequence every experiment command starts with: open the experiment folder, and
+  /// when there is work to do, check the machine (for a folder that existed) and record the
+  /// command; then release the folder's lock so that phases can run in parallel. Returns
+  /// the command's record (nil when there is nothing to do).
+  public static func begin(
+    _ experiment: any Experiment, command: String, requireSameCPU: Bool, alwaysCheckMachine: Bool = false,
+    hasWork: () throws -> Bool
+  ) throws -> CommandRecord? {
+    let existed = try experiment.open()
+    defer { experiment.releaseRoot() }
+    guard try hasWork() else { return nil }
+    if existed || alwaysCheckMachine {
+      try experiment.checkMachine(command: command, requireSameCPU: requireSameCPU)
+    }
+    return try recordCommand(experiment.root)
   }
 
   /// What a report shows of a run folder: its `hparams`, its `provenance` (the machine and
@@ -258,13 +280,13 @@ public enum RunStore {
   /// when readable.
   public static func record(of root: String) -> [String: Any] {
     var out: [String: Any] = [:]
-    if let bytes = try? AtomicFile.read(root + "/hparams.json"),
+    if let bytes = try? AtomicFile.read(RunFile.hparams.path(in: root)),
       let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
     {
       out["hparams"] = obj["hparams"] ?? NSNull()
       out["provenance"] = obj["provenance"] ?? NSNull()
     }
-    let commands = ((try? AtomicFile.read(root + "/" + commandsFile)) ?? []).split(separator: 10).compactMap {
+    let commands = ((try? AtomicFile.read(RunFile.commands.path(in: root))) ?? []).split(separator: 10).compactMap {
       try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any]
     }
     out["commands"] = commands
@@ -297,7 +319,7 @@ public enum MachineCheck {
   static let machineFields = [
     "cpu_model", "onednn_isa", "blas_core", "blas_parallel", "float_gemm", "conv_backends",
   ]
-  public static let fileName = "machine_changes.json"
+  public static let fileName = RunFile.machineChanges.rawValue
 
   /// The entries of a run folder's `machine_changes.json` (empty when there is none).
   public static func changes(in runDir: String) throws -> [[String: Any]] {
@@ -404,4 +426,61 @@ public enum MachineCheck {
       Data("note: continuing \(runDir) on a different machine: \(what) (recorded in \(fileName))\n".utf8))
     return true
   }
+}
+
+/// One command's line in `commands.jsonl` (see ``RunStore/recordCommand(_:arguments:)``).
+public struct CommandRecord {
+  public enum Outcome: String, Sendable, Codable {
+    case running, finished, failed, stopped
+  }
+  public let root: String
+  let entry: [String: Any]
+  let line: [UInt8]
+
+  /// Sets this command's outcome (and, on failure, the error's first line) in place.
+  public func finish(_ outcome: Outcome, message: String? = nil) throws {
+    var e = entry
+    e["outcome"] = outcome.rawValue
+    if let message { e["error"] = String(message.split(separator: "\n").first ?? "") }
+    let updated = [UInt8](try JSONSerialization.data(withJSONObject: e, options: [.sortedKeys]))
+    try Self.rewrite(root) { lines in lines.map { $0 == line ? updated : $0 } }
+  }
+
+  /// Runs `body`, then records its outcome: `finished`, `stopped` on ``Training/Stopped``,
+  /// `failed` on any other error (which is rethrown). A nil record only runs `body`.
+  public static func perform<R>(_ record: CommandRecord?, _ body: () throws -> R) throws -> R {
+    do {
+      let r = try body()
+      try record?.finish(.finished)
+      return r
+    } catch let e as Stopped {
+      try? record?.finish(.stopped)
+      throw e
+    } catch {
+      try? record?.finish(.failed, message: "\(error)")
+      throw error
+    }
+  }
+
+  /// Rewrites `root/commands.jsonl` through `change`, under its own lock, keeping 200 lines.
+  static func rewrite(_ root: String, _ change: ([[UInt8]]) -> [[UInt8]]) throws {
+    let lock = try FileLock(RunFile.commandsLock.path(in: root), what: "the command log of \(root)", wait: true)
+    defer { withExtendedLifetime(lock) {} }
+    let path = RunFile.commands.path(in: root)
+    let lines = ((try? AtomicFile.read(path)) ?? []).split(separator: 10).map { Array($0) }
+    try AtomicFile.write(Array(change(lines).suffix(200).joined(separator: [10])) + [10], to: path)
+  }
+}
+
+/// An experiment kind's runner, as the commands drive it: it owns a root folder under
+/// its hash, opens it (taking its lock), checks the machine before more work, and
+/// releases the lock so that phases (each with its own lock) can run in parallel.
+public protocol Experiment: AnyObject {
+  /// `<output>/<kind>_<hash>`.
+  var root: String { get }
+  /// Creates or claims the root (checking its `hparams.json`); returns whether it existed.
+  @discardableResult func open() throws -> Bool
+  /// Compares this machine with the one that last worked on the run (see ``MachineCheck``).
+  func checkMachine(command: String, requireSameCPU: Bool) throws
+  func releaseRoot()
 }

@@ -134,9 +134,9 @@ public struct ScalingManifest: Codable, Equatable, Sendable {
   }
 
   public static func read(_ sweep: String) throws -> ScalingManifest {
-    let path = sweep + "/manifest.json"
+    let path = RunFile.manifest.path(in: sweep)
     guard let bytes = try? AtomicFile.read(path) else {
-      throw RunError("\(sweep) is not a scaling sweep folder (no readable manifest.json)")
+      throw RunError("\(sweep) is not a scaling sweep folder (no readable \(RunFile.manifest.rawValue))")
     }
     guard let m = try? JSONDecoder().decode(ScalingManifest.self, from: Data(bytes)) else {
       throw RunError("\(path) is unreadable or truncated")
@@ -147,7 +147,7 @@ public struct ScalingManifest: Codable, Equatable, Sendable {
   public func write(to sweep: String) throws {
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .prettyPrinted]
-    try AtomicFile.write([UInt8](try e.encode(self)) + [10], to: sweep + "/manifest.json")
+    try AtomicFile.write([UInt8](try e.encode(self)) + [10], to: RunFile.manifest.path(in: sweep))
   }
 }
 

@@ -1,4 +1,4 @@
-import Data
+import Datasets
 import Engine
 import Foundation
 import NN
@@ -162,7 +162,7 @@ public struct TrainSummary: Codable, Sendable, Equatable {
 
   /// The `summary.json` of a run folder: nil when the run has not finished.
   public static func read(in dir: String) throws -> TrainSummary? {
-    let p = dir + "/summary.json"
+    let p = RunFile.summary.path(in: dir)
     guard FileManager.default.fileExists(atPath: p) else { return nil }
     return try decode(AtomicFile.read(p), path: p)
   }
@@ -177,7 +177,7 @@ public struct TrainSummary: Codable, Sendable, Equatable {
 
   /// Writes `summary.json` atomically: the marker of a finished run.
   public func write(in dir: String) throws {
-    try AtomicFile.write(jsonLine() + "\n", to: dir + "/summary.json")
+    try AtomicFile.write(jsonLine() + "\n", to: RunFile.summary.path(in: dir))
   }
 
   public func jsonLine() -> String {
@@ -196,9 +196,9 @@ public enum TrainRunner {
     _ h: TrainingHParams, dataDir: String?, output: String, progress: ProgressStyle,
     requireSameCPU: Bool = false
   ) throws -> (summary: TrainSummary, alreadyDone: Bool) {
-    let dir = output + "/train_" + h.hash
+    let dir = RunLayout.root(.train, output: output, hash: h.hash)
     try RunStore.makeDirectory(output)
-    try RunStore.migrate(from: output + "/train_" + h.legacyHash, to: dir, hparamsJSON: h.canonicalJSON())
+    try RunStore.migrate(from: RunLayout.root(.train, output: output, hash: h.legacyHash), to: dir, hparamsJSON: h.canonicalJSON())
     try RunStore.makeDirectory(dir)
     let lock = try RunStore.lock(dir)
     defer { withExtendedLifetime(lock) {} }
@@ -220,16 +220,24 @@ public enum TrainRunner {
       try RunStore.claim(
         directory: dir, hparamsJSON: h.canonicalJSON(), kind: "train", convBackends: backends)
     }
-    try RunStore.recordCommand(dir)
+    let record = try RunStore.recordCommand(dir)
+    return try CommandRecord.perform(record) {
+      try train(h, setup: setup, dir: dir, started: started, progress: progress)
+    }
+  }
+
+  static func train(
+    _ h: TrainingHParams, setup: RunSetup, dir: String, started: Date, progress: ProgressStyle
+  ) throws -> (summary: TrainSummary, alreadyDone: Bool) {
     let net = try setup.makeNetwork(seed: h.seed)
     let opt = try setup.makeOptimizer(net)
     let trainer = try Trainer(
       network: net, optimizer: opt, loader: try setup.makeLoader(), evalSets: setup.evalSets, firstStep: 0,
       lastStep: setup.totalSteps, evalEvery: setup.evalEvery, learningRate: { setup.schedule($0) },
       directory: dir, progress: progress)
-    trainer.saveStates = [(0, dir + "/model_init.safetensors")]
+    trainer.saveStates = [(0, RunFile.modelInit.path(in: dir))]
     let records = try trainer.run()
-    try ModelState.save(net, step: setup.totalSteps, to: dir + "/model_final.safetensors")
+    try ModelState.save(net, step: setup.totalSteps, to: RunFile.modelFinal.path(in: dir))
     var summary = try TrainSummary.from(
       records, runDir: dir, steps: setup.totalSteps, seconds: Date().timeIntervalSince(started),
       network: net

@@ -196,6 +196,27 @@ public final class Network<T: Scalar> {
   /// pruned weight updated in compact form (``Parameter/updatePositions``) then has its
   /// gradient in ``Parameter/compactGradient`` only, and its dense `grad` tensor is left as
   /// it was (one scatter pass fewer per layer).
+  /// The training step's forward pass, in three parts that a trainer can interleave with
+  /// its events; together they are ``lossAndGradients(input:labels:inputGradient:temperature:denseGradients:)``
+  /// without a temperature. Logits `[N, classes]` for a batch `[N, C, H, W]`.
+  public func trainingForward(_ x: Tensor<T>, denseGradients: Bool) throws -> Tensor<T> {
+    setDenseGradients(denseGradients)
+    return try forward(x)
+  }
+
+  /// Mean softmax cross-entropy of `logits` `[N, classes]` and its gradient `dL/dlogits`
+  /// `[N, classes]` (a tensor the network owns and reuses).
+  public func loss(logits: Tensor<T>, labels: [Int32]) throws -> (loss: Double, dLogits: Tensor<T>) {
+    let loss = try CrossEntropy.loss(logits: logits, labels: labels, dLogits: dLogits)
+    return (loss, dLogits)
+  }
+
+  /// Backward pass from `dL/dlogits` `[N, classes]`: afterwards every parameter's gradient
+  /// holds `dL/dtheta` for the batch of the last ``trainingForward(_:denseGradients:)``.
+  public func backward(_ dLogits: Tensor<T>) throws {
+    _ = try body.backward(dLogits, needInputGradient: false)
+  }
+
   @discardableResult
   public func lossAndGradients(
     input x: Tensor<T>, labels: [Int32], inputGradient: Bool = false, temperature: Double = 1,

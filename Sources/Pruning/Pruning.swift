@@ -20,7 +20,7 @@
 import Engine
 import Foundation
 import NN
-import Training
+import Storage
 
 /// Pruning errors: one line naming the tensor, fraction or file.
 public struct PruningError: Error, CustomStringConvertible, Sendable {

@@ -1,5 +1,6 @@
 import Experiments
 import Foundation
+import Training
 
 /// Where every number on the page came from, per run: the command lines that opened the
 /// run folder, LotteryKit version and commit, CPU, ISA, BLAS, threads, the wall-clock time
@@ -29,16 +30,22 @@ public enum ProvenanceSection {
       fact("float GEMM", "float_gemm")
       fact("threads", "threads")
       if run["machine_changed"] as? Bool == true {
-        facts.append(["machine", "part of this run was trained on another machine (machine_changes.json)"])
+        facts.append(["machine", "part of this run was trained on another machine (\(RunFile.machineChanges.rawValue))"])
       }
       o += Report.table(["field", "value"], facts.map(Report.plain), nameColumns: 2)
       let commands = run["commands"] as? [[String: Any]] ?? []
       if !commands.isEmpty {
-        o += "<p>Commands that did work in this run folder (newest last):</p>\n<pre>"
+        o +=
+          "<p>Commands that began work in this run folder (newest last), with their outcome: finished, failed, stopped (SIGTERM), or running (still running, or killed):</p>\n<pre>"
         for c in commands.suffix(20) {
           let argv = (c["argv"] as? [String] ?? []).map(shellQuoted).joined(separator: " ")
           let build = (c["git_commit"] as? String).map { "  build \($0.prefix(12))" } ?? ""
-          o += e("\(c["created"] as? String ?? "")  [\(c["threads"] ?? "?") threads\(build)]  \(argv)") + "\n"
+          // Records written before outcomes were kept have none.
+          let outcome = (c["outcome"] as? String).map { "  \($0)" } ?? ""
+          let error = (c["error"] as? String).map { ": \($0)" } ?? ""
+          o +=
+            e("\(c["created"] as? String ?? "")  [\(c["threads"] ?? "?") threads\(build)]\(outcome)\(error)  \(argv)")
+            + "\n"
         }
         o += "</pre>\n"
       }

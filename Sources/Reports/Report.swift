@@ -161,9 +161,9 @@ extension Report {
   /// The result object of any experiment folder, by the `kind` its `hparams.json` records:
   /// `lottery` and `pai` (``Results``), `lmc` (``LMCResults``).
   public static func collect(_ dir: String) throws -> [String: Any] {
-    let path = dir + "/hparams.json"
+    let path = RunFile.hparams.path(in: dir)
     guard let bytes = try? AtomicFile.read(path) else {
-      throw RunError("\(dir) is not a run folder (no readable hparams.json)")
+      throw RunError("\(dir) is not a run folder (no readable \(RunFile.hparams.rawValue))")
     }
     let kind = (try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])?["kind"] as? String
     switch kind {
@@ -173,7 +173,7 @@ extension Report {
       // The fit the user made (fit.json), else a fit now: joint across several
       // configurations, no bootstrap. A sweep too young to fit is drawn as such.
       var fit: [String: Any]
-      if let bytes = try? AtomicFile.read(dir + "/fit.json"),
+      if let bytes = try? AtomicFile.read(RunFile.fit.path(in: dir)),
         let stored = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
       {
         fit = stored

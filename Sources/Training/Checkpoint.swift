@@ -61,23 +61,36 @@ public enum ModelState {
 /// Everything a run needs to resume bit-identically: the model state, the optimizer's
 /// state tensors (`optimizer.<param>.<state>`) and step count, and the global step.
 public enum Checkpoint {
+  /// `extra` tensors and `extraMetadata` (the training callbacks' state, keys
+  /// `callback.<name>.<key>`) are stored beside the model and optimizer; without them the
+  /// file is byte for byte what earlier builds wrote.
   public static func save<T: Scalar>(
-    network: Network<T>, optimizer: any Optimizer<T>, step: Int, to path: String
+    network: Network<T>, optimizer: any Optimizer<T>, step: Int, to path: String,
+    extra: [(String, Safetensors.Entry)] = [], extraMetadata: [String: String] = [:]
   ) throws {
     var entries = ModelState.entries(network, step: step)
     entries += optimizer.namedState.map { ("optimizer." + $0.0, Safetensors.Entry($0.1)) }
-    try Safetensors.write(
-      entries,
-      metadata: [
-        "model": network.name, "step": String(step), "optimizer_steps": String(optimizer.stepCount),
-        "format": "lotterykit-checkpoint-1",
-      ], to: path)
+    entries += extra
+    var meta = [
+      "model": network.name, "step": String(step), "optimizer_steps": String(optimizer.stepCount),
+      "format": "lotterykit-checkpoint-1",
+    ]
+    meta.merge(extraMetadata) { a, _ in a }
+    try Safetensors.write(entries, metadata: meta, to: path)
   }
 
   /// Restores model and optimizer; returns the step.
   public static func load<T: Scalar>(network: Network<T>, optimizer: any Optimizer<T>, from path: String)
     throws -> Int
   {
+    try loadWithExtras(network: network, optimizer: optimizer, from: path).step
+  }
+
+  /// Restores model and optimizer; returns the step, every tensor of the file and its
+  /// metadata (where the training callbacks' state is).
+  public static func loadWithExtras<T: Scalar>(
+    network: Network<T>, optimizer: any Optimizer<T>, from path: String
+  ) throws -> (step: Int, tensors: [String: Safetensors.Entry], metadata: [String: String]) {
     let (t, meta) = try Safetensors.read(path)
     guard meta["format"] == "lotterykit-checkpoint-1", let step = meta["step"].flatMap({ Int($0) }),
       let optSteps = meta["optimizer_steps"].flatMap({ Int($0) })
@@ -93,6 +106,6 @@ public enum Checkpoint {
       try e.copy(into: s, name: name, file: path)
     }
     optimizer.stepCount = optSteps
-    return step
+    return (step, t, meta)
   }
 }

@@ -11,7 +11,7 @@
 /// Resuming: a trainer given a run folder with `checkpoint.safetensors` restores
 /// parameters, batch-norm statistics, optimizer state and the step, drops metrics written
 /// after that step, and continues; the result is bit-identical to an uninterrupted run.
-import Data
+import Datasets
 import Engine
 import Foundation
 import NN
@@ -91,8 +91,8 @@ public final class MetricsLog {
   public private(set) var records: [MetricRecord] = []
 
   public init(directory: String) {
-    jsonlPath = directory + "/metrics.jsonl"
-    csvPath = directory + "/metrics.csv"
+    jsonlPath = RunFile.metrics.path(in: directory)
+    csvPath = RunFile.metricsCSV.path(in: directory)
   }
 
   /// Loads existing records, keeping those with `step <= upTo` (nil: none are kept).
@@ -147,7 +147,15 @@ public enum ProgressStyle: Sendable {
   case quiet
 }
 
-/// The training loop (see the module comment).
+/// The training loop (see the module comment): a sequence of ``TrainingEvent``s sent to
+/// ``TrainingCallback``s. What the loop itself does is only the step: load the batch,
+/// forward, loss, backward, optimizer. Everything else is a callback, registered after the
+/// caller's own ``callbacks`` in this order: ``SaveStatesCallback`` (model files at given
+/// steps), ``DivergenceGuard`` (stops on a non-finite loss), ``ProgressCallback``,
+/// ``EvaluationCallback`` (every `evalEvery` steps and at the end), ``CheckpointCallback``
+/// (every epoch boundary and at the end) and ``StopSignalCallback`` (SIGTERM). Masks are
+/// enforced inside the optimizer's update (fused with it, so a pruned layer can update in
+/// compact form; see ``NN/Optimizer``).
 public final class Trainer {
   public let network: Network<Float>
   public let optimizer: any Optimizer<Float>
@@ -164,11 +172,16 @@ public final class Trainer {
   /// Model states to save: for each `(s, path)`, the state after `s` steps (before step `s`
   /// runs) is written to `path` (skipped when the file exists).
   public var saveStates: [(step: Int, path: String)] = []
+  /// The caller's callbacks, run before the built-in ones on every event (see the type's
+  /// comment). Their state is saved in every checkpoint and restored on resume.
+  public var callbacks: [any TrainingCallback] = []
+  /// Seed of the callbacks' random streams (``TrainingState/random(for:)``).
+  public var seed: UInt64 = 0
 
-  public var checkpointPath: String { directory + "/checkpoint.safetensors" }
+  public var checkpointPath: String { RunFile.checkpoint.path(in: directory) }
   /// Where the kernels of the pruned layers are recorded when a run starts (see
   /// ``sparseKernels``).
-  public var kernelsPath: String { directory + "/sparse_kernels.json" }
+  public var kernelsPath: String { RunFile.sparseKernels.path(in: directory) }
   /// The kernels each pruned layer trains with (``NN/Network/sparseKernelNames`` after the
   /// first training step of this call): nil for a dense network or before training.
   public private(set) var sparseKernels: [String: String]?
@@ -177,8 +190,6 @@ public final class Trainer {
   public private(set) var sparseKernelChanges: [String] = []
   public let metrics: MetricsLog
   private let evalBatch = Tensor<Float>(zeros: [0])
-  private var started = Date()
-  private var isTTY: Bool { isatty(1) != 0 }
 
   public init(
     network: Network<Float>, optimizer: any Optimizer<Float>, loader: BatchLoader,
@@ -188,7 +199,7 @@ public final class Trainer {
     guard lastStep >= firstStep, firstStep >= 0 else {
       throw RunError("training would run from step \(firstStep) to \(lastStep): nothing to do")
     }
-    guard evalEvery > 0 else { throw RunError("--eval-every must be positive") }
+    guard evalEvery > 0 else { throw RunError("the evaluation interval must be positive") }
     self.network = network
     self.optimizer = optimizer
     self.loader = loader
@@ -202,28 +213,70 @@ public final class Trainer {
     metrics = MetricsLog(directory: directory)
   }
 
+  /// Sends the `initialize` event: each callback, in order, may return a changed network
+  /// (model surgery). Call it before building the optimizer and applying masks.
+  public static func initialize(network: Network<Float>, callbacks: [any TrainingCallback]) throws
+    -> Network<Float>
+  {
+    var net = network
+    for c in callbacks where c.events.contains(.initialize) { net = try c.initialize(net) }
+    return net
+  }
+
   /// Loss and accuracy on a data set, in evaluation mode, batches of 500 (``Evaluation``).
   public func evaluate(_ ds: Dataset) throws -> (loss: Double, accuracy: Double) {
     let r = try Evaluation.evaluate(network, on: ds, scratch: evalBatch)
     return (r.loss, r.accuracy)
   }
 
-  func evaluateAll(step: Int) throws {
+  // MARK: the loop
+
+  private var all: [any TrainingCallback] = []
+  private var state: TrainingState!
+  private var started = Date()
+
+  /// Sends `event` to every callback that acts on it, in order (reversed on closing events).
+  func send(_ event: TrainingEvent) throws {
+    let order = event.isClosing ? all.reversed() : all
+    for c in order where c.events.contains(event) { try c.handle(event, state) }
+  }
+
+  /// Evaluates every split at the current step, between `evaluationStart` and
+  /// `evaluationEnd` (callbacks may swap the weights evaluated), and appends the metrics.
+  func evaluateAll() throws -> [(split: String, loss: Double, accuracy: Double)] {
+    let step = state.step
     let ipe = Double(loader.iterationsPerEpoch)
     let lr = learningRate(max(step - 1, firstStep))
-    var parts: [String] = []
+    var out: [(String, Double, Double)] = []
     for (split, ds) in evalSets {
+      state.evaluationSplit = split
+      try send(.evaluationStart)
       let (loss, acc) = try evaluate(ds)
+      try send(.evaluationEnd)
       try metrics.append(
         MetricRecord(
           step: step, epoch: Double(step) / ipe, split: split, loss: loss, accuracy: acc, lr: lr,
           seconds: Date().timeIntervalSince(started)))
-      parts.append(String(format: "%@ loss %.4f acc %.2f%%", split, loss, acc * 100))
+      out.append((split, loss, acc))
     }
-    if progress != .quiet {
-      if isTTY { print("\r\u{1B}[K", terminator: "") }
-      print("step \(step)/\(lastStep)  " + parts.joined(separator: "  "))
+    state.evaluationSplit = nil
+    return out
+  }
+
+  /// Writes the checkpoint (model, optimizer, callbacks' state) at the current step, then
+  /// sends `checkpoint`.
+  func saveCheckpoint() throws {
+    var extra: [(String, Safetensors.Entry)] = []
+    var meta: [String: String] = [:]
+    for c in callbacks {
+      extra += c.stateTensors.map { ("callback.\(c.name).\($0.0)", Safetensors.Entry($0.1)) }
+      for (k, v) in c.stateValues { meta["callback.\(c.name).\(k)"] = v }
     }
+    try Checkpoint.save(
+      network: network, optimizer: optimizer, step: state.step, to: checkpointPath, extra: extra,
+      extraMetadata: meta)
+    state.lastCheckpoint = state.step
+    try send(.checkpoint)
   }
 
   /// Trains to `lastStep`, resuming from the checkpoint in `directory` when there is one.
@@ -231,70 +284,79 @@ public final class Trainer {
   @discardableResult
   public func run() throws -> [MetricRecord] {
     started = Date()
-    var step = firstStep
+    let names = callbacks.map(\.name)
+    guard Set(names).count == names.count else {
+      throw RunError("two training callbacks share a name: \(names.joined(separator: ", "))")
+    }
+    let st = TrainingState(
+      network: network, optimizer: optimizer, loader: loader, firstStep: firstStep, lastStep: lastStep,
+      schedule: learningRate, seed: seed, directory: directory, progress: progress)
+    state = st
+    st.trainer = self
+    all =
+      callbacks + [
+        SaveStatesCallback(saveStates), DivergenceGuard(), ProgressCallback(progress),
+        EvaluationCallback(every: evalEvery), CheckpointCallback(), StopSignalCallback(),
+      ]
     if FileManager.default.fileExists(atPath: checkpointPath) {
-      step = try Checkpoint.load(network: network, optimizer: optimizer, from: checkpointPath)
+      let (step, t, meta) = try Checkpoint.loadWithExtras(
+        network: network, optimizer: optimizer, from: checkpointPath)
       guard step >= firstStep, step <= lastStep else {
         throw RunError(
           "\(checkpointPath): checkpoint step \(step) is outside this run (\(firstStep)...\(lastStep))")
       }
+      for c in callbacks {
+        for (key, tensor) in c.stateTensors {
+          guard let e = t["callback.\(c.name).\(key)"] else {
+            throw RunError("\(checkpointPath): state \(key) of training callback \(c.name) is missing")
+          }
+          try e.copy(into: tensor, name: key, file: checkpointPath)
+        }
+        let prefix = "callback.\(c.name)."
+        var values: [String: String] = [:]
+        for (k, v) in meta where k.hasPrefix(prefix) { values[String(k.dropFirst(prefix.count))] = v }
+        if !values.isEmpty { c.stateValues = values }
+      }
+      st.step = step
+      st.lastCheckpoint = step
+      st.resumed = true
       try metrics.restore(upTo: step)
     } else {
       try metrics.restore(upTo: nil)
-      try saveStateIfRequested(step)
-      try evaluateAll(step: step)
-      try Checkpoint.save(network: network, optimizer: optimizer, step: step, to: checkpointPath)
     }
+    try send(.runStart)
     // Batches feature-major when the first layer reads them so (a sparse first linear layer).
     loader.featureMajor = !loader.augment && network.prefersFeatureMajorInput(batch: loader.batchSize)
     let ipe = loader.iterationsPerEpoch
-    var lastCheckpoint = step
-    var lossWindow = 0.0
-    var windowCount = 0
-    let tStart = Date()
-    let startStep = step
-    while step < lastStep {
+    let startStep = st.step
+    while st.step < lastStep {
+      let step = st.step
+      if step % ipe == 0 { try send(.epochStart) }
       let (x, labels) = loader.batch(step: step)
+      st.input = x
+      st.labels = labels
+      try send(.batchLoaded)
       optimizer.learningRate = learningRate(step)
-      // The optimizer is the only reader of these gradients.
-      let r = try network.lossAndGradients(input: x, labels: labels, denseGradients: false)
-      guard r.loss.isFinite else {
-        throw RunError(
-          "loss is \(r.loss) at step \(step): training diverged; the last good checkpoint (step \(lastCheckpoint)) is kept in \(directory)"
-        )
-      }
+      try send(.beforeForward)
+      st.logits = try network.trainingForward(st.input, denseGradients: st.denseGradients)
+      try send(.afterForward)
+      try send(.beforeLoss)
+      let r = try network.loss(logits: st.logits, labels: st.labels)
+      st.loss = r.loss
+      st.dLogits = r.dLogits
+      try send(.afterLoss)
+      try send(.beforeBackward)
+      try network.backward(st.dLogits)
+      try send(.afterBackward)
+      try send(.beforeOptimizerStep)
       optimizer.step()
+      try send(.afterOptimizerStep)
       if step == startStep { try recordSparseKernels(resumed: startStep > firstStep) }
-      step += 1
-      lossWindow += r.loss
-      windowCount += 1
-      try saveStateIfRequested(step)
-      if progress != .quiet && isTTY && (step % 10 == 0) {
-        let rate = Double(step - startStep) / max(Date().timeIntervalSince(tStart), 1e-9)
-        let eta = Double(lastStep - step) / max(rate, 1e-9)
-        let width = 30
-        let done = Int(Double(width) * Double(step - firstStep) / Double(max(lastStep - firstStep, 1)))
-        let bar = String(repeating: "#", count: done) + String(repeating: ".", count: width - done)
-        print(
-          String(
-            format: "\r[%@] step %d/%d  loss %.4f  %.1f steps/s  ETA %.0fs", bar, step, lastStep,
-            lossWindow / Double(windowCount), rate, eta), terminator: "")
-        fflush(nil)
-        lossWindow = 0
-        windowCount = 0
-      }
-      if step % evalEvery == 0 || step == lastStep { try evaluateAll(step: step) }
-      if step % ipe == 0 || step == lastStep {
-        try Checkpoint.save(network: network, optimizer: optimizer, step: step, to: checkpointPath)
-        lastCheckpoint = step
-      }
-      if StopSignal.isRequested && step < lastStep {
-        if lastCheckpoint != step {
-          try Checkpoint.save(network: network, optimizer: optimizer, step: step, to: checkpointPath)
-        }
-        throw Stopped(step: step, directory: directory)
-      }
+      st.step = step + 1
+      try send(.batchEnd)
+      if st.step % ipe == 0 || st.step == lastStep { try send(.epochEnd) }
     }
+    try send(.runEnd)
     return metrics.records
   }
 
@@ -336,10 +398,4 @@ public final class Trainer {
     }
   }
 
-  func saveStateIfRequested(_ step: Int) throws {
-    for (s, path) in saveStates where s == step && !FileManager.default.fileExists(atPath: path) {
-      try ModelState.save(network, step: step, to: path)
-    }
-
-  }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Engine
 import Experiments
 import Foundation
+import Training
 
 /// `lth export LEVEL --format sparse`: a pruned level as a compressed ticket (see
 /// ``Experiments/SparseExport``).
@@ -20,13 +21,13 @@ struct Export: ParsableCommand {
       """)
   @Argument(help: "A finished level folder.") var level: String
   @Option(help: "Export format (sparse).") var format = "sparse"
-  @Option(help: "Output file (default: LEVEL/ticket.safetensors).") var output: String?
+  @Option(help: "Output file (default: LEVEL/\(RunFile.ticket.rawValue)).") var output: String?
 
   func run() throws {
     runOrFail {
       guard format == "sparse" else { throw EngineError("--format must be sparse, got \(format)") }
       let l = try SparseExport.locate(level)
-      let out = output ?? l.directory + "/ticket.safetensors"
+      let out = output ?? RunFile.ticket.path(in: l.directory)
       let density = try SparseExport.write(l, to: out)
       let size = (try? FileManager.default.attributesOfItem(atPath: out)[.size] as? Int) ?? 0
       print(String(format: "%@: %@ at density %.4f, %.1f KiB", out, l.model, density, Double(size) / 1024))

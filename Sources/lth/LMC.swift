@@ -1,6 +1,6 @@
 import Analysis
 import ArgumentParser
-import Data
+import Datasets
 import Engine
 import Experiments
 import Foundation
@@ -32,7 +32,7 @@ struct Interpolate: ParsableCommand {
     discussion: """
       Evaluates W(a) = (1 - a) A + a B at --points values of a in [0, 1]. Both files are \
       state_dicts as safetensors (LotteryKit's model_*.safetensors, or PyTorch's with the same \
-      names). A mask (--mask, or a mask.safetensors next to either file) must be shared by both. \
+      names). A mask (--mask, or a \(RunFile.mask.rawValue) next to either file) must be shared by both. \
       Prints the curve and the error barriers: max_a E(a) - (E(0) + E(1)) / 2.
       """)
   @Argument(help: "The first model (a = 0).") var a: String
@@ -40,7 +40,7 @@ struct Interpolate: ParsableCommand {
   @Option(help: "Model name (see `lth models`).") var model: String
   @Option(help: "Data set (default: the model family's).") var dataset: String?
   @Option(help: "Folder with the data set's files.") var dataDir: String?
-  @Option(help: "A mask both models share (mask.safetensors).") var mask: String?
+  @Option(help: "A mask both models share (\(RunFile.mask.rawValue)).") var mask: String?
   @Option(help: "Seed of the fixed training subset.") var seed: UInt64 = 0
   @OptionGroup var interp: InterpolationFlags
   @Option(help: "Worker threads (results do not depend on it).") var threads = MachineInfo.defaultThreads
@@ -65,7 +65,7 @@ struct Interpolate: ParsableCommand {
       // The shared mask: --mask, else the mask.safetensors beside each file; two must agree.
       var masks: [(String, Mask)] = []
       let candidates =
-        mask.map { [$0] } ?? [a, b].map { ($0 as NSString).deletingLastPathComponent + "/mask.safetensors" }
+        mask.map { [$0] } ?? [a, b].map { RunFile.mask.path(in: ($0 as NSString).deletingLastPathComponent) }
       for path in Set(candidates).sorted() where FileManager.default.fileExists(atPath: path) {
         masks.append((path, try Mask.load(path, for: netA)))
       }
@@ -151,13 +151,12 @@ struct LMC: ParsableCommand {
     runOrFail {
       try training.applyThreads()
       let (runner, ks, reps) = try prepare()
-      let existed = try runner.open()
-      if runner.hasUnfinished(replicates: reps, spawnSteps: ks) {
-        if existed { try runner.checkMachine(requireSameCPU: training.requireSameCPU) }
-        try RunStore.recordCommand(runner.root)
+      let record = try RunStore.begin(runner, command: "lmc", requireSameCPU: training.requireSameCPU) {
+        runner.hasUnfinished(replicates: reps, spawnSteps: ks)
       }
-      runner.releaseRoot()
-      for r in reps { for k in ks { try runner.run(replicate: r, spawn: k, copies: copies) } }
+      try CommandRecord.perform(record) {
+        for r in reps { for k in ks { try runner.run(replicate: r, spawn: k, copies: copies) } }
+      }
       let results = try LMCResults.collect(runner.root)
       if !training.json { print(LMCResults.table(results)) }
       print(training.json ? jsonLine(results) : "results: \(runner.root)")

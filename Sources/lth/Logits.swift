@@ -1,5 +1,5 @@
 import ArgumentParser
-import Data
+import Datasets
 import Engine
 import Experiments
 import Foundation
@@ -14,10 +14,10 @@ struct Logits: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract:
       "Write a saved model's logits on deterministic synthetic inputs (for cross-checks with PyTorch).")
-  @Argument(help: "A model file (model_final.safetensors, ...) or a sparse export (`lth export`).")
+  @Argument(help: "A model file (\(RunFile.modelFinal.rawValue), ...) or a sparse export (`lth export`).")
   var modelFile: String
   @Option(help: "Model name the file belongs to (not needed for a sparse export).") var model: String?
-  @Option(help: "Mask file (mask.safetensors) to apply: pruned layers then run on sparse kernels.")
+  @Option(help: "Mask file (\(RunFile.mask.rawValue)) to apply: pruned layers then run on sparse kernels.")
   var mask: String?
   @Option(help: "Number of inputs.") var count = 16
   @Option(help: "Output safetensors file with tensors `inputs` and `logits`.") var output: String

@@ -1,6 +1,6 @@
 import Analysis
 import ArgumentParser
-import Data
+import Datasets
 import Engine
 import Experiments
 import Foundation
@@ -25,36 +25,21 @@ struct LotteryFlags: ParsableArguments {
   @Option(help: "Tensors never pruned, comma separated, * wildcards (e.g. conv.weight,fc.*).")
   var pruneIgnore: String?
 
+  var overrides: LotteryOverrides {
+    var o = LotteryOverrides()
+    o.pruningStrategy = pruningStrategy
+    o.pruningFraction = pruningFraction
+    o.pruningFractionConv = pruningFractionConv
+    o.pruningFractionOutput = pruningFractionOutput
+    o.pruneIgnore = pruneIgnore?.split(separator: ",").map(String.init)
+    o.retrain = retrain
+    o.rewindStep = rewindStep
+    o.finetuneSteps = finetuneSteps
+    return o
+  }
+
   func resolve(_ training: TrainingHParams) throws -> LotteryHParams {
-    var p = try Recipe.forModel(training.model).pruning
-    if let s = pruningStrategy {
-      guard let v = PruningPolicy.Strategy(rawValue: s) else {
-        throw EngineError("--pruning-strategy must be global or layerwise, got \(s)")
-      }
-      if v != p.strategy {
-        // Switching strategy starts from the recipe's default fraction only.
-        p = PruningPolicy(
-          strategy: v, fraction: p.fraction,
-          outputFraction: v == .global ? p.outputFraction.flatMap { $0 == 0 ? 0 : nil } : p.outputFraction)
-      }
-    }
-    if let f = pruningFraction { p.fraction = f }
-    if let f = pruningFractionConv { p.convFraction = f }
-    if let f = pruningFractionOutput { p.outputFraction = f }
-    if let i = pruneIgnore { p.ignore = i.split(separator: ",").map(String.init) }
-    guard p.fraction > 0 && p.fraction < 1 else {
-      throw EngineError("--pruning-fraction must be in (0, 1), got \(p.fraction)")
-    }
-    guard let mode = RetrainMode(rawValue: retrain) else {
-      throw EngineError("--retrain must be weight-rewind, lr-rewind or finetune, got \(retrain)")
-    }
-    _ = try StepSpec(parsing: rewindStep)
-    if let f = finetuneSteps {
-      guard mode == .finetune else { throw EngineError("--finetune-steps needs --retrain finetune") }
-      _ = try StepSpec(parsing: f)
-    }
-    return LotteryHParams(
-      training: training, pruning: p, rewindStep: rewindStep, retrain: mode, finetuneSteps: finetuneSteps)
+    try LotteryHParams.resolve(training, overrides)
   }
 
   func replicateList() throws -> [Int] {
@@ -93,13 +78,12 @@ struct Lottery: ParsableCommand {
       let runner = try LotteryRunner(
         h, dataDir: training.dataDir, output: training.output, progress: training.progress)
       try runner.validatePlan(levels: levels)
-      let existed = try runner.open()
-      if runner.hasUnfinishedLevels(replicates: replicates, levels: levels) {
-        if existed { try runner.checkMachine(command: "lottery", requireSameCPU: training.requireSameCPU) }
-        try RunStore.recordCommand(runner.root)
+      let record = try RunStore.begin(runner, command: "lottery", requireSameCPU: training.requireSameCPU) {
+        runner.hasUnfinishedLevels(replicates: replicates, levels: levels)
       }
-      runner.releaseRoot()
-      for r in replicates { try runner.runReplicate(r, levels: levels) }
+      try CommandRecord.perform(record) {
+        for r in replicates { try runner.runReplicate(r, levels: levels) }
+      }
       try printResults(runner.root, json: training.json)
     }
   }
@@ -135,25 +119,27 @@ struct BranchCommon: ParsableArguments {
     let levelList = try parseLevels(levels)
     let runner = try LotteryRunner(
       h, dataDir: training.dataDir, output: training.output, progress: training.progress)
-    guard FileManager.default.fileExists(atPath: runner.root + "/hparams.json") else {
+    guard FileManager.default.fileExists(atPath: RunFile.hparams.path(in: runner.root)) else {
       throw RunError(
         "no lottery run for these flags at \(runner.root); run `lth lottery` with the same flags first")
     }
     let replicates = try lottery.replicateList()
-    try runner.open()
-    // Every branch level must exist before any branch trains: a plan that fails at its
-    // last level must not throw away the branches trained before it.
-    for r in replicates {
-      for l in levelList { try runner.requireFinishedLevel(replicate: r, level: l) }
+    let record = try RunStore.begin(
+      runner, command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU,
+      alwaysCheckMachine: true
+    ) {
+      // Every branch level must exist before any branch trains: a plan that fails at its
+      // last level must not throw away the branches trained before it.
+      for r in replicates {
+        for l in levelList { try runner.requireFinishedLevel(replicate: r, level: l) }
+      }
+      return runner.hasUnfinishedBranches(b, replicates: replicates, levels: levelList)
     }
-    let rs = try retrain.map { try RunSetup($0, dataDir: training.dataDir) }
-    if runner.hasUnfinishedBranches(b, replicates: replicates, levels: levelList) {
-      try runner.checkMachine(command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU)
-      try RunStore.recordCommand(runner.root)
-    }
-    runner.releaseRoot()
-    for r in replicates {
-      for l in levelList { try runner.runBranch(b, replicate: r, level: l, retrainSetup: rs) }
+    try CommandRecord.perform(record) {
+      let rs = try retrain.map { try RunSetup($0, dataDir: training.dataDir) }
+      for r in replicates {
+        for l in levelList { try runner.runBranch(b, replicate: r, level: l, retrainSetup: rs) }
+      }
     }
     try printResults(runner.root, json: training.json)
   }
@@ -168,19 +154,21 @@ struct BranchCommon: ParsableArguments {
     let runner = try PaIRunner(
       h, dataDir: training.dataDir, output: training.output, progress: training.progress,
       allowCollapse: pai.allowCollapse)
-    guard FileManager.default.fileExists(atPath: runner.root + "/hparams.json") else {
+    guard FileManager.default.fileExists(atPath: RunFile.hparams.path(in: runner.root)) else {
       throw RunError(
         "no prune-init run for these flags at \(runner.root); run `lth prune-init` with the same flags first")
     }
     let replicates = try lottery.replicateList()
-    try runner.open()
-    for r in replicates { for d in densities { try runner.requireFinished(replicate: r, density: d) } }
-    if runner.hasUnfinished(replicates: replicates, densities: densities, branch: b) {
-      try runner.checkMachine(command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU)
-      try RunStore.recordCommand(runner.root)
+    let record = try RunStore.begin(
+      runner, command: "branch \(b.kind.rawValue)", requireSameCPU: training.requireSameCPU,
+      alwaysCheckMachine: true
+    ) {
+      for r in replicates { for d in densities { try runner.requireFinished(replicate: r, density: d) } }
+      return runner.hasUnfinished(replicates: replicates, densities: densities, branch: b)
     }
-    runner.releaseRoot()
-    for r in replicates { for d in densities { try runner.runBranch(b, replicate: r, density: d) } }
+    try CommandRecord.perform(record) {
+      for r in replicates { for d in densities { try runner.runBranch(b, replicate: r, density: d) } }
+    }
     try printResults(runner.root, json: training.json)
   }
 }
@@ -298,7 +286,7 @@ struct ResultsCommand: ParsableCommand {
       if csv {
         guard !rs.contains(where: { $0["kind"] as? String == "scaling" }) else {
           throw EngineError(
-            "a scaling sweep has no tidy CSV of its own: give its point folders (SWEEP/lottery_*), or read SWEEP/fit.json"
+            "a scaling sweep has no tidy CSV of its own: give its point folders (SWEEP/lottery_*), or read SWEEP/\(RunFile.fit.rawValue)"
           )
         }
         print(TidyCSV.text(rs), terminator: "")

@@ -3,6 +3,7 @@ import Cluster
 import Engine
 import Experiments
 import Foundation
+import Training
 
 /// An experiment command that can be planned as a graph of phases (``Cluster/JobGraph``):
 /// each phase is the same command restricted to it.
@@ -34,7 +35,7 @@ extension Lottery: Plannable {
           Phase(
             id: "r\(r).L\(l)", kind: "level", arguments: base + ["--replicate", "\(r)", "--levels", "\(l)"],
             dependencies: l > 0 ? ["r\(r).L\(l - 1)"] : [],
-            marker: "\(root)/replicate_\(r)/level_\(l)/main/summary.json"))
+            marker: RunFile.summary.path(in: RunLayout.main(RunLayout.level(root, replicate: r, level: l)))))
       }
     }
     return (root, out)
@@ -53,7 +54,7 @@ extension PruneInit: Plannable {
           Phase(
             id: "r\(r).d\(d)", kind: "density",
             arguments: base + ["--replicate", "\(r)", "--densities", "\(d)"],
-            dependencies: [], marker: "\(root)/replicate_\(r)/\(densityFolder(d))/main/summary.json"))
+            dependencies: [], marker: RunFile.summary.path(in: "\(root)/replicate_\(r)/\(densityFolder(d))/main")))
       }
     }
     return (root, out)
@@ -72,7 +73,7 @@ extension LMC: Plannable {
           Phase(
             id: "r\(r).k\(k)", kind: "spawn",
             arguments: base + ["--replicate", "\(r)", "--spawn-steps", "\(k)"],
-            dependencies: [], marker: runner.spawnDir(r, k) + "/interpolation.json"))
+            dependencies: [], marker: RunFile.interpolation.path(in: runner.spawnDir(r, k))))
       }
     }
     return (root, out)
@@ -106,12 +107,12 @@ extension BranchCommon {
             Phase(
               id: id, kind: "density",
               arguments: ["prune-init"] + source + ["--replicate", "\(r)", "--densities", "\(d)"],
-              dependencies: [], marker: "\(root)/replicate_\(r)/\(densityFolder(d))/main/summary.json"))
+              dependencies: [], marker: RunFile.summary.path(in: "\(root)/replicate_\(r)/\(densityFolder(d))/main")))
           out.append(
             Phase(
               id: id + "." + b.kind.rawValue, kind: "branch",
               arguments: branchBase + ["--replicate", "\(r)", "--densities", "\(d)"], dependencies: [id],
-              marker: "\(root)/replicate_\(r)/\(densityFolder(d))/\(b.folderName)/summary.json"))
+              marker: RunFile.summary.path(in: "\(root)/replicate_\(r)/\(densityFolder(d))/\(b.folderName)")))
         }
       }
       return (root, out)
@@ -129,7 +130,7 @@ extension BranchCommon {
             id: "r\(r).L\(l)", kind: "level",
             arguments: ["lottery"] + source + ["--replicate", "\(r)", "--levels", "\(l)"],
             dependencies: l > 0 ? ["r\(r).L\(l - 1)"] : [],
-            marker: "\(root)/replicate_\(r)/level_\(l)/main/summary.json"))
+            marker: RunFile.summary.path(in: RunLayout.main(RunLayout.level(root, replicate: r, level: l)))))
       }
       for l in levelList {
         out.append(
@@ -137,7 +138,7 @@ extension BranchCommon {
             id: "r\(r).L\(l).\(b.kind.rawValue)", kind: "branch",
             arguments: branchBase + ["--replicate", "\(r)", "--levels", "\(l)"],
             dependencies: ["r\(r).L\(l)"],
-            marker: "\(root)/replicate_\(r)/level_\(l)/\(b.folderName)/summary.json"))
+            marker: RunFile.summary.path(in: RunLayout.level(root, replicate: r, level: l) + "/" + b.folderName)))
       }
     }
     return (root, out)
@@ -261,7 +262,7 @@ struct SubmitCommand: ParsableCommand {
     discussion: """
       Writes one sbatch script per wave into RUN_DIR/slurm/ and submits them as job arrays, \
       each after the array tasks its phases need (--dependency=afterok:JOB_TASK...); prints \
-      the job ids and records them (slurm/jobs.json). Tasks are requeued when preempted \
+      the job ids and records them (slurm/\(RunFile.jobs.rawValue)). Tasks are requeued when preempted \
       (--requeue, --signal=B:TERM@120) and resume from their checkpoints. Re-running submits \
       only what is neither finished nor still queued. See lth status.
       """)
@@ -306,7 +307,7 @@ struct StatusCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "status",
     abstract: "Every phase of a submitted experiment: done, running, pending, failed or missing.",
-    discussion: "Reads the run folder (results and slurm/jobs.json) and squeue; needs no accounting database."
+    discussion: "Reads the run folder (results and slurm/\(RunFile.jobs.rawValue)) and squeue; needs no accounting database."
   )
   @Argument(help: "The experiment folder (lottery_<hash>, pai_<hash>, lmc_<hash>).") var runDir: String
   @Flag(help: "Print one JSON object.") var json = false

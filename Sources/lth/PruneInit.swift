@@ -79,13 +79,12 @@ struct PruneInit: ParsableCommand {
       let runner = try PaIRunner(
         h, dataDir: training.dataDir, output: training.output, progress: training.progress,
         allowCollapse: pai.allowCollapse)
-      let existed = try runner.open()
-      if runner.hasUnfinished(replicates: replicates, densities: densities) {
-        if existed { try runner.checkMachine(command: "prune-init", requireSameCPU: training.requireSameCPU) }
-        try RunStore.recordCommand(runner.root)
+      let record = try RunStore.begin(runner, command: "prune-init", requireSameCPU: training.requireSameCPU) {
+        runner.hasUnfinished(replicates: replicates, densities: densities)
       }
-      runner.releaseRoot()
-      for r in replicates { try runner.runReplicate(r, densities: densities) }
+      try CommandRecord.perform(record) {
+        for r in replicates { try runner.runReplicate(r, densities: densities) }
+      }
       try printResults(runner.root, json: training.json)
     }
   }

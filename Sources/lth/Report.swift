@@ -19,7 +19,7 @@ struct ReportCommand: ParsableCommand {
       unfinished phases are marked.
       """)
   @Argument(help: "Run folders (lottery_<hash>, pai_<hash>, lmc_<hash>).") var runDirs: [String]
-  @Option(help: "The HTML file (default: RUN_DIR/report.html for one run, ./report.html for several).")
+  @Option(help: "The HTML file (default: RUN_DIR/\(RunFile.report.rawValue) for one run, ./\(RunFile.report.rawValue) for several).")
   var output: String?
   @Option(help: "The page title (default: from the first run).") var title: String?
 
@@ -27,7 +27,7 @@ struct ReportCommand: ParsableCommand {
     runOrFail {
       guard !runDirs.isEmpty else { throw EngineError("give at least one run folder") }
       let runs = try runDirs.map { try Report.collect($0) }
-      let path = output ?? (runDirs.count == 1 ? runDirs[0] + "/report.html" : "report.html")
+      let path = output ?? (runDirs.count == 1 ? RunFile.report.path(in: runDirs[0]) : RunFile.report.rawValue)
       guard path.hasSuffix(".html") || path.hasSuffix(".htm") else {
         throw EngineError("--output must name an .html file, got \(path)")
       }

@@ -23,7 +23,7 @@ struct ScalingSweepCommand: ParsableCommand {
     abstract: "A grid of IMP experiments, one lottery run per (depth, width factor, data fraction).",
     discussion: """
       Every other flag is a lottery flag (--training-steps, --pruning-strategy, --rewind-step, \
-      ...) and applies to every point. Results: <output>/scaling_<hash>/ with manifest.json \
+      ...) and applies to every point. Results: <output>/scaling_<hash>/ with \(RunFile.manifest.rawValue) \
       and one lottery_<hash>/ per point; re-running the same command resumes point by point. \
       --jobs N runs N points at a time in separate processes, with --threads split between \
       them.
@@ -120,7 +120,7 @@ struct ScalingSweepCommand: ParsableCommand {
   /// Claims the sweep folder, writes the manifest and records the command when there is
   /// work left; returns the folder's lock.
   func open(_ root: String, _ sweep: ScalingSweepHParams, _ points: [ScalingManifest.Point]) throws -> (
-    FileLock, [ScalingManifest.Point]
+    FileLock, [ScalingManifest.Point], CommandRecord?
   ) {
     let (lock, _) = try RunStore.openExperiment(
       output: output, root: root, hparamsJSON: sweep.canonicalJSON(), kind: "scaling", convBackends: nil)
@@ -129,19 +129,27 @@ struct ScalingSweepCommand: ParsableCommand {
     let unfinished = points.filter { p in
       (1...replicates).contains { r in
         !FileManager.default.fileExists(
-          atPath: "\(root)/\(p.run)/replicate_\(r)/level_\(levels)/main/summary.json")
+          atPath: RunFile.summary.path(in: RunLayout.main(RunLayout.level(root + "/" + p.run, replicate: r, level: levels))))
       }
     }
-    if !unfinished.isEmpty { try RunStore.recordCommand(root) }
-    return (lock, unfinished)
+    let record = unfinished.isEmpty ? nil : try RunStore.recordCommand(root)
+    return (lock, unfinished, record)
   }
 
   func run() throws {
     runOrFail {
       let (root, sweep, points) = try plan()
       let perJob = max(1, threads / jobs)
-      let (lock, unfinished) = try open(root, sweep, points)
+      let (lock, unfinished, record) = try open(root, sweep, points)
       defer { withExtendedLifetime(lock) {} }
+      try CommandRecord.perform(record) { try runPoints(root, points, unfinished, perJob) }
+    }
+  }
+
+  func runPoints(_ root: String, _ points: [ScalingManifest.Point], _ unfinished: [ScalingManifest.Point], _ perJob: Int)
+    throws
+  {
+    do {
       if !quiet {
         say(
           "sweep \(root): \(points.count) points (\(unfinished.count) unfinished), \(levels + 1) levels, \(replicates) replicate\(replicates == 1 ? "" : "s"), \(jobs) job\(jobs == 1 ? "" : "s") x \(perJob) thread\(perJob == 1 ? "" : "s")"
@@ -155,7 +163,7 @@ struct ScalingSweepCommand: ParsableCommand {
           Phase(
             id: "\(p.model).n\(ScalingFit.text(p.dataFraction))", kind: "point",
             arguments: p.arguments + ["--output", root], dependencies: [],
-            marker: "\(root)/\(p.run)/replicate_\(replicates)/level_\(levels)/main/summary.json")
+            marker: RunFile.summary.path(in: RunLayout.main(RunLayout.level(root + "/" + p.run, replicate: replicates, level: levels))))
         })
       // A point whose last replicate's last level exists may still miss an earlier
       // replicate: every point runs (finished ones return at once).
@@ -186,7 +194,7 @@ func say(_ line: String) {
 struct ScalingFitCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "fit",
-    abstract: "Fit the law per configuration and (with --joint) across them; write fit.json.",
+    abstract: "Fit the law per configuration and (with --joint) across them; write \(RunFile.fit.rawValue).",
     discussion: """
       Minimises the squared relative deviation (err_hat - err) / err by Levenberg-Marquardt \
       from a fixed grid of starts; parameter uncertainty is the standard deviation over \
@@ -199,7 +207,7 @@ struct ScalingFitCommand: ParsableCommand {
   @Option(help: "Leave out configurations, e.g. \"width>=1\" or \"depth>=20,data<1\" (implies --joint).")
   var holdout: String?
   @Option(help: "Bootstrap refits for the parameter uncertainty.") var bootstrap = 100
-  @Option(help: "Where to write the fit (default: SWEEP/fit.json).") var output: String?
+  @Option(help: "Where to write the fit (default: SWEEP/\(RunFile.fit.rawValue)).") var output: String?
   @Flag(help: "Print the fit as one JSON object (last line).") var json = false
 
   func run() throws {
@@ -207,13 +215,13 @@ struct ScalingFitCommand: ParsableCommand {
       guard bootstrap >= 0 else { throw EngineError("--bootstrap must be non-negative, got \(bootstrap)") }
       let h = try holdout.map { try Holdout(parsing: $0) }
       let fit = try ScalingAnalysis.fit(sweep: sweep, joint: joint, holdout: h, resamples: bootstrap)
-      try RunStore.writeJSON(fit, to: output ?? sweep + "/fit.json")
+      try RunStore.writeJSON(fit, to: output ?? RunFile.fit.path(in: sweep))
       if json {
         print(jsonLine(fit))
         return
       }
       print(ScalingText.summary(fit))
-      print("fit: \(output ?? sweep + "/fit.json")")
+      print("fit: \(output ?? RunFile.fit.path(in: sweep))")
     }
   }
 }
@@ -229,7 +237,7 @@ struct ScalingPredictCommand: ParsableCommand {
       the measured ones. A point outside the fitted ranges is predicted and labelled an \
       extrapolation.
       """)
-  @Option(help: "A fit.json written by lth scaling fit.") var fit: String
+  @Option(help: "A \(RunFile.fit.rawValue) written by lth scaling fit.") var fit: String
   @Option(help: "The family the fit must be of (a check).") var family: String?
   @Option(help: "Depth l (families with a depth knob).") var depth: Double?
   @Option(help: "Width factor w.") var widthFactor = 1.0
@@ -363,7 +371,7 @@ extension ScalingSweepCommand: Plannable {
               id: "\(prefix).r\(r).L\(l)", kind: "level",
               arguments: base + ["--replicate", "\(r)", "--levels", "\(l)"],
               dependencies: l > 0 ? ["\(prefix).r\(r).L\(l - 1)"] : [],
-              marker: "\(root)/\(p.run)/replicate_\(r)/level_\(l)/main/summary.json"))
+              marker: RunFile.summary.path(in: RunLayout.main(RunLayout.level(root + "/" + p.run, replicate: r, level: l)))))
         }
       }
     }
@@ -373,6 +381,8 @@ extension ScalingSweepCommand: Plannable {
   /// The sweep folder and manifest exist before any phase runs (lth run, lth submit).
   func prepare() throws {
     let (root, sweep, points) = try plan()
-    _ = try open(root, sweep, points)
+    // The phases record themselves in their own folders; this command's work is the folder.
+    let (_, _, record) = try open(root, sweep, points)
+    try record?.finish(.finished)
   }
 }

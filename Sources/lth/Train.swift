@@ -106,12 +106,12 @@ struct Train: ParsableCommand {
     discussion: """
       The run lives in <output>/train_<hash>, the hash taken over every resolved hyperparameter. \
       Continuing a run on a machine with another oneDNN ISA, BLAS core or convolution \
-      backends prints one line on stderr and records it in machine_changes.json \
+      backends prints one line on stderr and records it in \(RunFile.machineChanges.rawValue) \
       (--require-same-cpu: an error instead); continuing one that another LotteryKit build \
       last worked on prints a note too. \
-      It holds hparams.json, commands.jsonl (the command line and build of every command that \
-      worked on it), metrics.jsonl, metrics.csv, checkpoint.safetensors (resumable), \
-      model_init.safetensors, model_final.safetensors and summary.json.
+      It holds \(RunFile.hparams.rawValue), \(RunFile.commands.rawValue) (the command line and build of every command that \
+      worked on it), \(RunFile.metrics.rawValue), \(RunFile.metricsCSV.rawValue), \(RunFile.checkpoint.rawValue) (resumable), \
+      \(RunFile.modelInit.rawValue), \(RunFile.modelFinal.rawValue) and \(RunFile.summary.rawValue).
       """)
   @OptionGroup var flags: TrainingFlags
 

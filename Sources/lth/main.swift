@@ -1,5 +1,5 @@
 import ArgumentParser
-import Data
+import Datasets
 import Engine
 import Foundation
 import NN

@@ -1,5 +1,5 @@
 import Analysis
-import Data
+import Datasets
 import Engine
 import Experiments
 import Foundation

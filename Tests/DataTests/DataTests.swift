@@ -1,5 +1,5 @@
 import CZlib
-import Data
+import Datasets
 import Engine
 import Foundation
 import TestSupport

@@ -1,7 +1,7 @@
 // CIFAR binary batches, plain or gzipped: `gunzipIfNeeded` and `CIFAR.parse`. Byte 0's low
 // bit picks CIFAR-10 (one label byte) or CIFAR-100 (coarse and fine label bytes); the rest
 // is the file.
-import Data
+import Datasets
 import FuzzSupport
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -2,7 +2,7 @@
 // The input is a label file and an image file: bytes 0-1 (big-endian) give the label
 // part's length, the label part follows, the rest is the image part. Each part and the
 // whole input are also parsed on their own.
-import Data
+import Datasets
 import FuzzSupport
 
 @_cdecl("LLVMFuzzerTestOneInput")
