@@ -38,7 +38,7 @@ func trainedRun(_ out: String, extra: [String] = []) throws -> String {
   return try lastJSONObject(r)["run_dir"] as! String
 }
 
-@Suite("Linear mode connectivity: interpolation", .serialized)
+@Suite("Linear mode connectivity: interpolation", .serialized, .tags(.endToEnd), .endToEnd)
 struct InterpolationTests {
   @Test("a network with itself: barrier exactly 0; endpoints bit-identical to direct evaluation")
   func selfInterpolation() throws {
@@ -176,7 +176,7 @@ struct InterpolationTests {
   }
 }
 
-@Suite("Linear mode connectivity: the lmc experiment", .serialized)
+@Suite("Linear mode connectivity: the lmc experiment", .serialized, .tags(.endToEnd), .endToEnd)
 struct LMCExperimentTests {
   func lmcRoot(_ out: String) throws -> String {
     out + "/" + (try FileManager.default.contentsOfDirectory(atPath: out)).first { $0.hasPrefix("lmc_") }!

@@ -172,7 +172,7 @@ struct ScalingLawTests {
   }
 }
 
-@Suite("Scaling laws: lth scaling sweep, fit and predict", .serialized)
+@Suite("Scaling laws: lth scaling sweep, fit and predict", .serialized, .tags(.endToEnd), .endToEnd)
 struct ScalingCLITests {
   static let grid = [
     "--family", "mnist_lenet_64_32", "--width-factors", "0.5,1", "--data-fractions", "0.1", "--levels", "5",

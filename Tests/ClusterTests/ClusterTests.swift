@@ -50,7 +50,7 @@ struct JobGraphTests {
   }
 }
 
-@Suite("Cluster: lth plan and lth run", .serialized)
+@Suite("Cluster: lth plan and lth run", .serialized, .tags(.endToEnd), .endToEnd)
 struct LocalRunTests {
   static let lottery = [
     "lottery", "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--subsample-fraction", "0.1",
@@ -210,7 +210,7 @@ struct LocalRunTests {
   }
 }
 
-@Suite("Cluster: preemption (SIGTERM)", .serialized)
+@Suite("Cluster: preemption (SIGTERM)", .serialized, .tags(.endToEnd), .endToEnd)
 struct PreemptionTests {
   /// A SIGTERM handled on a thread inside oneDNN's sgemm corrupted the heap (about one stop
   /// in ten under glibc's malloc checks): the training threads block it, and one idle
@@ -315,7 +315,7 @@ struct PreemptionTests {
 /// LTH_SLURM=1 and SLURM_CONF.
 @Suite(
   "SlurmTests: lth submit and lth status against a real single-node Slurm", .serialized,
-  .enabled(if: ProcessInfo.processInfo.environment["LTH_SLURM"] == "1", "make test-slurm runs these"))
+  .enabled(if: ProcessInfo.processInfo.environment["LTH_SLURM"] == "1", "make test-slurm runs these"), .tags(.endToEnd), .endToEnd)
 struct SlurmTests {
   /// A 2-replicate, 3-level lottery with its random-reinit branch at every level: the
   /// branch command plans the lottery levels it needs, so one submission runs both.

@@ -16,7 +16,7 @@ func branchFolders(_ levelDir: String) throws -> [String] {
   try FileManager.default.contentsOfDirectory(atPath: levelDir).filter { $0.hasPrefix("branch_") }.sorted()
 }
 
-@Suite("Lottery identity, machine changes and tables", .serialized)
+@Suite("Lottery identity, machine changes and tables", .serialized, .tags(.endToEnd), .endToEnd)
 struct LotteryIdentityTests {
   @Test("branch columns are named by kind; a hash only where one kind has two sets of flags")
   func columnNames() throws {

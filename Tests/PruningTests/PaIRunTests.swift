@@ -28,7 +28,7 @@ func initialNetwork() throws -> Network<Float> {
     .makeNetwork(seed: replicateSeed(0, 1))
 }
 
-@Suite("Pruning at initialisation: experiments", .serialized)
+@Suite("Pruning at initialisation: experiments", .serialized, .tags(.endToEnd), .endToEnd)
 struct PaIRunTests {
   func lastJSON(_ r: CLI.Result) throws -> [String: Any] {
     try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8)) as! [String: Any]

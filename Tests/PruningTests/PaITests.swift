@@ -211,7 +211,8 @@ struct PaIScoreTests {
   }
 
   @Test(
-    "SynFlow (100 rounds) keeps every layer non-empty at density 1e-3 (and where one-shot magnitude empties one)"
+    "SynFlow (100 rounds) keeps every layer non-empty at density 1e-3 (and where one-shot magnitude empties one)",
+    .tags(.endToEnd), .endToEnd
   )
   func synflowAvoidsCollapse() throws {
     for model in ["cifar_conv_2", "cifar_vgg_11"] {

@@ -100,7 +100,7 @@ private struct PinnedLevel: Decodable {
 }
 private struct PinnedResults: Decodable { var levels: [PinnedLevel] }
 
-@Suite("Pinned results", .serialized)
+@Suite("Pinned results", .serialized, .tags(.endToEnd), .endToEnd)
 struct PinnedResultsTests {
   @Test("a fixed LeNet lottery gives the pinned run hash, accuracies and file bytes")
   func pinnedLottery() throws {

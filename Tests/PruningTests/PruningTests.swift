@@ -19,7 +19,7 @@ func densities(_ model: String, policy: PruningPolicy, levels: Int) throws -> [M
   return masks
 }
 
-@Suite("Pruning")
+@Suite("Pruning", .tags(.endToEnd), .endToEnd)
 struct PruningTests {
   @Test("LeNet's default policy: 51.3%, 21.1%, 13.5%, 3.6% after levels 3, 7, 9, 15; nested masks")
   func lenetDensities() throws {
@@ -146,7 +146,7 @@ func load(_ path: String) throws -> [String: [Float]] {
   try Safetensors.read(path).tensors.filter { $0.value.dtype == .F32 }.mapValues { $0.values() }
 }
 
-@Suite("Lottery experiments", .serialized)
+@Suite("Lottery experiments", .serialized, .tags(.endToEnd), .endToEnd)
 struct LotteryTests {
   @Test("weight rewinding, LR rewinding and fine-tuning start where they should; saved models obey masks")
   func retrainModes() throws {

@@ -5,7 +5,7 @@ import TestSupport
 import Testing
 import Training
 
-@Suite("Sparse kernels from the command line, and sparse exports")
+@Suite("Sparse kernels from the command line, and sparse exports", .tags(.endToEnd), .endToEnd)
 struct SparseExportTests {
   @Test("a lottery on sparse kernels records them; the export round-trips; bad input is one line")
   func export() throws {

@@ -121,7 +121,7 @@ let checkScript = """
 
 @Suite(
   "Reports: the page in headless Chromium", .serialized,
-  .enabled(if: Browser.path != nil || Browser.required, "no chromium (make test installs it)"))
+  .enabled(if: Browser.path != nil || Browser.required, "no chromium (make test installs it)"), .tags(.endToEnd), .endToEnd)
 struct BrowserTests {
   static let training = [
     "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--subsample-fraction", "0.1",

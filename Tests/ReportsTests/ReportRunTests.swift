@@ -3,7 +3,7 @@ import Reports
 import TestSupport
 import Testing
 
-@Suite("Reports: lth report and lth results --csv on real runs", .serialized)
+@Suite("Reports: lth report and lth results --csv on real runs", .serialized, .tags(.endToEnd), .endToEnd)
 struct ReportRunTests {
   func lastJSON(_ r: CLI.Result) throws -> [String: Any] {
     try JSONSerialization.jsonObject(with: Data(r.stdout.split(separator: "\n").last!.utf8)) as! [String: Any]

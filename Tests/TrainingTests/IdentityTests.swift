@@ -43,7 +43,7 @@ func storedTraining(_ dir: String) throws -> TrainingHParams {
   return try JSONDecoder().decode(TrainingHParams.self, from: JSONSerialization.data(withJSONObject: stored))
 }
 
-@Suite("Run identity and provenance", .serialized)
+@Suite("Run identity and provenance", .serialized, .tags(.endToEnd), .endToEnd)
 struct IdentityTests {
   struct Numbers: Encodable {
     var values: [Double]

@@ -11,7 +11,7 @@ let smallRun = [
   "--training-steps", "40ep", "--eval-every", "5ep", "--threads", "2", "--quiet",
 ]
 
-@Suite("Training runs", .serialized)
+@Suite("Training runs", .serialized, .tags(.endToEnd), .endToEnd)
 struct TrainTests {
   @Test("safetensors files parse with an independent reader")
   func safetensorsLayout() throws {
@@ -121,7 +121,7 @@ struct TrainTests {
   }
 }
 
-@Suite("Bad input to lth train", .serialized)
+@Suite("Bad input to lth train", .serialized, .tags(.endToEnd), .endToEnd)
 struct BadInputTests {
   @Test("convolution backends: recorded per layer, hashed when not auto, same bits at 1 and 3 threads")
   func convBackends() throws {
