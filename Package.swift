@@ -52,6 +52,8 @@ let package = Package(
     .target(name: "Storage", dependencies: ["Engine"]),
     .target(name: "Training", dependencies: ["Engine", "NN", "Datasets", "Storage"]),
     .target(name: "Pruning", dependencies: ["Engine", "NN", "Storage"]),
+    // Model families, one file each in Sources/Families/Families, and their registry.
+    .target(name: "Families", dependencies: ["Engine", "NN", "Pruning"]),
     // The git commit of the checkout, embedded at build time (Plugins/GitCommit: a prebuild
     // command that runs `git rev-parse HEAD`; "unknown" outside a git checkout).
     .plugin(name: "GitCommit", capability: .buildTool()),
@@ -59,41 +61,41 @@ let package = Package(
     .target(
       name: "Experiments",
       dependencies: [
-        "Engine", "NN", "Datasets", "Training", "Pruning", "BuildInfo",
+        "Engine", "NN", "Datasets", "Training", "Pruning", "Families", "BuildInfo",
         .product(name: "Crypto", package: "swift-crypto"),
       ]),
-    .target(name: "Analysis", dependencies: ["Engine", "NN", "Datasets", "Training", "Pruning", "Experiments"]),
+    .target(name: "Analysis", dependencies: ["Engine", "NN", "Datasets", "Training", "Pruning", "Families", "Experiments"]),
     .target(name: "Reports", dependencies: ["Training", "Experiments", "Analysis"]),
     .target(name: "Cluster", dependencies: ["Storage"]),
     .target(
       name: "LotteryKit",
       dependencies: [
-        "Engine", "NN", "Datasets", "Storage", "Training", "Pruning", "Experiments", "Analysis", "Reports",
-        "Cluster",
+        "Engine", "NN", "Datasets", "Storage", "Training", "Pruning", "Families", "Experiments", "Analysis",
+        "Reports", "Cluster",
       ]),
     .executableTarget(
       name: "lth",
       dependencies: [
-        "Engine", "NN", "Datasets", "Training", "Pruning", "Experiments", "Analysis", "Reports", "Cluster",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        "Engine", "NN", "Datasets", "Training", "Pruning", "Families", "Experiments", "Analysis", "Reports",
+        "Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
-    .testTarget(name: "EngineTests", dependencies: ["Engine", "NN", "TestSupport"]),
-    .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Datasets", "CZlib", "TestSupport"]),
-    .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Datasets", "TestSupport"]),
+    .testTarget(name: "EngineTests", dependencies: ["Engine", "NN", "Families", "TestSupport"]),
+    .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Families", "Datasets", "CZlib", "TestSupport"]),
+    .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Families", "Pruning", "Datasets", "TestSupport"]),
     .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
     .testTarget(
       name: "TrainingTests",
-      dependencies: ["Engine", "NN", "Datasets", "Training", "Experiments", "TestSupport", "BuildInfo"]),
+      dependencies: ["Engine", "NN", "Families", "Datasets", "Training", "Experiments", "TestSupport", "BuildInfo"]),
     .testTarget(
       name: "PruningTests",
-      dependencies: ["Engine", "NN", "Datasets", "Training", "Pruning", "Experiments", "TestSupport"]),
+      dependencies: ["Engine", "NN", "Families", "Datasets", "Training", "Pruning", "Experiments", "TestSupport"]),
     .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Experiments", "TestSupport"]),
     .testTarget(
       name: "ReportsTests",
       dependencies: ["Engine", "Experiments", "Analysis", "Reports", "TestSupport"]),
     .testTarget(
       name: "AnalysisTests",
-      dependencies: ["Engine", "NN", "Datasets", "Training", "Pruning", "Experiments", "Analysis", "TestSupport"]),
+      dependencies: ["Engine", "NN", "Families", "Datasets", "Training", "Pruning", "Experiments", "Analysis", "TestSupport"]),
   ],
   swiftLanguageModes: [.v6]
 )

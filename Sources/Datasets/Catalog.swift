@@ -12,11 +12,6 @@ import Foundation
 public enum DatasetCatalog {
   public static let names = ["fashion_mnist", "mnist", "cifar10", "cifar100", "synthetic"]
 
-  /// The default data set for a model name: Fashion-MNIST for `mnist_*`, CIFAR-10 otherwise.
-  public static func defaultDataset(forModel model: String) -> String {
-    model.hasPrefix("mnist_") ? "fashion_mnist" : "cifar10"
-  }
-
   /// Input shape `[C, H, W]` and class count of a named data set (synthetic: `shape`).
   public static func info(_ name: String, syntheticShape: [Int] = [1, 28, 28]) throws -> (
     shape: [Int], classes: Int

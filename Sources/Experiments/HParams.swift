@@ -10,6 +10,7 @@
 /// locks run folders; ``TrainRunner`` resolves, trains, resumes and summarises.
 import Datasets
 import Engine
+import Families
 import Foundation
 import NN
 
@@ -125,7 +126,7 @@ extension TrainingHParams {
   /// Fills every field from the model's recipe and the overrides, and checks the values.
   public static func resolve(model: String, _ o: TrainingOverrides) throws -> TrainingHParams {
     let r = try Recipe.forModel(model)
-    let dataset = o.dataset ?? DatasetCatalog.defaultDataset(forModel: model)
+    let dataset = try o.dataset ?? ModelZoo.family(of: model).defaultDataset
     _ = try DatasetCatalog.info(dataset)
     let schedule = o.schedule ?? r.schedule.rawValue
     let h = TrainingHParams(

@@ -1,4 +1,5 @@
 import Engine
+import Families
 import Foundation
 import NN
 import Training
@@ -25,35 +26,27 @@ public struct ScalingFamily: Sendable, Equatable {
     } else if name.hasPrefix("mnist_lenet_") {
       _ = try ModelZoo.make(name) as Network<Float>
       lenetBase = name
-    } else if ["cifar_conv", "cifar_resnet", "cifar_vgg"].contains(name) {
+    } else if ModelZoo.family(named: name) != nil {
       lenetBase = nil
     } else {
+      let names = ModelZoo.all.map(\.name).filter { $0 != "mnist_lenet" }
       throw EngineError(
-        "unknown family '\(name)'; use mnist_lenet (or mnist_lenet_N1_N2...), cifar_conv, cifar_resnet or cifar_vgg"
-      )
+        "unknown family '\(name)'; use mnist_lenet (or mnist_lenet_N1_N2...), \(names.joined(separator: ", "))")
     }
   }
 
   public var hasDepthKnob: Bool { lenetBase == nil }
 
-  /// The depths the family allows (nil: any `(D - 2) % 6 == 0`, D >= 8).
-  public func checkDepth(_ d: Int) throws {
-    switch name {
-    case "cifar_conv":
-      guard [2, 4, 6].contains(d) else { throw EngineError("cifar_conv has depths 2, 4 and 6, got \(d)") }
-    case "cifar_vgg":
-      guard [11, 13, 16, 19].contains(d) else {
-        throw EngineError("cifar_vgg has depths 11, 13, 16 and 19, got \(d)")
-      }
-    case "cifar_resnet":
-      guard d >= 8, (d - 2) % 6 == 0 else {
-        throw EngineError(
-          "cifar_resnet depths satisfy (D - 2) % 6 == 0 and D >= 8 (8, 14, 20, 32...), got \(d)")
-      }
-    default:
+  /// Throws unless the family has depth `d` (its family file says which depths exist).
+  public func checkDepth(_ d: Int) throws { _ = try base(depth: d) }
+
+  /// The family's base model at depth `d` (see ``Families/ModelFamily/model(depth:)``).
+  func base(depth d: Int) throws -> String {
+    guard let f = ModelZoo.family(named: name), let m = try f.model(depth: d) else {
       throw EngineError(
         "family \(name) has no depth knob (--depths): its depth is fixed by its hidden widths")
     }
+    return m
   }
 
   /// The depth `l` of the law for a point (LeNet: its number of linear layers).
@@ -69,8 +62,7 @@ public struct ScalingFamily: Sendable, Equatable {
       base = b
     } else {
       guard let depth else { throw EngineError("family \(name) needs --depths") }
-      try checkDepth(depth)
-      base = "\(name)_\(depth)"
+      base = try self.base(depth: depth)
     }
     return try ModelZoo.scaled(base, widthFactor: widthFactor)
   }

@@ -1,16 +1,13 @@
 import ArgumentParser
 import Datasets
 import Engine
+import Families
 import Foundation
 import NN
 
-/// Default benchmark recipes: LeNet and Conv-2 with Adam at batch 60, ResNet with SGD
-/// (momentum 0.9, weight decay 1e-4) at batch 128.
-func makeBenchOptimizer(_ net: Network<Float>) throws -> any Optimizer {
-  if net.name.contains("resnet") || net.name.contains("vgg") {
-    return try SGD(net.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4)
-  }
-  return try Adam(net.parameters, learningRate: net.name.contains("lenet") ? 1.2e-3 : 2e-4)
+/// Each family's benchmark optimizer (its file in Sources/Families/Families).
+func makeBenchOptimizer(_ net: Network<Float>) throws -> any Optimizer<Float> {
+  try ModelZoo.family(of: net.name).benchOptimizer(net)
 }
 
 struct Bench: ParsableCommand {
@@ -55,7 +52,7 @@ struct Bench: ParsableCommand {
       }
       Parallel.threads = threads
       let net: Network<Float> = try ModelZoo.make(model)
-      let batch = batchSize ?? ((model.contains("resnet") || model.contains("vgg")) ? 128 : 60)
+      let batch = try batchSize ?? ModelZoo.family(of: model).benchBatchSize
       guard batch >= 1 else { throw EngineError("--batch-size must be at least 1, got \(batch)") }
       net.initialize(seed: 0, weights: .kaimingNormal)
       net.convolutionPolicy = convBackend

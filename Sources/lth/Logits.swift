@@ -2,6 +2,7 @@ import ArgumentParser
 import Datasets
 import Engine
 import Experiments
+import Families
 import Foundation
 import NN
 import Pruning

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Experiments
+import Families
 import Foundation
 import NN
 import Training

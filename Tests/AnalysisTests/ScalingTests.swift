@@ -1,6 +1,7 @@
 import Analysis
 import Engine
 import Experiments
+import Families
 import Foundation
 import NN
 import TestSupport

@@ -1,5 +1,7 @@
 import Engine
+import Families
 import NN
+import Pruning
 import Testing
 
 @Suite("Recipes, schedules and step strings")

@@ -1,5 +1,6 @@
 import Datasets
 import Engine
+import Families
 import Foundation
 import NN
 import TestSupport

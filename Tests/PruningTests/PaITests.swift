@@ -1,5 +1,6 @@
 import Engine
 import Experiments
+import Families
 import Foundation
 import NN
 import Pruning

@@ -1,4 +1,5 @@
 import Engine
+import Families
 import Foundation
 import NN
 import TestSupport

@@ -1,0 +1,41 @@
+import Engine
+import NN
+import Pruning
+
+/// A family's default training recipe: the paper's where the paper gives one, OpenLTH's
+/// otherwise (the table "Default recipes LotteryKit uses" in docs/REFERENCE.md). Every field can be
+/// overridden from the command line.
+public struct Recipe: Equatable, Sendable {
+  public enum OptimizerKind: String, Sendable, Codable, CaseIterable { case sgd, adam }
+  public var initializer: Initializer
+  public var batchNormInit: BatchNormInit
+  public var optimizer: OptimizerKind
+  public var learningRate: Double
+  public var momentum: Double
+  public var weightDecay: Double
+  public var batchSize: Int
+  public var trainingSteps: StepSpec
+  public var schedule: LearningRateSchedule.Kind
+  public var milestones: [StepSpec]
+  public var gamma: Double
+  public var pruning: PruningPolicy
+
+  public init(
+    initializer: Initializer, batchNormInit: BatchNormInit, optimizer: OptimizerKind, learningRate: Double,
+    momentum: Double, weightDecay: Double, batchSize: Int, trainingSteps: StepSpec,
+    schedule: LearningRateSchedule.Kind, milestones: [StepSpec], gamma: Double, pruning: PruningPolicy
+  ) {
+    self.initializer = initializer
+    self.batchNormInit = batchNormInit
+    self.optimizer = optimizer
+    self.learningRate = learningRate
+    self.momentum = momentum
+    self.weightDecay = weightDecay
+    self.batchSize = batchSize
+    self.trainingSteps = trainingSteps
+    self.schedule = schedule
+    self.milestones = milestones
+    self.gamma = gamma
+    self.pruning = pruning
+  }
+}
