@@ -39,12 +39,14 @@ public enum TrainingEvent: Int, CaseIterable, Sendable, Comparable {
   case checkpoint
   case runEnd
 
-  /// Callbacks run in reverse order on these, so a callback undoes its change of the
-  /// matching "before" event after the callbacks registered later have undone theirs.
+  /// Callbacks run in reverse order on these (the "after" events and `evaluationEnd`), so a
+  /// callback undoes its change of the matching "before" event after the callbacks
+  /// registered later have undone theirs. Every other event runs them in order: on
+  /// `batchEnd` the built-in evaluation comes before the checkpoint, so a checkpoint at a
+  /// step never exists without that step's metrics.
   public var isClosing: Bool {
     switch self {
-    case .afterForward, .afterLoss, .afterBackward, .afterOptimizerStep, .batchEnd, .epochEnd,
-      .evaluationEnd, .runEnd:
+    case .afterForward, .afterLoss, .afterBackward, .afterOptimizerStep, .evaluationEnd:
       return true
     default: return false
     }

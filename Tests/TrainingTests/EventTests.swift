@@ -186,3 +186,27 @@ struct EventTests {
     #expect(out.name == "mnist_lenet_16_8")
   }
 }
+
+extension EventTests {
+  @Test("on batchEnd the evaluation comes before the checkpoint (a checkpoint never precedes its metrics)")
+  func evaluationBeforeCheckpoint() throws {
+    final class Watch: TrainingCallback {
+      let name = "watch"
+      let events: Set<TrainingEvent> = [.checkpoint]
+      var missing: [Int] = []
+      let every: Int
+      init(every: Int) { self.every = every }
+      func handle(_ event: TrainingEvent, _ state: TrainingState) throws {
+        // At an evaluation step, the checkpoint must find that step's row already written.
+        guard state.step % every == 0 else { return }
+        let rows = try MetricsLog.parse(AtomicFile.read(RunFile.metrics.path(in: state.directory)), path: "")
+        if !rows.contains(where: { $0.step == state.step }) { missing.append(state.step) }
+      }
+    }
+    let w = Watch(every: 4)
+    // Evaluations every 4 steps and epochs of 6: both at 12.
+    let t = try Self.trainer(CLI.tempDir(), lastStep: 13, callbacks: [w])
+    try t.run()
+    #expect(w.missing.isEmpty, "checkpoints before their evaluation at steps \(w.missing)")
+  }
+}
