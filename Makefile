@@ -5,7 +5,7 @@ APT_PACKAGES := libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist
 TEST_PACKAGES := chromium
 LTH := .build/release/lth
 
-.PHONY: deps build demo test check test-slurm tsan bench verify pydeps format clean fuzz fuzz-build
+.PHONY: deps build demo test check example test-slurm tsan bench verify pydeps format clean fuzz fuzz-build
 
 # Installs the Debian packages that are missing (needs root or sudo).
 PACKAGES ?= $(APT_PACKAGES)
@@ -92,11 +92,17 @@ bench: build pydeps
 	  echo; echo "=== sparse rows, oneDNN capped at AVX2 ==="; \
 	  DNNL_MAX_CPU_ISA=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 $(PY) bench/sparse.py --lth $(LTH) --rounds 3 --threads 2 --no-layers; fi
 
+# The README's Swift example, built as a package of its own that depends on LotteryKit by
+# version (a temporary clone tagged with LotteryKit's version), then run: a few minutes
+# (its own release build). .ci/run runs it after make test.
+example: deps
+	SWIFT=$(SWIFT) Tests/Example/check.sh
+
 # Heavier checks: PyTorch loads LotteryKit's safetensors files and gives the same logits.
 verify: build pydeps
 	$(PY) bench/verify_pytorch.py $(LTH)
 
-# Fuzzing (README, "Fuzzing"): libFuzzer + AddressSanitizer builds of one target per parser
+# Fuzzing (docs/testing.md, "Fuzzing"): libFuzzer + AddressSanitizer builds of one target per parser
 # of outside bytes (Tests/Fuzz/<target>, added to the package only when LTH_FUZZ=1) in
 # .build-fuzz; each runs from its seed corpus Tests/Fuzz/corpus/<target> for FUZZ_RUNS inputs
 # (FUZZ_TIME > 0: at most that many seconds per target). A crash, an input slower than 1 s

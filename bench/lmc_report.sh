@@ -1,5 +1,5 @@
 #!/bin/sh
-# The instability report on Fashion-MNIST (README, "Linear mode connectivity"): LeNet-300-100
+# The instability report on Fashion-MNIST (docs/guide-lmc.md, "Instability on Fashion-MNIST"): LeNet-300-100
 # at k = 0; a narrow ResNet-20 against k; an IMP subnetwork near 5% density against a random
 # mask of the same per-tensor counts. Usage: bench/lmc_report.sh [OUTPUT] (default ./lth_runs/lmc_report)
 # Environment: THREADS (2), RESNET (cifar_resnet_20_8), RESNET_STEPS (2500it).

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The PaI paper's table on Fashion-MNIST (README, "Pruning at initialisation"): every method
+# The PaI paper's table on Fashion-MNIST (docs/guide-prune-init.md): every method
 # at 4 densities with its three ablations, magnitude pruning after training, and IMP with its
 # ablations, 2 replicates; then one side-by-side table. Usage:
 #   bench/pai_table.sh [MODEL] [TRAINING_STEPS] [OUTPUT]   (default mnist_lenet_300_100 2ep ./lth_runs/pai_table)

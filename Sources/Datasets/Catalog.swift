@@ -77,7 +77,7 @@ public enum DatasetCatalog {
           name, files.map { $0 + "[.gz]" }, [dir],
           fashion
             ? "install it with `apt-get install dataset-fashion-mnist` or pass --data-dir"
-            : "put the four MNIST IDX files there or pass --data-dir (README, \"Training runs\", Data)"
+            : "put the four MNIST IDX files there or pass --data-dir (docs/guide-training.md, \"Data sets\")"
         )
       }
       let (mean, std): (Float, Float) = fashion ? (0.2860, 0.3530) : (0.1307, 0.3081)
@@ -94,7 +94,7 @@ public enum DatasetCatalog {
       guard found.allSatisfy({ $0 != nil }) else {
         throw missing(
           name, trainFiles + testFiles, dirs,
-          "put the binary version's files there or pass --data-dir (README, \"Training runs\", Data)"
+          "put the binary version's files there or pass --data-dir (docs/guide-training.md, \"Data sets\")"
         )
       }
       let mean: [Float] = ten ? [0.4914, 0.4822, 0.4465] : [0.5071, 0.4865, 0.4409]

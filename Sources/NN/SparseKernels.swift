@@ -22,7 +22,7 @@ public enum SparseKernelPolicy: String, CaseIterable, Sendable, Codable {
 /// The rule `auto` applies, per layer and call: a function of the layer's shape, its
 /// density, the batch size and the instruction set, never a timing taken at run time
 /// (that would make results depend on machine load). `lth bench --sparse-layers` prints
-/// the measurements behind it on any machine; the README's "Sparse kernels" section gives
+/// the measurements behind it on any machine; docs/benchmarks.md (sparse-kernel rule) gives
 /// the table it was read from (2-core AMD EPYC Zen 4, training at batch 60 and 128, and
 /// inference at batch 1 and 500).
 public enum SparseKernelRule {

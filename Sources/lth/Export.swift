@@ -16,7 +16,7 @@ struct Export: ParsableCommand {
       W.crow_indices, W.col_indices (int64) and W.values (float32), as \
       torch.sparse_csr_tensor takes them, with W.mask beside it; other tensors keep their \
       PyTorch names; init.* and rewind.* hold the whole network at step 0 and at the rewind \
-      step. `lth logits EXPORT` runs it on LotteryKit's sparse kernels; the README shows \
+      step. `lth logits EXPORT` runs it on LotteryKit's sparse kernels; docs/sparse-kernels.md shows \
       how to load it in PyTorch.
       """)
   @Argument(help: "A finished level folder.") var level: String

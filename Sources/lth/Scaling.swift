@@ -12,7 +12,7 @@ struct Scaling: ParsableCommand {
     abstract: "Scaling laws of pruned networks: sweep depth, width, data and density; fit; predict.",
     discussion: """
       The law of Rosenfeld et al. (ICML 2021): err = e_np |(m - j p (e_up/e_np)^(1/g)) / (m - j p)|^g \
-      with m = l^phi w^psi d. See README, "Scaling laws".
+      with m = l^phi w^psi d. See docs/guide-scaling.md.
       """,
     subcommands: [ScalingSweepCommand.self, ScalingFitCommand.self, ScalingPredictCommand.self])
 }

@@ -18,7 +18,7 @@ struct TrainingFlags: ParsableArguments {
   var widthFactor = 1.0
   @Option(help: "Data set: fashion_mnist, mnist, cifar10, cifar100, synthetic (default: the model family's).")
   var dataset: String?
-  @Option(help: "Folder with the data set's files (default: see README).") var dataDir: String?
+  @Option(help: "Folder with the data set's files (default: see docs/guide-training.md, Data sets).") var dataDir: String?
   @Option(help: "Training length: 2000it, 2ep or 1ep500it.") var trainingSteps: String?
   @Option(help: "Batch size.") var batchSize: Int?
   @Option(help: "Optimizer: sgd or adam.") var optimizer: String?
@@ -49,7 +49,7 @@ struct TrainingFlags: ParsableArguments {
   var convBackend = "auto"
   @Option(
     help:
-      "Sparse kernels for pruned layers: auto (by a fixed rule on shape, density, batch and ISA; see README), off (dense arithmetic on masked weights), or on (every pruned layer)."
+      "Sparse kernels for pruned layers: auto (by a fixed rule on shape, density, batch and ISA; see docs/sparse-kernels.md), off (dense arithmetic on masked weights), or on (every pruned layer)."
   )
   var sparseKernels = "auto"
   @Option(help: "Output root for run folders.") var output = "./lth_runs"
