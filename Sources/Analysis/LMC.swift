@@ -90,10 +90,10 @@ public final class LMCRunner: Experiment {
     } else {
       maskDir = nil
     }
-    root = output + "/lmc_" + h.hash
+    root = RunLayout.root(.lmc, output: output, hash: h.hash)
   }
 
-  public func spawnDir(_ r: Int, _ k: Int) -> String { "\(root)/replicate_\(r)/spawn_\(k)" }
+  public func spawnDir(_ r: Int, _ k: Int) -> String { RunLayout.spawn(RunLayout.replicate(root, r), String(k)) }
 
   /// Checks spawn steps against the training length.
   public func validate(spawnSteps: [Int], copies: Int) throws {

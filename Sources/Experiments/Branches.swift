@@ -70,7 +70,7 @@ extension LotteryRunner {
     replicates.contains { r in
       levels.contains { l in
         ![b.folderName, b.legacyFolderName].contains {
-          FileManager.default.fileExists(atPath: RunFile.summary.path(in: "\(root)/replicate_\(r)/level_\(l)/\($0)"))
+          FileManager.default.fileExists(atPath: RunFile.summary.path(in: RunLayout.level(root, replicate: r, level: l) + "/" + $0))
         }
       }
     }
@@ -89,9 +89,9 @@ extension LotteryRunner {
   public func runBranch(_ b: BranchHParams, replicate r: Int, level: Int, retrainSetup: RunSetup?) throws {
     try requireFinishedLevel(replicate: r, level: level)
     let main = levelDir(r, level)
-    let dir = "\(root)/replicate_\(r)/level_\(level)/\(b.folderName)"
+    let dir = Self.branchDir(root, r, level, b)
     try RunStore.migrate(
-      from: "\(root)/replicate_\(r)/level_\(level)/\(b.legacyFolderName)", to: dir,
+      from: RunLayout.level(root, replicate: r, level: level) + "/" + b.legacyFolderName, to: dir,
       hparamsJSON: b.canonicalJSON())
     try makeDir(dir)
     let phaseLock = try RunStore.phaseLock(dir)

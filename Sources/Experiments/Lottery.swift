@@ -113,7 +113,7 @@ public final class LotteryRunner: Experiment {
     }
     // Validate the pruning policy against the model before any training (and hashing).
     _ = try h.pruning.fractions(for: try setup.makeNetwork(seed: 0))
-    root = output + "/lottery_" + h.hash
+    root = Self.root(h, output: output)
   }
 
   /// Fails, before any training, when the plan for levels `0...levels` is impossible:
@@ -128,7 +128,7 @@ public final class LotteryRunner: Experiment {
   public func open() throws -> Bool {
     try RunStore.makeDirectory(output)
     try RunStore.migrate(
-      from: output + "/lottery_" + hparams.legacyHash, to: root, hparamsJSON: hparams.canonicalJSON())
+      from: RunLayout.root(.lottery, output: output, hash: hparams.legacyHash), to: root, hparamsJSON: hparams.canonicalJSON())
     try RunStore.makeDirectory(root)
     lock = try RunStore.lock(root, wait: true)
     return try RunStore.claim(
@@ -155,7 +155,24 @@ public final class LotteryRunner: Experiment {
       requireSameCPU: requireSameCPU)
   }
 
-  public func levelDir(_ r: Int, _ l: Int) -> String { "\(root)/replicate_\(r)/level_\(l)/main" }
+  public func levelDir(_ r: Int, _ l: Int) -> String { Self.levelDir(root, r, l) }
+
+  // The layout of a lottery folder (names from ``Storage/RunLayout``); planning reads it
+  // without building a runner.
+  /// `<output>/lottery_<hash>`.
+  public static func root(_ h: LotteryHParams, output: String) -> String {
+    RunLayout.root(.lottery, output: output, hash: h.hash)
+  }
+  /// The main line of level `l` of replicate `r`: `<root>/replicate_R/level_L/main`.
+  public static func levelDir(_ root: String, _ r: Int, _ l: Int) -> String {
+    RunLayout.main(RunLayout.level(root, replicate: r, level: l))
+  }
+  /// A branch of level `l`: `<root>/replicate_R/level_L/branch_<kind>_<hash>`.
+  public static func branchDir(_ root: String, _ r: Int, _ l: Int, _ b: BranchHParams) -> String {
+    RunLayout.level(root, replicate: r, level: l) + "/" + b.folderName
+  }
+  /// The file whose presence marks a phase folder finished.
+  public static func marker(_ phaseDir: String) -> String { RunFile.summary.path(in: phaseDir) }
 
   func makeDir(_ d: String) throws { try phases.makeDir(d) }
 
@@ -179,7 +196,7 @@ public final class LotteryRunner: Experiment {
     let keys = [hparams.levelZeroKey(replicate: r), hparams.legacyLevelZeroKey(replicate: r)]
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
     for e in entries where e.hasPrefix("lottery_") && output + "/" + e != root {
-      let src = "\(output)/\(e)/replicate_\(r)/level_0/main"
+      let src = Self.levelDir(output + "/" + e, r, 0)
       guard let k = try? String(contentsOfFile: src + "/level0_key", encoding: .utf8), keys.contains(k),
         FileManager.default.fileExists(atPath: RunFile.summary.path(in: src))
       else { continue }

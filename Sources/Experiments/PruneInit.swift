@@ -153,13 +153,23 @@ public final class PaIRunner: Experiment {
         )
       }
     }
-    root = output + "/pai_" + h.hash
+    root = Self.root(h, output: output)
   }
 
   public var needsDenseRun: Bool { hparams.method == PaIHParams.afterTraining || hparams.atStep != nil }
-  public func denseDir(_ r: Int) -> String { "\(root)/replicate_\(r)/dense" }
-  public func densityDir(_ r: Int, _ d: Double) -> String { "\(root)/replicate_\(r)/\(densityFolder(d))" }
-  public func mainDir(_ r: Int, _ d: Double) -> String { densityDir(r, d) + "/main" }
+  public func denseDir(_ r: Int) -> String { RunLayout.replicate(root, r) + "/dense" }
+  public func densityDir(_ r: Int, _ d: Double) -> String { Self.densityDir(root, r, d) }
+  public func mainDir(_ r: Int, _ d: Double) -> String { RunLayout.main(densityDir(r, d)) }
+
+  // The layout of a prune-init folder (planning reads it without building a runner).
+  /// `<output>/pai_<hash>`.
+  public static func root(_ h: PaIHParams, output: String) -> String {
+    RunLayout.root(.pai, output: output, hash: h.hash)
+  }
+  /// `<root>/replicate_R/density_<d>`: the main line (`main`) and the ablations.
+  public static func densityDir(_ root: String, _ r: Int, _ d: Double) -> String {
+    RunLayout.replicate(root, r) + "/" + densityFolder(d)
+  }
 
   @discardableResult
   public func open() throws -> Bool {

@@ -206,9 +206,9 @@ public enum Results {
         guard let level = rowKey(lv) else { continue }
         let ldir = "\(root)/\(rep)/\(lv)"
         var cell = main[level] ?? Cell()
-        try read(ldir + "/main", replicate: r, into: &cell)
+        try read(RunLayout.main(ldir), replicate: r, into: &cell)
         main[level] = cell
-        if fm.fileExists(atPath: ldir + "/main"), !fm.fileExists(atPath: RunFile.summary.path(in: RunLayout.main(ldir))) {
+        if fm.fileExists(atPath: RunLayout.main(ldir)), !fm.fileExists(atPath: RunFile.summary.path(in: RunLayout.main(ldir))) {
           unfinished.append((r, level, "main"))
         }
         for b in (try fm.contentsOfDirectory(atPath: ldir)).filter({ $0.hasPrefix("branch_") }).sorted() {

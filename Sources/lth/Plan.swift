@@ -26,7 +26,7 @@ let phaseFlags = ["--json", "--quiet"]
 extension Lottery: Plannable {
   func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
     let h = try lottery.resolve(try training.resolve())
-    let root = training.output + "/lottery_" + h.hash
+    let root = LotteryRunner.root(h, output: training.output)
     let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
     var out: [Phase] = []
     for r in try lottery.replicateList() {
@@ -35,7 +35,7 @@ extension Lottery: Plannable {
           Phase(
             id: "r\(r).L\(l)", kind: "level", arguments: base + ["--replicate", "\(r)", "--levels", "\(l)"],
             dependencies: l > 0 ? ["r\(r).L\(l - 1)"] : [],
-            marker: RunFile.summary.path(in: RunLayout.main(RunLayout.level(root, replicate: r, level: l)))))
+            marker: LotteryRunner.marker(LotteryRunner.levelDir(root, r, l))))
       }
     }
     return (root, out)
@@ -45,7 +45,7 @@ extension Lottery: Plannable {
 extension PruneInit: Plannable {
   func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
     let h = try pai.resolve(try training.resolve(), lottery)
-    let root = training.output + "/pai_" + h.hash
+    let root = PaIRunner.root(h, output: training.output)
     let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
     var out: [Phase] = []
     for r in try lottery.replicateList() {
@@ -54,7 +54,7 @@ extension PruneInit: Plannable {
           Phase(
             id: "r\(r).d\(d)", kind: "density",
             arguments: base + ["--replicate", "\(r)", "--densities", "\(d)"],
-            dependencies: [], marker: RunFile.summary.path(in: "\(root)/replicate_\(r)/\(densityFolder(d))/main")))
+            dependencies: [], marker: LotteryRunner.marker(RunLayout.main(PaIRunner.densityDir(root, r, d)))))
       }
     }
     return (root, out)
@@ -99,7 +99,7 @@ extension BranchCommon {
     if pai.method != nil || pai.densities != nil {
       let densities = try pai.densityList()
       let h = try pai.resolve(try training.resolve(), lottery)
-      let root = training.output + "/pai_" + h.hash
+      let root = PaIRunner.root(h, output: training.output)
       for r in reps {
         for d in densities {
           let id = "r\(r).d\(d)"
@@ -107,12 +107,12 @@ extension BranchCommon {
             Phase(
               id: id, kind: "density",
               arguments: ["prune-init"] + source + ["--replicate", "\(r)", "--densities", "\(d)"],
-              dependencies: [], marker: RunFile.summary.path(in: "\(root)/replicate_\(r)/\(densityFolder(d))/main")))
+              dependencies: [], marker: LotteryRunner.marker(RunLayout.main(PaIRunner.densityDir(root, r, d)))))
           out.append(
             Phase(
               id: id + "." + b.kind.rawValue, kind: "branch",
               arguments: branchBase + ["--replicate", "\(r)", "--densities", "\(d)"], dependencies: [id],
-              marker: RunFile.summary.path(in: "\(root)/replicate_\(r)/\(densityFolder(d))/\(b.folderName)")))
+              marker: LotteryRunner.marker(PaIRunner.densityDir(root, r, d) + "/" + b.folderName)))
         }
       }
       return (root, out)
@@ -122,7 +122,7 @@ extension BranchCommon {
     }
     let levelList = try parseLevels(levels)
     let h = try lottery.resolve(try training.resolve())
-    let root = training.output + "/lottery_" + h.hash
+    let root = LotteryRunner.root(h, output: training.output)
     for r in reps {
       for l in 0...(levelList.max() ?? 0) {
         out.append(
@@ -130,7 +130,7 @@ extension BranchCommon {
             id: "r\(r).L\(l)", kind: "level",
             arguments: ["lottery"] + source + ["--replicate", "\(r)", "--levels", "\(l)"],
             dependencies: l > 0 ? ["r\(r).L\(l - 1)"] : [],
-            marker: RunFile.summary.path(in: RunLayout.main(RunLayout.level(root, replicate: r, level: l)))))
+            marker: LotteryRunner.marker(LotteryRunner.levelDir(root, r, l))))
       }
       for l in levelList {
         out.append(
@@ -138,7 +138,7 @@ extension BranchCommon {
             id: "r\(r).L\(l).\(b.kind.rawValue)", kind: "branch",
             arguments: branchBase + ["--replicate", "\(r)", "--levels", "\(l)"],
             dependencies: ["r\(r).L\(l)"],
-            marker: RunFile.summary.path(in: RunLayout.level(root, replicate: r, level: l) + "/" + b.folderName)))
+            marker: LotteryRunner.marker(LotteryRunner.branchDir(root, r, l, b))))
       }
     }
     return (root, out)
