@@ -5,7 +5,7 @@ APT_PACKAGES := libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist
 TEST_PACKAGES := chromium
 LTH := .build/release/lth
 
-.PHONY: deps build demo test check example test-slurm tsan bench verify pydeps format clean fuzz fuzz-build
+.PHONY: deps build demo test check example docs test-slurm tsan bench verify pydeps format clean fuzz fuzz-build
 
 # Installs the Debian packages that are missing (needs root or sudo).
 PACKAGES ?= $(APT_PACKAGES)
@@ -99,8 +99,12 @@ example: deps
 	SWIFT=$(SWIFT) Tests/Example/check.sh
 
 # Heavier checks: PyTorch loads LotteryKit's safetensors files and gives the same logits.
+# Also the science checks of the test suite (LTH_TEST_TIER=science): SynFlow's 100 rounds
+# on VGG-11 in Float64 (about 4 minutes on one core).
 verify: build pydeps
 	$(PY) bench/verify_pytorch.py $(LTH)
+	$(SWIFT) build -c release --build-tests
+	LTH_TEST_TIER=science $(SWIFT) test -c release --skip-build --filter synflowAvoidsCollapseVGG11
 
 # Fuzzing (docs/testing.md, "Fuzzing"): libFuzzer + AddressSanitizer builds of one target per parser
 # of outside bytes (Tests/Fuzz/<target>, added to the package only when LTH_FUZZ=1) in
@@ -133,6 +137,15 @@ fuzz: fuzz-build
 	    tail -n 40 $$log; echo "$$t: FINDING, the input is in $(FUZZ_DIR)/findings/ (log: $$log)"; exit 1; \
 	  fi; \
 	done
+
+# API documentation: the DocC catalog of the umbrella module (swift-docc-plugin), with every
+# library module's symbols, as a static site in .build/docs.
+docs: deps
+	$(SWIFT) package --allow-writing-to-directory .build/docs generate-documentation \
+	  --target LotteryKit --enable-experimental-combined-documentation \
+	  $(foreach t,Engine NN Datasets Storage Training Pruning Families Experiments Analysis Reports Cluster,--target $(t)) \
+	  --output-path .build/docs --transform-for-static-hosting
+	@echo "docs: .build/docs (serve it, or open .build/docs/documentation/lotterykit)"
 
 format:
 	$(SWIFT) format --in-place --recursive Sources Tests Package.swift

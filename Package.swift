@@ -28,6 +28,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     // SHA-256 for run hashes (Crypto is CryptoKit's API; on Linux it builds BoringSSL).
     .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+    // `make docs`: the DocC catalog Sources/LotteryKit/LotteryKit.docc (a plugin, built only then).
+    .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
   ],
   targets: [
     // BLAS through a system-library target (Debian's OpenBLAS by default).

@@ -151,7 +151,7 @@ public final class LMCRunner: Experiment {
   /// checkpoint and summary last, so a kill leaves a folder that trains from scratch).
   func adoptParent(key: String, replicate r: Int, spawn k: Int, into dir: String) throws -> Bool {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
-    for e in entries.sorted() where e.hasPrefix("lmc_") && output + "/" + e != root {
+    for e in entries.sorted() where RunLayout.kind(ofFolder: e) == .lmc && output + "/" + e != root {
       let src = "\(output)/\(e)/replicate_\(r)/spawn_\(k)/parent"
       guard let other = try? String(contentsOfFile: src + "/parent_key", encoding: .utf8), other == key,
         var summary = try TrainSummary.read(in: src)

@@ -26,14 +26,14 @@ public struct Splits: Sendable, Equatable, Codable {
   /// Returns the training set and the validation set (nil when `validationSize` is 0).
   public func apply(to train: Dataset) throws -> (train: Dataset, validation: Dataset?) {
     guard validationSize >= 0, validationSize < train.count else {
-      throw DataError(
-        "--validation-size must be in 0..<\(train.count) for \(train.name), got \(validationSize)")
+      throw SettingError(
+        "validation_size", "must be in 0..<\(train.count) for \(train.name), got \(validationSize)")
     }
     guard subsampleFraction > 0, subsampleFraction <= 1 else {
-      throw DataError("--subsample-fraction must be in (0, 1], got \(subsampleFraction)")
+      throw SettingError("subsample_fraction", "must be in (0, 1], got \(subsampleFraction)")
     }
     guard randomLabelsFraction >= 0, randomLabelsFraction <= 1 else {
-      throw DataError("--random-labels-fraction must be in [0, 1], got \(randomLabelsFraction)")
+      throw SettingError("random_labels_fraction", "must be in [0, 1], got \(randomLabelsFraction)")
     }
     var splitStream = RandomStream(seed: splitSeed, purpose: "validation-split")
     var order = splitStream.permutation(train.count)

@@ -6,6 +6,24 @@ public struct EngineError: Error, CustomStringConvertible, Sendable {
   public init(_ description: String) { self.description = description }
 }
 
+/// A setting out of its range, named by its hyperparameter (`validation_size`), not by a
+/// command-line flag: the modules below the CLI do not know flags. `lth` words it as its
+/// flag (``flag``: `--validation-size must be in ...`); a library user reads
+/// ``description`` (`validation size must be in ...`).
+public struct SettingError: Error, CustomStringConvertible, Sendable {
+  /// The hyperparameter's key, snake case.
+  public let setting: String
+  /// What is wrong, e.g. `must be in (0, 1], got 2.0`.
+  public let problem: String
+  public init(_ setting: String, _ problem: String) {
+    self.setting = setting
+    self.problem = problem
+  }
+  public var description: String { setting.replacingOccurrences(of: "_", with: " ") + " " + problem }
+  /// The command-line flag of the setting: `--` and the key with hyphens.
+  public var flag: String { "--" + setting.replacingOccurrences(of: "_", with: "-") }
+}
+
 extension String {
   /// The string with control characters and line separators escaped as in a Swift literal
   /// (`\n`, `\r`, `\t`, `\u{1b}`), so that text from a file or the command line keeps an

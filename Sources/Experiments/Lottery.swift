@@ -195,7 +195,7 @@ public final class LotteryRunner: Experiment {
   func adoptLevelZero(replicate r: Int, into dir: String) throws -> Bool {
     let keys = [hparams.levelZeroKey(replicate: r), hparams.legacyLevelZeroKey(replicate: r)]
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: output)) ?? []
-    for e in entries where e.hasPrefix("lottery_") && output + "/" + e != root {
+    for e in entries where RunLayout.kind(ofFolder: e) == .lottery && output + "/" + e != root {
       let src = Self.levelDir(output + "/" + e, r, 0)
       guard let k = try? String(contentsOfFile: src + "/level0_key", encoding: .utf8), keys.contains(k),
         FileManager.default.fileExists(atPath: RunFile.summary.path(in: src))

@@ -181,7 +181,7 @@ public enum Results {
       kinds[id] = kind
       return (id, kind)
     }
-    let isPaI = (root as NSString).lastPathComponent.hasPrefix("pai_")
+    let isPaI = RunLayout.kind(ofFolder: root) == .pai
     let rowPrefix = isPaI ? "density_" : "level_"
     // Rows: level numbers, or target densities (their folder text, ordered by value).
     var rowNames: [Int: String] = [:]

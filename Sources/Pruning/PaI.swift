@@ -16,7 +16,7 @@ public enum PaIPruner {
     batch: ScoreBatch?, seed: UInt64, invert: Bool = false
   ) throws -> Mask {
     guard density > 0, density <= 1 else { throw PruningError("density must be in (0, 1], got \(density)") }
-    guard rounds >= 1 else { throw PruningError("--rounds must be at least 1, got \(rounds)") }
+    guard rounds >= 1 else { throw SettingError("rounds", "must be at least 1, got \(rounds)") }
     let savedParameters = net.parameters.map { $0.1.value.clone() }
     let savedBuffers = net.buffers.map { $0.1.clone() }
     func restore() {

@@ -141,12 +141,10 @@ extension PruningPolicy {
   /// The fraction pruned per level for each prunable tensor (0: never pruned).
   public func fractions<T: Scalar>(for net: Network<T>) throws -> [String: Double] {
     guard fraction > 0, fraction < 1 else {
-      throw PruningError("--pruning-fraction must be in (0, 1), got \(fraction)")
+      throw SettingError("pruning_fraction", "must be in (0, 1), got \(fraction)")
     }
-    for (flag, f) in [
-      ("--pruning-fraction-conv", convFraction), ("--pruning-fraction-output", outputFraction),
-    ] {
-      if let f, !(f >= 0 && f < 1) { throw PruningError("\(flag) must be in [0, 1), got \(f)") }
+    for (setting, f) in [("pruning_fraction_conv", convFraction), ("pruning_fraction_output", outputFraction)] {
+      if let f, !(f >= 0 && f < 1) { throw SettingError(setting, "must be in [0, 1), got \(f)") }
     }
     try Self.checkIgnorePatterns(ignore, names: net.prunableParameters.map(\.0))
     let outputName = net.outputLayer + ".weight"
@@ -172,8 +170,9 @@ extension PruningPolicy {
   /// prune a tensor meant to stay dense).
   public static func checkIgnorePatterns(_ patterns: [String], names: [String]) throws {
     for pattern in patterns where !names.contains(where: { wildcardMatch(pattern, $0) }) {
-      throw PruningError(
-        "--prune-ignore pattern '\(pattern.escapingControlCharacters)' matches no prunable tensor; they are: \(names.joined(separator: ", "))"
+      throw SettingError(
+        "prune_ignore",
+        "pattern '\(pattern.escapingControlCharacters)' matches no prunable tensor; they are: \(names.joined(separator: ", "))"
       )
     }
   }

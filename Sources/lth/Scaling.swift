@@ -104,7 +104,7 @@ struct ScalingSweepCommand: ParsableCommand {
           points.append(
             ScalingManifest.Point(
               depth: fam.lawDepth(d), widthFactor: w, dataFraction: n, model: model,
-              run: "lottery_" + h.hash,
+              run: RunLayout.folderName(.lottery, hash: h.hash),
               arguments: args))
           planned.append((model, args))
         }
@@ -113,7 +113,7 @@ struct ScalingSweepCommand: ParsableCommand {
     let sweep = ScalingSweepHParams(
       family: family, depths: ds.compactMap { $0 }, widthFactors: ws, dataFractions: ns,
       pointRuns: points.map(\.run))
-    let root = output + "/scaling_" + sweep.hash
+    let root = RunLayout.root(.scaling, output: output, hash: sweep.hash)
     return (root, sweep, points)
   }
 

@@ -33,6 +33,8 @@ func runOrFail(_ body: () throws -> Void) {
     // ended by SIGTERM (128 + 15), so a scheduler sees a preempted task, not a failure.
     FileHandle.standardError.write(("error: \(stop)\n").data(using: .utf8)!)
     exit(143)
+  } catch let e as SettingError {
+    fail("\(e.flag) \(e.problem)")  // the library names settings; the CLI names its flags
   } catch { fail("\(error)") }
 }
 

@@ -274,9 +274,9 @@ struct LoaderTests {
     let (rl, _) = try Splits(randomLabelsFraction: 1).apply(to: ds)
     let changed = zip(rl.labels, ds.labels).filter { $0 != $1 }.count
     #expect(changed > 60)  // about 90% of random labels differ
-    #expect(throws: DataError.self) { try Splits(validationSize: 100).apply(to: ds) }
-    #expect(throws: DataError.self) { try Splits(subsampleFraction: 0).apply(to: ds) }
-    #expect(throws: DataError.self) { try Splits(randomLabelsFraction: 1.5).apply(to: ds) }
+    #expect(throws: SettingError.self) { try Splits(validationSize: 100).apply(to: ds) }
+    #expect(throws: SettingError.self) { try Splits(subsampleFraction: 0).apply(to: ds) }
+    #expect(throws: SettingError.self) { try Splits(randomLabelsFraction: 1.5).apply(to: ds) }
   }
 
   /// `make test` installs `dataset-fashion-mnist` first, so a missing package is a failure.

@@ -110,11 +110,11 @@ struct PruningTests {
   func badPolicies() throws {
     let net: Network<Float> = try ModelZoo.make("mnist_lenet_2")
     for f in [0.0, 1.0, -0.5, 1.5] {
-      #expect(throws: PruningError.self) {
+      #expect(throws: SettingError.self) {
         try PruningPolicy(strategy: .layerwise, fraction: f).fractions(for: net)
       }
     }
-    #expect(throws: PruningError.self) {
+    #expect(throws: SettingError.self) {
       try PruningPolicy(strategy: .layerwise, fraction: 0.2, ignore: ["conv*"]).fractions(for: net)
     }
     #expect(throws: PruningError.self) {

@@ -7,6 +7,9 @@ import Testing
 /// ``Testing/Trait/endToEnd`` trait and run in `make test`.
 public enum TestTier {
   public static var unitOnly: Bool { ProcessInfo.processInfo.environment["LTH_TEST_TIER"] == "unit" }
+  /// Long checks of a paper's claim (minutes of compute): `make verify` only
+  /// (`LTH_TEST_TIER=science`).
+  public static var science: Bool { ProcessInfo.processInfo.environment["LTH_TEST_TIER"] == "science" }
 }
 
 extension Tag {
