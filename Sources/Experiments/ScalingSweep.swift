@@ -4,19 +4,22 @@ import Foundation
 import NN
 import Training
 
-/// A model family with size knobs for scaling sweeps: which depths it has, and the model
-/// name of a (depth, width factor) point. The width factor scales every hidden width
+/// A model family with size knobs for scaling sweeps: which depths it has (from its family
+/// file, ``Families/ModelFamily/model(depth:)``), and the model name of a (depth, width
+/// factor) point. The width factor scales every hidden width
 /// (``NN/ModelZoo/scaled(_:widthFactor:)``), so it means the same in every family.
 ///
 /// | family | depths (l) | l in the law |
 /// |---|---|---|
 /// | `mnist_lenet` or `mnist_lenet_N1_N2...` | none (the hidden widths fix it; default 300, 100) | number of linear layers |
+/// | `mnist_lenet5` | none (one network) | 4 |
 /// | `cifar_conv` | 2, 4, 6 | N of Conv-N |
 /// | `cifar_resnet` | 8, 14, 20, ... ((D - 2) % 6 == 0) | D |
 /// | `cifar_vgg` | 11, 13, 16, 19 | N of VGG-N |
 public struct ScalingFamily: Sendable, Equatable {
   public let name: String
-  /// The LeNet base (hidden widths) for `mnist_lenet`; nil for the others.
+  /// The fixed base model of a family without a depth knob (LeNet's hidden widths, or the
+  /// family's one network); nil for families with depths.
   let lenetBase: String?
 
   public init(_ name: String) throws {
@@ -26,8 +29,8 @@ public struct ScalingFamily: Sendable, Equatable {
     } else if name.hasPrefix("mnist_lenet_") {
       _ = try ModelZoo.make(name) as Network<Float>
       lenetBase = name
-    } else if ModelZoo.family(named: name) != nil {
-      lenetBase = nil
+    } else if let f = ModelZoo.family(named: name) {
+      lenetBase = f.hasDepthKnob ? nil : f.examples[0]
     } else {
       let names = ModelZoo.all.map(\.name).filter { $0 != "mnist_lenet" }
       throw EngineError(
@@ -51,7 +54,7 @@ public struct ScalingFamily: Sendable, Equatable {
 
   /// The depth `l` of the law for a point (LeNet: its number of linear layers).
   public func lawDepth(_ depth: Int?) -> Double {
-    if let base = lenetBase { return Double(base.split(separator: "_").count - 2 + 1) }
+    if let base = lenetBase { return (try? ModelZoo.family(of: base).lawDepth(base)) ?? 0 }
     return Double(depth!)
   }
 

@@ -37,8 +37,9 @@ public protocol ModelFamily: Sendable {
   /// `lth bench`'s batch size and optimizer.
   var benchBatchSize: Int { get }
   func benchOptimizer(_ net: Network<Float>) throws -> any Optimizer<Float>
-  /// Scaling sweeps: the base model at depth `d` (`--depths`), or nil when the family has
-  /// no depth knob (its widths fix its depth); throws for a depth the family lacks.
+  /// Scaling sweeps: whether the family has a depth knob (`--depths`), and the base model
+  /// at depth `d` (nil without a knob; throws for a depth the family lacks).
+  var hasDepthKnob: Bool { get }
   func model(depth d: Int) throws -> String?
   /// The depth `l` of the scaling law for a model of this family.
   func lawDepth(_ name: String) -> Double
@@ -46,6 +47,7 @@ public protocol ModelFamily: Sendable {
 
 extension ModelFamily {
   public var takesWidthSuffix: Bool { false }
+  public var hasDepthKnob: Bool { false }
   public func model(depth d: Int) throws -> String? { nil }
   func unknown(_ name: String) -> EngineError {
     EngineError("unknown model '\(name)'; known: \(ModelZoo.knownPatterns)")
@@ -73,7 +75,7 @@ extension ModelFamily {
 /// `layers.K.conv`, `fc`).
 public enum ModelZoo {
   /// Every family, in the order `lth models` lists them. Add a family here.
-  public static let all: [any ModelFamily] = [LeNet(), ConvN(), ResNet(), VGG()]
+  public static let all: [any ModelFamily] = [LeNet(), LeNet5(), ConvN(), ResNet(), VGG()]
 
   /// Example names with their native input (for `lth models`).
   public static var families: [(example: String, nativeInput: [Int])] {
@@ -81,7 +83,7 @@ public enum ModelZoo {
   }
 
   public static var knownPatterns: String {
-    all.map(\.grammar).joined(separator: ", ") + " (Conv-N and VGG may end in _wF, a width factor)"
+    all.map(\.grammar).joined(separator: ", ") + " (LeNet-5, Conv-N and VGG may end in _wF, a width factor)"
   }
 
   /// The family of a model name (a `_wF` suffix allowed where the family takes one).

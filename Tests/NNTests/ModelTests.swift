@@ -8,7 +8,8 @@ struct ModelTests {
   @Test(
     "prunable-weight counts on the native input",
     arguments: [
-      ("mnist_lenet_300_100", 266_200, 266_610), ("cifar_conv_2", 4_300_992, 4_301_642),
+      ("mnist_lenet_300_100", 266_200, 266_610), ("mnist_lenet5", 430_500, 431_080),
+      ("cifar_conv_2", 4_300_992, 4_301_642),
       ("cifar_conv_4", 2_425_024, 2_425_930), ("cifar_conv_6", 2_261_184, 2_262_602),
       ("cifar_resnet_20", 270_896, 272_474),
     ])

@@ -29,7 +29,7 @@ struct FamilyRegistryTests {
         let half = try ModelZoo.scaled(name, widthFactor: 0.5)
         #expect(try ModelZoo.family(of: half).name == family.name, "\(half)")
         // Build at a small input (the families adapt to the data set's shape), train one step.
-        let shape = family.nativeInput[0] == 1 ? [1, 12, 12] : [3, 32, 32]
+        let shape = family.nativeInput[0] == 1 ? [1, 16, 16] : [3, 32, 32]
         let net: Network<Float> = try ModelZoo.make(half, inputShape: shape, classes: 4)
         net.initialize(seed: 1, weights: recipe.initializer)
         let opt = try family.benchOptimizer(net)
@@ -57,6 +57,12 @@ struct FamilyRegistryTests {
     #expect(try VGG().model(depth: 16) == "cifar_vgg_16")
     #expect(try ConvN().model(depth: 4) == "cifar_conv_4")
     #expect(try LeNet().model(depth: 3) == nil)
+    for f in ModelZoo.all {
+      // A family with a depth knob builds its base model at some depth; one without has none.
+      let some = (1...40).compactMap { try? f.model(depth: $0) }
+      #expect(some.isEmpty != f.hasDepthKnob, "\(f.name)")
+      for m in some { #expect(try ModelZoo.family(of: m).name == f.name, "\(m)") }
+    }
     #expect(throws: EngineError.self) { try ModelZoo.family(of: "cifar_alexnet") }
   }
 }

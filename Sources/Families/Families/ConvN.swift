@@ -49,6 +49,7 @@ public struct ConvN: ModelFamily {
     try Adam(net.parameters, learningRate: 2e-4)
   }
 
+  public var hasDepthKnob: Bool { true }
   public func model(depth d: Int) throws -> String? {
     guard [2, 4, 6].contains(d) else { throw EngineError("cifar_conv has depths 2, 4 and 6, got \(d)") }
     return "cifar_conv_\(d)"

@@ -48,6 +48,7 @@ public struct ResNet: ModelFamily {
     try SGD(net.parameters, learningRate: 0.1, momentum: 0.9, weightDecay: 1e-4)
   }
 
+  public var hasDepthKnob: Bool { true }
   public func model(depth d: Int) throws -> String? {
     guard d >= 8, (d - 2) % 6 == 0 else {
       throw EngineError("cifar_resnet depths satisfy (D - 2) % 6 == 0 and D >= 8 (8, 14, 20, 32...), got \(d)")

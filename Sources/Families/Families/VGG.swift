@@ -38,6 +38,7 @@ public struct VGG: ModelFamily {
     try ResNet().benchOptimizer(net)
   }
 
+  public var hasDepthKnob: Bool { true }
   public func model(depth d: Int) throws -> String? {
     guard Self.vggPlans[d] != nil else { throw EngineError("cifar_vgg has depths 11, 13, 16 and 19, got \(d)") }
     return "cifar_vgg_\(d)"
