@@ -66,6 +66,10 @@ public enum StopSignal {
 public struct Stopped: Error, CustomStringConvertible, Sendable {
   public let step: Int
   public let directory: String
+  public init(step: Int, directory: String) {
+    self.step = step
+    self.directory = directory
+  }
   public var description: String {
     "stopped by SIGTERM at step \(step); checkpoint written in \(directory): run the same command to resume"
   }
