@@ -20,17 +20,17 @@ public struct ScalingFamily: Sendable, Equatable {
   public let name: String
   /// The fixed base model of a family without a depth knob (LeNet's hidden widths, or the
   /// family's one network); nil for families with depths.
-  let lenetBase: String?
+  let fixedBase: String?
 
   public init(_ name: String) throws {
     self.name = name
     if name == "mnist_lenet" {
-      lenetBase = "mnist_lenet_300_100"
+      fixedBase = "mnist_lenet_300_100"
     } else if name.hasPrefix("mnist_lenet_") {
       _ = try ModelZoo.make(name) as Network<Float>
-      lenetBase = name
+      fixedBase = name
     } else if let f = ModelZoo.family(named: name) {
-      lenetBase = f.hasDepthKnob ? nil : f.examples[0]
+      fixedBase = f.hasDepthKnob ? nil : f.examples[0]
     } else {
       let names = ModelZoo.all.map(\.name).filter { $0 != "mnist_lenet" }
       throw EngineError(
@@ -38,7 +38,7 @@ public struct ScalingFamily: Sendable, Equatable {
     }
   }
 
-  public var hasDepthKnob: Bool { lenetBase == nil }
+  public var hasDepthKnob: Bool { fixedBase == nil }
 
   /// Throws unless the family has depth `d` (its family file says which depths exist).
   public func checkDepth(_ d: Int) throws { _ = try base(depth: d) }
@@ -54,14 +54,14 @@ public struct ScalingFamily: Sendable, Equatable {
 
   /// The depth `l` of the law for a point (LeNet: its number of linear layers).
   public func lawDepth(_ depth: Int?) -> Double {
-    if let base = lenetBase { return (try? ModelZoo.family(of: base).lawDepth(base)) ?? 0 }
+    if let base = fixedBase { return (try? ModelZoo.family(of: base).lawDepth(base)) ?? 0 }
     return Double(depth!)
   }
 
   /// The model name of (depth, width factor).
   public func model(depth: Int?, widthFactor: Double) throws -> String {
     let base: String
-    if let b = lenetBase {
+    if let b = fixedBase {
       base = b
     } else {
       guard let depth else { throw EngineError("family \(name) needs --depths") }

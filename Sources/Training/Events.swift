@@ -67,7 +67,7 @@ public enum TrainingEvent: Int, CaseIterable, Sendable, Comparable {
 public protocol TrainingCallback: AnyObject {
   /// A name unique within one run (checkpoint keys and random streams use it).
   var name: String { get }
-  /// The events this callback acts on.
+  /// The events this callback acts on (read once, when ``Trainer/run()`` starts).
   var events: Set<TrainingEvent> { get }
   func handle(_ event: TrainingEvent, _ state: TrainingState) throws
   /// Named tensors to checkpoint (empty when the callback has no state).

@@ -235,14 +235,15 @@ public final class Trainer {
 
   // MARK: the loop
 
-  private var all: [any TrainingCallback] = []
+  /// For each event (by raw value), the callbacks that act on it in the order they run:
+  /// worked out once per ``run()``, not on every event of every step.
+  private var receivers: [[any TrainingCallback]] = []
   private var state: TrainingState!
   private var started = Date()
 
   /// Sends `event` to every callback that acts on it, in order (reversed on closing events).
   func send(_ event: TrainingEvent) throws {
-    let order = event.isClosing ? all.reversed() : all
-    for c in order where c.events.contains(event) { try c.handle(event, state) }
+    for c in receivers[event.rawValue] { try c.handle(event, state) }
   }
 
   /// Evaluates every split at the current step, between `evaluationStart` and
@@ -297,11 +298,15 @@ public final class Trainer {
       schedule: learningRate, seed: seed, directory: directory, progress: progress)
     state = st
     st.trainer = self
-    all =
+    let all: [any TrainingCallback] =
       callbacks + [
         SaveStatesCallback(saveStates), DivergenceGuard(), ProgressCallback(progress),
         EvaluationCallback(every: evalEvery), CheckpointCallback(), StopSignalCallback(),
       ]
+    receivers = TrainingEvent.allCases.map { e in
+      let acting = all.filter { $0.events.contains(e) }
+      return e.isClosing ? acting.reversed() : acting
+    }
     if FileManager.default.fileExists(atPath: checkpointPath) {
       let (step, t, meta) = try Checkpoint.loadWithExtras(
         network: network, optimizer: optimizer, from: checkpointPath)
