@@ -21,17 +21,17 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
   public var dataset: String
   public var trainingSteps: String
   public var batchSize: Int
-  public var optimizer: String
+  public var optimizer: Recipe.OptimizerKind
   public var lr: Double
   public var momentum: Double
   public var nesterov: Bool
   public var weightDecay: Double
-  public var schedule: String
+  public var schedule: LearningRateSchedule.Kind
   public var warmupSteps: String
   public var milestones: [String]
   public var gamma: Double
-  public var initializer: String
-  public var batchNormInit: String
+  public var initializer: Initializer
+  public var batchNormInit: BatchNormInit
   public var seed: UInt64
   public var dataOrderSeed: UInt64
   public var augment: Bool
@@ -43,20 +43,26 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
   /// Convolution backends (``Engine/ConvBackendPolicy``): absent means `auto`, so the hash
   /// of an `auto` run is what it was before the field existed. Backends round differently,
   /// so another choice is another run.
-  public var convBackend: String? = nil
+  public var convBackend: ConvBackendPolicy? = nil
   /// Sparse kernels for pruned layers (``NN/SparseKernelPolicy``): absent means `auto`, as
   /// for ``convBackend``; `on` and `off` round differently, so they are other runs.
-  public var sparseKernels: String? = nil
+  public var sparseKernels: SparseKernelPolicy? = nil
 
-  enum CodingKeys: String, CodingKey {
-    case model, dataset, optimizer, lr, momentum, nesterov, schedule, milestones, gamma, seed, augment,
-      initializer
+  /// The declaration of every training hyperparameter (see ``HyperparameterKey``): JSON
+  /// key, flag, help and default.
+  public enum CodingKeys: String, HyperparameterKey {
+    case model, dataset
     case trainingSteps = "training_steps"
     case batchSize = "batch_size"
+    case optimizer, lr, momentum, nesterov
     case weightDecay = "weight_decay"
+    case schedule
     case warmupSteps = "warmup_steps"
+    case milestones, gamma, initializer
     case batchNormInit = "batch_norm_init"
+    case seed
     case dataOrderSeed = "data_order_seed"
+    case augment
     case validationSize = "validation_size"
     case subsampleFraction = "subsample_fraction"
     case randomLabelsFraction = "random_labels_fraction"
@@ -64,8 +70,62 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
     case evalTrain = "eval_train"
     case convBackend = "conv_backend"
     case sparseKernels = "sparse_kernels"
-  }
 
+    public var help: String {
+      switch self {
+      case .model: return "Model name, e.g. mnist_lenet_300_100, cifar_conv_2, cifar_resnet_20 (see `lth models`)."
+      case .dataset: return "Data set: \(DatasetCatalog.names.joined(separator: ", "))."
+      case .trainingSteps: return "Training length: 2000it, 2ep or 1ep500it."
+      case .batchSize: return "Batch size."
+      case .optimizer: return "Optimizer."
+      case .lr: return "Learning rate (peak, after warm-up)."
+      case .momentum: return "SGD momentum."
+      case .nesterov: return "Nesterov momentum (SGD)."
+      case .weightDecay: return "Weight decay (L2 added to the gradient)."
+      case .schedule: return "Schedule after warm-up."
+      case .warmupSteps: return "Linear warm-up length, e.g. 1ep."
+      case .milestones: return "Step-decay milestones, comma separated, e.g. 80ep,120ep."
+      case .gamma: return "Step-decay factor."
+      case .initializer: return "Weight initialiser."
+      case .batchNormInit: return "Batch-norm scale initialiser."
+      case .seed: return "Seed for initialisation (and data order unless --data-order-seed)."
+      case .dataOrderSeed: return "Seed for data order and augmentation."
+      case .augment: return "Random-crop and flip augmentation: true or false."
+      case .validationSize: return "Examples held out of the training set for validation."
+      case .subsampleFraction: return "Fraction of the training set to use, in (0, 1]."
+      case .randomLabelsFraction: return "Fraction of training labels replaced by random ones, in [0, 1]."
+      case .evalEvery: return "Evaluate every S steps, and at the end."
+      case .evalTrain: return "Also evaluate on the training set."
+      case .convBackend:
+        return
+          "Convolution backends: auto (oneDNN where it has a JIT kernel, Winograd for 3x3 stride-1 layers with >= 32 channels), im2col, or onednn (direct only); any but auto is another run."
+      case .sparseKernels:
+        return
+          "Sparse kernels for pruned layers: auto (by a fixed rule on shape, density, batch and ISA; see docs/sparse-kernels.md), off (dense arithmetic on masked weights), or on (every pruned layer); any but auto is another run."
+      }
+    }
+
+    public var defaultSource: DefaultSource {
+      switch self {
+      case .model: return .required
+      case .dataset: return .derived("the model family's data set")
+      case .trainingSteps, .batchSize, .optimizer, .lr, .momentum, .weightDecay, .schedule, .gamma, .initializer,
+        .batchNormInit:
+        return .recipe
+      case .milestones: return .derived("the recipe's, for the step schedule")
+      case .nesterov, .evalTrain: return .value("false")
+      case .warmupSteps: return .value("0it")
+      case .seed: return .value("0")
+      case .dataOrderSeed: return .derived("--seed")
+      case .augment: return .derived("on for CIFAR, off otherwise")
+      case .validationSize: return .value("0")
+      case .subsampleFraction: return .value("1")
+      case .randomLabelsFraction: return .value("0")
+      case .evalEvery: return .value("1ep")
+      case .convBackend, .sparseKernels: return .value("auto")
+      }
+    }
+  }
 }
 
 /// Hyperparameter groups are hashed over their canonical JSON (``CanonicalEncoder``).
@@ -99,16 +159,17 @@ public struct TrainingOverrides: Sendable {
   public var dataset: String?
   public var trainingSteps: String?
   public var batchSize: Int?
-  public var optimizer: String?
+  public var optimizer: Recipe.OptimizerKind?
   public var lr: Double?
   public var momentum: Double?
   public var nesterov = false
   public var weightDecay: Double?
-  public var schedule: String?
+  public var schedule: LearningRateSchedule.Kind?
   public var warmupSteps: String?
   public var milestones: [String]?
   public var gamma: Double?
-  public var initializer: String?
+  public var initializer: Initializer?
+  public var batchNormInit: BatchNormInit?
   public var seed: UInt64 = 0
   public var dataOrderSeed: UInt64?
   public var augment: Bool?
@@ -117,8 +178,8 @@ public struct TrainingOverrides: Sendable {
   public var randomLabelsFraction = 0.0
   public var evalEvery: String?
   public var evalTrain = false
-  public var convBackend: String?
-  public var sparseKernels: String?
+  public var convBackend: ConvBackendPolicy?
+  public var sparseKernels: SparseKernelPolicy?
   public init() {}
 }
 
@@ -128,59 +189,45 @@ extension TrainingHParams {
     let r = try Recipe.forModel(model)
     let dataset = try o.dataset ?? ModelZoo.family(of: model).defaultDataset
     _ = try DatasetCatalog.info(dataset)
-    let schedule = o.schedule ?? r.schedule.rawValue
+    let schedule = o.schedule ?? r.schedule
     let h = TrainingHParams(
       model: model, dataset: dataset, trainingSteps: o.trainingSteps ?? r.trainingSteps.description,
-      batchSize: o.batchSize ?? r.batchSize, optimizer: o.optimizer ?? r.optimizer.rawValue,
+      batchSize: o.batchSize ?? r.batchSize, optimizer: o.optimizer ?? r.optimizer,
       lr: o.lr ?? r.learningRate, momentum: o.momentum ?? r.momentum, nesterov: o.nesterov,
       weightDecay: o.weightDecay ?? r.weightDecay, schedule: schedule, warmupSteps: o.warmupSteps ?? "0it",
-      milestones: o.milestones ?? (schedule == "step" ? r.milestones.map(\.description) : []),
-      gamma: o.gamma ?? r.gamma, initializer: o.initializer ?? r.initializer.rawValue,
-      batchNormInit: r.batchNormInit.rawValue, seed: o.seed, dataOrderSeed: o.dataOrderSeed ?? o.seed,
+      milestones: o.milestones ?? (schedule == .step ? r.milestones.map(\.description) : []),
+      gamma: o.gamma ?? r.gamma, initializer: o.initializer ?? r.initializer,
+      batchNormInit: o.batchNormInit ?? r.batchNormInit, seed: o.seed, dataOrderSeed: o.dataOrderSeed ?? o.seed,
       augment: o.augment ?? DatasetCatalog.augmentsByDefault(dataset), validationSize: o.validationSize,
       subsampleFraction: o.subsampleFraction, randomLabelsFraction: o.randomLabelsFraction,
       evalEvery: o.evalEvery ?? "1ep", evalTrain: o.evalTrain,
-      convBackend: o.convBackend == "auto" ? nil : o.convBackend,
-      sparseKernels: o.sparseKernels == "auto" ? nil : o.sparseKernels)
+      convBackend: o.convBackend == .auto ? nil : o.convBackend,
+      sparseKernels: o.sparseKernels == .auto ? nil : o.sparseKernels)
     try h.validate()
     return h
   }
 
-  /// Checks every value; errors name the flag.
+  /// Checks every value; a bad one throws the ``Engine/SettingError`` of its key.
   public func validate() throws {
-    func need(_ ok: Bool, _ msg: String) throws { if !ok { throw EngineError(msg) } }
-    try need(batchSize > 0, "--batch-size must be positive, got \(batchSize)")
-    try need(lr > 0 && lr.isFinite, "--lr must be positive, got \(lr)")
-    try need(momentum >= 0 && momentum < 1, "--momentum must be in [0, 1), got \(momentum)")
+    typealias K = CodingKeys
+    func need(_ ok: Bool, _ key: K, _ problem: String) throws { if !ok { throw key.invalid(problem) } }
+    try need(batchSize > 0, .batchSize, "must be positive, got \(batchSize)")
+    try need(lr > 0 && lr.isFinite, .lr, "must be positive, got \(lr)")
+    try need(momentum >= 0 && momentum < 1, .momentum, "must be in [0, 1), got \(momentum)")
+    try need(weightDecay >= 0 && weightDecay.isFinite, .weightDecay, "must be non-negative, got \(weightDecay)")
+    try need(gamma > 0 && gamma.isFinite, .gamma, "must be positive, got \(gamma)")
     try need(
-      weightDecay >= 0 && weightDecay.isFinite, "--weight-decay must be non-negative, got \(weightDecay)")
-    try need(gamma > 0 && gamma.isFinite, "--gamma must be positive, got \(gamma)")
+      subsampleFraction > 0 && subsampleFraction <= 1, .subsampleFraction,
+      "must be in (0, 1], got \(subsampleFraction)")
     try need(
-      subsampleFraction > 0 && subsampleFraction <= 1,
-      "--subsample-fraction must be in (0, 1], got \(subsampleFraction)")
-    try need(
-      randomLabelsFraction >= 0 && randomLabelsFraction <= 1,
-      "--random-labels-fraction must be in [0, 1], got \(randomLabelsFraction)")
-    try need(["sgd", "adam"].contains(optimizer), "--optimizer must be sgd or adam, got \(optimizer)")
-    try need(
-      !nesterov || (optimizer == "sgd" && momentum > 0), "--nesterov needs --optimizer sgd and --momentum > 0"
-    )
-    try need(
-      LearningRateSchedule.Kind(rawValue: schedule) != nil,
-      "--schedule must be constant, step or cosine, got \(schedule)")
-    try need(
-      Initializer(rawValue: initializer) != nil,
-      "--initializer must be one of \(Initializer.allCases.map(\.rawValue).joined(separator: ", ")), got \(initializer)"
-    )
-    try need(
-      convBackend.map { ConvBackendPolicy(rawValue: $0) != nil } ?? true,
-      "--conv-backend must be one of \(ConvBackendPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got \(convBackend ?? "")"
-    )
-    try need(
-      sparseKernels.map { SparseKernelPolicy(rawValue: $0) != nil } ?? true,
-      "--sparse-kernels must be one of \(SparseKernelPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got \(sparseKernels ?? "")"
-    )
-    for s in [trainingSteps, warmupSteps, evalEvery] + milestones { _ = try StepSpec(parsing: s) }
-    try need(try StepSpec(parsing: evalEvery) != StepSpec(), "--eval-every must be positive")
+      randomLabelsFraction >= 0 && randomLabelsFraction <= 1, .randomLabelsFraction,
+      "must be in [0, 1], got \(randomLabelsFraction)")
+    try need(!nesterov || (optimizer == .sgd && momentum > 0), .nesterov, "needs --optimizer sgd and --momentum > 0")
+    for (key, s) in [(K.trainingSteps, trainingSteps), (.warmupSteps, warmupSteps), (.evalEvery, evalEvery)]
+      + milestones.map({ (K.milestones, $0) })
+    {
+      do { _ = try StepSpec(parsing: s) } catch { throw key.invalid("\(error)") }
+    }
+    try need(try StepSpec(parsing: evalEvery) != StepSpec(), .evalEvery, "must be positive")
   }
 }

@@ -39,10 +39,63 @@ public struct LotteryHParams: Codable, Equatable, Sendable, CanonicalJSON {
     self.finetuneSteps = finetuneSteps
   }
 
-  enum CodingKeys: String, CodingKey {
-    case training, pruning, retrain
+  /// The declaration of the lottery's own hyperparameters (see ``HyperparameterKey``);
+  /// `training` and `pruning` are groups (``TrainingHParams/CodingKeys``, ``PruningKey``).
+  public enum CodingKeys: String, HyperparameterKey {
+    case training, pruning
     case rewindStep = "rewind_step"
+    case retrain
     case finetuneSteps = "finetune_steps"
+
+    public var flagName: String? {
+      switch self {
+      case .training, .pruning: return nil
+      default: return stringValue.replacingOccurrences(of: "_", with: "-")
+      }
+    }
+    public var help: String {
+      switch self {
+      case .training: return "The training hyperparameters."
+      case .pruning: return "The pruning policy."
+      case .rewindStep: return "Rewind step (weights saved there during level 0), e.g. 0it, 500it, 1ep."
+      case .retrain: return "Retraining of each pruned level."
+      case .finetuneSteps: return "Fine-tuning length (--retrain finetune)."
+      }
+    }
+    public var defaultSource: DefaultSource {
+      switch self {
+      case .training, .pruning: return .derived("their own keys")
+      case .rewindStep: return .value("0it")
+      case .retrain: return .value(RetrainMode.weightRewind.rawValue)
+      case .finetuneSteps: return .derived("as many steps as rewinding replays")
+      }
+    }
+  }
+
+  /// The declaration of the pruning policy's keys (``Pruning/PruningPolicy``'s JSON keys)
+  /// with their flags.
+  public enum PruningKey: String, HyperparameterKey {
+    case strategy, fraction, convFraction, outputFraction, ignore
+
+    public var flagName: String? {
+      switch self {
+      case .strategy: return "pruning-strategy"
+      case .fraction: return "pruning-fraction"
+      case .convFraction: return "pruning-fraction-conv"
+      case .outputFraction: return "pruning-fraction-output"
+      case .ignore: return "prune-ignore"
+      }
+    }
+    public var help: String {
+      switch self {
+      case .strategy: return "Pruning strategy."
+      case .fraction: return "Fraction of remaining weights pruned per level, in (0, 1)."
+      case .convFraction: return "Fraction for convolution weights."
+      case .outputFraction: return "Fraction for the output layer (0: never pruned)."
+      case .ignore: return "Tensors never pruned, comma separated, * wildcards (e.g. conv.weight,fc.*)."
+      }
+    }
+    public var defaultSource: DefaultSource { .recipe }
   }
 
   /// Key of level 0, which depends only on training and the rewind step (not on pruning or
@@ -293,8 +346,7 @@ public final class LotteryRunner: Experiment {
 /// What a user may set of a lottery experiment besides training; nil (or the default) takes
 /// the model family's recipe. `lth lottery`'s flags fill it.
 public struct LotteryOverrides: Sendable {
-  /// `global` or `layerwise`.
-  public var pruningStrategy: String?
+  public var pruningStrategy: PruningPolicy.Strategy?
   /// Fraction of the remaining weights pruned per level, in (0, 1).
   public var pruningFraction: Double?
   public var pruningFractionConv: Double?
@@ -302,8 +354,7 @@ public struct LotteryOverrides: Sendable {
   public var pruningFractionOutput: Double?
   /// Tensors never pruned (`*` wildcards).
   public var pruneIgnore: [String]?
-  /// `weight-rewind`, `lr-rewind` or `finetune`.
-  public var retrain = RetrainMode.weightRewind.rawValue
+  public var retrain = RetrainMode.weightRewind
   /// Step strings: `0it`, `500it`, `1ep`.
   public var rewindStep = "0it"
   public var finetuneSteps: String?
@@ -316,31 +367,26 @@ extension LotteryHParams {
     -> LotteryHParams
   {
     var p = try Recipe.forModel(training.model).pruning
-    if let s = o.pruningStrategy {
-      guard let v = PruningPolicy.Strategy(rawValue: s) else {
-        throw EngineError("--pruning-strategy must be global or layerwise, got \(s)")
-      }
-      if v != p.strategy {
-        // Switching strategy starts from the recipe's default fraction only.
-        p = PruningPolicy(
-          strategy: v, fraction: p.fraction,
-          outputFraction: v == .global ? p.outputFraction.flatMap { $0 == 0 ? 0 : nil } : p.outputFraction)
-      }
+    typealias P = PruningKey
+    if let v = o.pruningStrategy, v != p.strategy {
+      // Switching strategy starts from the recipe's default fraction only.
+      p = PruningPolicy(
+        strategy: v, fraction: p.fraction,
+        outputFraction: v == .global ? p.outputFraction.flatMap { $0 == 0 ? 0 : nil } : p.outputFraction)
     }
     if let f = o.pruningFraction { p.fraction = f }
     if let f = o.pruningFractionConv { p.convFraction = f }
     if let f = o.pruningFractionOutput { p.outputFraction = f }
     if let i = o.pruneIgnore { p.ignore = i }
-    guard p.fraction > 0 && p.fraction < 1 else {
-      throw EngineError("--pruning-fraction must be in (0, 1), got \(p.fraction)")
+    guard p.fraction > 0 && p.fraction < 1 else { throw P.fraction.invalid("must be in (0, 1), got \(p.fraction)") }
+    for (key, f) in [(P.convFraction, p.convFraction), (.outputFraction, p.outputFraction)] {
+      if let f, !(f >= 0 && f < 1) { throw key.invalid("must be in [0, 1), got \(f)") }
     }
-    guard let mode = RetrainMode(rawValue: o.retrain) else {
-      throw EngineError("--retrain must be weight-rewind, lr-rewind or finetune, got \(o.retrain)")
-    }
-    _ = try StepSpec(parsing: o.rewindStep)
+    let mode = o.retrain
+    do { _ = try StepSpec(parsing: o.rewindStep) } catch { throw CodingKeys.rewindStep.invalid("\(error)") }
     if let f = o.finetuneSteps {
-      guard mode == .finetune else { throw EngineError("--finetune-steps needs --retrain finetune") }
-      _ = try StepSpec(parsing: f)
+      guard mode == .finetune else { throw CodingKeys.finetuneSteps.invalid("needs --retrain finetune") }
+      do { _ = try StepSpec(parsing: f) } catch { throw CodingKeys.finetuneSteps.invalid("\(error)") }
     }
     return LotteryHParams(
       training: training, pruning: p, rewindStep: o.rewindStep, retrain: mode, finetuneSteps: o.finetuneSteps)

@@ -44,20 +44,22 @@ public struct PaIHParams: Codable, Equatable, Sendable, CanonicalJSON {
     }
     let score = ScoreMethods.named(method)
     let r = rounds ?? score?.defaultRounds ?? 1
-    guard r >= 1 else { throw EngineError("--rounds must be at least 1, got \(r)") }
+    guard r >= 1 else { throw CodingKeys.rounds.invalid("must be at least 1, got \(r)") }
     if let minDensity, !(minDensity > 0 && minDensity <= 1) {
-      throw EngineError("--min-density must be in (0, 1], got \(minDensity)")
+      throw CodingKeys.minDensity.invalid("must be in (0, 1], got \(minDensity)")
     }
     let needsData = score?.needsData ?? false
     if let scoreBatch, !(scoreBatch >= 1) {
-      throw EngineError("--score-batch must be at least 1, got \(scoreBatch)")
+      throw CodingKeys.scoreBatch.invalid("must be at least 1, got \(scoreBatch)")
     }
     if method == Self.afterTraining {
-      guard atStep == nil else { throw EngineError("--at-step does not apply to \(Self.afterTraining)") }
+      guard atStep == nil else { throw CodingKeys.atStep.invalid("does not apply to \(Self.afterTraining)") }
     } else if retrain != nil || finetuneSteps != nil {
       throw EngineError("--retrain and --finetune-steps apply to --method \(Self.afterTraining) only")
     }
-    if let a = atStep { _ = try StepSpec(parsing: a) }
+    if let a = atStep {
+      do { _ = try StepSpec(parsing: a) } catch { throw CodingKeys.atStep.invalid("\(error)") }
+    }
     self.training = training
     self.method = method
     self.allocation = allocation
@@ -72,13 +74,55 @@ public struct PaIHParams: Codable, Equatable, Sendable, CanonicalJSON {
     self.finetuneSteps = mode == .finetune ? finetuneSteps : nil
   }
 
-  enum CodingKeys: String, CodingKey {
-    case training, method, allocation, rounds, ignore, retrain
+  /// The declaration of pruning at initialisation's hyperparameters (see
+  /// ``HyperparameterKey``); `retrain`, `rewind_step` and `finetune_steps` share the
+  /// lottery's flags and `ignore` is `--prune-ignore`.
+  public enum CodingKeys: String, HyperparameterKey {
+    case training, method, allocation, rounds
     case scoreBatch = "score_batch"
     case atStep = "at_step"
+    case ignore
     case minDensity = "min_density"
+    case retrain
     case rewindStep = "rewind_step"
     case finetuneSteps = "finetune_steps"
+
+    public var flagName: String? {
+      switch self {
+      case .training: return nil
+      case .ignore: return "prune-ignore"
+      default: return stringValue.replacingOccurrences(of: "_", with: "-")
+      }
+    }
+    public var help: String {
+      switch self {
+      case .training: return "The training hyperparameters."
+      case .method: return "Scoring method: \((ScoreMethods.names + [PaIHParams.afterTraining]).joined(separator: ", "))."
+      case .allocation: return "Density per tensor: global (one threshold), layerwise (each tensor the target) or erk."
+      case .rounds: return "Score-and-prune rounds; round r prunes to d^(r/rounds)."
+      case .scoreBatch: return "Examples per class in the score batch of snip and grasp."
+      case .atStep: return "Score the dense run's weights at this step (e.g. 500it) and train on from there."
+      case .ignore: return LotteryHParams.PruningKey.ignore.help
+      case .minDensity: return "Minimum density of every pruned tensor."
+      case .retrain, .rewindStep, .finetuneSteps:
+        return "As for `lth lottery`, for \(PaIHParams.afterTraining) only."
+      }
+    }
+    public var defaultSource: DefaultSource {
+      switch self {
+      case .training: return .derived("their own keys")
+      case .method: return .required
+      case .allocation: return .value("global")
+      case .rounds: return .derived("100 for synflow, else 1")
+      case .scoreBatch: return .value("10")
+      case .atStep: return .derived("the initial weights")
+      case .ignore: return .value("none")
+      case .minDensity: return .derived("none")
+      case .retrain: return .value(RetrainMode.weightRewind.rawValue)
+      case .rewindStep: return .value("0it")
+      case .finetuneSteps: return .derived("as many steps as rewinding replays")
+      }
+    }
   }
 }
 

@@ -36,7 +36,7 @@ public final class RunSetup {
     let ipe = iterationsPerEpoch
     let milestones = try h.milestones.map { try StepSpec(parsing: $0).iterations(perEpoch: ipe) }
     schedule = try LearningRateSchedule(
-      base: h.lr, kind: LearningRateSchedule.Kind(rawValue: h.schedule)!, milestones: milestones,
+      base: h.lr, kind: h.schedule, milestones: milestones,
       gamma: h.gamma,
       warmupSteps: try StepSpec(parsing: h.warmupSteps).iterations(perEpoch: iterationsPerEpoch),
       totalSteps: totalSteps)
@@ -79,17 +79,17 @@ public final class RunSetup {
     let net: Network<T> = try ModelZoo.make(
       hparams.model, inputShape: train.shape, classes: train.classes, as: T.self)
     net.initialize(
-      seed: seed, weights: Initializer(rawValue: hparams.initializer)!,
-      batchNorm: BatchNormInit(rawValue: hparams.batchNormInit)!)
-    net.convolutionPolicy = hparams.convBackend.flatMap(ConvBackendPolicy.init(rawValue:)) ?? .auto
-    net.sparseKernels = hparams.sparseKernels.flatMap(SparseKernelPolicy.init(rawValue:)) ?? .auto
+      seed: seed, weights: hparams.initializer,
+      batchNorm: hparams.batchNormInit)
+    net.convolutionPolicy = hparams.convBackend ?? .auto
+    net.sparseKernels = hparams.sparseKernels ?? .auto
     return net
   }
 
   /// A fresh optimizer over `net`'s parameters.
   public func makeOptimizer(_ net: Network<Float>) throws -> any Optimizer<Float> {
     let h = hparams
-    if h.optimizer == "adam" {
+    if h.optimizer == .adam {
       return try Adam(net.parameters, learningRate: h.lr, weightDecay: h.weightDecay)
     }
     return try SGD(

@@ -224,8 +224,6 @@ struct Models: ParsableCommand {
   }
 }
 
-extension ConvBackendPolicy: ExpressibleByArgument {}
-extension SparseKernelPolicy: ExpressibleByArgument {}
 
 /// One pruned layer timed dense and sparse (``timeSparseLayers(_:batch:)``).
 struct SparseLayerTiming {

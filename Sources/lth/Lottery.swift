@@ -3,6 +3,7 @@ import ArgumentParser
 import Datasets
 import Engine
 import Experiments
+import Families
 import Foundation
 import NN
 import Pruning
@@ -11,19 +12,18 @@ import Training
 
 /// Flags that define a lottery experiment besides training (shared by `lottery` and `branch`).
 struct LotteryFlags: ParsableArguments {
-  @Option(help: "Number of replicates, numbered 1...R.") var replicates: Int?
-  @Option(help: "Run only replicate K.") var replicate: Int?
-  @Option(help: "Rewind step (weights saved there during level 0), e.g. 0it, 500it, 1ep.") var rewindStep =
-    "0it"
-  @Option(help: "Retraining: weight-rewind, lr-rewind or finetune.") var retrain = "weight-rewind"
-  @Option(help: "Fine-tuning length (default: as many steps as rewinding replays).") var finetuneSteps:
-    String?
-  @Option(help: "global or layerwise (default: the family's recipe).") var pruningStrategy: String?
-  @Option(help: "Fraction of remaining weights pruned per level.") var pruningFraction: Double?
-  @Option(help: "Fraction for convolution weights.") var pruningFractionConv: Double?
-  @Option(help: "Fraction for the output layer (0: never pruned).") var pruningFractionOutput: Double?
-  @Option(help: "Tensors never pruned, comma separated, * wildcards (e.g. conv.weight,fc.*).")
-  var pruneIgnore: String?
+  typealias L = LotteryHParams.CodingKeys
+  typealias P = LotteryHParams.PruningKey
+  @Option(name: .key(RunSettingKey.replicates), help: .key(RunSettingKey.replicates)) var replicates: Int?
+  @Option(name: .key(RunSettingKey.replicate), help: .key(RunSettingKey.replicate)) var replicate: Int?
+  @Option(name: .key(L.rewindStep), help: .key(L.rewindStep)) var rewindStep = "0it"
+  @Option(name: .key(L.retrain), help: .key(L.retrain)) var retrain = RetrainMode.weightRewind
+  @Option(name: .key(L.finetuneSteps), help: .key(L.finetuneSteps)) var finetuneSteps: String?
+  @Option(name: .key(P.strategy), help: .key(P.strategy)) var pruningStrategy: PruningPolicy.Strategy?
+  @Option(name: .key(P.fraction), help: .key(P.fraction)) var pruningFraction: Double?
+  @Option(name: .key(P.convFraction), help: .key(P.convFraction)) var pruningFractionConv: Double?
+  @Option(name: .key(P.outputFraction), help: .key(P.outputFraction)) var pruningFractionOutput: Double?
+  @Option(name: .key(P.ignore), help: .key(P.ignore)) var pruneIgnore: String?
 
   var overrides: LotteryOverrides {
     var o = LotteryOverrides()
@@ -235,7 +235,7 @@ struct Branch: ParsableCommand {
     @Option(help: "Learning rate for retraining.") var retrainLr: Double?
     @Option(help: "Training length for retraining.") var retrainTrainingSteps: String?
     @Option(help: "Batch size for retraining.") var retrainBatchSize: Int?
-    @Option(help: "Optimizer for retraining.") var retrainOptimizer: String?
+    @Option(help: "Optimizer for retraining.") var retrainOptimizer: Recipe.OptimizerKind?
     @Option(help: "Weight decay for retraining.") var retrainWeightDecay: Double?
     func retrainHParams() throws -> TrainingHParams {
       var t = try common.training.resolve()

@@ -7,50 +7,35 @@ import Pruning
 
 /// Flags of a pruning-at-initialisation experiment besides training and replicates.
 struct PaIFlags: ParsableArguments {
+  typealias K = PaIHParams.CodingKeys
   @Option(
+    name: .key(K.method),
     help: ArgumentHelp(
-      "random, magnitude, snip, grasp, synflow or magnitude-after-training.",
-      discussion: ScoreMethods.all.map { "\($0.name): \($0.formula)" }.joined(separator: "; ")))
+      K.method.fullHelp, discussion: ScoreMethods.all.map { "\($0.name): \($0.formula)" }.joined(separator: "; ")))
   var method: String?
-  @Option(help: "Target densities of the pruned tensors, e.g. 0.1,0.032,0.01.") var densities: String?
-  @Option(help: "global (one threshold, default), layerwise or erk.") var allocation = "global"
-  @Option(help: "Score-and-prune rounds; round r prunes to d^(r/rounds) (default: 100 for synflow, else 1).")
-  var rounds: Int?
-  @Option(help: "Examples per class in the score batch of snip and grasp (default 10).") var scoreBatch: Int?
-  @Option(help: "Score the dense run's weights at this step (e.g. 500it) and train on from there.")
-  var atStep: String?
-  @Option(help: "Minimum density of every pruned tensor.") var minDensity: Double?
+  @Option(help: "Target densities of the pruned tensors, e.g. 0.1,0.032,0.01 (required).") var densities: String?
+  @Option(name: .key(K.allocation), help: .key(K.allocation)) var allocation = Allocation.global
+  @Option(name: .key(K.rounds), help: .key(K.rounds)) var rounds: Int?
+  @Option(name: .key(K.scoreBatch), help: .key(K.scoreBatch)) var scoreBatch: Int?
+  @Option(name: .key(K.atStep), help: .key(K.atStep)) var atStep: String?
+  @Option(name: .key(K.minDensity), help: .key(K.minDensity)) var minDensity: Double?
   @Flag(help: "Train even when no path from the input to the output is left.") var allowCollapse = false
 
   func resolve(_ training: TrainingHParams, _ lottery: LotteryFlags) throws -> PaIHParams {
-    guard let method else { throw EngineError("--method is required") }
-    guard let a = Allocation(rawValue: allocation) else {
-      throw EngineError("--allocation must be global, layerwise or erk, got \(allocation)")
-    }
+    guard let method else { throw K.method.invalid("is required") }
     let after = method == PaIHParams.afterTraining
-    let mode =
-      try after
-      ? RetrainMode(rawValue: lottery.retrain).orThrow(
-        EngineError("--retrain must be weight-rewind, lr-rewind or finetune, got \(lottery.retrain)")) : nil
     return try PaIHParams(
-      training: training, method: method, allocation: a, rounds: rounds, scoreBatch: scoreBatch,
+      training: training, method: method, allocation: allocation, rounds: rounds, scoreBatch: scoreBatch,
       atStep: atStep,
       ignore: lottery.pruneIgnore.map { $0.split(separator: ",").map(String.init) } ?? [],
       minDensity: minDensity,
-      retrain: mode, rewindStep: after ? lottery.rewindStep : nil,
+      retrain: after ? lottery.retrain : nil, rewindStep: after ? lottery.rewindStep : nil,
       finetuneSteps: after ? lottery.finetuneSteps : nil)
   }
 
   func densityList() throws -> [Double] {
     guard let densities else { throw EngineError("--densities is required, e.g. 0.1,0.032,0.01") }
     return try parseDensities(densities)
-  }
-}
-
-extension Optional {
-  func orThrow(_ e: Error) throws -> Wrapped {
-    guard let v = self else { throw e }
-    return v
   }
 }
 

@@ -6,61 +6,45 @@ import Foundation
 import NN
 import Training
 
-/// Flags shared by every command that trains (`train`, `lottery`, `branch`). Unset flags
+/// Flags shared by every command that trains (`train`, `lottery`, `branch`). Each flag's
+/// name, help and default come from its hyperparameter's declaration
+/// (``Experiments/TrainingHParams/CodingKeys``, ``Experiments/RunSettingKey``); unset flags
 /// take the model family's recipe (see `Recipe` and docs/REFERENCE.md).
 struct TrainingFlags: ParsableArguments {
-  @Option(help: "Model name, e.g. mnist_lenet_300_100, cifar_conv_2, cifar_resnet_20 (see `lth models`).")
-  var model: String
-  @Option(
-    help:
-      "Scale every hidden layer's width by this factor (the model becomes e.g. mnist_lenet_150_50 or cifar_conv_2_w0.5)."
-  )
-  var widthFactor = 1.0
-  @Option(help: "Data set: fashion_mnist, mnist, cifar10, cifar100, synthetic (default: the model family's).")
-  var dataset: String?
-  @Option(help: "Folder with the data set's files (default: see docs/guide-training.md, Data sets).") var dataDir: String?
-  @Option(help: "Training length: 2000it, 2ep or 1ep500it.") var trainingSteps: String?
-  @Option(help: "Batch size.") var batchSize: Int?
-  @Option(help: "Optimizer: sgd or adam.") var optimizer: String?
-  @Option(help: "Learning rate.") var lr: Double?
-  @Option(help: "SGD momentum.") var momentum: Double?
-  @Flag(help: "Nesterov momentum (SGD).") var nesterov = false
-  @Option(help: "Weight decay (L2 added to the gradient).") var weightDecay: Double?
-  @Option(help: "Linear warm-up length, e.g. 1ep.") var warmupSteps: String?
-  @Option(help: "Step-decay milestones, comma separated, e.g. 80ep,120ep.") var milestones: String?
-  @Option(help: "Step-decay factor.") var gamma: Double?
-  @Option(help: "Schedule after warm-up: constant, step or cosine.") var schedule: String?
-  @Option(help: "Initialiser: kaiming_normal, kaiming_uniform, glorot_normal, glorot_uniform.")
-  var initializer: String?
-  @Option(help: "Seed for initialisation (and data order unless --data-order-seed).") var seed: UInt64 = 0
-  @Option(help: "Seed for data order and augmentation.") var dataOrderSeed: UInt64?
-  @Option(help: "Examples held out of the training set for validation.") var validationSize = 0
-  @Option(help: "Fraction of the training set to use, in (0, 1].") var subsampleFraction = 1.0
-  @Option(help: "Fraction of training labels replaced by random ones, in [0, 1].") var randomLabelsFraction =
-    0.0
-  @Option(help: "Evaluate every S steps (default 1ep) and at the end.") var evalEvery: String?
-  @Flag(help: "Also evaluate on the training set.") var evalTrain = false
-  @Option(help: "Disable (false) or force (true) random-crop and flip augmentation.") var augment: Bool?
-  @Option(help: "Worker threads (results do not depend on it).") var threads = MachineInfo.defaultThreads
-  @Option(
-    help:
-      "Convolution backends: auto (oneDNN where it has a JIT kernel, Winograd for 3x3 stride-1 layers with >= 32 channels), im2col, or onednn (direct only)."
-  )
-  var convBackend = "auto"
-  @Option(
-    help:
-      "Sparse kernels for pruned layers: auto (by a fixed rule on shape, density, batch and ISA; see docs/sparse-kernels.md), off (dense arithmetic on masked weights), or on (every pruned layer)."
-  )
-  var sparseKernels = "auto"
-  @Option(help: "Output root for run folders.") var output = "./lth_runs"
-  @Flag(
-    name: .customLong("require-same-cpu"),
-    help:
-      "Refuse (one line, nothing changed) to continue a run recorded on a machine with another oneDNN ISA, BLAS core or convolution backends."
-  )
-  var requireSameCPU = false
-  @Flag(help: "No progress output.") var quiet = false
-  @Flag(help: "Make the last line of stdout one JSON object.") var json = false
+  typealias K = TrainingHParams.CodingKeys
+  typealias S = RunSettingKey
+  @Option(name: .key(K.model), help: .key(K.model)) var model: String
+  @Option(name: .key(S.widthFactor), help: .key(S.widthFactor)) var widthFactor = 1.0
+  @Option(name: .key(K.dataset), help: .key(K.dataset)) var dataset: String?
+  @Option(name: .key(S.dataDir), help: .key(S.dataDir)) var dataDir: String?
+  @Option(name: .key(K.trainingSteps), help: .key(K.trainingSteps)) var trainingSteps: String?
+  @Option(name: .key(K.batchSize), help: .key(K.batchSize)) var batchSize: Int?
+  @Option(name: .key(K.optimizer), help: .key(K.optimizer)) var optimizer: Recipe.OptimizerKind?
+  @Option(name: .key(K.lr), help: .key(K.lr)) var lr: Double?
+  @Option(name: .key(K.momentum), help: .key(K.momentum)) var momentum: Double?
+  @Flag(name: .key(K.nesterov), help: .key(K.nesterov)) var nesterov = false
+  @Option(name: .key(K.weightDecay), help: .key(K.weightDecay)) var weightDecay: Double?
+  @Option(name: .key(K.warmupSteps), help: .key(K.warmupSteps)) var warmupSteps = "0it"
+  @Option(name: .key(K.milestones), help: .key(K.milestones)) var milestones: String?
+  @Option(name: .key(K.gamma), help: .key(K.gamma)) var gamma: Double?
+  @Option(name: .key(K.schedule), help: .key(K.schedule)) var schedule: LearningRateSchedule.Kind?
+  @Option(name: .key(K.initializer), help: .key(K.initializer)) var initializer: Initializer?
+  @Option(name: .key(K.batchNormInit), help: .key(K.batchNormInit)) var batchNormInit: BatchNormInit?
+  @Option(name: .key(K.seed), help: .key(K.seed)) var seed: UInt64 = 0
+  @Option(name: .key(K.dataOrderSeed), help: .key(K.dataOrderSeed)) var dataOrderSeed: UInt64?
+  @Option(name: .key(K.validationSize), help: .key(K.validationSize)) var validationSize = 0
+  @Option(name: .key(K.subsampleFraction), help: .key(K.subsampleFraction)) var subsampleFraction = 1.0
+  @Option(name: .key(K.randomLabelsFraction), help: .key(K.randomLabelsFraction)) var randomLabelsFraction = 0.0
+  @Option(name: .key(K.evalEvery), help: .key(K.evalEvery)) var evalEvery = "1ep"
+  @Flag(name: .key(K.evalTrain), help: .key(K.evalTrain)) var evalTrain = false
+  @Option(name: .key(K.augment), help: .key(K.augment)) var augment: Bool?
+  @Option(name: .key(S.threads), help: .key(S.threads)) var threads = MachineInfo.defaultThreads
+  @Option(name: .key(K.convBackend), help: .key(K.convBackend)) var convBackend = ConvBackendPolicy.auto
+  @Option(name: .key(K.sparseKernels), help: .key(K.sparseKernels)) var sparseKernels = SparseKernelPolicy.auto
+  @Option(name: .key(S.output), help: .key(S.output)) var output = "./lth_runs"
+  @Flag(name: .key(S.requireSameCPU), help: .key(S.requireSameCPU)) var requireSameCPU = false
+  @Flag(name: .key(S.quiet), help: .key(S.quiet)) var quiet = false
+  @Flag(name: .key(S.json), help: .key(S.json)) var json = false
 
   func resolve() throws -> TrainingHParams {
     var o = TrainingOverrides()
@@ -79,6 +63,7 @@ struct TrainingFlags: ParsableArguments {
     o.convBackend = convBackend
     o.sparseKernels = sparseKernels
     o.initializer = initializer
+    o.batchNormInit = batchNormInit
     o.seed = seed
     o.dataOrderSeed = dataOrderSeed
     o.augment = augment

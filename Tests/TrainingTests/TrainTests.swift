@@ -201,7 +201,7 @@ struct BadInputTests {
     expectOneLineError(try CLI.run(m + ["--validation-size", "999999"]), "--validation-size")
     expectOneLineError(try CLI.run(m + ["--lr", "-0.1"]), "Missing value for '--lr <lr>'")
     expectOneLineError(try CLI.run(m + ["--no-such-flag"]), "no-such-flag")
-    expectOneLineError(try CLI.run(m + ["--conv-backend", "cudnn"]), "--conv-backend must be one of auto")
+    expectOneLineError(try CLI.run(m + ["--conv-backend", "cudnn"]), "'auto', 'im2col' or 'onednn'")
     expectOneLineError(try CLI.run(["bench", "--conv-backend", "cudnn"]), "'auto', 'im2col' or 'onednn'")
     expectOneLineError(try CLI.run(["bench", "--density", "0"]), "--density must be in (0, 1]")
     expectOneLineError(try CLI.run(["bench", "--density", "1.5"]), "--density must be in (0, 1]")
