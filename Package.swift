@@ -94,7 +94,7 @@ let package = Package(
     .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Experiments", "TestSupport"]),
     .testTarget(
       name: "ReportsTests",
-      dependencies: ["Engine", "Experiments", "Analysis", "Reports", "TestSupport"]),
+      dependencies: ["Engine", "Training", "Experiments", "Analysis", "Reports", "TestSupport"]),
     .testTarget(
       name: "AnalysisTests",
       dependencies: ["Engine", "NN", "Families", "Datasets", "Training", "Pruning", "Experiments", "Analysis", "TestSupport"]),

@@ -46,14 +46,91 @@ public struct Curve: Codable, Sendable, Equatable {
     case trainLoss = "train_loss"
   }
 
-  /// The JSON object of `lth interpolate --json`: the curve plus its barriers.
-  public func jsonObject() -> [String: Any] {
-    [
-      "alpha": alpha, "test_error": testError, "test_loss": testLoss, "train_error": trainError,
-      "train_loss": trainLoss, "bn": bn.rawValue, "test_error_barrier": testErrorBarrier,
-      "train_error_barrier": trainErrorBarrier, "test_loss_barrier": testLossBarrier,
-      "train_loss_barrier": trainLossBarrier,
-    ]
+  /// The curve of `lth interpolate --json`, and each pair's curve in `interpolation.json`:
+  /// the points, their barriers and (inside an LMC run) where the pair comes from.
+  public func record(pair: String? = nil, replicate: Int? = nil, k: Int? = nil) -> CurveRecord {
+    CurveRecord(
+      replicate: replicate, pair: pair, k: k, bn: bn.rawValue, alpha: alpha, testError: testError,
+      testLoss: testLoss, trainError: trainError, trainLoss: trainLoss, testErrorBarrier: testErrorBarrier,
+      trainErrorBarrier: trainErrorBarrier, testLossBarrier: testLossBarrier, trainLossBarrier: trainLossBarrier)
+  }
+}
+
+/// One interpolation curve as JSON (`lth interpolate --json`, the `curves` of
+/// `interpolation.json` and of `lth results` on an LMC run). Barriers are nil only in files
+/// that lack them.
+public struct CurveRecord: Codable, Equatable, Sendable {
+  public var replicate: Int?
+  public var pair: String?
+  public var k: Int?
+  public var bn: String?
+  public var alpha: [Double]
+  public var testError: [Double]
+  public var testLoss: [Double]
+  public var trainError: [Double]
+  public var trainLoss: [Double]
+  public var testErrorBarrier: Double?
+  public var trainErrorBarrier: Double?
+  public var testLossBarrier: Double?
+  public var trainLossBarrier: Double?
+
+  public init(
+    replicate: Int? = nil, pair: String? = nil, k: Int? = nil, bn: String? = nil, alpha: [Double] = [],
+    testError: [Double] = [], testLoss: [Double] = [], trainError: [Double] = [], trainLoss: [Double] = [],
+    testErrorBarrier: Double? = nil, trainErrorBarrier: Double? = nil, testLossBarrier: Double? = nil,
+    trainLossBarrier: Double? = nil
+  ) {
+    (self.replicate, self.pair, self.k, self.bn) = (replicate, pair, k, bn)
+    (self.alpha, self.testError, self.testLoss, self.trainError, self.trainLoss) =
+      (alpha, testError, testLoss, trainError, trainLoss)
+    (self.testErrorBarrier, self.trainErrorBarrier, self.testLossBarrier, self.trainLossBarrier) =
+      (testErrorBarrier, trainErrorBarrier, testLossBarrier, trainLossBarrier)
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case replicate, pair, k, bn, alpha
+    case testError = "test_error"
+    case testLoss = "test_loss"
+    case trainError = "train_error"
+    case trainLoss = "train_loss"
+    case testErrorBarrier = "test_error_barrier"
+    case trainErrorBarrier = "train_error_barrier"
+    case testLossBarrier = "test_loss_barrier"
+    case trainLossBarrier = "train_loss_barrier"
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    replicate = try c.decodeIfPresent(Int.self, forKey: .replicate)
+    pair = try c.decodeIfPresent(String.self, forKey: .pair)
+    k = try c.decodeIfPresent(Int.self, forKey: .k)
+    bn = try c.decodeIfPresent(String.self, forKey: .bn)
+    alpha = try c.decodeIfPresent([Double].self, forKey: .alpha) ?? []
+    testError = try c.decodeIfPresent([Double].self, forKey: .testError) ?? []
+    testLoss = try c.decodeIfPresent([Double].self, forKey: .testLoss) ?? []
+    trainError = try c.decodeIfPresent([Double].self, forKey: .trainError) ?? []
+    trainLoss = try c.decodeIfPresent([Double].self, forKey: .trainLoss) ?? []
+    testErrorBarrier = try c.decodeIfPresent(Double.self, forKey: .testErrorBarrier)
+    trainErrorBarrier = try c.decodeIfPresent(Double.self, forKey: .trainErrorBarrier)
+    testLossBarrier = try c.decodeIfPresent(Double.self, forKey: .testLossBarrier)
+    trainLossBarrier = try c.decodeIfPresent(Double.self, forKey: .trainLossBarrier)
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encodeIfPresent(replicate, forKey: .replicate)
+    try c.encodeIfPresent(pair, forKey: .pair)
+    try c.encodeIfPresent(k, forKey: .k)
+    try c.encodeIfPresent(bn, forKey: .bn)
+    try c.encode(alpha, forKey: .alpha)
+    try c.encode(testError, forKey: .testError)
+    try c.encode(testLoss, forKey: .testLoss)
+    try c.encode(trainError, forKey: .trainError)
+    try c.encode(trainLoss, forKey: .trainLoss)
+    try c.encode(testErrorBarrier, forKey: .testErrorBarrier)
+    try c.encode(trainErrorBarrier, forKey: .trainErrorBarrier)
+    try c.encode(testLossBarrier, forKey: .testLossBarrier)
+    try c.encode(trainLossBarrier, forKey: .trainLossBarrier)
   }
 }
 

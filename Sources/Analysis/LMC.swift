@@ -244,7 +244,7 @@ public final class LMCRunner: Experiment {
     let net = try setup.makeNetwork(seed: initSeed)
     let trainIdx = Interpolation.trainSubset(
       count: setup.train.count, size: hparams.trainEvalSize, seed: hparams.training.seed)
-    var pairs: [[String: Any]] = []
+    var pairs: [CurveRecord] = []
     var csv = "k,replicate,pair,alpha,split,error,loss\n"
     for c1 in 1...copies {
       for c2 in (c1 + 1)...max(c1 + 1, copies) where c2 <= copies {
@@ -257,11 +257,7 @@ public final class LMCRunner: Experiment {
           points: hparams.points, bn: hparams.bn, test: setup.test, train: setup.train,
           trainIndices: trainIdx,
           bnExamples: hparams.bnExamples)
-        var o = curve.jsonObject()
-        o["pair"] = "\(c1)-\(c2)"
-        o["replicate"] = r
-        o["k"] = k
-        pairs.append(o)
+        pairs.append(curve.record(pair: "\(c1)-\(c2)", replicate: r, k: k))
         for (i, alpha) in curve.alpha.enumerated() {
           csv += "\(k),\(r),\(c1)-\(c2),\(alpha),test,\(curve.testError[i]),\(curve.testLoss[i])\n"
           csv += "\(k),\(r),\(c1)-\(c2),\(alpha),train,\(curve.trainError[i]),\(curve.trainLoss[i])\n"
@@ -271,6 +267,15 @@ public final class LMCRunner: Experiment {
     try AtomicFile.write(csv, to: RunFile.interpolationCSV.path(in: dir))
     // interpolation.json last: its presence marks the spawn step as finished.
     try RunStore.writeJSON(
-      ["k": k, "replicate": r, "bn": hparams.bn.rawValue, "curves": pairs], to: RunFile.interpolation.path(in: dir))
+      InterpolationFile(k: k, replicate: r, bn: hparams.bn.rawValue, curves: pairs),
+      to: RunFile.interpolation.path(in: dir))
   }
+}
+
+/// `interpolation.json` of a spawn step: every pair's curve.
+public struct InterpolationFile: Codable, Equatable, Sendable {
+  public var k: Int
+  public var replicate: Int
+  public var bn: String
+  public var curves: [CurveRecord]
 }

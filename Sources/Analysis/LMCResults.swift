@@ -2,116 +2,275 @@ import Experiments
 import Foundation
 import Training
 
+/// One (replicate, pair) curve of an LMC run as `lth results` lists it.
+public struct PairCurve: Codable, Equatable, Sendable {
+  public var replicate: Int?
+  public var pair: String?
+  public var alpha: [Double]
+  public var testError: [Double]
+  public var testLoss: [Double]
+  public var trainError: [Double]
+  public var trainLoss: [Double]
+  public var testErrorBarrier: Double?
+  public var trainErrorBarrier: Double?
+  public var testLossBarrier: Double?
+
+  public init(_ c: CurveRecord) {
+    (replicate, pair, alpha) = (c.replicate, c.pair, c.alpha)
+    (testError, testLoss, trainError, trainLoss) = (c.testError, c.testLoss, c.trainError, c.trainLoss)
+    (testErrorBarrier, trainErrorBarrier, testLossBarrier) = (c.testErrorBarrier, c.trainErrorBarrier, c.testLossBarrier)
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case replicate, pair, alpha
+    case testError = "test_error"
+    case testLoss = "test_loss"
+    case trainError = "train_error"
+    case trainLoss = "train_loss"
+    case testErrorBarrier = "test_error_barrier"
+    case trainErrorBarrier = "train_error_barrier"
+    case testLossBarrier = "test_loss_barrier"
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(replicate, forKey: .replicate)
+    try c.encode(pair, forKey: .pair)
+    try c.encode(alpha, forKey: .alpha)
+    try c.encode(testError, forKey: .testError)
+    try c.encode(testLoss, forKey: .testLoss)
+    try c.encode(trainError, forKey: .trainError)
+    try c.encode(trainLoss, forKey: .trainLoss)
+    try c.encode(testErrorBarrier, forKey: .testErrorBarrier)
+    try c.encode(trainErrorBarrier, forKey: .trainErrorBarrier)
+    try c.encode(testLossBarrier, forKey: .testLossBarrier)
+  }
+}
+
+/// One spawn step k of an LMC run: the mean path over every (replicate, pair) curve, the
+/// barriers' mean ± sample standard deviation, and the children's final test accuracy.
+public struct SpawnStepResult: Codable, Equatable, Sendable {
+  public var k: Int
+  public var alpha: [Double]
+  public var testErrorMean: [Double]
+  public var testErrorStd: [Double?]
+  public var trainErrorMean: [Double]
+  public var trainErrorStd: [Double?]
+  public var endpointTestAccuracyValues: [Double]
+  public var endpointReplicates: [Int]
+  public var testErrorBarrierMean: Double?
+  public var testErrorBarrierStd: Double?
+  public var trainErrorBarrierMean: Double?
+  public var trainErrorBarrierStd: Double?
+  public var testLossBarrierMean: Double?
+  public var endpointTestAccuracyMean: Double?
+  public var endpointTestAccuracyStd: Double?
+  public var curves: [PairCurve]
+
+  public init(
+    k: Int, alpha: [Double], testErrorMean: [Double], testErrorStd: [Double?], trainErrorMean: [Double],
+    trainErrorStd: [Double?], endpointTestAccuracyValues: [Double], endpointReplicates: [Int],
+    testErrorBarrierMean: Double? = nil, testErrorBarrierStd: Double? = nil, trainErrorBarrierMean: Double? = nil,
+    trainErrorBarrierStd: Double? = nil, testLossBarrierMean: Double? = nil, endpointTestAccuracyMean: Double? = nil,
+    endpointTestAccuracyStd: Double? = nil, curves: [PairCurve]
+  ) {
+    (self.k, self.alpha, self.testErrorMean, self.testErrorStd) = (k, alpha, testErrorMean, testErrorStd)
+    (self.trainErrorMean, self.trainErrorStd) = (trainErrorMean, trainErrorStd)
+    (self.endpointTestAccuracyValues, self.endpointReplicates) = (endpointTestAccuracyValues, endpointReplicates)
+    (self.testErrorBarrierMean, self.testErrorBarrierStd) = (testErrorBarrierMean, testErrorBarrierStd)
+    (self.trainErrorBarrierMean, self.trainErrorBarrierStd) = (trainErrorBarrierMean, trainErrorBarrierStd)
+    self.testLossBarrierMean = testLossBarrierMean
+    (self.endpointTestAccuracyMean, self.endpointTestAccuracyStd) = (endpointTestAccuracyMean, endpointTestAccuracyStd)
+    self.curves = curves
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case k, alpha, curves
+    case testErrorMean = "test_error_mean"
+    case testErrorStd = "test_error_std"
+    case trainErrorMean = "train_error_mean"
+    case trainErrorStd = "train_error_std"
+    case endpointTestAccuracyValues = "endpoint_test_accuracy_values"
+    case endpointReplicates = "endpoint_replicates"
+    case testErrorBarrierMean = "test_error_barrier_mean"
+    case testErrorBarrierStd = "test_error_barrier_std"
+    case trainErrorBarrierMean = "train_error_barrier_mean"
+    case trainErrorBarrierStd = "train_error_barrier_std"
+    case testLossBarrierMean = "test_loss_barrier_mean"
+    case endpointTestAccuracyMean = "endpoint_test_accuracy_mean"
+    case endpointTestAccuracyStd = "endpoint_test_accuracy_std"
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(k, forKey: .k)
+    try c.encode(alpha, forKey: .alpha)
+    try c.encode(testErrorMean, forKey: .testErrorMean)
+    try c.encode(testErrorStd, forKey: .testErrorStd)
+    try c.encode(trainErrorMean, forKey: .trainErrorMean)
+    try c.encode(trainErrorStd, forKey: .trainErrorStd)
+    try c.encode(endpointTestAccuracyValues, forKey: .endpointTestAccuracyValues)
+    try c.encode(endpointReplicates, forKey: .endpointReplicates)
+    try c.encode(testErrorBarrierMean, forKey: .testErrorBarrierMean)
+    try c.encode(testErrorBarrierStd, forKey: .testErrorBarrierStd)
+    try c.encode(trainErrorBarrierMean, forKey: .trainErrorBarrierMean)
+    try c.encode(trainErrorBarrierStd, forKey: .trainErrorBarrierStd)
+    try c.encode(testLossBarrierMean, forKey: .testLossBarrierMean)
+    try c.encode(endpointTestAccuracyMean, forKey: .endpointTestAccuracyMean)
+    try c.encode(endpointTestAccuracyStd, forKey: .endpointTestAccuracyStd)
+    try c.encode(curves, forKey: .curves)
+  }
+}
+
+/// `lth results` of an LMC run (`kind` `lmc`).
+public struct LMCRunResults: Codable, Equatable, Sendable {
+  public var kind = "lmc"
+  public var runDir: String
+  public var bn: String
+  public var spawnSteps: [SpawnStepResult]
+  public var maskRun: String?
+  public var maskLevel: Int?
+  public var randomMask: Bool
+  public var unfinished: [UnfinishedPhase]
+  public var replicatesPresent: [Int]
+  public var record: RunRecord
+  public var schemaVersion = ResultSchema.version
+
+  enum CodingKeys: String, CodingKey {
+    case kind, bn, unfinished, hparams, provenance, commands
+    case runDir = "run_dir"
+    case spawnSteps = "spawn_steps"
+    case maskRun = "mask_run"
+    case maskLevel = "mask_level"
+    case randomMask = "random_mask"
+    case replicatesPresent = "replicates_present"
+    case schemaVersion = "schema_version"
+  }
+
+  public init(
+    runDir: String, bn: String, spawnSteps: [SpawnStepResult], maskRun: String?, maskLevel: Int?,
+    randomMask: Bool, unfinished: [UnfinishedPhase], replicatesPresent: [Int], record: RunRecord
+  ) {
+    (self.runDir, self.bn, self.spawnSteps, self.maskRun, self.maskLevel) =
+      (runDir, bn, spawnSteps, maskRun, maskLevel)
+    (self.randomMask, self.unfinished, self.replicatesPresent, self.record) =
+      (randomMask, unfinished, replicatesPresent, record)
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    runDir = try c.decodeIfPresent(String.self, forKey: .runDir) ?? ""
+    bn = try c.decodeIfPresent(String.self, forKey: .bn) ?? "?"
+    spawnSteps = try c.decodeIfPresent([SpawnStepResult].self, forKey: .spawnSteps) ?? []
+    maskRun = try c.decodeIfPresent(String.self, forKey: .maskRun)
+    maskLevel = try c.decodeIfPresent(Int.self, forKey: .maskLevel)
+    randomMask = try c.decodeIfPresent(Bool.self, forKey: .randomMask) ?? false
+    unfinished = try c.decodeIfPresent([UnfinishedPhase].self, forKey: .unfinished) ?? []
+    replicatesPresent = try c.decodeIfPresent([Int].self, forKey: .replicatesPresent) ?? []
+    record = try RunRecord.decode(from: c, hparams: .hparams, provenance: .provenance, commands: .commands)
+    schemaVersion = try c.decodeIfPresent(Int.self, forKey: .schemaVersion) ?? ResultSchema.version
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(kind, forKey: .kind)
+    try c.encode(runDir, forKey: .runDir)
+    try c.encode(bn, forKey: .bn)
+    try c.encode(spawnSteps, forKey: .spawnSteps)
+    try c.encode(maskRun, forKey: .maskRun)
+    try c.encode(maskLevel, forKey: .maskLevel)
+    try c.encode(randomMask, forKey: .randomMask)
+    try c.encode(unfinished, forKey: .unfinished)
+    try c.encode(replicatesPresent, forKey: .replicatesPresent)
+    try record.encode(into: &c, hparams: .hparams, provenance: .provenance, commands: .commands)
+    try c.encode(schemaVersion, forKey: .schemaVersion)
+  }
+}
+
 /// `lth results LMC_RUN`: instability against the spawn step k, mean ± sample standard
 /// deviation over every (replicate, pair) curve, and the children's final test accuracy.
 public enum LMCResults {
   static func mean(_ x: [Double]) -> Double? { Results.mean(x) }
   static func std(_ x: [Double]) -> Double? { Results.std(x) }
 
-  public static func collect(_ root: String) throws -> [String: Any] {
+  public static func collect(_ root: String) throws -> LMCRunResults {
     let fm = FileManager.default
     guard fm.fileExists(atPath: RunFile.hparams.path(in: root)) else {
       throw RunError("\(root) is not an lmc run folder (no \(RunFile.hparams.rawValue))")
     }
-    var byK: [Int: (curves: [[String: Any]], endpoints: [Double], endpointReplicates: [Int])] = [:]
-    var unfinished: [[String: Any]] = []
+    var byK: [Int: (curves: [CurveRecord], endpoints: [Double], endpointReplicates: [Int])] = [:]
+    var unfinished: [UnfinishedPhase] = []
     let reps = (try fm.contentsOfDirectory(atPath: root)).filter { $0.hasPrefix("replicate_") }.sorted()
     for rep in reps {
+      let r = Int(rep.dropFirst("replicate_".count)) ?? -1
       for sp in (try fm.contentsOfDirectory(atPath: root + "/" + rep)).filter({ $0.hasPrefix("spawn_") }) {
         guard let k = Int(sp.dropFirst("spawn_".count)) else { continue }
         let dir = "\(root)/\(rep)/\(sp)"
-        guard let bytes = try? AtomicFile.read(RunFile.interpolation.path(in: dir)) else {
-          unfinished.append(["replicate": Int(rep.dropFirst("replicate_".count)) ?? -1, "k": k])
+        let path = RunFile.interpolation.path(in: dir)
+        guard let bytes = try? AtomicFile.read(path) else {
+          unfinished.append(UnfinishedPhase(replicate: r, k: k))
           continue
         }
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-          let curves = obj["curves"] as? [[String: Any]]
-        else { throw RunError("\(RunFile.interpolation.path(in: dir)) is unreadable") }
+        guard let file = try? JSONDecoder().decode(InterpolationFile.self, from: Data(bytes)) else {
+          throw RunError("\(path) is unreadable")
+        }
         var entry = byK[k] ?? ([], [], [])
-        entry.curves += curves
+        entry.curves += file.curves
         for c in (try fm.contentsOfDirectory(atPath: dir)).filter({ $0.hasPrefix("child_") }).sorted() {
           if let s = try TrainSummary.read(in: dir + "/" + c) {
             entry.endpoints.append(s.testAccuracy)
-            entry.endpointReplicates.append(Int(rep.dropFirst("replicate_".count)) ?? -1)
+            entry.endpointReplicates.append(r)
           }
         }
         byK[k] = entry
       }
     }
-    var rows: [[String: Any]] = []
+    var rows: [SpawnStepResult] = []
     for k in byK.keys.sorted() {
       let (curves, endpoints, endpointReplicates) = byK[k]!
-      func values(_ key: String) -> [Double] { curves.compactMap { $0[key] as? Double } }
       // The mean path over every curve (all curves of a run share the alpha grid).
-      let alpha = curves.first?["alpha"] as? [Double] ?? []
-      func path(_ key: String) -> (mean: [Double], std: [Any]) {
-        let all = curves.compactMap { $0[key] as? [Double] }.filter { $0.count == alpha.count }
+      let alpha = curves.first?.alpha ?? []
+      func path(_ key: KeyPath<CurveRecord, [Double]>) -> (mean: [Double], std: [Double?]) {
+        let all = curves.map { $0[keyPath: key] }.filter { $0.count == alpha.count }
         guard !all.isEmpty else { return ([], []) }
-        return (
-          alpha.indices.map { i in mean(all.map { $0[i] })! },
-          alpha.indices.map { i -> Any in std(all.map { $0[i] }) ?? NSNull() }
-        )
+        return (alpha.indices.map { i in mean(all.map { $0[i] })! }, alpha.indices.map { i in std(all.map { $0[i] }) })
       }
-      let (testMean, testStd) = path("test_error")
-      let (trainMean, trainStd) = path("train_error")
-      rows.append([
-        "alpha": alpha, "test_error_mean": testMean, "test_error_std": testStd,
-        "train_error_mean": trainMean, "train_error_std": trainStd,
-        "endpoint_test_accuracy_values": endpoints, "endpoint_replicates": endpointReplicates,
-        "k": k,
-        "test_error_barrier_mean": mean(values("test_error_barrier")) ?? NSNull(),
-        "test_error_barrier_std": std(values("test_error_barrier")) ?? NSNull(),
-        "train_error_barrier_mean": mean(values("train_error_barrier")) ?? NSNull(),
-        "train_error_barrier_std": std(values("train_error_barrier")) ?? NSNull(),
-        "test_loss_barrier_mean": mean(values("test_loss_barrier")) ?? NSNull(),
-        "endpoint_test_accuracy_mean": mean(endpoints) ?? NSNull(),
-        "endpoint_test_accuracy_std": std(endpoints) ?? NSNull(),
-        "curves": curves.map { c in
-          [
-            "replicate": c["replicate"] ?? NSNull(), "pair": c["pair"] ?? NSNull(), "alpha": c["alpha"] ?? [],
-            "test_error": c["test_error"] ?? [], "test_loss": c["test_loss"] ?? [],
-            "train_error": c["train_error"] ?? [], "train_loss": c["train_loss"] ?? [],
-            "test_error_barrier": c["test_error_barrier"] ?? NSNull(),
-            "train_error_barrier": c["train_error_barrier"] ?? NSNull(),
-            "test_loss_barrier": c["test_loss_barrier"] ?? NSNull(),
-          ] as [String: Any]
-        },
-      ])
+      let (testMean, testStd) = path(\.testError)
+      let (trainMean, trainStd) = path(\.trainError)
+      let test = curves.compactMap(\.testErrorBarrier)
+      let train = curves.compactMap(\.trainErrorBarrier)
+      rows.append(
+        SpawnStepResult(
+          k: k, alpha: alpha, testErrorMean: testMean, testErrorStd: testStd, trainErrorMean: trainMean,
+          trainErrorStd: trainStd, endpointTestAccuracyValues: endpoints, endpointReplicates: endpointReplicates,
+          testErrorBarrierMean: mean(test), testErrorBarrierStd: std(test), trainErrorBarrierMean: mean(train),
+          trainErrorBarrierStd: std(train), testLossBarrierMean: mean(curves.compactMap(\.testLossBarrier)),
+          endpointTestAccuracyMean: mean(endpoints), endpointTestAccuracyStd: std(endpoints),
+          curves: curves.map(PairCurve.init)))
     }
-    let stored =
-      try? JSONSerialization.jsonObject(with: Data(try AtomicFile.read(RunFile.hparams.path(in: root))))
-      as? [String: Any]
-    let h = stored?["hparams"] as? [String: Any]
-    var out: [String: Any] = [
-      "run_dir": root, "kind": "lmc", "bn": h?["bn"] as? String ?? "?", "spawn_steps": rows,
-      "mask_run": h?["mask_run"] ?? NSNull(), "mask_level": h?["mask_level"] ?? NSNull(),
-      "random_mask": h?["random_mask"] ?? false,
-      "unfinished": unfinished.sorted {
-        ($0["replicate"] as! Int, $0["k"] as! Int) < ($1["replicate"] as! Int, $1["k"] as! Int)
-      },
-      "replicates_present": reps.compactMap { Int($0.dropFirst("replicate_".count)) }.sorted(),
-    ]
-    for (key, value) in RunStore.record(of: root) { out[key] = value }
-    return out
+    let record = RunStore.record(of: root)
+    let h = record.hparams
+    return LMCRunResults(
+      runDir: root, bn: h?["bn"]?.string ?? "?", spawnSteps: rows, maskRun: h?["mask_run"]?.string,
+      maskLevel: h?["mask_level"]?.int, randomMask: h?["random_mask"]?.bool ?? false,
+      unfinished: unfinished.sorted { ($0.replicate, $0.k ?? 0) < ($1.replicate, $1.k ?? 0) },
+      replicatesPresent: reps.compactMap { Int($0.dropFirst("replicate_".count)) }.sorted(), record: record)
   }
 
-  static func pm(_ o: [String: Any], _ key: String, scale: Double = 100, digits: Int = 2) -> String {
-    guard let m = o[key + "_mean"] as? Double else { return "-" }
+  static func pm(_ m: Double?, _ s: Double?, scale: Double = 100, digits: Int = 2) -> String {
+    guard let m else { return "-" }
     let f = "%.\(digits)f"
-    if let s = o[key + "_std"] as? Double {
-      return String(format: f, m * scale) + " ± " + String(format: f, s * scale)
-    }
+    if let s { return String(format: f, m * scale) + " ± " + String(format: f, s * scale) }
     return String(format: f, m * scale)
   }
 
-  public static func table(_ obj: [String: Any]) -> String {
-    let rows = obj["spawn_steps"] as? [[String: Any]] ?? []
+  public static func table(_ obj: LMCRunResults) -> String {
     var lines = [
-      "batch norm: \(obj["bn"] ?? "?") (running statistics \(obj["bn"] as? String == "recompute" ? "re-estimated at every point" : "interpolated"))"
+      "batch norm: \(obj.bn) (running statistics \(obj.bn == "recompute" ? "re-estimated at every point" : "interpolated"))"
     ]
-    if let run = obj["mask_run"] as? String {
+    if let run = obj.maskRun {
       lines.append(
-        "subnetwork: \(obj["random_mask"] as? Bool == true ? "random mask with the per-tensor counts of" : "mask of") \(run) level \(obj["mask_level"] ?? "?"), rewound to k"
+        "subnetwork: \(obj.randomMask ? "random mask with the per-tensor counts of" : "mask of") \(run) level \(obj.maskLevel.map(String.init) ?? "?"), rewound to k"
       )
     }
     let header = [
@@ -119,11 +278,11 @@ public enum LMCResults {
       "curves",
     ]
     var cells: [[String]] = []
-    for r in rows {
+    for r in obj.spawnSteps {
       cells.append([
-        "\(r["k"]!)", pm(r, "test_error_barrier"), pm(r, "train_error_barrier"),
-        (r["test_loss_barrier_mean"] as? Double).map { String(format: "%.4f", $0) } ?? "-",
-        pm(r, "endpoint_test_accuracy"), "\((r["curves"] as? [Any])?.count ?? 0)",
+        "\(r.k)", pm(r.testErrorBarrierMean, r.testErrorBarrierStd), pm(r.trainErrorBarrierMean, r.trainErrorBarrierStd),
+        r.testLossBarrierMean.map { String(format: "%.4f", $0) } ?? "-",
+        pm(r.endpointTestAccuracyMean, r.endpointTestAccuracyStd), "\(r.curves.count)",
       ])
     }
     lines += Results.grid(header, cells)

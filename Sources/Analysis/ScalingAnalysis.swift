@@ -10,11 +10,7 @@ import Training
 /// prediction error, and predictions, as the JSON object written to `fit.json`.
 public enum ScalingAnalysis {
   /// The error of a finished level: 1 - final test accuracy.
-  static func errors(_ o: [String: Any]) -> [Double] {
-    (o["per_replicate"] as? [[String: Any]] ?? []).compactMap {
-      ($0["test_accuracy"] as? Double).map { 1 - $0 }
-    }
-  }
+  static func errors(_ o: ResultRow) -> [Double] { o.perReplicate.map { 1 - $0.testAccuracy } }
 
   /// Every finished (configuration, level) of a sweep, with the configuration's e_np (the
   /// mean error of its finished level-0 replicates). Points of a configuration without a
@@ -30,8 +26,8 @@ public enum ScalingAnalysis {
         missing.append(config.label)
         continue
       }
-      let levels = try Results.collect(root)["levels"] as? [[String: Any]] ?? []
-      guard let dense = levels.first(where: { $0["level"] as? Int == 0 }), !errors(dense).isEmpty else {
+      let levels = try Results.collect(root).rows
+      guard let dense = levels.first(where: { $0.level == 0 }), !errors(dense).isEmpty else {
         missing.append(config.label)
         continue
       }
@@ -39,7 +35,7 @@ public enum ScalingAnalysis {
       let eNP = e0.reduce(0, +) / Double(e0.count)
       for row in levels {
         let e = errors(row)
-        guard !e.isEmpty, let d = row["density"] as? Double else { continue }
+        guard !e.isEmpty, let d = row.density else { continue }
         out.append(
           ScalingPoint(
             depth: p.depth, width: p.widthFactor, data: p.dataFraction, density: d,
@@ -51,29 +47,23 @@ public enum ScalingAnalysis {
   }
 
   static func parameters(_ law: ScalingLaw, free: ScalingFit.Free, std: [String: Double], joint: Bool)
-    -> [String: Any]
+    -> LawParameters
   {
-    var o: [String: Any] = [:]
+    var o: LawParameters = [:]
     let values: [(String, Double, Bool)] = [
       ("e_up", law.eUp, true), ("gamma", law.gamma, true), ("p", law.p, true), ("phi", law.phi, free.phi),
       ("psi", law.psi, free.psi),
     ]
     for (name, v, fitted) in values where joint || ["e_up", "gamma", "p"].contains(name) {
-      o[name] = ["value": v, "std": std[name] ?? NSNull(), "fitted": fitted] as [String: Any]
+      o[name] = LawParameter(value: v, std: std[name], fitted: fitted)
     }
     return o
-  }
-
-  public static func law(from params: [String: Any]) -> ScalingLaw? {
-    func v(_ k: String) -> Double? { (params[k] as? [String: Any])?["value"] as? Double }
-    guard let eUp = v("e_up"), let g = v("gamma"), let p = v("p") else { return nil }
-    return ScalingLaw(eUp: eUp, gamma: g, p: p, phi: v("phi") ?? 0, psi: v("psi") ?? 0)
   }
 
   /// The fit object (`fit.json`, `lth scaling fit --json`). Joint when `joint` or with a
   /// holdout; single-network fits of every configuration always.
   public static func fit(sweep: String, joint: Bool, holdout: Holdout?, resamples: Int = 100) throws
-    -> [String: Any]
+    -> ScalingFitResult
   {
     let (manifest, all, missing) = try points(sweep)
     guard !all.isEmpty else {
@@ -89,64 +79,58 @@ public enum ScalingAnalysis {
       }
     }
     let train = all.filter { !held.contains($0.configuration) }
-    let seedNoise = ScalingFit.seedNoise(all)
 
     // One fit per configuration.
-    var singles: [[String: Any]] = []
+    var singles: [ConfigurationFit] = []
     var singleLaw: [Configuration: ScalingLaw] = [:]
     var singleDeviations: [Double] = []
     for c in configs {
       let pts = all.filter { $0.configuration == c }
-      var o: [String: Any] = [
-        "depth": c.depth, "width_factor": c.width, "data_fraction": c.data, "e_np": pts[0].eNP,
-        "points": pts.count, "held_out": held.contains(c), "label": c.label,
-      ]
+      var o = ConfigurationFit(
+        depth: c.depth, widthFactor: c.width, dataFraction: c.data, eNP: pts[0].eNP, points: pts.count,
+        heldOut: held.contains(c), label: c.label)
       do {
         let f = try ScalingFit.fit(pts, free: .single)
         let std = ScalingFit.bootstrap(pts, free: .single, from: f.law, resamples: resamples)
-        o["parameters"] = parameters(f.law, free: .single, std: std, joint: false)
-        o["mean_relative_deviation"] = f.meanDeviation
-        o["mean_abs_relative_deviation"] = f.meanAbsoluteDeviation
-        o["std_relative_deviation"] = f.deviationStd
+        o.parameters = parameters(f.law, free: .single, std: std, joint: false)
+        o.meanRelativeDeviation = f.meanDeviation
+        o.meanAbsRelativeDeviation = f.meanAbsoluteDeviation
+        o.stdRelativeDeviation = f.deviationStd
         singleLaw[c] = f.law
         singleDeviations += f.deviations
       } catch {
-        o["error"] = "\(error)"
+        o.error = "\(error)"
       }
       singles.append(o)
     }
     guard joint || !singleLaw.isEmpty else {
-      throw EngineError(
-        "no configuration can be fitted: \((singles.first?["error"] as? String) ?? "too few points")")
+      throw EngineError("no configuration can be fitted: \(singles.first?.error ?? "too few points")")
     }
 
-    var out: [String: Any] = [
-      "kind": "scaling", "sweep": sweep, "family": manifest.family, "law": "rosenfeld2021",
-      "mode": joint ? "joint" : "single", "seed_noise": seedNoise ?? NSNull(), "configurations": singles,
-      "unfinished_configurations": missing, "levels": manifest.levels, "replicates": manifest.replicates,
-      "single_mean_relative_deviation": singleDeviations.isEmpty
-        ? NSNull() : singleDeviations.reduce(0, +) / Double(singleDeviations.count),
-      "single_mean_abs_relative_deviation": singleDeviations.isEmpty
-        ? NSNull() : singleDeviations.map(abs).reduce(0, +) / Double(singleDeviations.count),
-      "single_std_relative_deviation": singleDeviations.isEmpty ? NSNull() : ScalingFit.std(singleDeviations),
-      "bootstrap": [
-        "resamples": resamples,
-        "over": all.allSatisfy { $0.replicateErrors.count >= 2 } ? "replicates" : "points",
-      ] as [String: Any],
-    ]
+    var out = ScalingFitResult(family: manifest.family)
+    out.sweep = sweep
+    out.law = "rosenfeld2021"
+    out.mode = joint ? "joint" : "single"
+    out.seedNoise = ScalingFit.seedNoise(all)
+    out.configurations = singles
+    out.unfinishedConfigurations = missing
+    out.levels = manifest.levels
+    out.replicates = manifest.replicates
+    if !singleDeviations.isEmpty {
+      out.singleMeanRelativeDeviation = singleDeviations.reduce(0, +) / Double(singleDeviations.count)
+      out.singleMeanAbsRelativeDeviation = singleDeviations.map(abs).reduce(0, +) / Double(singleDeviations.count)
+      out.singleStdRelativeDeviation = ScalingFit.std(singleDeviations)
+    }
+    out.bootstrap = .init(
+      resamples: resamples, over: all.allSatisfy { $0.replicateErrors.count >= 2 } ? "replicates" : "points")
     func range(_ f: (ScalingPoint) -> Double) -> [Double] { [train.map(f).min()!, train.map(f).max()!] }
-    out["ranges"] = [
-      "depth": range(\.depth), "width_factor": range(\.width), "data_fraction": range(\.data),
-      "density": range(\.density),
-    ]
+    out.ranges = FitRanges(
+      depth: range(\.depth), widthFactor: range(\.width), dataFraction: range(\.data), density: range(\.density))
     let measured = Dictionary(all.map { ($0.configuration, $0.eNP) }, uniquingKeysWith: { a, _ in a })
-    let model = UnprunedErrorModel.fit(
+    out.eNPModel = UnprunedErrorModel.fit(
       measured.filter { !held.contains($0.key) }.map { ($0.key, $0.value) }.sorted { $0.0 < $1.0 })
-    out["e_np_model"] =
-      model.map { ["intercept": $0.intercept, "depth": $0.depth, "width": $0.width, "data": $0.data] }
-      ?? NSNull()
-    out["e_np_measured"] = measured.keys.sorted().map {
-      ["depth": $0.depth, "width_factor": $0.width, "data_fraction": $0.data, "e_np": measured[$0]!]
+    out.eNPMeasured = measured.keys.sorted().map {
+      MeasuredENP(depth: $0.depth, widthFactor: $0.width, dataFraction: $0.data, eNP: measured[$0]!)
     }
 
     var jointLaw: ScalingLaw?
@@ -156,52 +140,49 @@ public enum ScalingAnalysis {
       let f = try ScalingFit.fit(train, free: free)
       let std = ScalingFit.bootstrap(train, free: free, from: f.law, resamples: resamples)
       jointLaw = f.law
-      out["parameters"] = parameters(f.law, free: free, std: std, joint: true)
-      out["fitted_parameters"] = free.names
-      out["starts"] = ScalingFit.starts(for: train, free: free).count
-      out["best_start"] = f.start
-      out["mean_relative_deviation"] = f.meanDeviation
-      out["mean_abs_relative_deviation"] = f.meanAbsoluteDeviation
-      out["std_relative_deviation"] = f.deviationStd
+      out.parameters = .joint(parameters(f.law, free: free, std: std, joint: true))
+      out.fittedParameters = free.names
+      out.starts = ScalingFit.starts(for: train, free: free).count
+      out.bestStart = f.start
+      out.meanRelativeDeviation = f.meanDeviation
+      out.meanAbsRelativeDeviation = f.meanAbsoluteDeviation
+      out.stdRelativeDeviation = f.deviationStd
     } else {
-      var params: [String: Any] = [:]
-      for s in singles { if let p = s["parameters"] { params[s["label"] as! String] = p } }
-      out["parameters"] = params
-      out["fitted_parameters"] = ScalingFit.Free.single.names
-      out["starts"] = ScalingFit.starts(for: all, free: .single).count
-      out["mean_relative_deviation"] = out["single_mean_relative_deviation"]
-      out["mean_abs_relative_deviation"] = out["single_mean_abs_relative_deviation"]
-      out["std_relative_deviation"] = out["single_std_relative_deviation"]
+      var params: [String: LawParameters] = [:]
+      for s in singles { if let p = s.parameters { params[s.label] = p } }
+      out.parameters = .perConfiguration(params)
+      out.fittedParameters = ScalingFit.Free.single.names
+      out.starts = ScalingFit.starts(for: all, free: .single).count
+      out.meanRelativeDeviation = out.singleMeanRelativeDeviation
+      out.meanAbsRelativeDeviation = out.singleMeanAbsRelativeDeviation
+      out.stdRelativeDeviation = out.singleStdRelativeDeviation
     }
 
-    var rows: [[String: Any]] = []
+    var rows: [FitPoint] = []
     var heldDeviations: [Double] = []
     for pt in all {
-      var o: [String: Any] = [
-        "depth": pt.depth, "width_factor": pt.width, "data_fraction": pt.data, "density": pt.density,
-        "error": pt.error, "replicate_errors": pt.replicateErrors, "e_np": pt.eNP,
-        "held_out": held.contains(pt.configuration),
-      ]
-      let law = jointLaw ?? singleLaw[pt.configuration]
-      if let law {
+      var o = FitPoint(
+        depth: pt.depth, widthFactor: pt.width, dataFraction: pt.data, density: pt.density, error: pt.error,
+        replicateErrors: pt.replicateErrors, eNP: pt.eNP, heldOut: held.contains(pt.configuration))
+      if let law = jointLaw ?? singleLaw[pt.configuration] {
         let e = law.error(eNP: pt.eNP, density: pt.density, depth: pt.depth, width: pt.width)
-        o["predicted"] = e
-        o["relative_deviation"] = (e - pt.error) / pt.error
+        o.predicted = e
+        o.relativeDeviation = (e - pt.error) / pt.error
         if held.contains(pt.configuration) { heldDeviations.append((e - pt.error) / pt.error) }
       }
       if let s = singleLaw[pt.configuration] {
-        o["single_predicted"] = s.error(eNP: pt.eNP, density: pt.density)
+        o.singlePredicted = s.error(eNP: pt.eNP, density: pt.density)
       }
       rows.append(o)
     }
-    out["points"] = rows
+    out.points = rows
     if let holdout {
-      out["holdout"] = holdout.text
-      out["held_out_configurations"] = held.sorted().map(\.label)
-      out["holdout_mean_relative_error"] = heldDeviations.map(abs).reduce(0, +) / Double(heldDeviations.count)
-      out["holdout_mean_relative_deviation"] = heldDeviations.reduce(0, +) / Double(heldDeviations.count)
-      out["holdout_std_relative_error"] = ScalingFit.std(heldDeviations)
-      out["holdout_points"] = heldDeviations.count
+      let n = Double(heldDeviations.count)
+      let meanAbs: Double = heldDeviations.map { abs($0) }.reduce(0, +) / n
+      let mean: Double = heldDeviations.reduce(0, +) / n
+      out.holdout = ScalingFitResult.HeldOut(
+        text: holdout.text, configurations: held.sorted().map(\.label), meanRelativeError: meanAbs,
+        meanRelativeDeviation: mean, stdRelativeError: ScalingFit.std(heldDeviations), points: heldDeviations.count)
     }
     return out
   }
@@ -214,28 +195,21 @@ public enum ScalingAnalysis {
     public var extrapolation: [String]
   }
 
-  public static func predict(fit: [String: Any], depth: Double, width: Double, data: Double, density: Double)
-    throws
-    -> Prediction
+  public static func predict(fit: ScalingFitResult, depth: Double, width: Double, data: Double, density: Double)
+    throws -> Prediction
   {
     guard density > 0, density <= 1 else { throw EngineError("--density must be in (0, 1], got \(density)") }
     let c = Configuration(depth: depth, width: width, data: data)
-    let measured = (fit["e_np_measured"] as? [[String: Any]] ?? []).first {
-      Configuration(
-        depth: $0["depth"] as? Double ?? 0, width: $0["width_factor"] as? Double ?? 0,
-        data: $0["data_fraction"] as? Double ?? 0) == c
+    let measured = (fit.eNPMeasured ?? []).first {
+      Configuration(depth: $0.depth, width: $0.widthFactor, data: $0.dataFraction) == c
     }
     let fitted: ScalingLaw
-    if fit["mode"] as? String == "joint" {
-      guard let l = law(from: fit["parameters"] as? [String: Any] ?? [:]) else {
-        throw RunError("the fit file has no joint parameters")
-      }
+    if fit.mode == "joint" {
+      guard let l = fit.jointLaw else { throw RunError("the fit file has no joint parameters") }
       fitted = l
     } else {
-      let entry = (fit["configurations"] as? [[String: Any]] ?? []).first {
-        $0["label"] as? String == c.label
-      }
-      guard let p = entry?["parameters"] as? [String: Any], let l = law(from: p) else {
+      let entry = (fit.configurations ?? []).first { $0.label == c.label }
+      guard let l = entry?.parameters?.law else {
         throw EngineError(
           "the fit holds single-network fits only, none for \(c.label); refit with lth scaling fit --joint to predict other configurations"
         )
@@ -244,25 +218,22 @@ public enum ScalingAnalysis {
     }
     var eNP: Double
     var source: String
-    if let m = measured, let e = m["e_np"] as? Double {
-      (eNP, source) = (e, "measured")
-    } else if let model = fit["e_np_model"] as? [String: Any], let i = model["intercept"] as? Double {
-      let um = UnprunedErrorModel(
-        intercept: i, depth: model["depth"] as? Double ?? 0, width: model["width"] as? Double ?? 0,
-        data: model["data"] as? Double ?? 0)
-      (eNP, source) = (um.eNP(c), "log-linear fit over the measured configurations")
+    if let m = measured {
+      (eNP, source) = (m.eNP, "measured")
+    } else if let model = fit.eNPModel {
+      (eNP, source) = (model.eNP(c), "log-linear fit over the measured configurations")
     } else {
       throw EngineError("e_np of \(c.label) was not measured and the fit has no e_np model")
     }
     eNP = min(eNP, 1)
     var outside: [String] = []
-    let ranges = fit["ranges"] as? [String: [Double]] ?? [:]
-    for (key, v) in [
-      ("depth", depth), ("width_factor", width), ("data_fraction", data), ("density", density),
-    ] {
-      if let r = ranges[key], r.count == 2, v < r[0] * (1 - 1e-9) || v > r[1] * (1 + 1e-9) {
+    if let r = fit.ranges {
+      for (key, v, range) in [
+        ("depth", depth, r.depth), ("width_factor", width, r.widthFactor), ("data_fraction", data, r.dataFraction),
+        ("density", density, r.density),
+      ] where range.count == 2 && (v < range[0] * (1 - 1e-9) || v > range[1] * (1 + 1e-9)) {
         outside.append(
-          "\(key) \(ScalingFit.text(v)) outside the fitted \(ScalingFit.text(r[0]))...\(ScalingFit.text(r[1]))"
+          "\(key) \(ScalingFit.text(v)) outside the fitted \(ScalingFit.text(range[0]))...\(ScalingFit.text(range[1]))"
         )
       }
     }
@@ -275,15 +246,15 @@ public enum ScalingAnalysis {
   /// The smallest network (remaining prunable weights) of the family, within the fitted
   /// depths and widths and at densities 0.8^k down to the smallest fitted density, whose
   /// predicted error at data fraction `data` is at most `target`.
-  public static func smallest(fit: [String: Any], target: Double, data: Double) throws -> [String: Any] {
-    guard fit["mode"] as? String == "joint" else {
+  public static func smallest(fit: ScalingFitResult, target: Double, data: Double) throws -> SmallestNetwork {
+    guard fit.mode == "joint" else {
       throw EngineError("--target-error needs a joint fit (lth scaling fit --joint)")
     }
-    let family = try ScalingFamily(fit["family"] as? String ?? "")
-    let ranges = fit["ranges"] as? [String: [Double]] ?? [:]
-    guard let dr = ranges["depth"], let wr = ranges["width_factor"], let densr = ranges["density"] else {
-      throw RunError("the fit file has no ranges")
-    }
+    let family = try ScalingFamily(fit.family)
+    guard let ranges = fit.ranges, ranges.depth.count == 2, ranges.widthFactor.count == 2,
+      ranges.density.count == 2
+    else { throw RunError("the fit file has no ranges") }
+    let (dr, wr, densr) = (ranges.depth, ranges.widthFactor, ranges.density)
     var depths: [Int?] = [nil]
     if family.hasDepthKnob {
       depths = (Int(dr[0])...Int(dr[1])).filter { (try? family.checkDepth($0)) != nil }.map { $0 }
@@ -296,7 +267,7 @@ public enum ScalingAnalysis {
       w *= pow(2, 1.0 / 8)
     }
     if !widths.contains(wr[1]) { widths.append(wr[1]) }
-    var best: [String: Any]?
+    var best: SmallestNetwork?
     var bestRemaining = Double.infinity
     for d in depths {
       for w in widths {
@@ -308,11 +279,10 @@ public enum ScalingAnalysis {
           let p = try predict(fit: fit, depth: family.lawDepth(d), width: w, data: data, density: density)
           if p.error <= target, total * density < bestRemaining {
             bestRemaining = total * density
-            best = [
-              "depth": family.lawDepth(d), "width_factor": w, "density": density, "model": model,
-              "prunable_weights": Int(total), "remaining_weights": Int((total * density).rounded()),
-              "predicted_error": p.error, "e_np_source": p.eNPSource,
-            ]
+            best = SmallestNetwork(
+              depth: family.lawDepth(d), widthFactor: w, density: density, model: model,
+              prunableWeights: Int(total), remainingWeights: Int((total * density).rounded()),
+              predictedError: p.error, eNPSource: p.eNPSource)
           }
           density *= 0.8
         }

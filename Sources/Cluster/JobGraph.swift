@@ -93,18 +93,30 @@ public struct JobGraph: Sendable, Codable {
     return lines.joined(separator: "\n")
   }
 
-  public func jsonObject() -> [String: Any] {
-    [
-      "command": command, "root": root,
-      "phases": phases.map {
-        [
-          "id": $0.id, "kind": $0.kind, "arguments": $0.arguments, "dependencies": $0.dependencies,
-          "done": $0.done,
-          "marker": $0.marker,
-        ] as [String: Any]
-      },
-      "waves": ((try? waves()) ?? []).map { $0.map(\.id) },
-    ]
+  /// `lth plan --json`: the phases and the waves of the unfinished ones.
+  public struct Listing: Codable, Equatable, Sendable {
+    public struct Entry: Codable, Equatable, Sendable {
+      public var id: String
+      public var kind: String
+      public var arguments: [String]
+      public var dependencies: [String]
+      public var done: Bool
+      public var marker: String
+    }
+    public var command: [String]
+    public var root: String
+    public var phases: [Entry]
+    public var waves: [[String]]
+  }
+
+  public var listing: Listing {
+    Listing(
+      command: command, root: root,
+      phases: phases.map {
+        .init(
+          id: $0.id, kind: $0.kind, arguments: $0.arguments, dependencies: $0.dependencies, done: $0.done,
+          marker: $0.marker)
+      }, waves: ((try? waves()) ?? []).map { $0.map(\.id) })
   }
 }
 

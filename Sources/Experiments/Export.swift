@@ -51,21 +51,21 @@ public enum SparseExport {
     }
     // The experiment root: the nearest folder above with hparams.json naming a model.
     var root = dir
-    var training: [String: Any]? = nil
-    var top: [String: Any]? = nil
+    var training: JSONValue? = nil
+    var top: JSONValue? = nil
     while root != "/" && !root.isEmpty {
       root = (root as NSString).deletingLastPathComponent
       let h = RunFile.hparams.path(in: root)
       guard fm.fileExists(atPath: h) else { continue }
-      guard let obj = try? JSONSerialization.jsonObject(with: Data(AtomicFile.read(h))) as? [String: Any],
-        let hp = obj["hparams"] as? [String: Any]
-      else { throw RunError("\(h) is unreadable") }
-      if let t = hp["training"] as? [String: Any] {
+      guard let hp = JSONValue.parse(try AtomicFile.read(h))?["hparams"], hp.object != nil else {
+        throw RunError("\(h) is unreadable")
+      }
+      if let t = hp["training"], t.object != nil {
         (training, top) = (t, hp)
         break
       }
     }
-    guard let training, let model = training["model"] as? String, let dataset = training["dataset"] as? String
+    guard let training, let model = training["model"]?.string, let dataset = training["dataset"]?.string
     else { throw RunError("\(path): no experiment \(RunFile.hparams.rawValue) above it names the model") }
     // Level 0 holds the initial and rewind-step states (lottery); PaI keeps the start state
     // in the level itself.
@@ -78,7 +78,7 @@ public enum SparseExport {
       initState: existing(RunFile.modelInit.path(in: level0)) ?? existing(RunFile.modelStart.path(in: dir)),
       rewindState: existing(RunFile.modelRewind.path(in: level0))
         ?? existing(RunFile.modelStart.path(in: dir)),
-      rewindStep: top?["rewind_step"] as? String ?? "0it")
+      rewindStep: top?["rewind_step"]?.string ?? "0it")
   }
 
   /// A network of the level's model for its data set's input shape and classes.

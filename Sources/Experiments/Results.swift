@@ -1,4 +1,5 @@
 import Foundation
+import Pruning
 import Training
 
 /// `lth results`: per level (lottery runs) or per target density (prune-init runs), density,
@@ -18,8 +19,8 @@ public enum Results {
     var density: [Double] = []
     var final: [Double] = []
     var best: [Double] = []
-    var earlyStop: [Double] = []
-    var earlyStops: [Double?] = []
+    var earlyStop: [Int] = []
+    var earlyStops: [Int?] = []
     var effective: [Double] = []
     var effectives: [Double?] = []
     var seconds: [Double] = []
@@ -57,18 +58,10 @@ public enum Results {
     let density: Double
     var effective: Double? = nil
     var layers: [(String, Double)] = []
-    if let bytes = try? AtomicFile.read(sp), let value = sparsityDensity(bytes) {
-      density = value
-      if let d = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] {
-        effective = d["effective_density"] as? Double
-        for t in d["tensors"] as? [[String: Any]] ?? [] {
-          if let name = t["name"] as? String, let kept = t["remaining"] as? Double,
-            let total = t["total"] as? Double, total > 0
-          {
-            layers.append((name, kept / total))
-          }
-        }
-      }
+    if let bytes = try? AtomicFile.read(sp), let report = SparsityReport.parse(bytes) {
+      density = report.density
+      effective = report.effectiveDensity
+      for t in report.tensors where t.total > 0 { layers.append((t.name, Double(t.remaining) / Double(t.total))) }
     } else if let fromMask = try? maskDensity(RunFile.mask.path(in: dir)) {
       // A folder killed between its mask and sparsity.json by an older build; the runner
       // rewrites sparsity.json when it next visits the folder.
@@ -87,8 +80,8 @@ public enum Results {
     cell.final.append(s.testAccuracy)
     cell.best.append(s.bestTestAccuracy)
     cell.seconds.append(s.seconds)
-    if let e = s.earlyStopStep { cell.earlyStop.append(Double(e)) }
-    cell.earlyStops.append(s.earlyStopStep.map(Double.init))
+    if let e = s.earlyStopStep { cell.earlyStop.append(e) }
+    cell.earlyStops.append(s.earlyStopStep)
     if let e = effective { cell.effective.append(e) }
     cell.effectives.append(effective)
     cell.layers.append(layers)
@@ -96,12 +89,7 @@ public enum Results {
   }
 
   /// The `density` of a `sparsity.json`'s contents (nil: unreadable or not a number in [0, 1]).
-  public static func sparsityDensity(_ bytes: [UInt8]) -> Double? {
-    guard let d = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-      let value = d["density"] as? Double, value >= 0, value <= 1
-    else { return nil }
-    return value
-  }
+  public static func sparsityDensity(_ bytes: [UInt8]) -> Double? { SparsityReport.parse(bytes)?.density }
 
   /// Fraction of ones over every tensor of a mask file.
   static func maskDensity(_ path: String) throws -> Double {
@@ -116,45 +104,41 @@ public enum Results {
     return kept / total
   }
 
-  static func object(_ c: Cell) -> [String: Any] {
-    var perReplicate: [[String: Any]] = []
+  static func row(_ c: Cell) -> ResultRow {
+    var perReplicate: [ReplicateResult] = []
     for i in c.final.indices {
-      perReplicate.append([
-        "replicate": c.replicate[i], "density": c.density[i], "test_accuracy": c.final[i],
-        "best_test_accuracy": c.best[i], "seconds": c.seconds[i],
-        "early_stop_step": c.earlyStops[i] ?? NSNull(), "effective_density": c.effectives[i] ?? NSNull(),
-      ])
+      perReplicate.append(
+        ReplicateResult(
+          replicate: c.replicate[i], density: c.density[i], testAccuracy: c.final[i], bestTestAccuracy: c.best[i],
+          seconds: c.seconds[i], earlyStopStep: c.earlyStops[i], effectiveDensity: c.effectives[i]))
     }
     // Layer densities and the learning curve: means over the replicates that have them.
-    var layers: [[String: Any]] = []
+    var layers: [LayerDensity] = []
     if let first = c.layers.first(where: { !$0.isEmpty }) {
       for (name, _) in first {
         let values = c.layers.compactMap { $0.first { $0.0 == name }?.1 }
-        layers.append(["name": name, "density": mean(values)!])
+        layers.append(LayerDensity(name: name, density: mean(values)!))
       }
     }
     var steps = c.curves.first.map { $0.map(\.0) } ?? []
     for curve in c.curves.dropFirst() { steps = steps.filter { s in curve.contains { $0.0 == s } } }
-    var curveMean: [Double] = []
-    var curveStd: [Any] = []
+    var curve = LearningCurve()
     for s in steps {
       let values = c.curves.compactMap { $0.last { $0.0 == s }?.1 }
-      curveMean.append(mean(values)!)
-      curveStd.append(std(values) ?? NSNull())
+      curve.step.append(s)
+      curve.testAccuracyMean.append(mean(values)!)
+      curve.testAccuracyStd.append(std(values))
     }
-    return [
-      "density": mean(c.density) ?? NSNull(), "test_accuracy_mean": mean(c.final) ?? NSNull(),
-      "test_accuracy_std": std(c.final) ?? NSNull(), "best_test_accuracy_mean": mean(c.best) ?? NSNull(),
-      "early_stop_step_mean": mean(c.earlyStop) ?? NSNull(), "replicates": c.final.count,
-      "effective_density": (c.effective.count == c.final.count ? mean(c.effective) : nil) ?? NSNull(),
-      "test_accuracy_values": c.final, "seconds_mean": mean(c.seconds) ?? NSNull(),
-      "per_replicate": perReplicate, "layers": layers,
-      "learning_curve": ["step": steps, "test_accuracy_mean": curveMean, "test_accuracy_std": curveStd],
-    ]
+    return ResultRow(
+      density: mean(c.density), testAccuracyMean: mean(c.final), testAccuracyStd: std(c.final),
+      bestTestAccuracyMean: mean(c.best), earlyStopStepMean: mean(c.earlyStop.map(Double.init)),
+      replicates: c.final.count,
+      effectiveDensity: c.effective.count == c.final.count ? mean(c.effective) : nil, testAccuracyValues: c.final,
+      secondsMean: mean(c.seconds), perReplicate: perReplicate, layers: layers, learningCurve: curve)
   }
 
   /// The results object of a lottery folder (`lottery_<hash>`).
-  public static func collect(_ root: String) throws -> [String: Any] {
+  public static func collect(_ root: String) throws -> RunResults {
     let fm = FileManager.default
     guard fm.fileExists(atPath: RunFile.hparams.path(in: root)) else {
       throw RunError("\(root) is not a lottery run folder (no \(RunFile.hparams.rawValue))")
@@ -227,69 +211,55 @@ public enum Results {
       let kind = kinds[id]!
       return perKind[kind]! > 1 ? kind + "_" + String(id.prefix(8)) : kind
     }
-    var levels: [[String: Any]] = []
-    func label(_ o: inout [String: Any], _ level: Int) {
-      if isPaI { o["target_density"] = Double(rowNames[level]!)! } else { o["level"] = level }
+    var levels: [ResultRow] = []
+    func label(_ o: inout ResultRow, _ level: Int) {
+      if isPaI { o.targetDensity = Double(rowNames[level]!)! } else { o.level = level }
     }
     for level in main.keys.sorted() where !main[level]!.final.isEmpty {
-      var o = object(main[level]!)
+      var o = row(main[level]!)
       label(&o, level)
-      var bo: [String: Any] = [:]
+      var bo: [String: ResultRow] = [:]
       for (id, c) in branches[level] ?? [:] where !c.final.isEmpty {
-        var x = object(c)
+        var x = row(c)
         label(&x, level)
-        x["kind"] = kinds[id]!
-        x["hash"] = id
+        x.kind = kinds[id]!
+        x.hash = id
         bo[columnName(id)] = x
       }
-      o["branches"] = bo
+      o.branches = bo
       levels.append(o)
     }
-    let changes = try MachineCheck.changes(in: root)
-    var out: [String: Any] = ["run_dir": root, "machine_changed": !changes.isEmpty]
-    out["replicates_present"] = present.sorted()
-    out["unfinished"] = unfinished.sorted { ($0.replicate, $0.row) < ($1.replicate, $1.row) }.map {
-      var o: [String: Any] = [
-        "replicate": $0.replicate, "branch": $0.branch == "main" ? "main" : columnName($0.branch),
-      ]
-      label(&o, $0.row)
-      return o
-    }
-    for (key, value) in RunStore.record(of: root) { out[key] = value }
+    let changes = try MachineCheck.entries(in: root)
+    var out = RunResults(
+      kind: isPaI ? "pai" : "lottery", method: "imp", runDir: root, machineChanged: !changes.isEmpty,
+      machineChanges: changes.isEmpty ? nil : changes, replicatesPresent: present.sorted(),
+      unfinished: unfinished.sorted { ($0.replicate, $0.row) < ($1.replicate, $1.row) }.map {
+        UnfinishedPhase(
+          replicate: $0.replicate, branch: $0.branch == "main" ? "main" : columnName($0.branch),
+          level: isPaI ? nil : $0.row, targetDensity: isPaI ? Double(rowNames[$0.row]!)! : nil)
+      },
+      rows: levels, record: RunStore.record(of: root))
     if isPaI {
-      out["densities"] = levels
-      let stored = try RunStore.storedHParams(root)?.hparams as? [String: Any]
-      out["method"] = stored?["method"] as? String ?? "unknown"
-      out["allocation"] = stored?["allocation"] as? String ?? "global"
-      out["kind"] = "pai"
-    } else {
-      out["levels"] = levels
-      out["method"] = "imp"
-      out["kind"] = "lottery"
+      out.method = out.record.hparams?["method"]?.string ?? "unknown"
+      out.allocation = out.record.hparams?["allocation"]?.string ?? "global"
     }
-    if !changes.isEmpty { out["machine_changes"] = changes }
     return out
   }
 
   /// "onednn_isa a -> b, conv_backends" for the `*` line of a run continued elsewhere.
-  static func changeSummary(_ changes: [[String: Any]]) -> String {
+  static func changeSummary(_ changes: [JSONValue]) -> String {
     var parts: [String] = []
     for entry in changes {
-      let c = entry["changes"] as? [String: Any] ?? [:]
+      let c = entry["changes"]?.object ?? [:]
       for field in MachineCheck.comparedFields where c[field] != nil {
-        let ft = c[field] as? [String: Any] ?? [:]
         let part =
           field == "conv_backends"
           ? "conv_backends"
-          : "\(field) \(MachineCheck.text(ft["from"])) -> \(MachineCheck.text(ft["to"]))"
+          : "\(field) \(c[field]?["from"]?.text ?? "none") -> \(c[field]?["to"]?.text ?? "none")"
         if !parts.contains(part) { parts.append(part) }
       }
     }
     return parts.joined(separator: ", ")
-  }
-
-  public static func jsonLine(_ obj: [String: Any]) -> String {
-    String(decoding: try! JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self)
   }
 
   /// Percent with 3 significant digits.
@@ -299,19 +269,19 @@ public enum Results {
     return String(format: "%.\(digits)f", p)
   }
 
-  static func acc(_ o: [String: Any]) -> String {
-    guard let m = o["test_accuracy_mean"] as? Double else { return "-" }
-    if let s = o["test_accuracy_std"] as? Double { return String(format: "%.2f ± %.2f", m * 100, s * 100) }
+  static func acc(_ o: ResultRow) -> String {
+    guard let m = o.testAccuracyMean else { return "-" }
+    if let s = o.testAccuracyStd { return String(format: "%.2f ± %.2f", m * 100, s * 100) }
     return String(format: "%.2f", m * 100)
   }
 
-  /// A table for people (percentages).
-  static func eff(_ o: [String: Any]) -> String { (o["effective_density"] as? Double).map(pct3) ?? "-" }
+  static func eff(_ o: ResultRow) -> String { o.effectiveDensity.map(pct3) ?? "-" }
 
-  public static func table(_ obj: [String: Any]) -> String {
-    let isPaI = obj["kind"] as? String == "pai"
-    let levels = (obj[isPaI ? "densities" : "levels"] as? [[String: Any]]) ?? []
-    let names = Array(Set(levels.flatMap { ($0["branches"] as! [String: Any]).keys })).sorted()
+  /// A table for people (percentages).
+  public static func table(_ obj: RunResults) -> String {
+    let isPaI = obj.isPaI
+    let levels = obj.rows
+    let names = Array(Set(levels.flatMap { ($0.branches ?? [:]).keys })).sorted()
     let header =
       [
         isPaI ? "target %" : "level", "density %", "effective %", "test acc %", "best %", "early stop",
@@ -320,23 +290,20 @@ public enum Results {
       + names.map { $0 + " %" }
     var rows: [[String]] = []
     for l in levels {
-      var row = [
-        isPaI ? pct3(l["target_density"] as! Double) : "\(l["level"]!)", pct3(l["density"] as! Double),
-        eff(l), acc(l),
-        String(format: "%.2f", (l["best_test_accuracy_mean"] as! Double) * 100),
-        (l["early_stop_step_mean"] as? Double).map { String(format: "%.0f", $0) } ?? "-",
-        "\(l["replicates"]!)",
-      ]
-      let b = l["branches"] as! [String: Any]
-      for n in names { row.append((b[n] as? [String: Any]).map(acc) ?? "-") }
+      let name: String = isPaI ? (l.targetDensity.map(pct3) ?? "?") : (l.level.map(String.init) ?? "?")
+      let density: String = l.density.map(pct3) ?? "-"
+      let best: String = l.bestTestAccuracyMean.map { String(format: "%.2f", $0 * 100) } ?? "-"
+      let early: String = l.earlyStopStepMean.map { String(format: "%.0f", $0) } ?? "-"
+      var row: [String] = [name, density, eff(l), acc(l), best, early, "\(l.replicates)"]
+      let b = l.branches ?? [:]
+      for n in names { row.append(b[n].map(acc) ?? "-") }
       rows.append(row)
     }
     var lines = grid(header, rows)
-    if isPaI { lines.insert("method \(obj["method"] ?? "?"), allocation \(obj["allocation"] ?? "?")", at: 0) }
-    if obj["machine_changed"] as? Bool == true {
-      let changes = obj["machine_changes"] as? [[String: Any]] ?? []
+    if isPaI { lines.insert("method \(obj.method), allocation \(obj.allocation ?? "?")", at: 0) }
+    if obj.machineChanged {
       lines.append(
-        "* part of this run was trained on another machine (\(changeSummary(changes))); see \(obj["run_dir"] ?? "")/\(MachineCheck.fileName)"
+        "* part of this run was trained on another machine (\(changeSummary(obj.machineChanges ?? []))); see \(obj.runDir)/\(MachineCheck.fileName)"
       )
     }
     return lines.joined(separator: "\n")
@@ -362,27 +329,26 @@ public enum Results {
   /// run (its method; `imp` for lottery runs), and under each density one row for the main
   /// line (`mean ± std` test accuracy, percent), one for its effective density and one per
   /// ablation (`shuffle`, `reinit`, `invert`, ...).
-  public static func sideBySide(_ runs: [[String: Any]]) -> String {
+  public static func sideBySide(_ runs: [RunResults]) -> String {
     var columns: [String] = []
     var variants: [String] = []
     var cells: [String: [String: [String: String]]] = [:]  // density -> variant -> column -> cell
     var order: [String: Double] = [:]
     var used: [String: Int] = [:]
     for run in runs {
-      var name = run["method"] as? String ?? "run"
+      var name = run.method
       used[name, default: 0] += 1
       if used[name]! > 1 { name += "#\(used[name]!)" }
       columns.append(name)
-      let rows = (run["densities"] ?? run["levels"]) as? [[String: Any]] ?? []
-      for row in rows {
-        guard let d = row["density"] as? Double else { continue }
+      for row in run.rows {
+        guard let d = row.density else { continue }
         let key = pct3(d)
         order[key] = d
         cells[key, default: [:]]["main", default: [:]][name] = acc(row)
         cells[key, default: [:]]["effective %", default: [:]][name] = eff(row)
-        for (b, o) in row["branches"] as! [String: Any] {
+        for (b, o) in row.branches ?? [:] {
           if !variants.contains(b) { variants.append(b) }
-          cells[key, default: [:]][b, default: [:]][name] = (o as? [String: Any]).map(acc) ?? "-"
+          cells[key, default: [:]][b, default: [:]][name] = acc(o)
         }
       }
     }

@@ -150,6 +150,15 @@ public enum RunStore {
     return false
   }
 
+  /// Writes `value` as pretty JSON with sorted keys (atomic).
+  public static func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .prettyPrinted]
+    try AtomicFile.write([UInt8](try e.encode(value)) + [10], to: path)
+  }
+
+  /// Writes a JSON object read by the decoding edge of older files (`hparams.json`'s
+  /// stored object, `machine_changes.json`) back as pretty JSON with sorted keys.
   public static func writeJSON(_ obj: Any, to path: String) throws {
     let text = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
     try AtomicFile.write([UInt8](text) + [10], to: path)
@@ -278,18 +287,17 @@ public enum RunStore {
   /// What a report shows of a run folder: its `hparams`, its `provenance` (the machine and
   /// build that created it) and the `commands` recorded in `commands.jsonl`, each present
   /// when readable.
-  public static func record(of root: String) -> [String: Any] {
-    var out: [String: Any] = [:]
-    if let bytes = try? AtomicFile.read(RunFile.hparams.path(in: root)),
-      let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+  public static func record(of root: String) -> RunRecord {
+    var out = RunRecord()
+    if let bytes = try? AtomicFile.read(RunFile.hparams.path(in: root)), let file = JSONValue.parse(bytes),
+      file.object != nil
     {
-      out["hparams"] = obj["hparams"] ?? NSNull()
-      out["provenance"] = obj["provenance"] ?? NSNull()
+      out.hparams = file["hparams"] ?? .null
+      out.provenance = file["provenance"] ?? .null
     }
-    let commands = ((try? AtomicFile.read(RunFile.commands.path(in: root))) ?? []).split(separator: 10).compactMap {
-      try? JSONSerialization.jsonObject(with: Data($0)) as? [String: Any]
+    out.commands = ((try? AtomicFile.read(RunFile.commands.path(in: root))) ?? []).split(separator: 10).compactMap {
+      JSONValue.parse(Array($0)).flatMap { $0.object != nil ? $0 : nil }
     }
-    out["commands"] = commands
     return out
   }
 
@@ -327,6 +335,16 @@ public enum MachineCheck {
     guard FileManager.default.fileExists(atPath: path) else { return [] }
     guard let a = try? JSONSerialization.jsonObject(with: Data(try AtomicFile.read(path))) as? [[String: Any]]
     else { throw RunError("\(path) is unreadable or truncated") }
+    return a
+  }
+
+  /// The entries of a run folder's `machine_changes.json` as written (empty when there is none).
+  public static func entries(in runDir: String) throws -> [JSONValue] {
+    let path = runDir + "/" + fileName
+    guard FileManager.default.fileExists(atPath: path) else { return [] }
+    guard let a = JSONValue.parse(try AtomicFile.read(path))?.array else {
+      throw RunError("\(path) is unreadable or truncated")
+    }
     return a
   }
 

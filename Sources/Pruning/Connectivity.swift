@@ -92,19 +92,16 @@ extension Mask {
   /// `dead_units`; in total `effective_remaining`, `effective_density`, `collapsed` and
   /// `empty_tensors`.
   public func sparsityJSON(connectivity c: Connectivity) -> String {
-    var tensors: [[String: Any]] = []
-    for n in names {
-      tensors.append([
-        "name": n, "total": total(n), "remaining": remaining(n), "effective": c.effective[n] ?? 0,
-        "units": c.units[n] ?? 0, "dead_units": c.deadUnits[n] ?? 0,
-      ])
+    var r = sparsityReport
+    for i in r.tensors.indices {
+      let n = r.tensors[i].name
+      (r.tensors[i].effective, r.tensors[i].units, r.tensors[i].deadUnits) =
+        (c.effective[n] ?? 0, c.units[n] ?? 0, c.deadUnits[n] ?? 0)
     }
-    let obj: [String: Any] = [
-      "tensors": tensors, "total": totalCount, "remaining": remainingCount, "density": density,
-      "effective_remaining": c.effectiveCount, "effective_density": c.effectiveDensity(self),
-      "collapsed": c.isCollapsed, "empty_tensors": Connectivity.emptyTensors(self),
-    ]
-    let d = try! JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
-    return String(decoding: d, as: UTF8.self) + "\n"
+    r.effectiveRemaining = c.effectiveCount
+    r.effectiveDensity = c.effectiveDensity(self)
+    r.collapsed = c.isCollapsed
+    r.emptyTensors = Connectivity.emptyTensors(self)
+    return r.text
   }
 }

@@ -98,14 +98,77 @@ public struct Mask: Equatable, Sendable {
   }
 
   /// `sparsity.json`: per tensor total and remaining, and the totals.
-  public func sparsityJSON() -> String {
-    var tensors: [[String: Any]] = []
-    for n in names { tensors.append(["name": n, "total": total(n), "remaining": remaining(n)]) }
-    let obj: [String: Any] = [
-      "tensors": tensors, "total": totalCount, "remaining": remainingCount, "density": density,
-    ]
-    let d = try! JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
-    return String(decoding: d, as: UTF8.self) + "\n"
+  public func sparsityJSON() -> String { sparsityReport.text }
+
+  /// What `sparsity.json` holds without connectivity.
+  public var sparsityReport: SparsityReport {
+    SparsityReport(
+      tensors: names.map { SparsityReport.Tensor(name: $0, total: total($0), remaining: remaining($0)) },
+      total: totalCount, remaining: remainingCount, density: density)
+  }
+}
+
+/// `sparsity.json` of a pruned level: per tensor its total and remaining weights (and,
+/// with connectivity, the weights still on a path from input to output and the dead
+/// units), then the totals.
+public struct SparsityReport: Codable, Equatable, Sendable {
+  public struct Tensor: Codable, Equatable, Sendable {
+    public var name: String
+    public var total: Int
+    public var remaining: Int
+    public var effective: Int?
+    public var units: Int?
+    public var deadUnits: Int?
+    enum CodingKeys: String, CodingKey {
+      case name, total, remaining, effective, units
+      case deadUnits = "dead_units"
+    }
+  }
+  public var tensors: [Tensor]
+  public var total: Int
+  public var remaining: Int
+  public var density: Double
+  public var effectiveRemaining: Int?
+  public var effectiveDensity: Double?
+  public var collapsed: Bool?
+  public var emptyTensors: [String]?
+
+  enum CodingKeys: String, CodingKey {
+    case tensors, total, remaining, density, collapsed
+    case effectiveRemaining = "effective_remaining"
+    case effectiveDensity = "effective_density"
+    case emptyTensors = "empty_tensors"
+  }
+
+  public init(tensors: [Tensor], total: Int, remaining: Int, density: Double) {
+    (self.tensors, self.total, self.remaining, self.density) = (tensors, total, remaining, density)
+  }
+
+  /// Only `density` is required: files of older builds may hold little else.
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    density = try c.decode(Double.self, forKey: .density)
+    tensors = try c.decodeIfPresent([Tensor].self, forKey: .tensors) ?? []
+    total = try c.decodeIfPresent(Int.self, forKey: .total) ?? 0
+    remaining = try c.decodeIfPresent(Int.self, forKey: .remaining) ?? 0
+    effectiveRemaining = try c.decodeIfPresent(Int.self, forKey: .effectiveRemaining)
+    effectiveDensity = try c.decodeIfPresent(Double.self, forKey: .effectiveDensity)
+    collapsed = try c.decodeIfPresent(Bool.self, forKey: .collapsed)
+    emptyTensors = try c.decodeIfPresent([String].self, forKey: .emptyTensors)
+  }
+
+  /// Pretty JSON with sorted keys and a final newline, as the file holds it.
+  public var text: String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .prettyPrinted]
+    return String(decoding: try! e.encode(self), as: UTF8.self) + "\n"
+  }
+
+  /// The file's contents (nil: unreadable, or a density outside [0, 1]).
+  public static func parse(_ bytes: [UInt8]) -> SparsityReport? {
+    guard let r = try? JSONDecoder().decode(SparsityReport.self, from: Data(bytes)), r.density >= 0, r.density <= 1
+    else { return nil }
+    return r
   }
 }
 

@@ -8,40 +8,43 @@ import Foundation
 public enum LMCSection: ReportSection {
   public static let kind = "lmc"
 
-  public static func html(_ runs: [[String: Any]], all: [[String: Any]]) -> String {
-    runs.enumerated().map { section($0.element, index: $0.offset) }.joined()
+  public static func html(_ runs: [RunResult], all: [RunResult]) -> String {
+    runs.compactMap { if case .lmc(let r) = $0 { r } else { nil } }.enumerated().map {
+      section($0.element, index: $0.offset)
+    }.joined()
   }
 
-  static func section(_ run: [String: Any], index: Int) -> String {
+  static func section(_ run: LMCRunResults, index: Int) -> String {
     let e = escapeMarkup
-    let rows = run["spawn_steps"] as? [[String: Any]] ?? []
-    let t = Report.training(run)
+    let rows = run.spawnSteps
     var o = "<section class=\"lmc\" id=\"lmc-\(index)\">\n"
     o +=
-      "<h2>Linear mode connectivity: \(e(t["model"] as? String ?? "?")) on \(e(t["dataset"] as? String ?? "?"))</h2>\n"
+      "<h2>Linear mode connectivity: \(e(Report.training(run.record, "model"))) on \(e(Report.training(run.record, "dataset")))</h2>\n"
     var what = "Dense network"
-    if let m = run["mask_run"] as? String {
+    if let m = run.maskRun {
       what =
-        "\(run["random_mask"] as? Bool == true ? "Random mask with the layer counts of" : "Subnetwork of") \(((m as NSString).lastPathComponent)) level \(run["mask_level"] ?? "?")"
+        "\(run.randomMask ? "Random mask with the layer counts of" : "Subnetwork of") \(((m as NSString).lastPathComponent)) level \(run.maskLevel.map(String.init) ?? "?")"
     }
     o +=
-      "<p class=\"meta\"><code>\(e(Report.folder(run)))</code>: \(e(what)); batch norm \(e(run["bn"] as? String ?? "?")); \(rows.count) spawn step\(rows.count == 1 ? "" : "s") with results.</p>\n"
-    o += Report.unfinishedBanner(run)
+      "<p class=\"meta\"><code>\(e(Report.folder(run.runDir)))</code>: \(e(what)); batch norm \(e(run.bn)); \(rows.count) spawn step\(rows.count == 1 ? "" : "s") with results.</p>\n"
+    o += Report.unfinishedBanner(run.unfinished)
     if rows.isEmpty { return o + "<p>No spawn step has finished yet.</p></section>\n" }
-    for (split, label, title) in [
-      ("test", "test error", "Test error"), ("train", "train error", "Train error"),
-    ] {
+    let paths: [(KeyPath<SpawnStepResult, [Double]>, KeyPath<SpawnStepResult, [Double?]>, String, String)] = [
+      (\.testErrorMean, \.testErrorStd, "test error", "Test error"),
+      (\.trainErrorMean, \.trainErrorStd, "train error", "Train error"),
+    ]
+    for (meanPath, stdPath, label, title) in paths {
       var series: [Series] = []
       for (i, r) in rows.enumerated() {
-        let alpha = r["alpha"] as? [Double] ?? []
-        let m = r["\(split)_error_mean"] as? [Double] ?? []
+        let alpha = r.alpha
+        let m = r[keyPath: meanPath]
         guard !m.isEmpty, m.count == alpha.count else { continue }
-        let s = r["\(split)_error_std"] as? [Any] ?? []
-        let n = (r["curves"] as? [Any])?.count ?? 0
+        let s = r[keyPath: stdPath]
+        let n = r.curves.count
         let pts = alpha.indices.map { j in
-          Point(x: alpha[j], y: m[j], spread: j < s.count ? s[j] as? Double : nil, note: "(\(n) curves)")
+          Point(x: alpha[j], y: m[j], spread: j < s.count ? s[j] : nil, note: "(\(n) curves)")
         }
-        series.append(Series("k = \(r["k"] ?? "?")", color: Palette.color(i), points: pts))
+        series.append(Series("k = \(r.k)", color: Palette.color(i), points: pts))
       }
       if series.isEmpty { continue }
       o += Chart(
@@ -51,12 +54,14 @@ public enum LMCSection: ReportSection {
       o += "\n"
     }
     var barrier: [Series] = []
-    for (i, (key, name)) in [("test_error_barrier", "test"), ("train_error_barrier", "train")].enumerated() {
+    let barriers: [(KeyPath<SpawnStepResult, Double?>, KeyPath<SpawnStepResult, Double?>, String)] = [
+      (\.testErrorBarrierMean, \.testErrorBarrierStd, "test"),
+      (\.trainErrorBarrierMean, \.trainErrorBarrierStd, "train"),
+    ]
+    for (i, (meanPath, stdPath, name)) in barriers.enumerated() {
       let pts = rows.compactMap { r -> Point? in
-        guard let k = r["k"] as? Int, let m = Report.double(r, key + "_mean") else { return nil }
-        return Point(
-          x: Double(k), y: m, spread: Report.double(r, key + "_std"),
-          note: "(\((r["curves"] as? [Any])?.count ?? 0) curves)")
+        guard let m = r[keyPath: meanPath] else { return nil }
+        return Point(x: Double(r.k), y: m, spread: r[keyPath: stdPath], note: "(\(r.curves.count) curves)")
       }
       barrier.append(Series("\(name) instability", color: Palette.color(i), errorBars: true, points: pts))
     }

@@ -9,29 +9,29 @@ import Foundation
 public enum LotterySection: ReportSection {
   public static let kind = "lottery"
 
-  public static func html(_ runs: [[String: Any]], all: [[String: Any]]) -> String {
-    runs.enumerated().map { section($0.element, index: $0.offset) }.joined()
+  public static func html(_ runs: [RunResult], all: [RunResult]) -> String {
+    runs.compactMap(\.rowsResult).enumerated().map { section($0.element, index: $0.offset) }.joined()
   }
 
   /// Branch column names in a stable order.
-  static func branchNames(_ rows: [[String: Any]]) -> [String] {
-    Array(Set(rows.flatMap { ($0["branches"] as? [String: Any] ?? [:]).keys })).sorted()
+  static func branchNames(_ rows: [ResultRow]) -> [String] {
+    Array(Set(rows.flatMap { ($0.branches ?? [:]).keys })).sorted()
   }
 
   /// One series per line of the run: `main` first, then each branch, with `value` of a row.
   static func lines(
-    _ run: [String: Any], value: (_ row: [String: Any]) -> (y: Double, spread: Double?)?
+    _ run: RunResults, value: (_ row: ResultRow) -> (y: Double, spread: Double?)?
   ) -> [Series] {
-    let rows = Report.rows(run)
+    let rows = run.rows
     var out: [Series] = []
     let names = ["main"] + branchNames(rows)
     for (i, name) in names.enumerated() {
       var pts: [Point] = []
       for r in rows {
-        let o = name == "main" ? r : (r["branches"] as? [String: Any])?[name] as? [String: Any]
-        guard let o, let x = Report.double(o, "density"), let v = value(o) else { continue }
+        let o = name == "main" ? r : r.branches?[name]
+        guard let o, let x = o.density, let v = value(o) else { continue }
         let (partial, note) = Report.partialNote(o, run)
-        let where_ = r["level"].map { "level \($0)" } ?? ""
+        let where_ = r.level.map { "level \($0)" } ?? ""
         pts.append(Point(x: x, y: v.y, spread: v.spread, note: "\(where_) \(note)", partial: partial))
       }
       out.append(Series(name == "main" ? "IMP (main)" : name, color: Palette.color(i), points: pts))
@@ -39,37 +39,29 @@ public enum LotterySection: ReportSection {
     return out
   }
 
-  static func section(_ run: [String: Any], index: Int) -> String {
+  static func section(_ run: RunResults, index: Int) -> String {
     let e = escapeMarkup
-    let rows = Report.rows(run)
-    let t = Report.training(run)
-    let h = run["hparams"] as? [String: Any] ?? [:]
-    let p = h["pruning"] as? [String: Any] ?? [:]
+    let rows = run.rows
+    let h = run.record.hparams
+    let p = h?["pruning"]
+    func training(_ key: String) -> String { Report.training(run.record, key) }
     var o = "<section class=\"lottery\" id=\"lottery-\(index)\">\n"
+    o += "<h2>Lottery ticket: \(e(training("model"))) on \(e(training("dataset")))</h2>\n"
+    let reps = run.replicatesPresent.count
     o +=
-      "<h2>Lottery ticket: \(e(t["model"] as? String ?? "?")) on \(e(t["dataset"] as? String ?? "?"))</h2>\n"
-    let reps = (run["replicates_present"] as? [Int])?.count ?? 0
-    o +=
-      "<p class=\"meta\"><code>\(e(Report.folder(run)))</code>: \(e(p["strategy"] as? String ?? "?")) pruning of \(e(TickFormat.percent.text(p["fraction"] as? Double ?? 0))) per level, \(e(h["retrain"] as? String ?? "?")) to \(e(h["rewind_step"] as? String ?? "?")), \(t["training_steps"] ?? "?") per level; \(rows.count) level\(rows.count == 1 ? "" : "s") with results, \(reps) replicate\(reps == 1 ? "" : "s").</p>\n"
-    o += Report.unfinishedBanner(run)
+      "<p class=\"meta\"><code>\(e(Report.folder(run.runDir)))</code>: \(e(p?["strategy"]?.string ?? "?")) pruning of \(e(TickFormat.percent.text(p?["fraction"]?.double ?? 0))) per level, \(e(h?["retrain"]?.string ?? "?")) to \(e(h?["rewind_step"]?.string ?? "?")), \(training("training_steps")) per level; \(rows.count) level\(rows.count == 1 ? "" : "s") with results, \(reps) replicate\(reps == 1 ? "" : "s").</p>\n"
+    o += Report.unfinishedBanner(run.unfinished)
     if rows.isEmpty { return o + "<p>No level has finished yet.</p></section>\n" }
 
     // Accuracy against density.
-    var acc = lines(run) { r in
-      Report.double(r, "test_accuracy_mean").map { ($0, Report.double(r, "test_accuracy_std")) }
-    }
+    var acc = lines(run) { r in r.testAccuracyMean.map { ($0, r.testAccuracyStd) } }
     let effective = rows.compactMap { r -> Point? in
-      guard let d = Report.double(r, "effective_density"), let y = Report.double(r, "test_accuracy_mean")
-      else {
-        return nil
-      }
-      return Point(x: d, y: y, note: "level \(r["level"] ?? "?") (effective density)")
+      guard let d = r.effectiveDensity, let y = r.testAccuracyMean else { return nil }
+      return Point(x: d, y: y, note: "level \(r.level.map(String.init) ?? "?") (effective density)")
     }
     // Drawn only where it differs from the nominal density (disconnected units counted).
     let differs = rows.contains { r in
-      guard let a = Report.double(r, "effective_density"), let b = Report.double(r, "density") else {
-        return false
-      }
+      guard let a = r.effectiveDensity, let b = r.density else { return false }
       return abs(a - b) > 1e-9 * max(a, b)
     }
     if differs {
@@ -78,9 +70,7 @@ public enum LotterySection: ReportSection {
           "IMP at effective density", color: Palette.color(0), dashed: true, band: false, points: effective))
     }
     var refs: [Reference] = []
-    if let dense = rows.first(where: { Report.int($0, "level") == 0 }),
-      let a = Report.double(dense, "test_accuracy_mean")
-    {
+    if let dense = rows.first(where: { $0.level == 0 }), let a = dense.testAccuracyMean {
       refs.append(Reference(y: a, label: "dense (level 0)"))
     }
     o += Chart(
@@ -91,7 +81,7 @@ public enum LotterySection: ReportSection {
     o += "\n"
 
     // Early stopping.
-    let early = lines(run) { r in Report.double(r, "early_stop_step_mean").map { ($0, nil) } }
+    let early = lines(run) { r in r.earlyStopStepMean.map { ($0, nil) } }
     if !early.allSatisfy({ $0.points.isEmpty }) {
       o += Chart(
         title: "Early-stopping iteration (minimum validation loss) against density", x: .density(),
@@ -113,39 +103,34 @@ public enum LotterySection: ReportSection {
     var header = ["level", "density", "effective", "test acc", "best", "early stop", "reps", "s / run"]
     header += names.map { $0 + " acc" }
     var cells: [[(text: String, background: String?)]] = []
-    func pm(_ o: [String: Any]?) -> String {
-      guard let o, let m = Report.double(o, "test_accuracy_mean") else { return "-" }
-      return Report.double(o, "test_accuracy_std").map { String(format: "%.2f ± %.2f", m * 100, $0 * 100) }
+    func pm(_ o: ResultRow?) -> String {
+      guard let o, let m = o.testAccuracyMean else { return "-" }
+      return o.testAccuracyStd.map { String(format: "%.2f ± %.2f", m * 100, $0 * 100) }
         ?? String(format: "%.2f", m * 100)
     }
     for r in rows {
-      func number(_ key: String, _ format: String, scale: Double = 1) -> String {
-        Report.double(r, key).map { String(format: format, $0 * scale) } ?? "-"
+      func number(_ v: Double?, _ format: String, scale: Double = 1) -> String {
+        v.map { String(format: format, $0 * scale) } ?? "-"
       }
-      func percent(_ key: String) -> String {
-        Report.double(r, key).map { TickFormat.percent.text($0) } ?? "-"
-      }
-      var c: [String] = ["\(r["level"] ?? "?")", percent("density"), percent("effective_density"), pm(r)]
-      c.append(number("best_test_accuracy_mean", "%.2f", scale: 100))
-      c.append(number("early_stop_step_mean", "%.0f"))
-      c.append("\(r["replicates"] ?? 0)")
-      c.append(number("seconds_mean", "%.1f"))
-      c += names.map { pm((r["branches"] as? [String: Any])?[$0] as? [String: Any]) }
+      func percent(_ v: Double?) -> String { v.map { TickFormat.percent.text($0) } ?? "-" }
+      var c: [String] = [r.level.map(String.init) ?? "?", percent(r.density), percent(r.effectiveDensity), pm(r)]
+      c.append(number(r.bestTestAccuracyMean, "%.2f", scale: 100))
+      c.append(number(r.earlyStopStepMean, "%.0f"))
+      c.append("\(r.replicates)")
+      c.append(number(r.secondsMean, "%.1f"))
+      c += names.map { pm(r.branches?[$0]) }
       cells.append(Report.plain(c))
     }
     o += "<h3>Levels</h3>\n" + Report.table(header, cells)
 
     // Per-layer density, shaded like a heat map.
-    let layerNames = (rows.first?["layers"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+    let layerNames = (rows.first?.layers ?? []).map(\.name)
     if !layerNames.isEmpty {
       var lc: [[(text: String, background: String?)]] = []
       for r in rows {
-        let layers = r["layers"] as? [[String: Any]] ?? []
-        var row: [(text: String, background: String?)] = [("\(r["level"] ?? "?")", nil)]
+        var row: [(text: String, background: String?)] = [(r.level.map(String.init) ?? "?", nil)]
         for n in layerNames {
-          if let d = layers.first(where: { $0["name"] as? String == n }).flatMap({
-            Report.double($0, "density")
-          }) {
+          if let d = r.layers.first(where: { $0.name == n })?.density {
             row.append((TickFormat.percent.text(d), heat(d)))
           } else {
             row.append(("-", nil))
@@ -163,17 +148,17 @@ public enum LotterySection: ReportSection {
     for r in rows {
       var series: [Series] = []
       for (i, name) in (["main"] + names).enumerated() {
-        let obj = name == "main" ? r : (r["branches"] as? [String: Any])?[name] as? [String: Any]
-        guard let c = obj?["learning_curve"] as? [String: Any], let steps = c["step"] as? [Int],
-          let ys = c["test_accuracy_mean"] as? [Double], steps.count == ys.count, !steps.isEmpty
+        let obj = name == "main" ? r : r.branches?[name]
+        guard let c = obj?.learningCurve, c.step.count == c.testAccuracyMean.count, !c.step.isEmpty
         else { continue }
+        let (steps, ys) = (c.step, c.testAccuracyMean)
         let pts = zip(steps, ys).map { Point(x: Double($0), y: $1) }
         series.append(
           Series(name == "main" ? "IMP (main)" : name, color: Palette.color(i), band: false, points: pts))
       }
       guard !series.isEmpty else { continue }
       panels.append(
-        ("level \(r["level"] ?? "?") (\(TickFormat.percent.text(Report.double(r, "density") ?? 1)))", series))
+        ("level \(r.level.map(String.init) ?? "?") (\(TickFormat.percent.text(r.density ?? 1)))", series))
     }
     let all = panels.flatMap { $0.1.flatMap(\.points) }
     if let x0 = all.map(\.x).min(), let x1 = all.map(\.x).max(), let y0 = all.map(\.y).min(),

@@ -6,21 +6,20 @@ import Training
 /// run folder, LotteryKit version and commit, CPU, ISA, BLAS, threads, the wall-clock time
 /// of every finished phase, what is unfinished, and the hyperparameters.
 public enum ProvenanceSection {
-  public static func html(_ runs: [[String: Any]]) -> String {
+  public static func html(_ runs: [RunResult]) -> String {
     let e = escapeMarkup
     var o = "<section class=\"provenance\" id=\"provenance\">\n<h2>Provenance</h2>\n"
     for run in runs {
-      o +=
-        "<h3><code>\(e(run["run_dir"] as? String ?? "?"))</code> (\(e(run["kind"] as? String ?? "?")))</h3>\n"
-      let p = run["provenance"] as? [String: Any] ?? [:]
+      o += "<h3><code>\(e(run.runDir))</code> (\(e(run.kind)))</h3>\n"
+      let p = run.record.provenance
       var facts: [[String]] = []
       func fact(_ label: String, _ key: String) {
-        if let v = p[key], !(v is NSNull) { facts.append([label, "\(v)"]) }
+        if let v = p?[key], v != .null { facts.append([label, v.text]) }
       }
       fact("created", "created")
       fact("LotteryKit", "lotterykit_version")
-      if let c = p["git_commit"] as? String {
-        facts.append(["commit", c + (p["git_dirty"] as? Bool == true ? " (uncommitted changes)" : "")])
+      if let c = p?["git_commit"]?.string {
+        facts.append(["commit", c + (p?["git_dirty"]?.bool == true ? " (uncommitted changes)" : "")])
       }
       fact("CPU", "cpu_model")
       fact("oneDNN ISA", "onednn_isa")
@@ -29,35 +28,33 @@ public enum ProvenanceSection {
       fact("BLAS core", "blas_core")
       fact("float GEMM", "float_gemm")
       fact("threads", "threads")
-      if run["machine_changed"] as? Bool == true {
+      if run.machineChanged {
         facts.append(["machine", "part of this run was trained on another machine (\(RunFile.machineChanges.rawValue))"])
       }
       o += Report.table(["field", "value"], facts.map(Report.plain), nameColumns: 2)
-      let commands = run["commands"] as? [[String: Any]] ?? []
+      let commands = run.record.commands
       if !commands.isEmpty {
         o +=
           "<p>Commands that began work in this run folder (newest last), with their outcome: finished, failed, stopped (SIGTERM), or running (still running, or killed):</p>\n<pre>"
         for c in commands.suffix(20) {
-          let argv = (c["argv"] as? [String] ?? []).map(shellQuoted).joined(separator: " ")
-          let build = (c["git_commit"] as? String).map { "  build \($0.prefix(12))" } ?? ""
+          let argv = (c["argv"]?.array ?? []).compactMap(\.string).map(shellQuoted).joined(separator: " ")
+          let build = c["git_commit"]?.string.map { "  build \($0.prefix(12))" } ?? ""
           // Records written before outcomes were kept have none.
-          let outcome = (c["outcome"] as? String).map { "  \($0)" } ?? ""
-          let error = (c["error"] as? String).map { ": \($0)" } ?? ""
+          let outcome = c["outcome"]?.string.map { "  \($0)" } ?? ""
+          let error = c["error"]?.string.map { ": \($0)" } ?? ""
           o +=
-            e("\(c["created"] as? String ?? "")  [\(c["threads"] ?? "?") threads\(build)]\(outcome)\(error)  \(argv)")
+            e("\(c["created"]?.string ?? "")  [\(c["threads"]?.text ?? "?") threads\(build)]\(outcome)\(error)  \(argv)")
             + "\n"
         }
         o += "</pre>\n"
       }
       o += phaseTimes(run)
-      let unfinished = run["unfinished"] as? [[String: Any]] ?? []
+      let unfinished = run.unfinished
       o +=
         unfinished.isEmpty
         ? "<p>Every phase begun in this folder has finished.</p>\n"
         : "<p class=\"warn\">\(unfinished.count) phase\(unfinished.count == 1 ? "" : "s") begun without a result (killed, or still running).</p>\n"
-      if let h = run["hparams"], !(h is NSNull),
-        let data = try? JSONSerialization.data(withJSONObject: h, options: [.sortedKeys, .prettyPrinted])
-      {
+      if let h = run.record.hparams, h != .null, let data = try? pretty.encode(h) {
         o +=
           "<details><summary>Hyperparameters</summary><pre>\(e(String(decoding: data, as: UTF8.self)))</pre></details>\n"
       }
@@ -67,29 +64,27 @@ public enum ProvenanceSection {
 
   /// Wall-clock seconds of every finished phase: a table of replicate by level (or target
   /// density) for the main line, with the total over every line.
-  static func phaseTimes(_ run: [String: Any]) -> String {
-    let rows = Report.rows(run)
+  static let pretty: JSONEncoder = {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .prettyPrinted]
+    return e
+  }()
+
+  static func phaseTimes(_ result: RunResult) -> String {
+    guard let run = result.rowsResult else { return "" }
+    let rows = run.rows
     guard !rows.isEmpty else { return "" }
-    let reps = run["replicates_present"] as? [Int] ?? []
+    let reps = run.replicatesPresent
     var total = 0.0
     var cells: [[String]] = []
     for r in rows {
-      let label =
-        r["level"].map { "level \($0)" } ?? Report.double(r, "target_density").map {
-          TickFormat.percent.text($0)
-        } ?? "?"
-      let per = r["per_replicate"] as? [[String: Any]] ?? []
+      let label = r.level.map { "level \($0)" } ?? r.targetDensity.map { TickFormat.percent.text($0) } ?? "?"
       var line = [label]
       for k in reps {
-        let s = per.first { $0["replicate"] as? Int == k }.flatMap { Report.double($0, "seconds") }
+        let s = r.perReplicate.first { $0.replicate == k }?.seconds
         line.append(s.map { String(format: "%.1f", $0) } ?? "-")
       }
-      total += per.compactMap { Report.double($0, "seconds") }.reduce(0, +)
-      for (_, b) in r["branches"] as? [String: Any] ?? [:] {
-        total += ((b as? [String: Any])?["per_replicate"] as? [[String: Any]] ?? []).compactMap {
-          Report.double($0, "seconds")
-        }.reduce(0, +)
-      }
+      for (_, o) in r.lines { total += o.perReplicate.map(\.seconds).reduce(0, +) }
       cells.append(line)
     }
     return

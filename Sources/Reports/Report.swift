@@ -3,14 +3,95 @@ import Experiments
 import Foundation
 import Training
 
+/// The result of any run folder, typed by its kind: what `lth results --json` prints and
+/// `lth report` draws (the same JSON, embedded in the page).
+public enum RunResult: Codable, Equatable, Sendable {
+  /// Lottery (`lottery`) and pruning-at-initialisation (`pai`) runs.
+  case rows(RunResults)
+  case lmc(LMCRunResults)
+  case scaling(ScalingFitResult)
+
+  public var kind: String {
+    switch self {
+    case .rows(let r): return r.kind
+    case .lmc(let r): return r.kind
+    case .scaling(let r): return r.kind
+    }
+  }
+  public var runDir: String {
+    switch self {
+    case .rows(let r): return r.runDir
+    case .lmc(let r): return r.runDir
+    case .scaling(let r): return r.runDir ?? r.sweep ?? "?"
+    }
+  }
+  public var record: RunRecord {
+    switch self {
+    case .rows(let r): return r.record
+    case .lmc(let r): return r.record
+    case .scaling(let r): return r.record ?? RunRecord()
+    }
+  }
+  public var unfinished: [UnfinishedPhase] {
+    switch self {
+    case .rows(let r): return r.unfinished
+    case .lmc(let r): return r.unfinished
+    case .scaling: return []
+    }
+  }
+  public var rowsResult: RunResults? {
+    if case .rows(let r) = self { return r }
+    return nil
+  }
+  public var machineChanged: Bool { rowsResult?.machineChanged ?? false }
+
+  private enum KindKey: String, CodingKey { case kind }
+
+  public init(from decoder: Decoder) throws {
+    let kind = try decoder.container(keyedBy: KindKey.self).decode(String.self, forKey: .kind)
+    switch kind {
+    case "lottery", "pai": self = .rows(try RunResults(from: decoder))
+    case "lmc": self = .lmc(try LMCRunResults(from: decoder))
+    case "scaling": self = .scaling(try ScalingFitResult(from: decoder))
+    default:
+      throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "unknown kind \(kind)"))
+    }
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    switch self {
+    case .rows(let r): try r.encode(to: encoder)
+    case .lmc(let r): try r.encode(to: encoder)
+    case .scaling(let r): try r.encode(to: encoder)
+    }
+  }
+}
+
+/// Several runs' results: `lth results --json` of more than one folder, and the data
+/// embedded in a report.
+public struct RunResultList: Codable, Equatable, Sendable {
+  public var runs: [RunResult]
+  public var schemaVersion = ResultSchema.version
+  public init(_ runs: [RunResult]) { self.runs = runs }
+  enum CodingKeys: String, CodingKey {
+    case runs
+    case schemaVersion = "schema_version"
+  }
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    runs = try c.decode([RunResult].self, forKey: .runs)
+    schemaVersion = try c.decodeIfPresent(Int.self, forKey: .schemaVersion) ?? ResultSchema.version
+  }
+}
+
 /// One section of the page for one experiment kind (`lottery`, `pai`, `lmc`, ...): a new
 /// kind is one file with a type conforming to this, plus its line in ``Report/sections``.
 public protocol ReportSection: Sendable {
-  /// The `kind` of the result objects this section draws.
+  /// The `kind` of the results this section draws.
   static var kind: String { get }
   /// HTML for the runs of this kind; `all` holds every run of the page (a section may
   /// draw another kind's runs as references, as PaI draws IMP tickets).
-  static func html(_ runs: [[String: Any]], all: [[String: Any]]) -> String
+  static func html(_ runs: [RunResult], all: [RunResult]) -> String
 }
 
 /// `lth report`: one self-contained HTML page (inline CSS and SVG, no JavaScript, nothing
@@ -24,13 +105,13 @@ public enum Report {
     LotterySection.self, PaISection.self, LMCSection.self, ScalingSection.self,
   ]
 
-  public static func html(title: String, runs: [[String: Any]], generated: Date = Date()) -> String {
+  public static func html(title: String, runs: [RunResult], generated: Date = Date()) -> String {
     let e = escapeMarkup
     var body = ""
-    let kinds = Set(runs.compactMap { $0["kind"] as? String })
+    let kinds = Set(runs.map(\.kind))
     let known = Set(sections.map { $0.kind })
     for section in sections {
-      let mine = runs.filter { $0["kind"] as? String == section.kind }
+      let mine = runs.filter { $0.kind == section.kind }
       if !mine.isEmpty { body += section.html(mine, all: runs) }
     }
     for k in kinds.subtracting(known).sorted() {
@@ -38,7 +119,7 @@ public enum Report {
     }
     body += ProvenanceSection.html(runs)
     let stamp = ISO8601DateFormatter().string(from: generated)
-    var data = Results.jsonLine(["runs": runs])
+    var data = jsonLine(RunResultList(runs))
     // Inside <script>, only "</" can end the element early; "<\/" is the same JSON string.
     data = data.replacingOccurrences(of: "</", with: "<\\/")
     return """
@@ -47,7 +128,7 @@ public enum Report {
       <head>
       <meta charset="utf-8">
       <meta name="viewport" content="width=device-width, initial-scale=1">
-      <meta name="generator" content="LotteryKit \(e(runs.first.flatMap(version) ?? ""))">
+      <meta name="generator" content="LotteryKit \(e(runs.first?.record.version ?? ""))">
       <title>\(e(title))</title>
       <style>
       \(css)
@@ -66,10 +147,6 @@ public enum Report {
       </html>
 
       """
-  }
-
-  static func version(_ run: [String: Any]) -> String? {
-    (run["provenance"] as? [String: Any])?["lotterykit_version"] as? String
   }
 
   static let css = """
@@ -93,19 +170,11 @@ public enum Report {
 
   // MARK: helpers shared by the sections
 
-  static func double(_ o: [String: Any], _ k: String) -> Double? {
-    o[k] as? Double ?? (o[k] as? Int).map(Double.init)
-  }
-  static func int(_ o: [String: Any], _ k: String) -> Int? { o[k] as? Int }
-  static func rows(_ run: [String: Any]) -> [[String: Any]] {
-    (run["levels"] ?? run["densities"]) as? [[String: Any]] ?? []
-  }
-  static func folder(_ run: [String: Any]) -> String {
-    ((run["run_dir"] as? String ?? "run") as NSString).lastPathComponent
-  }
-  static func training(_ run: [String: Any]) -> [String: Any] {
-    let h = run["hparams"] as? [String: Any] ?? [:]
-    return h["training"] as? [String: Any] ?? [:]
+  static func folder(_ run: RunResult) -> String { folder(run.runDir) }
+  static func folder(_ dir: String) -> String { (dir as NSString).lastPathComponent }
+  /// A training hyperparameter the run recorded, as text ("?" when absent).
+  static func training(_ record: RunRecord, _ key: String) -> String {
+    record.hparams?["training"]?[key]?.text ?? "?"
   }
 
   /// An HTML table (`header` and `rows` are escaped; a cell may carry a background colour).
@@ -131,24 +200,23 @@ public enum Report {
   static func plain(_ cells: [String]) -> [(text: String, background: String?)] { cells.map { ($0, nil) } }
 
   /// `(1 of 2 replicates)` for a row with fewer replicates than the run has.
-  static func partialNote(_ row: [String: Any], _ run: [String: Any]) -> (partial: Bool, note: String) {
-    let have = int(row, "replicates") ?? 0
-    let all = (run["replicates_present"] as? [Int])?.count ?? have
+  static func partialNote(_ row: ResultRow, _ run: RunResults) -> (partial: Bool, note: String) {
+    let have = row.replicates
+    let all = run.replicatesPresent.count
     return have < all
       ? (true, "(\(have) of \(all) replicates finished)")
       : (false, "(\(have) replicate\(have == 1 ? "" : "s"))")
   }
 
   /// A banner listing a run's unfinished phases (nothing when finished).
-  static func unfinishedBanner(_ run: [String: Any]) -> String {
-    let list = run["unfinished"] as? [[String: Any]] ?? []
+  static func unfinishedBanner(_ list: [UnfinishedPhase]) -> String {
     guard !list.isEmpty else { return "" }
     let items = list.prefix(12).map { u -> String in
-      var parts = ["replicate \(u["replicate"] ?? "?")"]
-      if let l = u["level"] { parts.append("level \(l)") }
-      if let d = u["target_density"] as? Double { parts.append("density \(TickFormat.percent.text(d))") }
-      if let k = u["k"] { parts.append("k = \(k)") }
-      if let b = u["branch"] as? String { parts.append(b) }
+      var parts = ["replicate \(u.replicate)"]
+      if let l = u.level { parts.append("level \(l)") }
+      if let d = u.targetDensity { parts.append("density \(TickFormat.percent.text(d))") }
+      if let k = u.k { parts.append("k = \(k)") }
+      if let b = u.branch { parts.append(b) }
       return parts.joined(separator: " ")
     }
     let more = list.count > 12 ? " and \(list.count - 12) more" : ""
@@ -160,21 +228,21 @@ public enum Report {
 extension Report {
   /// The result object of any experiment folder, by the `kind` its `hparams.json` records:
   /// `lottery` and `pai` (``Results``), `lmc` (``LMCResults``).
-  public static func collect(_ dir: String) throws -> [String: Any] {
+  public static func collect(_ dir: String) throws -> RunResult {
     let path = RunFile.hparams.path(in: dir)
     guard let bytes = try? AtomicFile.read(path) else {
       throw RunError("\(dir) is not a run folder (no readable \(RunFile.hparams.rawValue))")
     }
-    let kind = (try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])?["kind"] as? String
+    let kind = JSONValue.parse(bytes)?["kind"]?.string
     switch kind {
-    case "lottery", "pai": return try Results.collect(dir)
-    case "lmc": return try LMCResults.collect(dir)
+    case "lottery", "pai": return .rows(try Results.collect(dir))
+    case "lmc": return .lmc(try LMCResults.collect(dir))
     case "scaling":
       // The fit the user made (fit.json), else a fit now: joint across several
       // configurations, no bootstrap. A sweep too young to fit is drawn as such.
-      var fit: [String: Any]
+      var fit: ScalingFitResult
       if let bytes = try? AtomicFile.read(RunFile.fit.path(in: dir)),
-        let stored = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
+        let stored = try? JSONDecoder().decode(ScalingFitResult.self, from: Data(bytes))
       {
         fit = stored
       } else {
@@ -182,14 +250,12 @@ extension Report {
           let configs = try ScalingManifest.read(dir).points.count
           fit = try ScalingAnalysis.fit(sweep: dir, joint: configs > 1, holdout: nil, resamples: 0)
         } catch {
-          fit = [
-            "kind": "scaling", "error": "\(error)", "family": (try? ScalingManifest.read(dir).family) ?? "?",
-          ]
+          fit = ScalingFitResult(family: (try? ScalingManifest.read(dir).family) ?? "?", error: "\(error)")
         }
       }
-      fit["run_dir"] = dir
-      for (k, v) in RunStore.record(of: dir) { fit[k] = v }
-      return fit
+      fit.runDir = dir
+      fit.record = RunStore.record(of: dir)
+      return .scaling(fit)
     default:
       throw RunError(
         "\(dir) holds a \(kind ?? "unknown") run; results and reports read lottery, prune-init (pai), lmc and scaling runs"

@@ -9,37 +9,34 @@ import Foundation
 public enum ScalingSection: ReportSection {
   public static let kind = "scaling"
 
-  public static func html(_ runs: [[String: Any]], all: [[String: Any]]) -> String {
-    runs.enumerated().map { section($0.element, index: $0.offset) }.joined()
+  public static func html(_ runs: [RunResult], all: [RunResult]) -> String {
+    runs.compactMap { if case .scaling(let f) = $0 { f } else { nil } }.enumerated().map {
+      section($0.element, index: $0.offset)
+    }.joined()
   }
 
-  static func pct(_ v: Any?) -> String { (v as? Double).map { String(format: "%.2f%%", $0 * 100) } ?? "-" }
+  static func pct(_ v: Double?) -> String { v.map { String(format: "%.2f%%", $0 * 100) } ?? "-" }
 
-  static func section(_ fit: [String: Any], index: Int) -> String {
+  static func section(_ fit: ScalingFitResult, index: Int) -> String {
     let e = escapeMarkup
     var o = "<section class=\"scaling\" id=\"scaling-\(index)\">\n"
-    o += "<h2>Scaling law: \(e(fit["family"] as? String ?? "?"))</h2>\n"
-    o += "<p class=\"meta\"><code>\(e(Report.folder(fit)))</code>"
-    if let err = fit["error"] as? String {
+    o += "<h2>Scaling law: \(e(fit.family))</h2>\n"
+    o += "<p class=\"meta\"><code>\(e(Report.folder(fit.runDir ?? fit.sweep ?? "run")))</code>"
+    if let err = fit.error {
       return o + "</p>\n<p class=\"warn\">No fit yet: \(e(err))</p>\n</section>\n"
     }
-    let points = fit["points"] as? [[String: Any]] ?? []
-    let configs = fit["configurations"] as? [[String: Any]] ?? []
-    let joint = fit["mode"] as? String == "joint"
+    let points = fit.points ?? []
+    let configs = fit.configurations ?? []
+    let joint = fit.mode == "joint"
     o +=
-      ": \(configs.count) configurations, \(points.count) points, \(joint ? "joint law across configurations" : "one law per configuration"); seed-to-seed noise \(pct(fit["seed_noise"])).</p>\n"
-    if let m = fit["unfinished_configurations"] as? [String], !m.isEmpty {
+      ": \(configs.count) configurations, \(points.count) points, \(joint ? "joint law across configurations" : "one law per configuration"); seed-to-seed noise \(pct(fit.seedNoise)).</p>\n"
+    if let m = fit.unfinishedConfigurations, !m.isEmpty {
       o +=
         "<p class=\"warn unfinished\">Not in the fit yet (level 0 unfinished): \(e(m.joined(separator: "; ")))</p>\n"
     }
-    func config(_ p: [String: Any]) -> Configuration {
-      Configuration(
-        depth: p["depth"] as? Double ?? 0, width: p["width_factor"] as? Double ?? 0,
-        data: p["data_fraction"] as? Double ?? 0)
-    }
-    let jointLaw = joint ? ScalingAnalysis.law(from: fit["parameters"] as? [String: Any] ?? [:]) : nil
-    let minDensity = points.compactMap { $0["density"] as? Double }.min() ?? 0.01
-    let all = Array(Set(points.map(config))).sorted()
+    let jointLaw = joint ? fit.jointLaw : nil
+    let minDensity = points.map(\.density).min() ?? 0.01
+    let all = Array(Set(points.map(\.configuration))).sorted()
     // One colour per (depth, width), the same in every data fraction's chart.
     let shapes = Array(Set(all.map { [$0.depth, $0.width] })).sorted { ($0[0], $0[1]) < ($1[0], $1[1]) }
     let colour = Dictionary(
@@ -49,22 +46,17 @@ public enum ScalingSection: ReportSection {
     for n in Array(Set(all.map(\.data))).sorted(by: >) {
       var series: [Series] = []
       for c in all where c.data == n {
-        let mine = points.filter { config($0) == c }
-        guard let eNP = mine.first?["e_np"] as? Double else { continue }
-        let held = mine.first?["held_out"] as? Bool == true
+        let mine = points.filter { $0.configuration == c }
+        guard let eNP = mine.first?.eNP else { continue }
+        let held = mine.first?.heldOut == true
         let name = "l=\(ScalingFit.text(c.depth)) w=\(ScalingFit.text(c.width))\(held ? " (held out)" : "")"
         series.append(
           Series(
             name, color: colour[c]!, band: false, line: false,
             points: mine.map {
-              Point(
-                x: $0["density"] as! Double, y: $0["error"] as! Double,
-                note: "(\(($0["replicate_errors"] as? [Any])?.count ?? 0) replicates)")
+              Point(x: $0.density, y: $0.error, note: "(\($0.replicateErrors.count) replicates)")
             }))
-        let law =
-          jointLaw
-          ?? (configs.first { config($0) == c }?["parameters"] as? [String: Any]).flatMap(
-            ScalingAnalysis.law(from:))
+        let law = jointLaw ?? configs.first { $0.configuration == c }?.parameters?.law
         if let law {
           let curve = (0...48).map { k -> Point in
             let d = exp(log(minDensity) * Double(k) / 48)
@@ -88,11 +80,9 @@ public enum ScalingSection: ReportSection {
     var fitted: [Point] = []
     var heldOut: [Point] = []
     for p in points {
-      guard let pred = p["predicted"] as? Double, let err = p["error"] as? Double else { continue }
-      let c = config(p)
-      let pt = Point(
-        x: err, y: pred, note: "\(c.label) d \(TickFormat.percent.text(p["density"] as? Double ?? 0))")
-      if p["held_out"] as? Bool == true { heldOut.append(pt) } else { fitted.append(pt) }
+      guard let pred = p.predicted else { continue }
+      let pt = Point(x: p.error, y: pred, note: "\(p.configuration.label) d \(TickFormat.percent.text(p.density))")
+      if p.heldOut { heldOut.append(pt) } else { fitted.append(pt) }
     }
     if !fitted.isEmpty {
       let values = (fitted + heldOut).flatMap { [$0.x, $0.y] }
@@ -115,11 +105,8 @@ public enum ScalingSection: ReportSection {
       o += "\n"
       var residuals: [Series] = []
       for c in all {
-        let pts = points.filter { config($0) == c }.compactMap { p -> Point? in
-          guard let r = p["relative_deviation"] as? Double, let d = p["density"] as? Double else {
-            return nil
-          }
-          return Point(x: d, y: r, note: c.label)
+        let pts = points.filter { $0.configuration == c }.compactMap { p -> Point? in
+          p.relativeDeviation.map { Point(x: p.density, y: $0, note: c.label) }
         }
         if !pts.isEmpty {
           residuals.append(
@@ -137,41 +124,37 @@ public enum ScalingSection: ReportSection {
 
     // Parameters and quality.
     var facts: [[String]] = []
-    if joint, let p = fit["parameters"] as? [String: Any] {
+    if joint, case .joint(let p) = fit.parameters {
       for k in ["e_up", "gamma", "p", "phi", "psi"] {
-        guard let v = p[k] as? [String: Any], let value = v["value"] as? Double else { continue }
-        let std = (v["std"] as? Double).map { String(format: " ± %.3g", $0) } ?? ""
-        facts.append([
-          k, String(format: "%.4g", value) + std + (v["fitted"] as? Bool == false ? " (not fitted)" : ""),
-        ])
+        guard let v = p[k] else { continue }
+        let std = v.std.map { String(format: " ± %.3g", $0) } ?? ""
+        facts.append([k, String(format: "%.4g", v.value) + std + (v.fitted ? "" : " (not fitted)")])
       }
     }
-    facts.append(["mean relative deviation (mu)", pct(fit["mean_relative_deviation"])])
-    facts.append(["mean |relative deviation|", pct(fit["mean_abs_relative_deviation"])])
-    facts.append(["std of relative deviation (sigma)", pct(fit["std_relative_deviation"])])
+    facts.append(["mean relative deviation (mu)", pct(fit.meanRelativeDeviation)])
+    facts.append(["mean |relative deviation|", pct(fit.meanAbsRelativeDeviation)])
+    facts.append(["std of relative deviation (sigma)", pct(fit.stdRelativeDeviation)])
     facts.append([
       "single fits: mu, mean |dev|, sigma",
-      "\(pct(fit["single_mean_relative_deviation"])), \(pct(fit["single_mean_abs_relative_deviation"])), \(pct(fit["single_std_relative_deviation"]))",
+      "\(pct(fit.singleMeanRelativeDeviation)), \(pct(fit.singleMeanAbsRelativeDeviation)), \(pct(fit.singleStdRelativeDeviation))",
     ])
-    facts.append(["seed-to-seed noise", pct(fit["seed_noise"])])
-    if let h = fit["holdout"] as? String {
+    facts.append(["seed-to-seed noise", pct(fit.seedNoise)])
+    if let h = fit.holdout {
       facts.append([
-        "held out (\(h))",
-        "mean |relative error| \(pct(fit["holdout_mean_relative_error"])), std \(pct(fit["holdout_std_relative_error"]))",
+        "held out (\(h.text))",
+        "mean |relative error| \(pct(h.meanRelativeError)), std \(pct(h.stdRelativeError))",
       ])
     }
     o += "<h3>Fit</h3>\n" + Report.table(["", ""], facts.map(Report.plain), nameColumns: 2)
     var rows: [[String]] = []
     for c in configs {
-      let p = c["parameters"] as? [String: Any] ?? [:]
       func v(_ k: String) -> String {
-        guard let o = p[k] as? [String: Any], let x = o["value"] as? Double else { return "-" }
-        return String(format: "%.4g", x) + ((o["std"] as? Double).map { String(format: " ± %.2g", $0) } ?? "")
+        guard let o = c.parameters?[k] else { return "-" }
+        return String(format: "%.4g", o.value) + (o.std.map { String(format: " ± %.2g", $0) } ?? "")
       }
       rows.append([
-        c["label"] as? String ?? "?", String(format: "%.4f", c["e_np"] as? Double ?? 0), v("e_up"),
-        v("gamma"), v("p"),
-        pct(c["mean_abs_relative_deviation"]), (c["held_out"] as? Bool == true) ? "yes" : "",
+        c.label, String(format: "%.4f", c.eNP), v("e_up"), v("gamma"), v("p"), pct(c.meanAbsRelativeDeviation),
+        c.heldOut ? "yes" : "",
       ])
     }
     o += "<h3>One law per configuration</h3>\n"

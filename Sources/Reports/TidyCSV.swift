@@ -16,69 +16,59 @@ public enum TidyCSV {
     "density", "effective_density", "test_accuracy", "best_test_accuracy", "early_stop_step", "seconds",
   ]
 
-  public static func text(_ runs: [[String: Any]]) -> String {
+  public static func text(_ runs: [RunResult]) -> String {
     var out = [header]
-    func field(_ v: Any?) -> String {
-      switch v {
-      case nil, is NSNull: return ""
-      // Int first: JSON's whole numbers (replicates, levels, steps) print without ".0".
-      case let i as Int: return "\(i)"
-      case let d as Double: return "\(d)"
-      case let s as String:
-        return s.contains(where: { ",\"\n\r".contains($0) })
-          ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
-      default: return field("\(v!)")
-      }
+    func field(_ s: String) -> String {
+      s.contains(where: { ",\"\n\r".contains($0) }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
     }
+    func text<T>(_ v: T?) -> String { v.map { field("\($0)") } ?? "" }
     func row(
-      _ run: String, _ kind: String, _ rep: Any?, level: Any? = nil, target: Any? = nil, k: Any? = nil,
-      pair: Any? = nil, branch: String, metric: String, value: Any?
+      _ run: String, _ kind: String, _ rep: Int?, level: Int? = nil, target: Double? = nil, k: Int? = nil,
+      pair: String? = nil, branch: String, metric: String, value: Double?
     ) {
-      guard let value, !(value is NSNull) else { return }
+      guard let value else { return }
       out.append(
-        [
-          run, kind, field(rep), field(level), field(target), field(k), field(pair), field(branch), metric,
-          field(value),
-        ]
-        .joined(separator: ","))
+        [run, kind, text(rep), text(level), text(target), text(k), text(pair), field(branch), metric, "\(value)"]
+          .joined(separator: ","))
     }
     for run in runs {
-      let name = field(run["run_dir"] as? String ?? "")
-      let kind = run["kind"] as? String ?? ""
-      if kind == "lmc" {
-        for r in run["spawn_steps"] as? [[String: Any]] ?? [] {
-          for c in r["curves"] as? [[String: Any]] ?? [] {
-            for m in ["test_error_barrier", "train_error_barrier", "test_loss_barrier"] {
-              row(
-                name, kind, c["replicate"], k: r["k"], pair: c["pair"], branch: "main", metric: m, value: c[m]
-              )
+      let name = field(run.runDir)
+      switch run {
+      case .lmc(let l):
+        for r in l.spawnSteps {
+          for c in r.curves {
+            for (m, v) in [
+              ("test_error_barrier", c.testErrorBarrier), ("train_error_barrier", c.trainErrorBarrier),
+              ("test_loss_barrier", c.testLossBarrier),
+            ] {
+              row(name, l.kind, c.replicate, k: r.k, pair: c.pair, branch: "main", metric: m, value: v)
             }
           }
-          let reps = r["endpoint_replicates"] as? [Int] ?? []
-          for (i, v) in (r["endpoint_test_accuracy_values"] as? [Double] ?? []).enumerated() {
+          let reps = r.endpointReplicates
+          for (i, v) in r.endpointTestAccuracyValues.enumerated() {
             row(
-              name, kind, i < reps.count ? reps[i] : nil, k: r["k"], branch: "main",
-              metric: "endpoint_test_accuracy",
+              name, l.kind, i < reps.count ? reps[i] : nil, k: r.k, branch: "main", metric: "endpoint_test_accuracy",
               value: v)
           }
         }
-        continue
-      }
-      for r in Report.rows(run) {
-        var lines: [(String, [String: Any])] = [("main", r)]
-        for (b, o) in (r["branches"] as? [String: Any] ?? [:]).sorted(by: { $0.key < $1.key }) {
-          if let o = o as? [String: Any] { lines.append((b, o)) }
-        }
-        for (branch, o) in lines {
-          for p in o["per_replicate"] as? [[String: Any]] ?? [] {
-            for m in rowMetrics {
-              row(
-                name, kind, p["replicate"], level: r["level"], target: r["target_density"], branch: branch,
-                metric: m,
-                value: p[m])
+      case .rows(let run):
+        for r in run.rows {
+          for (branch, o) in r.lines {
+            for p in o.perReplicate {
+              let values: [String: Double?] = [
+                "density": p.density, "effective_density": p.effectiveDensity, "test_accuracy": p.testAccuracy,
+                "best_test_accuracy": p.bestTestAccuracy, "early_stop_step": p.earlyStopStep.map(Double.init),
+                "seconds": p.seconds,
+              ]
+              for m in rowMetrics {
+                row(
+                  name, run.kind, p.replicate, level: r.level, target: r.targetDensity, branch: branch, metric: m,
+                  value: values[m] ?? nil)
+              }
             }
           }
         }
+      case .scaling: continue
       }
     }
     return out.joined(separator: "\n") + "\n"

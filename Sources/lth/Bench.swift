@@ -1,6 +1,8 @@
 import ArgumentParser
 import Datasets
 import Engine
+import Experiments
+import Training
 import Families
 import Foundation
 import NN
@@ -125,27 +127,22 @@ struct Bench: ParsableCommand {
       let rss = peakRSSMiB()
       if json {
         print(
-          jsonLine([
-            "model": model, "batch_size": batch, "threads": threads, "step_ms": median, "density": density,
-            "p10_ms": p10, "p90_ms": p90, "timed_steps": times.count, "cpu": MachineInfo.cpuModel,
-            "onednn_isa": Convolution.isa,
-            "images_per_second": ips, "peak_rss_mb": rss, "steps_ms": times,
-            "blas_config": BLASInfo.config, "blas_core": BLASInfo.coreName, "blas_threads": BLASInfo.threads,
-            "float_gemm": BLASInfo.floatGEMM,
-            "blas_environment": BLASInfo.environment, "tensor_mb": Double(tensorBytes) / 1_048_576,
-            "conv_backends": net.convolutionBackendNames,
-            "sparse_kernels": net.sparseKernelNames, "sparse_policy": sparseKernels.rawValue,
-            "dense_step_ms": denseMedian ?? NSNull(),
-            "speedup_vs_dense": denseMedian.map { $0 / median } ?? NSNull(),
-            "sparse_layers": sparseRows.map { $0.json },
-            "steady_state_tensor_allocations": tensorAllocationCount - allocationsAfterWarmup,
-            "conv_layers": layers.map { l in
-              [
-                "layer": l.layer, "geometry": l.geometry, "input_shape": l.input, "chosen": l.chosen,
-                "ms": Dictionary(uniqueKeysWithValues: l.times),
-              ] as [String: Any]
-            },
-          ]))
+          jsonLine(
+            BenchResult(
+              model: model, batchSize: batch, threads: threads, stepMs: median, density: density, p10Ms: p10,
+              p90Ms: p90, timedSteps: times.count, cpu: MachineInfo.cpuModel, onednnISA: Convolution.isa,
+              imagesPerSecond: ips, peakRSSMB: rss, stepsMs: times, blasConfig: BLASInfo.config,
+              blasCore: BLASInfo.coreName, blasThreads: BLASInfo.threads, floatGEMM: BLASInfo.floatGEMM,
+              blasEnvironment: BLASInfo.environment, tensorMB: Double(tensorBytes) / 1_048_576,
+              convBackends: net.convolutionBackendNames, sparseKernels: net.sparseKernelNames,
+              sparsePolicy: sparseKernels.rawValue, denseStepMs: denseMedian,
+              speedupVsDense: denseMedian.map { $0 / median }, sparseLayers: sparseRows.map(\.json),
+              steadyStateTensorAllocations: tensorAllocationCount - allocationsAfterWarmup,
+              convLayers: layers.map {
+                BenchResult.ConvLayer(
+                  layer: $0.layer, geometry: $0.geometry, inputShape: $0.input, chosen: $0.chosen,
+                  ms: Dictionary(uniqueKeysWithValues: $0.times))
+              })))
       } else {
         print(
           String(
@@ -200,30 +197,142 @@ struct Models: ParsableCommand {
 
   func run() throws {
     runOrFail {
-      var rows: [[String: Any]] = []
+      var rows: [ModelRow] = []
       for (name, shape) in ModelZoo.families {
         let net: Network<Float> = try ModelZoo.make(name, inputShape: shape)
-        rows.append([
-          "name": name, "parameters": net.parameterCount, "prunable": net.prunableCount,
-          "input_shape": shape,
-        ])
+        rows.append(
+          ModelRow(name: name, parameters: net.parameterCount, prunable: net.prunableCount, inputShape: shape))
       }
       if json {
-        let d = try JSONSerialization.data(withJSONObject: rows, options: [.sortedKeys])
-        print(String(data: d, encoding: .utf8)!)
+        print(jsonLine(rows))
       } else {
         print("name                    parameters    prunable  input")
         for r in rows {
-          let shape = (r["input_shape"] as! [Int]).map(String.init).joined(separator: "x")
+          let shape = r.inputShape.map(String.init).joined(separator: "x")
           print(
-            (r["name"] as! String).padding(toLength: 22, withPad: " ", startingAt: 0)
-              + String(format: "%12d %11d  %@", r["parameters"] as! Int, r["prunable"] as! Int, shape))
+            r.name.padding(toLength: 22, withPad: " ", startingAt: 0)
+              + String(format: "%12d %11d  %@", r.parameters, r.prunable, shape))
         }
       }
     }
   }
 }
 
+/// A row of `lth models --json`.
+struct ModelRow: Codable {
+  var name: String
+  var parameters: Int
+  var prunable: Int
+  var inputShape: [Int]
+  enum CodingKeys: String, CodingKey {
+    case name, parameters, prunable
+    case inputShape = "input_shape"
+  }
+}
+
+/// `lth bench --json`.
+struct BenchResult: Encodable {
+  var model: String
+  var batchSize: Int
+  var threads: Int
+  var stepMs: Double
+  var density: Double
+  var p10Ms: Double
+  var p90Ms: Double
+  var timedSteps: Int
+  var cpu: String
+  var onednnISA: String
+  var imagesPerSecond: Double
+  var peakRSSMB: Double
+  var stepsMs: [Double]
+  var blasConfig: String
+  var blasCore: String
+  var blasThreads: Int
+  var floatGEMM: String
+  var blasEnvironment: [String: String]
+  var tensorMB: Double
+  var convBackends: [String: String]
+  var sparseKernels: [String: String]
+  var sparsePolicy: String
+  var denseStepMs: Double?
+  var speedupVsDense: Double?
+  var sparseLayers: [SparseLayerTiming.JSON]
+  var steadyStateTensorAllocations: Int
+  var convLayers: [ConvLayer]
+  var schemaVersion = ResultSchema.version
+
+  struct ConvLayer: Codable {
+    var layer: String
+    var geometry: String
+    var inputShape: [Int]
+    var chosen: String
+    var ms: [String: Double]
+    enum CodingKeys: String, CodingKey {
+      case layer, geometry, chosen, ms
+      case inputShape = "input_shape"
+    }
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case model, threads, density, cpu
+    case batchSize = "batch_size"
+    case stepMs = "step_ms"
+    case p10Ms = "p10_ms"
+    case p90Ms = "p90_ms"
+    case timedSteps = "timed_steps"
+    case onednnISA = "onednn_isa"
+    case imagesPerSecond = "images_per_second"
+    case peakRSSMB = "peak_rss_mb"
+    case stepsMs = "steps_ms"
+    case blasConfig = "blas_config"
+    case blasCore = "blas_core"
+    case blasThreads = "blas_threads"
+    case floatGEMM = "float_gemm"
+    case blasEnvironment = "blas_environment"
+    case tensorMB = "tensor_mb"
+    case convBackends = "conv_backends"
+    case sparseKernels = "sparse_kernels"
+    case sparsePolicy = "sparse_policy"
+    case denseStepMs = "dense_step_ms"
+    case speedupVsDense = "speedup_vs_dense"
+    case sparseLayers = "sparse_layers"
+    case steadyStateTensorAllocations = "steady_state_tensor_allocations"
+    case convLayers = "conv_layers"
+    case schemaVersion = "schema_version"
+  }
+
+  func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(model, forKey: .model)
+    try c.encode(batchSize, forKey: .batchSize)
+    try c.encode(threads, forKey: .threads)
+    try c.encode(stepMs, forKey: .stepMs)
+    try c.encode(density, forKey: .density)
+    try c.encode(p10Ms, forKey: .p10Ms)
+    try c.encode(p90Ms, forKey: .p90Ms)
+    try c.encode(timedSteps, forKey: .timedSteps)
+    try c.encode(cpu, forKey: .cpu)
+    try c.encode(onednnISA, forKey: .onednnISA)
+    try c.encode(imagesPerSecond, forKey: .imagesPerSecond)
+    try c.encode(peakRSSMB, forKey: .peakRSSMB)
+    try c.encode(stepsMs, forKey: .stepsMs)
+    try c.encode(blasConfig, forKey: .blasConfig)
+    try c.encode(blasCore, forKey: .blasCore)
+    try c.encode(blasThreads, forKey: .blasThreads)
+    try c.encode(floatGEMM, forKey: .floatGEMM)
+    try c.encode(blasEnvironment, forKey: .blasEnvironment)
+    try c.encode(tensorMB, forKey: .tensorMB)
+    try c.encode(convBackends, forKey: .convBackends)
+    try c.encode(sparseKernels, forKey: .sparseKernels)
+    try c.encode(sparsePolicy, forKey: .sparsePolicy)
+    try c.encode(denseStepMs, forKey: .denseStepMs)  // null without --compare-dense
+    try c.encode(speedupVsDense, forKey: .speedupVsDense)
+    try c.encode(sparseLayers, forKey: .sparseLayers)
+    try c.encode(steadyStateTensorAllocations, forKey: .steadyStateTensorAllocations)
+    try c.encode(convLayers, forKey: .convLayers)
+    try c.encode(schemaVersion, forKey: .schemaVersion)
+  }
+}
 
 /// One pruned layer timed dense and sparse (``timeSparseLayers(_:batch:)``).
 struct SparseLayerTiming {
@@ -232,17 +341,28 @@ struct SparseLayerTiming {
   var density: Double
   /// (what, dense ms, sparse ms, auto picks sparse)
   var cells: [(String, Double, Double, Bool)]
-  var json: [String: Any] {
-    [
-      "layer": layer, "shape": shape, "density": density,
-      "ms": Dictionary(
-        uniqueKeysWithValues: cells.map {
-          (
-            $0.0,
-            ["dense": $0.1, "sparse": $0.2, "speedup": $0.1 / $0.2, "auto_sparse": $0.3] as [String: Any]
-          )
-        }),
-    ]
+  /// The layer as `lth bench --json` lists it.
+  struct JSON: Codable {
+    struct Cell: Codable {
+      var dense: Double
+      var sparse: Double
+      var speedup: Double
+      var autoSparse: Bool
+      enum CodingKeys: String, CodingKey {
+        case dense, sparse, speedup
+        case autoSparse = "auto_sparse"
+      }
+    }
+    var layer: String
+    var shape: String
+    var density: Double
+    var ms: [String: Cell]
+  }
+  var json: JSON {
+    JSON(
+      layer: layer, shape: shape, density: density,
+      ms: Dictionary(
+        uniqueKeysWithValues: cells.map { ($0.0, JSON.Cell(dense: $0.1, sparse: $0.2, speedup: $0.1 / $0.2, autoSparse: $0.3)) }))
   }
   var text: String {
     "\(layer) \(shape) density \(String(format: "%.3f", density)): "

@@ -80,7 +80,7 @@ struct Interpolate: ParsableCommand {
         points: interp.points, bn: bnMode, test: setup.test, train: setup.train, trainIndices: trainIdx,
         bnExamples: interp.bnExamples)
       if json {
-        print(jsonLine(curve.jsonObject()))
+        print(jsonLine(curve.record()))
         return
       }
       print("batch norm: \(bnMode.rawValue)")

@@ -93,7 +93,7 @@ struct Lottery: ParsableCommand {
 func printResults(_ root: String, json: Bool) throws {
   let results = try Results.collect(root)
   if !json { print(Results.table(results)) }
-  print(json ? Results.jsonLine(results) : "results: \(root)")
+  print(json ? jsonLine(results) : "results: \(root)")
 }
 
 /// The flags every branch shares: how to find the source run (a lottery run with
@@ -284,7 +284,7 @@ struct ResultsCommand: ParsableCommand {
       guard !(json && csv) else { throw EngineError("give either --json or --csv") }
       let rs = try runDirs.map { try Report.collect($0) }
       if csv {
-        guard !rs.contains(where: { $0["kind"] as? String == "scaling" }) else {
+        guard !rs.contains(where: { $0.kind == "scaling" }) else {
           throw EngineError(
             "a scaling sweep has no tidy CSV of its own: give its point folders (SWEEP/lottery_*), or read SWEEP/\(RunFile.fit.rawValue)"
           )
@@ -292,21 +292,21 @@ struct ResultsCommand: ParsableCommand {
         print(TidyCSV.text(rs), terminator: "")
       } else if rs.count == 1 {
         let r = rs[0]
-        switch (json, r["kind"] as? String) {
-        case (true, _): print(Results.jsonLine(r))
-        case (false, "lmc"): print(LMCResults.table(r))
-        case (false, "scaling"):
-          if let e = r["error"] as? String { throw EngineError(e) }
-          print(ScalingText.summary(r))
-        default: print(Results.table(r))
+        switch (json, r) {
+        case (true, _): print(jsonLine(r))
+        case (false, .lmc(let l)): print(LMCResults.table(l))
+        case (false, .scaling(let f)):
+          if let e = f.error { throw EngineError(e) }
+          print(ScalingText.summary(f))
+        case (false, .rows(let x)): print(Results.table(x))
         }
       } else {
-        guard json || !rs.contains(where: { ["lmc", "scaling"].contains($0["kind"] as? String) }) else {
+        guard json || !rs.contains(where: { ["lmc", "scaling"].contains($0.kind) }) else {
           throw EngineError(
             "lmc and scaling runs have their own tables: give one at a time, or use --json, --csv or lth report"
           )
         }
-        print(json ? Results.jsonLine(["runs": rs]) : Results.sideBySide(rs))
+        print(json ? jsonLine(RunResultList(rs)) : Results.sideBySide(rs.compactMap(\.rowsResult)))
       }
     }
   }

@@ -204,7 +204,7 @@ struct PlanCommand: ParsableCommand {
   func run() throws {
     runOrFail {
       let graph = try planGraph(command)
-      print(json ? jsonLine(graph.jsonObject()) : graph.text())
+      print(json ? jsonLine(graph.listing) : graph.text())
     }
   }
 }
@@ -317,10 +317,7 @@ struct StatusCommand: ParsableCommand {
       let rows = try Slurm.status(runDir)
       if json {
         print(
-          jsonLine([
-            "run_dir": runDir,
-            "phases": rows.map { ["id": $0.0.id, "state": $0.1, "task": $0.2 ?? NSNull()] as [String: Any] },
-          ]))
+          jsonLine(SlurmStatus(runDir: runDir, phases: rows.map { .init(id: $0.0.id, state: $0.1, task: $0.2) })))
         return
       }
       var counts: [String: Int] = [:]
@@ -333,5 +330,28 @@ struct StatusCommand: ParsableCommand {
           "\(s.padding(toLength: 8, withPad: " ", startingAt: 0)) \(p.id)\(t.map { "  job \($0)" } ?? "")")
       }
     }
+  }
+}
+
+/// `lth status --json`: each phase's Slurm state and its task (null before submission).
+struct SlurmStatus: Codable {
+  struct Phase: Codable {
+    var id: String
+    var state: String
+    var task: String?
+    func encode(to encoder: Encoder) throws {
+      var c = encoder.container(keyedBy: CodingKeys.self)
+      try c.encode(id, forKey: .id)
+      try c.encode(state, forKey: .state)
+      try c.encode(task, forKey: .task)
+    }
+  }
+  var runDir: String
+  var phases: [Phase]
+  var schemaVersion = ResultSchema.version
+  enum CodingKeys: String, CodingKey {
+    case phases
+    case runDir = "run_dir"
+    case schemaVersion = "schema_version"
   }
 }

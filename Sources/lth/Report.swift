@@ -32,9 +32,8 @@ struct ReportCommand: ParsableCommand {
         throw EngineError("--output must name an .html file, got \(path)")
       }
       let first = runs[0]
-      let model = ((first["hparams"] as? [String: Any])?["training"] as? [String: Any])?["model"] as? String
-      let page = Report.html(
-        title: title ?? "LotteryKit report: \(model ?? (first["kind"] as? String ?? "runs"))", runs: runs)
+      let model = first.record.hparams?["training"]?["model"]?.string
+      let page = Report.html(title: title ?? "LotteryKit report: \(model ?? first.kind)", runs: runs)
       try AtomicFile.write(Array(page.utf8), to: path)
       print("report: \(URL(fileURLWithPath: path).standardizedFileURL.path)")
     }

@@ -250,9 +250,10 @@ struct ScalingPredictCommand: ParsableCommand {
   func run() throws {
     runOrFail {
       guard let bytes = try? AtomicFile.read(fit),
-        let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-        obj["kind"] as? String == "scaling", let fam = obj["family"] as? String
+        let obj = try? JSONDecoder().decode(ScalingFitResult.self, from: Data(bytes)), obj.kind == "scaling",
+        obj.error == nil
       else { throw RunError("\(fit) is not a fit file written by lth scaling fit") }
+      let fam = obj.family
       if let family, family != fam { throw EngineError("\(fit) is a fit of family \(fam), not \(family)") }
       let f = try ScalingFamily(fam)
       if let t = targetError {
@@ -266,9 +267,9 @@ struct ScalingPredictCommand: ParsableCommand {
           print(jsonLine(best))
         } else {
           print(
-            "smallest network predicted to reach error \(t): \(best["model"]!) at density \(String(format: "%.4g", best["density"] as! Double)), \(best["remaining_weights"]!) of \(best["prunable_weights"]!) prunable weights"
+            "smallest network predicted to reach error \(t): \(best.model) at density \(String(format: "%.4g", best.density)), \(best.remainingWeights) of \(best.prunableWeights) prunable weights"
           )
-          print(String(format: "%.6f", best["predicted_error"] as! Double))
+          print(String(format: "%.6f", best.predictedError))
         }
         return
       }
@@ -286,13 +287,11 @@ struct ScalingPredictCommand: ParsableCommand {
         fit: obj, depth: l, width: widthFactor, data: dataFraction, density: density)
       if json {
         print(
-          jsonLine([
-            "predicted_error": p.error, "e_np": p.eNP, "e_np_source": p.eNPSource,
-            "extrapolation": !p.extrapolation.isEmpty,
-            "outside": p.extrapolation, "depth": l, "width_factor": widthFactor,
-            "data_fraction": dataFraction,
-            "density": density, "family": fam,
-          ]))
+          jsonLine(
+            ScalingPrediction(
+              predictedError: p.error, eNP: p.eNP, eNPSource: p.eNPSource, extrapolation: !p.extrapolation.isEmpty,
+              outside: p.extrapolation, depth: l, widthFactor: widthFactor, dataFraction: dataFraction,
+              density: density, family: fam)))
         return
       }
       print("e_np \(String(format: "%.4f", p.eNP)) (\(p.eNPSource))")
@@ -304,50 +303,47 @@ struct ScalingPredictCommand: ParsableCommand {
 
 /// The human summary of a fit.
 enum ScalingText {
-  static func pct(_ v: Any?) -> String { (v as? Double).map { String(format: "%.2f%%", $0 * 100) } ?? "-" }
+  static func pct(_ v: Double?) -> String { v.map { String(format: "%.2f%%", $0 * 100) } ?? "-" }
 
-  static func params(_ p: [String: Any]) -> String {
+  static func params(_ p: LawParameters) -> String {
     ["e_up", "gamma", "p", "phi", "psi"].compactMap { k -> String? in
-      guard let o = p[k] as? [String: Any], let v = o["value"] as? Double else { return nil }
-      if o["fitted"] as? Bool == false { return nil }
-      let s = (o["std"] as? Double).map { " ± " + String(format: "%.3g", $0) } ?? ""
-      return "\(k) \(String(format: "%.4g", v))\(s)"
+      guard let o = p[k], o.fitted else { return nil }
+      let s = o.std.map { " ± " + String(format: "%.3g", $0) } ?? ""
+      return "\(k) \(String(format: "%.4g", o.value))\(s)"
     }.joined(separator: ", ")
   }
 
-  static func summary(_ fit: [String: Any]) -> String {
+  static func summary(_ fit: ScalingFitResult) -> String {
     var lines: [String] = []
-    let configs = fit["configurations"] as? [[String: Any]] ?? []
+    let configs = fit.configurations ?? []
     lines.append(
-      "family \(fit["family"] ?? "?"): \(configs.count) configurations, \((fit["points"] as? [Any])?.count ?? 0) points; seed-to-seed noise \(pct(fit["seed_noise"]))"
+      "family \(fit.family): \(configs.count) configurations, \(fit.points?.count ?? 0) points; seed-to-seed noise \(pct(fit.seedNoise))"
     )
     var rows: [[String]] = []
     for c in configs {
       rows.append([
-        c["label"] as? String ?? "?", String(format: "%.4f", c["e_np"] as? Double ?? 0),
-        (c["parameters"] as? [String: Any]).map(params) ?? (c["error"] as? String ?? "-"),
-        pct(c["mean_relative_deviation"]), pct(c["mean_abs_relative_deviation"]),
-        pct(c["std_relative_deviation"]),
-        c["held_out"] as? Bool == true ? "yes" : "",
+        c.label, String(format: "%.4f", c.eNP), c.parameters.map(params) ?? (c.error ?? "-"),
+        pct(c.meanRelativeDeviation), pct(c.meanAbsRelativeDeviation), pct(c.stdRelativeDeviation),
+        c.heldOut ? "yes" : "",
       ])
     }
     lines += Results.grid(
       ["configuration", "e_np", "single fit", "mean dev", "mean |dev|", "std dev", "held out"], rows)
     lines.append(
-      "single fits: relative deviation mean \(pct(fit["single_mean_relative_deviation"])), mean |.| \(pct(fit["single_mean_abs_relative_deviation"])), std \(pct(fit["single_std_relative_deviation"]))"
+      "single fits: relative deviation mean \(pct(fit.singleMeanRelativeDeviation)), mean |.| \(pct(fit.singleMeanAbsRelativeDeviation)), std \(pct(fit.singleStdRelativeDeviation))"
     )
-    if fit["mode"] as? String == "joint" {
-      lines.append("joint fit: \(params(fit["parameters"] as? [String: Any] ?? [:]))")
+    if fit.mode == "joint", case .joint(let p) = fit.parameters {
+      lines.append("joint fit: \(params(p))")
       lines.append(
-        "joint fit: relative deviation mean \(pct(fit["mean_relative_deviation"])), mean |.| \(pct(fit["mean_abs_relative_deviation"])), std \(pct(fit["std_relative_deviation"]))"
+        "joint fit: relative deviation mean \(pct(fit.meanRelativeDeviation)), mean |.| \(pct(fit.meanAbsRelativeDeviation)), std \(pct(fit.stdRelativeDeviation))"
       )
     }
-    if let h = fit["holdout"] as? String {
+    if let h = fit.holdout {
       lines.append(
-        "held out \(h) (\((fit["held_out_configurations"] as? [String] ?? []).joined(separator: "; "))): mean |relative error| \(pct(fit["holdout_mean_relative_error"])), mean \(pct(fit["holdout_mean_relative_deviation"])), std \(pct(fit["holdout_std_relative_error"])) over \(fit["holdout_points"] ?? 0) points"
+        "held out \(h.text) (\(h.configurations.joined(separator: "; "))): mean |relative error| \(pct(h.meanRelativeError)), mean \(pct(h.meanRelativeDeviation)), std \(pct(h.stdRelativeError)) over \(h.points) points"
       )
     }
-    if let m = fit["unfinished_configurations"] as? [String], !m.isEmpty {
+    if let m = fit.unfinishedConfigurations, !m.isEmpty {
       lines.append("not fitted (level 0 unfinished): \(m.joined(separator: "; "))")
     }
     return lines.joined(separator: "\n")

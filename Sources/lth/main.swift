@@ -48,10 +48,6 @@ func peakRSSMiB() -> Double {
   return 0
 }
 
-func jsonLine(_ object: [String: Any]) -> String {
-  let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-  return String(data: data, encoding: .utf8)!
-}
 
 // A file-size limit (ulimit -f) then makes writes fail with an error instead of killing us.
 signal(SIGXFSZ, SIG_IGN)

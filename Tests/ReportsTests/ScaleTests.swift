@@ -1,3 +1,4 @@
+import Analysis
 import Experiments
 import Foundation
 import Reports
@@ -97,7 +98,7 @@ struct ScaleTests {
     let series = parsed?.found.first { $0.name == "g" && $0.attributes["class"] == "series" }
     #expect(series?.attributes["data-series"] == name)
     let page = Report.html(
-      title: "<b>&", runs: [["kind": "lottery", "run_dir": "/x/</script><script>alert(1)"]])
+      title: "<b>&", runs: [.rows(RunResults(kind: "lottery", method: "imp", runDir: "/x/</script><script>alert(1)"))])
     #expect(!page.contains("</script><script>alert"))
     #expect(page.contains("<title>&lt;b&gt;&amp;</title>"))
     // The embedded data is still the same JSON.
@@ -137,37 +138,37 @@ struct ScaleTests {
 
   @Test("tidy CSV: one row per run, replicate, level, branch and metric; quoting")
   func tidyCSV() {
-    let rep: (Int, Double) -> [String: Any] = { r, acc in
-      [
-        "replicate": r, "density": 0.8, "test_accuracy": acc, "best_test_accuracy": acc, "seconds": 1.5,
-        "early_stop_step": NSNull(), "effective_density": 0.8,
-      ]
+    let rep: (Int, Double) -> ReplicateResult = { r, acc in
+      ReplicateResult(
+        replicate: r, density: 0.8, testAccuracy: acc, bestTestAccuracy: acc, seconds: 1.5, earlyStopStep: nil,
+        effectiveDensity: 0.8)
     }
-    let run: [String: Any] = [
-      "kind": "lottery", "run_dir": "runs/a,b",
-      "levels": [
-        [
-          "level": 1, "per_replicate": [rep(1, 0.9), rep(2, 0.91)],
-          "branches": ["random-reinit": ["per_replicate": [rep(1, 0.85)]]],
-        ]
-      ],
-    ]
-    let lmc: [String: Any] = [
-      "kind": "lmc", "run_dir": "l",
-      "spawn_steps": [
-        [
-          "k": 10, "curves": [["replicate": 1, "pair": 0, "test_error_barrier": 0.02] as [String: Any]],
-          "endpoint_test_accuracy_values": [0.9], "endpoint_replicates": [1],
-        ]
-      ],
-    ]
+    let run = RunResult.rows(
+      RunResults(
+        kind: "lottery", method: "imp", runDir: "runs/a,b",
+        rows: [
+          ResultRow(
+            level: 1, perReplicate: [rep(1, 0.9), rep(2, 0.91)],
+            branches: ["random-reinit": ResultRow(perReplicate: [rep(1, 0.85)])])
+        ]))
+    var curve = PairCurve(CurveRecord(replicate: 1, pair: "1-2"))
+    curve.testErrorBarrier = 0.02
+    let lmc = RunResult.lmc(
+      LMCRunResults(
+        runDir: "l", bn: "recompute",
+        spawnSteps: [
+          SpawnStepResult(
+            k: 10, alpha: [], testErrorMean: [], testErrorStd: [], trainErrorMean: [], trainErrorStd: [],
+            endpointTestAccuracyValues: [0.9], endpointReplicates: [1], curves: [curve])
+        ], maskRun: nil, maskLevel: nil, randomMask: false, unfinished: [], replicatesPresent: [1],
+        record: RunRecord()))
     let lines = TidyCSV.text([run, lmc]).split(separator: "\n").map(String.init)
     #expect(lines[0] == TidyCSV.header)
     // 3 runs x 5 metrics (early stop is null) + 1 barrier + 1 endpoint.
     #expect(lines.count == 1 + 15 + 2)
     #expect(lines.contains("\"runs/a,b\",lottery,2,1,,,,main,test_accuracy,0.91"))
     #expect(lines.contains("\"runs/a,b\",lottery,1,1,,,,random-reinit,test_accuracy,0.85"))
-    #expect(lines.contains("l,lmc,1,,,10,0,main,test_error_barrier,0.02"))
+    #expect(lines.contains("l,lmc,1,,,10,1-2,main,test_error_barrier,0.02"))
     #expect(lines.contains("l,lmc,1,,,10,,main,endpoint_test_accuracy,0.9"))
     #expect(!lines.contains { $0.contains("early_stop_step") })
   }
