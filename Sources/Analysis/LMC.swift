@@ -93,7 +93,10 @@ public final class LMCRunner: Experiment {
     root = RunLayout.root(.lmc, output: output, hash: h.hash)
   }
 
-  public func spawnDir(_ r: Int, _ k: Int) -> String { RunLayout.spawn(RunLayout.replicate(root, r), String(k)) }
+  public func spawnDir(_ r: Int, _ k: Int) -> String { Self.spawnDir(root, r, k) }
+  public static func spawnDir(_ root: String, _ r: Int, _ k: Int) -> String {
+    RunLayout.spawn(RunLayout.replicate(root, r), String(k))
+  }
 
   /// Checks spawn steps against the training length.
   public func validate(spawnSteps: [Int], copies: Int) throws {
@@ -278,4 +281,42 @@ public struct InterpolationFile: Codable, Equatable, Sendable {
   public var replicate: Int
   public var bn: String
   public var curves: [CurveRecord]
+}
+
+/// An instability experiment: every (replicate, spawn step), independent of each other.
+public struct LMCPlan: ExperimentPlan {
+  public let hparams: LMCHParams
+  public let output: String
+  public let replicates: [Int]
+  /// Spawn steps in iterations.
+  public let spawnSteps: [Int]
+  public let copies: Int
+
+  public init(_ hparams: LMCHParams, output: String, replicates: [Int], spawnSteps: [Int], copies: Int) {
+    (self.hparams, self.output, self.replicates, self.spawnSteps, self.copies) =
+      (hparams, output, replicates, spawnSteps, copies)
+  }
+
+  public var kind: RunLayout.Kind { .lmc }
+  public var hyperparameters: any CanonicalJSON & Sendable { hparams }
+  public var root: String { RunLayout.root(.lmc, output: output, hash: hparams.hash) }
+
+  public func phases() -> [ExperimentPhase] {
+    let root = self.root
+    return replicates.flatMap { r in
+      spawnSteps.map { k in
+        ExperimentPhase(
+          id: "r\(r).k\(k)", kind: "spawn", replicate: r, scope: .spawn(k, copies: copies),
+          marker: RunFile.interpolation.path(in: LMCRunner.spawnDir(root, r, k)))
+      }
+    }
+  }
+}
+
+extension LMCRunner {
+  /// Trains one spawn step: parent, children and interpolations (finished parts skipped).
+  public func run(_ phase: ExperimentPhase) throws {
+    guard case .spawn(let k, let copies) = phase.scope else { throw EngineError("\(phase.id) is not an lmc phase") }
+    try run(replicate: phase.replicate, spawn: k, copies: copies)
+  }
 }

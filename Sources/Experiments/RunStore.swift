@@ -493,9 +493,14 @@ public struct CommandRecord {
 /// An experiment kind's runner, as the commands drive it: it owns a root folder under
 /// its hash, opens it (taking its lock), checks the machine before more work, and
 /// releases the lock so that phases (each with its own lock) can run in parallel.
+///
+/// What it trains comes from its plan (``ExperimentPlan``: kind, hyperparameters, root,
+/// phases, what is unfinished); ``run(_:)`` trains one phase, skipping it when finished.
 public protocol Experiment: AnyObject {
   /// `<output>/<kind>_<hash>`.
   var root: String { get }
+  /// Trains one phase of the experiment's plan (nothing when its marker exists).
+  func run(_ phase: ExperimentPhase) throws
   /// Creates or claims the root (checking its `hparams.json`); returns whether it existed.
   @discardableResult func open() throws -> Bool
   /// Compares this machine with the one that last worked on the run (see ``MachineCheck``).

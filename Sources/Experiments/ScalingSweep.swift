@@ -162,3 +162,31 @@ public func parsePositiveList(_ text: String, flag: String) throws -> [Double] {
   }
   return out
 }
+
+/// A scaling sweep: one lottery experiment per grid point, all inside the sweep's folder.
+/// Its phases are the points' lottery levels, ids prefixed by the point (`MODEL.nN.r1.L3`);
+/// each runs as that point's lottery phase.
+public struct ScalingSweepPlan: ExperimentPlan {
+  public let sweep: ScalingSweepHParams
+  public let root: String
+  /// Each point's id prefix and its lottery plan (output: the sweep folder).
+  public let points: [(prefix: String, plan: LotteryPlan)]
+
+  public init(_ sweep: ScalingSweepHParams, root: String, points: [(prefix: String, plan: LotteryPlan)]) {
+    (self.sweep, self.root, self.points) = (sweep, root, points)
+  }
+
+  public var kind: RunLayout.Kind { .scaling }
+  public var hyperparameters: any CanonicalJSON & Sendable { sweep }
+
+  public func phases() -> [ExperimentPhase] {
+    points.flatMap { point in
+      point.plan.phases().map { p in
+        var q = p
+        q.id = point.prefix + "." + p.id
+        q.dependencies = p.dependencies.map { point.prefix + "." + $0 }
+        return q
+      }
+    }
+  }
+}

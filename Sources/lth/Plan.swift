@@ -1,4 +1,5 @@
 import ArgumentParser
+import Analysis
 import Cluster
 import Engine
 import Experiments
@@ -23,60 +24,55 @@ extension Plannable {
 let phaseOptions = ["--replicates", "--replicate", "--levels", "--threads", "--densities", "--spawn-steps"]
 let phaseFlags = ["--json", "--quiet"]
 
-extension Lottery: Plannable {
-  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
-    let h = try lottery.resolve(try training.resolve())
-    let root = LotteryRunner.root(h, output: training.output)
-    let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
-    var out: [Phase] = []
-    for r in try lottery.replicateList() {
-      for l in 0...max(0, levels) {
-        out.append(
-          Phase(
-            id: "r\(r).L\(l)", kind: "level", arguments: base + ["--replicate", "\(r)", "--levels", "\(l)"],
-            dependencies: l > 0 ? ["r\(r).L\(l - 1)"] : [],
-            marker: LotteryRunner.marker(LotteryRunner.levelDir(root, r, l))))
-      }
+/// A library plan's phases as Cluster phases: each phase's command is `base(phase)`
+/// restricted to its replicate and level, density or spawn step.
+func clusterPhases(_ plan: any ExperimentPlan, base: (ExperimentPhase) -> [String]) -> [Phase] {
+  plan.phases().map { p in
+    let restrict: [String]
+    switch p.scope {
+    case .level(let l): restrict = ["--replicate", "\(p.replicate)", "--levels", "\(l)"]
+    case .density(let d): restrict = ["--replicate", "\(p.replicate)", "--densities", "\(d)"]
+    case .spawn(let k, _): restrict = ["--replicate", "\(p.replicate)", "--spawn-steps", "\(k)"]
     }
-    return (root, out)
+    return Phase(
+      id: p.id, kind: p.kind, arguments: base(p) + restrict, dependencies: p.dependencies, marker: p.marker)
+  }
+}
+
+extension Lottery: Plannable {
+  func plan() throws -> LotteryPlan {
+    LotteryPlan(
+      try lottery.resolve(try training.resolve()), output: training.output, replicates: try lottery.replicateList(),
+      levels: levels)
+  }
+
+  func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
+    let plan = try plan()
+    let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
+    return (plan.root, clusterPhases(plan) { _ in base })
   }
 }
 
 extension PruneInit: Plannable {
+  func plan() throws -> PaIPlan {
+    PaIPlan(
+      try pai.resolve(try training.resolve(), lottery), output: training.output,
+      replicates: try lottery.replicateList(), densities: try pai.densityList())
+  }
+
   func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
-    let h = try pai.resolve(try training.resolve(), lottery)
-    let root = PaIRunner.root(h, output: training.output)
+    let plan = try plan()
     let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
-    var out: [Phase] = []
-    for r in try lottery.replicateList() {
-      for d in try pai.densityList() {
-        out.append(
-          Phase(
-            id: "r\(r).d\(d)", kind: "density",
-            arguments: base + ["--replicate", "\(r)", "--densities", "\(d)"],
-            dependencies: [], marker: LotteryRunner.marker(RunLayout.main(PaIRunner.densityDir(root, r, d)))))
-      }
-    }
-    return (root, out)
+    return (plan.root, clusterPhases(plan) { _ in base })
   }
 }
 
 extension LMC: Plannable {
   func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
     let (runner, ks, reps) = try prepare()
-    let root = runner.root
+    let plan = LMCPlan(runner.hparams, output: training.output, replicates: reps, spawnSteps: ks, copies: copies)
     let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
-    var out: [Phase] = []
-    for r in reps {
-      for k in ks {
-        out.append(
-          Phase(
-            id: "r\(r).k\(k)", kind: "spawn",
-            arguments: base + ["--replicate", "\(r)", "--spawn-steps", "\(k)"],
-            dependencies: [], marker: RunFile.interpolation.path(in: runner.spawnDir(r, k))))
-      }
-    }
-    return (root, out)
+    return (plan.root, clusterPhases(plan) { _ in base })
   }
 }
 
@@ -94,54 +90,24 @@ extension BranchCommon {
     let source = Arguments.removing(
       phaseOptions + branchOptions, flags: phaseFlags, from: Array(arguments.dropFirst(2)))
     let branchBase = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
-    var out: [Phase] = []
     let reps = try lottery.replicateList()
+    let plan: BranchPlan
+    let sourceCommand: String
     if pai.method != nil || pai.densities != nil {
-      let densities = try pai.densityList()
-      let h = try pai.resolve(try training.resolve(), lottery)
-      let root = PaIRunner.root(h, output: training.output)
-      for r in reps {
-        for d in densities {
-          let id = "r\(r).d\(d)"
-          out.append(
-            Phase(
-              id: id, kind: "density",
-              arguments: ["prune-init"] + source + ["--replicate", "\(r)", "--densities", "\(d)"],
-              dependencies: [], marker: LotteryRunner.marker(RunLayout.main(PaIRunner.densityDir(root, r, d)))))
-          out.append(
-            Phase(
-              id: id + "." + b.kind.rawValue, kind: "branch",
-              arguments: branchBase + ["--replicate", "\(r)", "--densities", "\(d)"], dependencies: [id],
-              marker: LotteryRunner.marker(PaIRunner.densityDir(root, r, d) + "/" + b.folderName)))
-        }
+      let p = PaIPlan(
+        try pai.resolve(try training.resolve(), lottery), output: training.output, replicates: reps,
+        densities: try pai.densityList())
+      (plan, sourceCommand) = (BranchPlan(pai: p, branch: b), "prune-init")
+    } else {
+      guard let levels else {
+        throw EngineError("--levels (a lottery run) or --method and --densities (a prune-init run) is required")
       }
-      return (root, out)
+      plan = BranchPlan(
+        lottery: try lottery.resolve(try training.resolve()), output: training.output, replicates: reps,
+        levels: try parseLevels(levels), branch: b)
+      sourceCommand = "lottery"
     }
-    guard let levels else {
-      throw EngineError("--levels (a lottery run) or --method and --densities (a prune-init run) is required")
-    }
-    let levelList = try parseLevels(levels)
-    let h = try lottery.resolve(try training.resolve())
-    let root = LotteryRunner.root(h, output: training.output)
-    for r in reps {
-      for l in 0...(levelList.max() ?? 0) {
-        out.append(
-          Phase(
-            id: "r\(r).L\(l)", kind: "level",
-            arguments: ["lottery"] + source + ["--replicate", "\(r)", "--levels", "\(l)"],
-            dependencies: l > 0 ? ["r\(r).L\(l - 1)"] : [],
-            marker: LotteryRunner.marker(LotteryRunner.levelDir(root, r, l))))
-      }
-      for l in levelList {
-        out.append(
-          Phase(
-            id: "r\(r).L\(l).\(b.kind.rawValue)", kind: "branch",
-            arguments: branchBase + ["--replicate", "\(r)", "--levels", "\(l)"],
-            dependencies: ["r\(r).L\(l)"],
-            marker: LotteryRunner.marker(LotteryRunner.branchDir(root, r, l, b))))
-      }
-    }
-    return (root, out)
+    return (plan.root, clusterPhases(plan) { $0.branch == nil ? [sourceCommand] + source : branchBase })
   }
 }
 

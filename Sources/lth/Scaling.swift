@@ -51,7 +51,9 @@ struct ScalingSweepCommand: ParsableCommand {
 
   /// Every point of the grid (flags, model and lottery hash checked before any training),
   /// the sweep's identity and its folder.
-  func plan() throws -> (root: String, sweep: ScalingSweepHParams, points: [ScalingManifest.Point]) {
+  func plan() throws -> (
+    root: String, sweep: ScalingSweepHParams, points: [ScalingManifest.Point], lotteries: [LotteryHParams]
+  ) {
     let fam = try ScalingFamily(family)
     guard levels >= 0 else { throw EngineError("--levels must be non-negative, got \(levels)") }
     guard replicates >= 1 else { throw EngineError("--replicates must be at least 1, got \(replicates)") }
@@ -85,7 +87,7 @@ struct ScalingSweepCommand: ParsableCommand {
 
     // Plan every point in this process (flags, plan and hash checked before any training).
     var points: [ScalingManifest.Point] = []
-    var planned: [(model: String, args: [String])] = []
+    var lotteries: [LotteryHParams] = []
     for d in ds {
       for w in ws {
         for n in ns {
@@ -106,7 +108,7 @@ struct ScalingSweepCommand: ParsableCommand {
               depth: fam.lawDepth(d), widthFactor: w, dataFraction: n, model: model,
               run: RunLayout.folderName(.lottery, hash: h.hash),
               arguments: args))
-          planned.append((model, args))
+          lotteries.append(h)
         }
       }
     }
@@ -114,7 +116,7 @@ struct ScalingSweepCommand: ParsableCommand {
       family: family, depths: ds.compactMap { $0 }, widthFactors: ws, dataFractions: ns,
       pointRuns: points.map(\.run))
     let root = RunLayout.root(.scaling, output: output, hash: sweep.hash)
-    return (root, sweep, points)
+    return (root, sweep, points, lotteries)
   }
 
   /// Claims the sweep folder, writes the manifest and records the command when there is
@@ -138,7 +140,7 @@ struct ScalingSweepCommand: ParsableCommand {
 
   func run() throws {
     runOrFail {
-      let (root, sweep, points) = try plan()
+      let (root, sweep, points, _) = try plan()
       let perJob = max(1, threads / jobs)
       let (lock, unfinished, record) = try open(root, sweep, points)
       defer { withExtendedLifetime(lock) {} }
@@ -355,28 +357,26 @@ extension ScalingSweepCommand: Plannable {
   /// L-1 of its replicate (ids `MODEL.nN.rR.LL`). The sweep's own `--jobs` runs whole
   /// points instead (one process per point, fewer data loads).
   func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
-    let (root, _, points) = try plan()
-    var out: [Phase] = []
-    for p in points {
-      let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: p.arguments) + ["--output", root]
-      let prefix = "\(p.model).n\(ScalingFit.text(p.dataFraction))"
-      for r in 1...replicates {
-        for l in 0...levels {
-          out.append(
-            Phase(
-              id: "\(prefix).r\(r).L\(l)", kind: "level",
-              arguments: base + ["--replicate", "\(r)", "--levels", "\(l)"],
-              dependencies: l > 0 ? ["\(prefix).r\(r).L\(l - 1)"] : [],
-              marker: RunFile.summary.path(in: RunLayout.main(RunLayout.level(root + "/" + p.run, replicate: r, level: l)))))
-        }
-      }
+    let (root, sweep, points, lotteries) = try plan()
+    let plan = ScalingSweepPlan(
+      sweep, root: root,
+      points: zip(points, lotteries).map { p, h in
+        (
+          "\(p.model).n\(ScalingFit.text(p.dataFraction))",
+          LotteryPlan(h, output: root, replicates: Array(1...replicates), levels: levels)
+        )
+      })
+    var base: [String: [String]] = [:]
+    for (prefix, p) in zip(plan.points.map(\.prefix), points) {
+      base[prefix] = Arguments.removing(phaseOptions, flags: phaseFlags, from: p.arguments) + ["--output", root]
     }
-    return (root, out)
+    // A point's prefix holds dots (`mnist_lenet_32_16.n0.1`); its phases' ids go on with `.r`.
+    return (root, clusterPhases(plan) { phase in base.first { phase.id.hasPrefix($0.key + ".r") }?.value ?? [] })
   }
 
   /// The sweep folder and manifest exist before any phase runs (lth run, lth submit).
   func prepare() throws {
-    let (root, sweep, points) = try plan()
+    let (root, sweep, points, _) = try plan()
     // The phases record themselves in their own folders; this command's work is the folder.
     let (_, _, record) = try open(root, sweep, points)
     try record?.finish(.finished)
