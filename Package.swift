@@ -82,7 +82,7 @@ let package = Package(
         "Cluster", .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
     .testTarget(name: "EngineTests", dependencies: ["Engine", "NN", "Families", "TestSupport"]),
-    .testTarget(name: "DataTests", dependencies: ["Engine", "NN", "Families", "Datasets", "CZlib", "TestSupport"]),
+    .testTarget(name: "DatasetsTests", dependencies: ["Engine", "NN", "Families", "Datasets", "CZlib", "TestSupport"]),
     .testTarget(name: "NNTests", dependencies: ["Engine", "NN", "Families", "Pruning", "Datasets", "TestSupport"]),
     .target(name: "TestSupport", dependencies: ["Engine"], path: "Tests/TestSupport"),
     .testTarget(

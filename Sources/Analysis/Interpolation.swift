@@ -237,7 +237,7 @@ public final class Interpolation {
   public func curve(
     points: Int, bn: BatchNormMode, test: Dataset, train: Dataset, trainIndices: [Int], bnExamples: Int = 2000
   ) throws -> Curve {
-    guard points >= 2 else { throw EngineError("--points must be at least 2, got \(points)") }
+    guard points >= 2 else { throw SettingError("points", "must be at least 2, got \(points)") }
     var c = Curve(alpha: [], testError: [], testLoss: [], trainError: [], trainLoss: [], bn: bn)
     let hasBN = net.body.namedModules().contains { $0.1 is BatchNorm<Float> }
     for p in 0..<points {

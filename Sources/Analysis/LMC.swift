@@ -24,14 +24,14 @@ public struct LMCHParams: Codable, Equatable, Sendable, CanonicalJSON {
     training: TrainingHParams, maskRun: String?, maskLevel: Int?, randomMask: Bool, bn: BatchNormMode,
     points: Int, trainEvalSize: Int, bnExamples: Int
   ) throws {
-    guard points >= 2 else { throw EngineError("--points must be at least 2, got \(points)") }
-    guard trainEvalSize >= 1 else { throw EngineError("--train-eval-size must be at least 1") }
-    guard bnExamples >= 1 else { throw EngineError("--bn-examples must be at least 1") }
+    guard points >= 2 else { throw CodingKeys.points.invalid("must be at least 2, got \(points)") }
+    guard trainEvalSize >= 1 else { throw CodingKeys.trainEvalSize.invalid("must be at least 1") }
+    guard bnExamples >= 1 else { throw CodingKeys.bnExamples.invalid("must be at least 1") }
     guard (maskRun == nil) == (maskLevel == nil) else {
-      throw EngineError("--mask-from and --level go together")
+      throw CodingKeys.maskRun.invalid("and --level go together")
     }
     guard !randomMask || maskRun != nil else {
-      throw EngineError("--random-mask needs --mask-from and --level (its density and per-tensor counts)")
+      throw CodingKeys.randomMask.invalid("needs --mask-from and --level (its density and per-tensor counts)")
     }
     self.training = training
     self.maskRun = maskRun
@@ -43,13 +43,47 @@ public struct LMCHParams: Codable, Equatable, Sendable, CanonicalJSON {
     self.bnExamples = bnExamples
   }
 
-  enum CodingKeys: String, CodingKey {
+  /// The declaration of the instability experiment's hyperparameters (see
+  /// ``Experiments/HyperparameterKey``).
+  public enum CodingKeys: String, HyperparameterKey {
     case training, bn, points
     case maskRun = "mask_run"
     case maskLevel = "mask_level"
     case randomMask = "random_mask"
     case trainEvalSize = "train_eval_size"
     case bnExamples = "bn_examples"
+
+    public var flagName: String? {
+      switch self {
+      case .training: return nil
+      case .maskRun: return "mask-from"
+      case .maskLevel: return "level"
+      default: return stringValue.replacingOccurrences(of: "_", with: "-")
+      }
+    }
+    public var help: String {
+      switch self {
+      case .training: return "The training hyperparameters."
+      case .bn: return "Batch norm along the line: recompute (statistics re-estimated at every point) or interpolate."
+      case .points: return "Points on the line, endpoints included."
+      case .maskRun: return "A lottery run folder whose mask to use (with --level); its folder name is hashed."
+      case .maskLevel: return "The lottery level whose mask to use."
+      case .randomMask: return "A random mask with the per-tensor counts of --mask-from's level."
+      case .trainEvalSize: return "Training examples evaluated at every point (a fixed subset)."
+      case .bnExamples: return "Training examples used to re-estimate batch-norm statistics (--bn recompute)."
+      }
+    }
+    public var defaultSource: DefaultSource {
+      switch self {
+      case .training: return .derived("their own keys")
+      case .bn: return .value(BatchNormMode.recompute.rawValue)
+      case .points: return .value("30")
+      case .maskRun, .maskLevel: return .derived("none: the dense network")
+      case .randomMask: return .value("false")
+      case .trainEvalSize: return .value("10000")
+      case .bnExamples: return .value("2000")
+      }
+    }
   }
 }
 
@@ -100,7 +134,7 @@ public final class LMCRunner: Experiment {
 
   /// Checks spawn steps against the training length.
   public func validate(spawnSteps: [Int], copies: Int) throws {
-    guard copies >= 2 else { throw EngineError("--copies must be at least 2, got \(copies)") }
+    guard copies >= 2 else { throw SettingError("copies", "must be at least 2, got \(copies)") }
     for k in spawnSteps where k >= setup.totalSteps || k < 0 {
       throw EngineError("spawn step \(k) is not before the end of training (\(setup.totalSteps) iterations)")
     }

@@ -73,9 +73,9 @@ public enum ScalingAnalysis {
     let configs = Array(Set(all.map(\.configuration))).sorted()
     let held = Set(configs.filter { holdout?.holds($0) ?? false })
     if let holdout {
-      guard !held.isEmpty else { throw EngineError("--holdout \"\(holdout.text)\" matches no configuration") }
+      guard !held.isEmpty else { throw SettingError("holdout", "\"\(holdout.text)\" matches no configuration") }
       guard held.count < configs.count else {
-        throw EngineError("--holdout \"\(holdout.text)\" leaves no configuration to fit")
+        throw SettingError("holdout", "\"\(holdout.text)\" leaves no configuration to fit")
       }
     }
     let train = all.filter { !held.contains($0.configuration) }
@@ -198,7 +198,7 @@ public enum ScalingAnalysis {
   public static func predict(fit: ScalingFitResult, depth: Double, width: Double, data: Double, density: Double)
     throws -> Prediction
   {
-    guard density > 0, density <= 1 else { throw EngineError("--density must be in (0, 1], got \(density)") }
+    guard density > 0, density <= 1 else { throw SettingError("density", "must be in (0, 1], got \(density)") }
     let c = Configuration(depth: depth, width: width, data: data)
     let measured = (fit.eNPMeasured ?? []).first {
       Configuration(depth: $0.depth, width: $0.widthFactor, data: $0.dataFraction) == c
@@ -248,7 +248,7 @@ public enum ScalingAnalysis {
   /// predicted error at data fraction `data` is at most `target`.
   public static func smallest(fit: ScalingFitResult, target: Double, data: Double) throws -> SmallestNetwork {
     guard fit.mode == "joint" else {
-      throw EngineError("--target-error needs a joint fit (lth scaling fit --joint)")
+      throw SettingError("target_error", "needs a joint fit (lth scaling fit --joint)")
     }
     let family = try ScalingFamily(fit.family)
     guard let ranges = fit.ranges, ranges.depth.count == 2, ranges.widthFactor.count == 2,

@@ -343,18 +343,18 @@ public struct Holdout: Sendable, Equatable {
       guard let op = [">=", "<=", "==", ">", "<", "="].first(where: { part.contains($0) }),
         let r = part.range(of: op)
       else {
-        throw EngineError("--holdout: '\(part)' is not a condition such as width>=1, depth<20 or data==0.5")
+        throw SettingError("holdout", "'\(part)' is not a condition such as width>=1, depth<20 or data==0.5")
       }
       let knob = part[..<r.lowerBound].trimmingCharacters(in: .whitespaces)
       guard ["depth", "width", "data"].contains(knob) else {
-        throw EngineError("--holdout: unknown knob '\(knob)'; use depth, width or data")
+        throw SettingError("holdout", "unknown knob '\(knob)'; use depth, width or data")
       }
       guard let v = Double(part[r.upperBound...].trimmingCharacters(in: .whitespaces)) else {
-        throw EngineError("--holdout: '\(part)' needs a number after \(op)")
+        throw SettingError("holdout", "'\(part)' needs a number after \(op)")
       }
       out.append(Condition(knob: knob, op: op == "=" ? "==" : op, value: v))
     }
-    guard !out.isEmpty else { throw EngineError("--holdout is empty") }
+    guard !out.isEmpty else { throw SettingError("holdout", "is empty") }
     conditions = out
   }
 

@@ -113,6 +113,9 @@ public enum HyperparameterGroups {
     }
   }
 
+  public static func entries<K: HyperparameterKey>(group: String, _ keys: K.Type) -> [Entry] { entries(group, keys) }
+
+  /// The groups of this module (``Analysis`` adds `lmc`: `LMCHParams.CodingKeys`).
   public static var all: [Entry] {
     entries("training", TrainingHParams.CodingKeys.self) + entries("lottery", LotteryHParams.CodingKeys.self)
       + entries("pruning", LotteryHParams.PruningKey.self) + entries("prune_init", PaIHParams.CodingKeys.self)

@@ -160,7 +160,7 @@ public final class LotteryRunner: Experiment {
     }
     if let f = h.finetuneSteps {
       finetuneIterations = try StepSpec(parsing: f).iterations(perEpoch: setup.iterationsPerEpoch)
-      guard finetuneIterations > 0 else { throw EngineError("--finetune-steps must be positive") }
+      guard finetuneIterations > 0 else { throw SettingError("finetune_steps", "must be positive") }
     } else {
       finetuneIterations = setup.totalSteps - rewindIteration
     }

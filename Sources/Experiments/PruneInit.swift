@@ -55,7 +55,7 @@ public struct PaIHParams: Codable, Equatable, Sendable, CanonicalJSON {
     if method == Self.afterTraining {
       guard atStep == nil else { throw CodingKeys.atStep.invalid("does not apply to \(Self.afterTraining)") }
     } else if retrain != nil || finetuneSteps != nil {
-      throw EngineError("--retrain and --finetune-steps apply to --method \(Self.afterTraining) only")
+      throw SettingError("retrain", "and --finetune-steps apply to --method \(Self.afterTraining) only")
     }
     if let a = atStep {
       do { _ = try StepSpec(parsing: a) } catch { throw CodingKeys.atStep.invalid("\(error)") }
@@ -175,11 +175,11 @@ public final class PaIRunner: Experiment {
     }
     rewindIteration = try h.rewindStep.map { try StepSpec(parsing: $0).iterations(perEpoch: perEpoch) } ?? 0
     guard rewindIteration < setup.totalSteps else {
-      throw EngineError("--rewind-step \(h.rewindStep ?? "") is not before the end of training")
+      throw SettingError("rewind_step", "\(h.rewindStep ?? "") is not before the end of training")
     }
     if let f = h.finetuneSteps {
       finetuneIterations = try StepSpec(parsing: f).iterations(perEpoch: perEpoch)
-      guard finetuneIterations > 0 else { throw EngineError("--finetune-steps must be positive") }
+      guard finetuneIterations > 0 else { throw SettingError("finetune_steps", "must be positive") }
     } else {
       finetuneIterations = setup.totalSteps - rewindIteration
     }
@@ -187,7 +187,7 @@ public final class PaIRunner: Experiment {
     let names = probe.prunableParameters.map(\.0)
     try PruningPolicy.checkIgnorePatterns(h.ignore, names: names)
     pooled = names.filter { n in !h.ignore.contains { wildcardMatch($0, n) } }
-    guard !pooled.isEmpty else { throw EngineError("--prune-ignore leaves no tensor to prune") }
+    guard !pooled.isEmpty else { throw SettingError("prune_ignore", "leaves no tensor to prune") }
     if let per = h.scoreBatch {
       var counts = [Int](repeating: 0, count: setup.train.classes)
       for l in setup.train.labels { counts[Int(l)] += 1 }

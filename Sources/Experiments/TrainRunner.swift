@@ -29,10 +29,10 @@ public final class RunSetup {
     iterationsPerEpoch = (train.count + h.batchSize - 1) / h.batchSize
     totalSteps = try StepSpec(parsing: h.trainingSteps).iterations(perEpoch: iterationsPerEpoch)
     guard totalSteps > 0 else {
-      throw EngineError("--training-steps must be positive, got \(h.trainingSteps)")
+      throw SettingError("training_steps", "must be positive, got \(h.trainingSteps)")
     }
     evalEvery = try StepSpec(parsing: h.evalEvery).iterations(perEpoch: iterationsPerEpoch)
-    guard evalEvery > 0 else { throw EngineError("--eval-every must be positive, got \(h.evalEvery)") }
+    guard evalEvery > 0 else { throw SettingError("eval_every", "must be positive, got \(h.evalEvery)") }
     let ipe = iterationsPerEpoch
     let milestones = try h.milestones.map { try StepSpec(parsing: $0).iterations(perEpoch: ipe) }
     schedule = try LearningRateSchedule(

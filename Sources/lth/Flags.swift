@@ -1,4 +1,5 @@
 import ArgumentParser
+import Analysis
 import Engine
 import Experiments
 import Families
@@ -30,3 +31,4 @@ extension SparseKernelPolicy: ExpressibleByArgument {}
 extension RetrainMode: ExpressibleByArgument {}
 extension PruningPolicy.Strategy: ExpressibleByArgument {}
 extension Allocation: ExpressibleByArgument {}
+extension BatchNormMode: ExpressibleByArgument {}

@@ -10,20 +10,13 @@ import Training
 
 /// Flags every interpolation shares.
 struct InterpolationFlags: ParsableArguments {
-  @Option(help: "Points on the line, endpoints included.") var points = 30
-  @Option(
-    help: "Batch norm along the line: recompute (statistics re-estimated at every point) or interpolate.")
-  var bn = "recompute"
-  @Option(help: "Training examples evaluated at every point (a fixed subset).") var trainEvalSize = 10_000
-  @Option(help: "Training examples used to re-estimate batch-norm statistics (--bn recompute).")
-  var bnExamples = 2000
+  typealias K = LMCHParams.CodingKeys
+  @Option(name: .key(K.points), help: .key(K.points)) var points = 30
+  @Option(name: .key(K.bn), help: .key(K.bn)) var bn = BatchNormMode.recompute
+  @Option(name: .key(K.trainEvalSize), help: .key(K.trainEvalSize)) var trainEvalSize = 10_000
+  @Option(name: .key(K.bnExamples), help: .key(K.bnExamples)) var bnExamples = 2000
 
-  func mode() throws -> BatchNormMode {
-    guard let m = BatchNormMode(rawValue: bn) else {
-      throw EngineError("--bn must be recompute or interpolate, got \(bn)")
-    }
-    return m
-  }
+  func mode() throws -> BatchNormMode { bn }
 }
 
 struct Interpolate: ParsableCommand {
@@ -116,9 +109,10 @@ struct LMC: ParsableCommand {
   @Option(help: "Children per spawn step.") var copies = 2
   @Option(help: "Number of replicates, numbered 1...R.") var replicates = 1
   @Option(help: "Run only replicate K (a phase of lth run or an array task).") var replicate: Int?
-  @Option(help: "A lottery run folder whose mask to use (with --level).") var maskFrom: String?
-  @Option(help: "The lottery level whose mask to use.") var level: Int?
-  @Flag(help: "A random mask with the per-tensor counts of --mask-from's level.") var randomMask = false
+  @Option(name: .key(LMCHParams.CodingKeys.maskRun), help: .key(LMCHParams.CodingKeys.maskRun)) var maskFrom: String?
+  @Option(name: .key(LMCHParams.CodingKeys.maskLevel), help: .key(LMCHParams.CodingKeys.maskLevel)) var level: Int?
+  @Flag(name: .key(LMCHParams.CodingKeys.randomMask), help: .key(LMCHParams.CodingKeys.randomMask))
+  var randomMask = false
   @OptionGroup var interp: InterpolationFlags
 
   /// The runner, the spawn steps in iterations and the replicates of this command, checked.

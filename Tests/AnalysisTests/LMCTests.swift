@@ -344,3 +344,26 @@ struct LMCExperimentTests {
       "the endpoints have different masks")
   }
 }
+
+@Suite("LMC hyperparameters declared once")
+struct LMCKeyTests {
+  @Test("LMCHParams' declared keys are its JSON keys and lth lmc's flags", .tags(.endToEnd), .endToEnd)
+  func keys() throws {
+    let h = try LMCHParams(
+      training: try lmcSetup().hparams, maskRun: "lottery_x", maskLevel: 1, randomMask: true, bn: .recompute,
+      points: 3, trainEvalSize: 10, bnExamples: 10)
+    let o = try JSONSerialization.jsonObject(with: Data(h.canonicalJSON().utf8)) as! [String: Any]
+    #expect(Set(o.keys) == Set(LMCHParams.CodingKeys.allCases.map(\.stringValue)))
+    let help = try CLI.run(["lmc", "--help"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+    for k in LMCHParams.CodingKeys.allCases {
+      guard let flag = k.flagName else { continue }
+      #expect(help.contains("--\(flag) "), "--\(flag)")
+      #expect(help.contains(k.help.split(whereSeparator: \.isWhitespace).joined(separator: " ")), "\(k)")
+    }
+    #expect {
+      _ = try LMCHParams(
+        training: try lmcSetup().hparams, maskRun: nil, maskLevel: nil, randomMask: false, bn: .recompute, points: 1,
+        trainEvalSize: 10, bnExamples: 10)
+    } throws: { ($0 as? SettingError)?.flag == "--points" }
+  }
+}

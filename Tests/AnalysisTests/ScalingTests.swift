@@ -143,9 +143,9 @@ struct ScalingLawTests {
     let two = try Holdout(parsing: "depth<20, data==0.5")
     #expect(two.holds(Configuration(depth: 14, width: 1, data: 0.5)))
     #expect(!two.holds(Configuration(depth: 20, width: 1, data: 0.5)))
-    #expect(throws: EngineError.self) { try Holdout(parsing: "height>1") }
-    #expect(throws: EngineError.self) { try Holdout(parsing: "width~1") }
-    #expect(throws: EngineError.self) { try Holdout(parsing: "width>=x") }
+    #expect(throws: SettingError.self) { try Holdout(parsing: "height>1") }
+    #expect(throws: SettingError.self) { try Holdout(parsing: "width~1") }
+    #expect(throws: SettingError.self) { try Holdout(parsing: "width>=x") }
   }
 
   @Test("width factors mean the same in every family")

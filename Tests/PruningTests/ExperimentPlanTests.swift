@@ -33,12 +33,14 @@ struct ExperimentPlanTests {
     #expect(phases[1].dependencies == ["r1.L0"] && phases[3].dependencies.isEmpty)
     #expect(plan.unfinished().count == 6)
 
-    // Run replicate 1's phases through the library.
-    Parallel.threads = 2
-    let runner = try LotteryRunner(plan.hparams, dataDir: nil, output: out, progress: .quiet)
-    try runner.open()
-    runner.releaseRoot()
-    for phase in plan.unfinished() where phase.replicate == 1 { try runner.run(phase) }
+    // Run replicate 1's phases through the library (holding the worker pool alone, so that
+    // tests timing their own parallel loops are not disturbed).
+    try withExclusiveThreads(2) {
+      let runner = try LotteryRunner(plan.hparams, dataDir: nil, output: out, progress: .quiet)
+      try runner.open()
+      runner.releaseRoot()
+      for phase in plan.unfinished() where phase.replicate == 1 { try runner.run(phase) }
+    }
     #expect(plan.unfinished().map(\.id) == ["r2.L0", "r2.L1", "r2.L2"])
 
     // The same experiment through lth: same folder, same trained bytes.
@@ -70,5 +72,22 @@ struct ExperimentPlanTests {
     let p = PaIPlan(pai, output: "/o", replicates: [1], densities: [0.5, 0.1])
     #expect(p.kind == .pai && p.phases().map(\.id) == ["r1.d0.5", "r1.d0.1"])
     #expect(p.phases().allSatisfy { $0.dependencies.isEmpty && !$0.isDone })
+  }
+
+  @Test("a branch refused for a corrupt mask is recorded as failed in commands.jsonl, with its error")
+  func refusedBranchRecorded() throws {
+    let out = CLI.tempDir()
+    let args = Self.flags + ["--output", out, "--levels", "1"]
+    #expect(try CLI.run(["lottery"] + args).status == 0)
+    let plan = LotteryPlan(try hparams(), output: out, replicates: [1], levels: 1)
+    let mask = RunFile.mask.path(in: RunLayout.main(RunLayout.level(plan.root, replicate: 1, level: 1)))
+    try AtomicFile.write(Array("not a mask".utf8), to: mask)
+    let r = try CLI.run(["branch", "random-reinit"] + args)
+    #expect(r.status != 0 && r.stderr.split(separator: "\n").count == 1, "\(r.stderr)")
+    let lines = try AtomicFile.read(RunFile.commands.path(in: plan.root)).split(separator: 10)
+    let last = try #require(JSONValue.parse(Array(lines.last ?? [])))
+    #expect(last["outcome"]?.string == "failed", "\(last)")
+    #expect(last["argv"]?.array?.contains(.string("random-reinit")) == true)
+    #expect(last["error"]?.string?.contains("mask") == true, "\(last)")
   }
 }
