@@ -71,7 +71,7 @@ public final class PhaseRunner {
     let fm = FileManager.default
     if !fm.fileExists(atPath: RunFile.hparams.path(in: dir)) && !fm.fileExists(atPath: RunFile.provenance.path(in: dir)) {
       let p = try Provenance.current(convBackends: try setup.plannedConvBackends()).jsonObject()
-      try RunStore.writeJSON(["provenance": p], to: RunFile.provenance.path(in: dir))
+      try RunStore.writeJSON(JSONValue.object(["provenance": .object(p)]), to: RunFile.provenance.path(in: dir))
     }
     let net = try setup.makeNetwork(seed: initSeed)
     if let initialState { try ModelState.load(net, from: initialState) }

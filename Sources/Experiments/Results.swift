@@ -155,10 +155,7 @@ public enum Results {
       let cut = name.lastIndex(of: "_")
       var kind = cut.map { String(name[..<$0]) } ?? name
       var id = cut.map { String(name[name.index(after: $0)...]) } ?? name
-      if let stored = try? RunStore.storedHParams(dir)?.hparams,
-        let data = try? JSONSerialization.data(withJSONObject: stored),
-        let b = try? JSONDecoder().decode(BranchHParams.self, from: data)
-      {
+      if let stored = try? RunStore.storedHParams(dir)?.hparams, let b = try? stored.decode(BranchHParams.self) {
         (kind, id) = (b.kind.rawValue, b.hash)
       }
       branchIDs[folder] = id

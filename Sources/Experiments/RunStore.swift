@@ -68,9 +68,9 @@ public struct Provenance: Codable, Sendable {
   }
 
   /// As a JSON object; `onednn_isa` is written as null (not left out) without oneDNN.
-  public func jsonObject() throws -> [String: Any] {
-    var o = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(self)) as! [String: Any]
-    if onednnISA == nil { o["onednn_isa"] = NSNull() }
+  public func jsonObject() throws -> [String: JSONValue] {
+    var o = try JSONValue(encoding: self).object ?? [:]
+    if onednnISA == nil { o["onednn_isa"] = .null }
     return o
   }
 }
@@ -96,7 +96,7 @@ public enum RunStore {
 
   /// The `hparams` object of a run folder's `hparams.json` (nil when there is none);
   /// throws when the file is unreadable.
-  static func storedHParams(_ directory: String) throws -> (file: [String: Any], hparams: Any)? {
+  static func storedHParams(_ directory: String) throws -> (file: [String: JSONValue], hparams: JSONValue)? {
     let path = RunFile.hparams.path(in: directory)
     guard FileManager.default.fileExists(atPath: path) else { return nil }
     let (obj, stored) = try parseHParamsFile(try AtomicFile.read(path), path: path)
@@ -106,24 +106,19 @@ public enum RunStore {
   /// An `hparams.json`'s bytes: the whole object and its `hparams` object (anything else,
   /// including an `hparams` that is not an object, is one clear error).
   static func parseHParamsFile(_ bytes: [UInt8], path: String) throws -> (
-    file: [String: Any], hparams: [String: Any]
+    file: [String: JSONValue], hparams: JSONValue
   ) {
-    guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-      let stored = obj["hparams"] as? [String: Any]
-    else { throw RunError("\(path) is unreadable or truncated; move the run folder aside to start over") }
+    guard let obj = JSONValue.parse(bytes)?.object, let stored = obj["hparams"], stored.object != nil else {
+      throw RunError("\(path) is unreadable or truncated; move the run folder aside to start over")
+    }
     return (obj, stored)
   }
 
-  /// Whether a stored `hparams` object describes the same values as `hparamsJSON`.
-  static func same(_ stored: Any, _ hparamsJSON: String) throws -> Bool {
-    let ours = try JSONSerialization.jsonObject(with: Data(hparamsJSON.utf8))
-    func text(_ o: Any) throws -> String {
-      String(decoding: try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys]), as: UTF8.self)
-    }
-    if try text(stored) == text(ours) { return true }
-    // Numbers written as 1 by one writer and 1.0 by another are the same number.
-    if let a = stored as? NSDictionary, let b = ours as? NSDictionary { return a.isEqual(b) }
-    return false
+  /// Whether a stored `hparams` object describes the same values as `hparamsJSON`
+  /// (numbers written as 1 by one writer and 1.0 by another are the same number).
+  static func same(_ stored: JSONValue, _ hparamsJSON: String) throws -> Bool {
+    guard let ours = JSONValue.parse(Array(hparamsJSON.utf8)) else { throw RunError("unreadable hyperparameters") }
+    return stored.sameValue(ours)
   }
 
   /// Writes `hparams.json` for a new run, or checks that an existing one describes the
@@ -141,11 +136,12 @@ public enum RunStore {
       }
       return true
     }
-    let obj: [String: Any] = [
-      "kind": kind, "hparams": try JSONSerialization.jsonObject(with: Data(hparamsJSON.utf8)),
-      "provenance": try Provenance.current(convBackends: convBackends).jsonObject(),
-      "run_hash": RunHash.sha256(hparamsJSON), "hash_scheme": RunHash.scheme,
-    ]
+    guard let hparams = JSONValue.parse(Array(hparamsJSON.utf8)) else { throw RunError("unreadable hyperparameters") }
+    let obj: JSONValue = .object([
+      "kind": .string(kind), "hparams": hparams,
+      "provenance": .object(try Provenance.current(convBackends: convBackends).jsonObject()),
+      "run_hash": .string(RunHash.sha256(hparamsJSON)), "hash_scheme": .string(RunHash.scheme),
+    ])
     try writeJSON(obj, to: path)
     return false
   }
@@ -155,13 +151,6 @@ public enum RunStore {
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .prettyPrinted]
     try AtomicFile.write([UInt8](try e.encode(value)) + [10], to: path)
-  }
-
-  /// Writes a JSON object read by the decoding edge of older files (`hparams.json`'s
-  /// stored object, `machine_changes.json`) back as pretty JSON with sorted keys.
-  public static func writeJSON(_ obj: Any, to path: String) throws {
-    let text = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
-    try AtomicFile.write([UInt8](text) + [10], to: path)
   }
 
   /// Finds a run folder made under the old FNV hash: when `directory` does not exist but
@@ -183,10 +172,10 @@ public enum RunStore {
       throw RunError("cannot rename \(legacy) to \(directory): \(String(cString: strerror(errno)))")
     }
     var updated = file
-    updated["migrated_from"] = (legacy as NSString).lastPathComponent
-    updated["run_hash"] = RunHash.sha256(hparamsJSON)
-    updated["hash_scheme"] = RunHash.scheme
-    try writeJSON(updated, to: RunFile.hparams.path(in: directory))
+    updated["migrated_from"] = .string((legacy as NSString).lastPathComponent)
+    updated["run_hash"] = .string(RunHash.sha256(hparamsJSON))
+    updated["hash_scheme"] = .string(RunHash.scheme)
+    try writeJSON(JSONValue.object(updated), to: RunFile.hparams.path(in: directory))
     FileHandle.standardError.write(
       Data(
         "migrated \(legacy) to \((directory as NSString).lastPathComponent) (run folders are now named by SHA-256)\n"
@@ -198,8 +187,7 @@ public enum RunStore {
   /// only names the file in errors.
   public static func storedHParams(_ bytes: [UInt8], path: String) throws -> String {
     let (_, stored) = try parseHParamsFile(bytes, path: path)
-    return String(
-      decoding: try JSONSerialization.data(withJSONObject: stored, options: [.sortedKeys]), as: UTF8.self)
+    return jsonLine(stored)
   }
 
   /// Creates and locks an experiment folder `root` under `output` and records (or checks)
@@ -256,13 +244,13 @@ public enum RunStore {
     -> CommandRecord
   {
     // The build too: a run continued by another LotteryKit may round differently.
-    let entry: [String: Any] = [
-      "argv": arguments, "created": ISO8601DateFormatter().string(from: Date()),
-      "threads": Parallel.threads, "git_commit": BuildInfo.gitCommit,
-      "lotterykit_version": LotteryKitVersion.version, "outcome": CommandRecord.Outcome.running.rawValue,
-      "pid": Int(getpid()),
+    let entry: [String: JSONValue] = [
+      "argv": .array(arguments.map(JSONValue.string)), "created": .string(ISO8601DateFormatter().string(from: Date())),
+      "threads": .int(Parallel.threads), "git_commit": .string(BuildInfo.gitCommit),
+      "lotterykit_version": .string(LotteryKitVersion.version),
+      "outcome": .string(CommandRecord.Outcome.running.rawValue), "pid": .int(Int(getpid())),
     ]
-    let line = [UInt8](try JSONSerialization.data(withJSONObject: entry, options: [.sortedKeys]))
+    let line = Array(jsonLine(entry).utf8)
     try CommandRecord.rewrite(root) { $0 + [line] }
     return CommandRecord(root: root, entry: entry, line: line)
   }
@@ -330,14 +318,6 @@ public enum MachineCheck {
   public static let fileName = RunFile.machineChanges.rawValue
 
   /// The entries of a run folder's `machine_changes.json` (empty when there is none).
-  public static func changes(in runDir: String) throws -> [[String: Any]] {
-    let path = runDir + "/" + fileName
-    guard FileManager.default.fileExists(atPath: path) else { return [] }
-    guard let a = try? JSONSerialization.jsonObject(with: Data(try AtomicFile.read(path))) as? [[String: Any]]
-    else { throw RunError("\(path) is unreadable or truncated") }
-    return a
-  }
-
   /// The entries of a run folder's `machine_changes.json` as written (empty when there is none).
   public static func entries(in runDir: String) throws -> [JSONValue] {
     let path = runDir + "/" + fileName
@@ -349,31 +329,25 @@ public enum MachineCheck {
   }
 
   /// This process's machine (the ``machineFields`` of ``Provenance/current(convBackends:)``).
-  public static func current(convBackends: [String: String]?) throws -> [String: Any] {
+  public static func current(convBackends: [String: String]?) throws -> [String: JSONValue] {
     let p = try Provenance.current(convBackends: convBackends).jsonObject()
-    var out: [String: Any] = [:]
-    for k in machineFields { out[k] = p[k] ?? NSNull() }
+    var out: [String: JSONValue] = [:]
+    for k in machineFields { out[k] = p[k] ?? .null }
     return out
   }
 
-  static func text(_ v: Any?) -> String {
-    switch v {
-    case nil, is NSNull: "none"
-    case let s as String: s
-    default: "\(v!)"
-    }
-  }
+  static func text(_ v: JSONValue?) -> String { v?.text ?? "none" }
 
   /// "field old -> new" for every compared field that differs; fields an older record
   /// lacks are not compared.
-  public static func differences(recorded: [String: Any], current: [String: Any]) -> [String] {
+  public static func differences(recorded: [String: JSONValue], current: [String: JSONValue]) -> [String] {
     var out: [String] = []
     for field in comparedFields {
       guard let r = recorded[field] else { continue }
-      let c = current[field] ?? NSNull()
+      let c = current[field] ?? .null
       if field == "conv_backends" {
-        let rd = r as? [String: String] ?? [:]
-        let cd = c as? [String: String] ?? [:]
+        let rd = (r.object ?? [:]).compactMapValues(\.string)
+        let cd = (c.object ?? [:]).compactMapValues(\.string)
         for layer in Set(rd.keys).union(cd.keys).sorted() where rd[layer] != cd[layer] {
           out.append("conv_backends[\(layer)] \(rd[layer] ?? "none") -> \(cd[layer] ?? "none")")
         }
@@ -387,19 +361,15 @@ public enum MachineCheck {
   /// The git commit of the LotteryKit build that last worked on `runDir`: the newest
   /// `commands.jsonl` entry that names one, else the newest machine change, else the
   /// provenance of `hparams.json`; nil when none is recorded.
-  static func lastBuild(runDir: String, hparamsFile: [String: Any], machineChanges: [[String: Any]])
+  static func lastBuild(runDir: String, hparamsFile: [String: JSONValue], machineChanges: [JSONValue])
     -> String?
   {
     let commands = ((try? AtomicFile.read(runDir + "/" + RunStore.commandsFile)) ?? []).split(separator: 10)
     for line in commands.reversed() {
-      if let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
-        let c = o["git_commit"] as? String
-      {
-        return c
-      }
+      if let c = JSONValue.parse(Array(line))?["git_commit"]?.string { return c }
     }
-    if let c = machineChanges.last?["git_commit"] as? String { return c }
-    return (hparamsFile["provenance"] as? [String: Any])?["git_commit"] as? String
+    if let c = machineChanges.last?["git_commit"]?.string { return c }
+    return hparamsFile["provenance"]?["git_commit"]?.string
   }
 
   /// Checks the machine before more of `runDir` is trained (see the type's description).
@@ -411,9 +381,8 @@ public enum MachineCheck {
     runDir: String, command: String, convBackends: [String: String]?, requireSameCPU: Bool
   ) throws -> Bool {
     guard let (file, _) = try RunStore.storedHParams(runDir) else { return false }
-    let entries = try changes(in: runDir)
-    let recorded =
-      (entries.last?["machine"] as? [String: Any]) ?? (file["provenance"] as? [String: Any]) ?? [:]
+    let entries = try self.entries(in: runDir)
+    let recorded = entries.last?["machine"]?.object ?? file["provenance"]?.object ?? [:]
     let now = try current(convBackends: convBackends)
     let diffs = differences(recorded: recorded, current: now)
     let what = diffs.joined(separator: ", ")
@@ -430,15 +399,15 @@ public enum MachineCheck {
             .utf8))
     }
     guard !diffs.isEmpty else { return false }
-    var changes: [String: Any] = [:]
+    var changes: [String: JSONValue] = [:]
     for field in comparedFields
     where differences(recorded: recorded.filter { $0.key == field }, current: now).count > 0 {
-      changes[field] = ["from": recorded[field] ?? NSNull(), "to": now[field] ?? NSNull()]
+      changes[field] = .object(["from": recorded[field] ?? .null, "to": now[field] ?? .null])
     }
-    let entry: [String: Any] = [
-      "created": ISO8601DateFormatter().string(from: Date()), "command": command, "changes": changes,
-      "machine": now, "git_commit": BuildInfo.gitCommit,
-    ]
+    let entry: JSONValue = .object([
+      "created": .string(ISO8601DateFormatter().string(from: Date())), "command": .string(command),
+      "changes": .object(changes), "machine": .object(now), "git_commit": .string(BuildInfo.gitCommit),
+    ])
     try RunStore.writeJSON(entries + [entry], to: runDir + "/" + fileName)
     FileHandle.standardError.write(
       Data("note: continuing \(runDir) on a different machine: \(what) (recorded in \(fileName))\n".utf8))
@@ -452,15 +421,15 @@ public struct CommandRecord {
     case running, finished, failed, stopped
   }
   public let root: String
-  let entry: [String: Any]
+  let entry: [String: JSONValue]
   let line: [UInt8]
 
   /// Sets this command's outcome (and, on failure, the error's first line) in place.
   public func finish(_ outcome: Outcome, message: String? = nil) throws {
     var e = entry
-    e["outcome"] = outcome.rawValue
-    if let message { e["error"] = String(message.split(separator: "\n").first ?? "") }
-    let updated = [UInt8](try JSONSerialization.data(withJSONObject: e, options: [.sortedKeys]))
+    e["outcome"] = .string(outcome.rawValue)
+    if let message { e["error"] = .string(String(message.split(separator: "\n").first ?? "")) }
+    let updated = Array(jsonLine(e).utf8)
     try Self.rewrite(root) { lines in lines.map { $0 == line ? updated : $0 } }
   }
 

@@ -243,7 +243,7 @@ public enum TrainRunner {
       records, runDir: dir, steps: setup.totalSteps, seconds: Date().timeIntervalSince(started),
       network: net
     ).with(trainer)
-    if try !MachineCheck.changes(in: dir).isEmpty { summary.machineChanged = true }
+    if try !MachineCheck.entries(in: dir).isEmpty { summary.machineChanged = true }
     try summary.write(in: dir)
     return (summary, false)
   }

@@ -101,6 +101,19 @@ public enum JSONValue: Codable, Equatable, Sendable {
     if case .object(let o) = self { return o }
     return nil
   }
+  /// Equality in which numbers compare by value (`1` and `1.0` are the same number).
+  public func sameValue(_ other: JSONValue) -> Bool {
+    switch (self, other) {
+    case (.array(let a), .array(let b)): return a.count == b.count && zip(a, b).allSatisfy { $0.sameValue($1) }
+    case (.object(let a), .object(let b)):
+      return a.count == b.count && a.allSatisfy { k, v in b[k].map { v.sameValue($0) } ?? false }
+    default:
+      if case .uint(let u) = self, case .uint(let v) = other { return u == v }
+      if let x = double, let y = other.double { return x == y }
+      return self == other
+    }
+  }
+
   /// The text a person reads: strings bare, numbers as JSON writes them, null as `none`.
   public var text: String {
     switch self {
