@@ -5,7 +5,10 @@ import Training
 /// carry it as `schema_version`. docs/results-schema.md describes each version; a change
 /// that renames or removes a key, or changes a value's meaning, is a new version.
 public enum ResultSchema {
-  public static let version = 1
+  /// 2: `best_test_accuracy` (a maximum over test evaluations, selection on the test set)
+  /// replaced by `early_stop_test_accuracy` (test accuracy at the step of minimum
+  /// validation loss), per replicate and as a mean and standard deviation per row.
+  public static let version = 2
 }
 
 /// What every result echoes of its run folder: the stored `hparams` and `provenance` of
@@ -31,29 +34,28 @@ public struct ReplicateResult: Codable, Equatable, Sendable {
   public var density: Double
   /// Test accuracy at the end of training.
   public var testAccuracy: Double
-  /// Highest test accuracy over the run's evaluations (selected on the test set: a
-  /// diagnostic, not a result).
-  public var bestTestAccuracy: Double
   public var seconds: Double
-  /// The step of the best validation accuracy (nil without a validation split).
+  /// The evaluation step of minimum validation loss (nil without a validation split).
   public var earlyStopStep: Int?
+  /// Test accuracy at ``earlyStopStep``: chosen on validation data, never on the test set.
+  public var earlyStopTestAccuracy: Double?
   /// Density once weights cut off from the input or output are counted as pruned.
   public var effectiveDensity: Double?
 
   public init(
-    replicate: Int, density: Double, testAccuracy: Double, bestTestAccuracy: Double, seconds: Double,
-    earlyStopStep: Int? = nil, effectiveDensity: Double? = nil
+    replicate: Int, density: Double, testAccuracy: Double, seconds: Double, earlyStopStep: Int? = nil,
+    earlyStopTestAccuracy: Double? = nil, effectiveDensity: Double? = nil
   ) {
-    (self.replicate, self.density, self.testAccuracy, self.bestTestAccuracy, self.seconds) =
-      (replicate, density, testAccuracy, bestTestAccuracy, seconds)
-    (self.earlyStopStep, self.effectiveDensity) = (earlyStopStep, effectiveDensity)
+    (self.replicate, self.density, self.testAccuracy, self.seconds) = (replicate, density, testAccuracy, seconds)
+    (self.earlyStopStep, self.earlyStopTestAccuracy, self.effectiveDensity) =
+      (earlyStopStep, earlyStopTestAccuracy, effectiveDensity)
   }
 
   enum CodingKeys: String, CodingKey {
     case replicate, density, seconds
     case testAccuracy = "test_accuracy"
-    case bestTestAccuracy = "best_test_accuracy"
     case earlyStopStep = "early_stop_step"
+    case earlyStopTestAccuracy = "early_stop_test_accuracy"
     case effectiveDensity = "effective_density"
   }
 
@@ -62,9 +64,9 @@ public struct ReplicateResult: Codable, Equatable, Sendable {
     try c.encode(replicate, forKey: .replicate)
     try c.encode(density, forKey: .density)
     try c.encode(testAccuracy, forKey: .testAccuracy)
-    try c.encode(bestTestAccuracy, forKey: .bestTestAccuracy)
     try c.encode(seconds, forKey: .seconds)
     try c.encode(earlyStopStep, forKey: .earlyStopStep)  // null when absent
+    try c.encode(earlyStopTestAccuracy, forKey: .earlyStopTestAccuracy)
     try c.encode(effectiveDensity, forKey: .effectiveDensity)
   }
 }
@@ -113,8 +115,11 @@ public struct ResultRow: Codable, Equatable, Sendable {
   public var density: Double?
   public var testAccuracyMean: Double?
   public var testAccuracyStd: Double?
-  public var bestTestAccuracyMean: Double?
   public var earlyStopStepMean: Double?
+  /// Test accuracy at each replicate's early-stopping step: mean and sample standard
+  /// deviation (nil without a validation split).
+  public var earlyStopTestAccuracyMean: Double?
+  public var earlyStopTestAccuracyStd: Double?
   public var replicates: Int
   /// Mean effective density when every replicate recorded one.
   public var effectiveDensity: Double?
@@ -132,7 +137,8 @@ public struct ResultRow: Codable, Equatable, Sendable {
 
   public init(
     level: Int? = nil, targetDensity: Double? = nil, density: Double? = nil, testAccuracyMean: Double? = nil,
-    testAccuracyStd: Double? = nil, bestTestAccuracyMean: Double? = nil, earlyStopStepMean: Double? = nil,
+    testAccuracyStd: Double? = nil, earlyStopStepMean: Double? = nil, earlyStopTestAccuracyMean: Double? = nil,
+    earlyStopTestAccuracyStd: Double? = nil,
     replicates: Int = 0, effectiveDensity: Double? = nil, testAccuracyValues: [Double] = [],
     secondsMean: Double? = nil, perReplicate: [ReplicateResult] = [], layers: [LayerDensity] = [],
     learningCurve: LearningCurve = LearningCurve(), branches: [String: ResultRow]? = nil, kind: String? = nil,
@@ -143,8 +149,9 @@ public struct ResultRow: Codable, Equatable, Sendable {
     self.density = density
     self.testAccuracyMean = testAccuracyMean
     self.testAccuracyStd = testAccuracyStd
-    self.bestTestAccuracyMean = bestTestAccuracyMean
     self.earlyStopStepMean = earlyStopStepMean
+    self.earlyStopTestAccuracyMean = earlyStopTestAccuracyMean
+    self.earlyStopTestAccuracyStd = earlyStopTestAccuracyStd
     self.replicates = replicates
     self.effectiveDensity = effectiveDensity
     self.testAccuracyValues = testAccuracyValues
@@ -162,8 +169,9 @@ public struct ResultRow: Codable, Equatable, Sendable {
     case targetDensity = "target_density"
     case testAccuracyMean = "test_accuracy_mean"
     case testAccuracyStd = "test_accuracy_std"
-    case bestTestAccuracyMean = "best_test_accuracy_mean"
     case earlyStopStepMean = "early_stop_step_mean"
+    case earlyStopTestAccuracyMean = "early_stop_test_accuracy_mean"
+    case earlyStopTestAccuracyStd = "early_stop_test_accuracy_std"
     case effectiveDensity = "effective_density"
     case testAccuracyValues = "test_accuracy_values"
     case secondsMean = "seconds_mean"
@@ -179,8 +187,9 @@ public struct ResultRow: Codable, Equatable, Sendable {
     try c.encode(density, forKey: .density)
     try c.encode(testAccuracyMean, forKey: .testAccuracyMean)
     try c.encode(testAccuracyStd, forKey: .testAccuracyStd)
-    try c.encode(bestTestAccuracyMean, forKey: .bestTestAccuracyMean)
     try c.encode(earlyStopStepMean, forKey: .earlyStopStepMean)
+    try c.encode(earlyStopTestAccuracyMean, forKey: .earlyStopTestAccuracyMean)
+    try c.encode(earlyStopTestAccuracyStd, forKey: .earlyStopTestAccuracyStd)
     try c.encode(replicates, forKey: .replicates)
     try c.encode(effectiveDensity, forKey: .effectiveDensity)
     try c.encode(testAccuracyValues, forKey: .testAccuracyValues)

@@ -18,7 +18,8 @@ public enum Results {
     var replicate: [Int] = []
     var density: [Double] = []
     var final: [Double] = []
-    var best: [Double] = []
+    var stopAccuracy: [Double] = []
+    var stopAccuracies: [Double?] = []
     var earlyStop: [Int] = []
     var earlyStops: [Int?] = []
     var effective: [Double] = []
@@ -78,7 +79,10 @@ public enum Results {
     cell.replicate.append(replicate)
     cell.density.append(density)
     cell.final.append(s.testAccuracy)
-    cell.best.append(s.bestTestAccuracy)
+    // Runs of builds before early_stop_test_accuracy: the test evaluation at the step.
+    let atStop = s.earlyStopTestAccuracy ?? s.earlyStopStep.flatMap { e in curve.last { $0.0 == e }?.1 }
+    if let a = atStop { cell.stopAccuracy.append(a) }
+    cell.stopAccuracies.append(atStop)
     cell.seconds.append(s.seconds)
     if let e = s.earlyStopStep { cell.earlyStop.append(e) }
     cell.earlyStops.append(s.earlyStopStep)
@@ -109,8 +113,9 @@ public enum Results {
     for i in c.final.indices {
       perReplicate.append(
         ReplicateResult(
-          replicate: c.replicate[i], density: c.density[i], testAccuracy: c.final[i], bestTestAccuracy: c.best[i],
-          seconds: c.seconds[i], earlyStopStep: c.earlyStops[i], effectiveDensity: c.effectives[i]))
+          replicate: c.replicate[i], density: c.density[i], testAccuracy: c.final[i], seconds: c.seconds[i],
+          earlyStopStep: c.earlyStops[i], earlyStopTestAccuracy: c.stopAccuracies[i],
+          effectiveDensity: c.effectives[i]))
     }
     // Layer densities and the learning curve: means over the replicates that have them.
     var layers: [LayerDensity] = []
@@ -131,7 +136,8 @@ public enum Results {
     }
     return ResultRow(
       density: mean(c.density), testAccuracyMean: mean(c.final), testAccuracyStd: std(c.final),
-      bestTestAccuracyMean: mean(c.best), earlyStopStepMean: mean(c.earlyStop.map(Double.init)),
+      earlyStopStepMean: mean(c.earlyStop.map(Double.init)), earlyStopTestAccuracyMean: mean(c.stopAccuracy),
+      earlyStopTestAccuracyStd: std(c.stopAccuracy),
       replicates: c.final.count,
       effectiveDensity: c.effective.count == c.final.count ? mean(c.effective) : nil, testAccuracyValues: c.final,
       secondsMean: mean(c.seconds), perReplicate: perReplicate, layers: layers, learningCurve: curve)
@@ -266,9 +272,12 @@ public enum Results {
     return String(format: "%.\(digits)f", p)
   }
 
-  static func acc(_ o: ResultRow) -> String {
-    guard let m = o.testAccuracyMean else { return "-" }
-    if let s = o.testAccuracyStd { return String(format: "%.2f ± %.2f", m * 100, s * 100) }
+  static func acc(_ o: ResultRow) -> String { pm(o.testAccuracyMean, o.testAccuracyStd) }
+
+  /// `mean ± std` in percent (`-` without a mean, the mean alone without a std).
+  public static func pm(_ m: Double?, _ s: Double?) -> String {
+    guard let m else { return "-" }
+    if let s { return String(format: "%.2f ± %.2f", m * 100, s * 100) }
     return String(format: "%.2f", m * 100)
   }
 
@@ -281,7 +290,7 @@ public enum Results {
     let names = Array(Set(levels.flatMap { ($0.branches ?? [:]).keys })).sorted()
     let header =
       [
-        isPaI ? "target %" : "level", "density %", "effective %", "test acc %", "best %", "early stop",
+        isPaI ? "target %" : "level", "density %", "effective %", "test acc %", "early stop", "acc at stop %",
         "reps",
       ]
       + names.map { $0 + " %" }
@@ -289,9 +298,9 @@ public enum Results {
     for l in levels {
       let name: String = isPaI ? (l.targetDensity.map(pct3) ?? "?") : (l.level.map(String.init) ?? "?")
       let density: String = l.density.map(pct3) ?? "-"
-      let best: String = l.bestTestAccuracyMean.map { String(format: "%.2f", $0 * 100) } ?? "-"
       let early: String = l.earlyStopStepMean.map { String(format: "%.0f", $0) } ?? "-"
-      var row: [String] = [name, density, eff(l), acc(l), best, early, "\(l.replicates)"]
+      let atStop = pm(l.earlyStopTestAccuracyMean, l.earlyStopTestAccuracyStd)
+      var row: [String] = [name, density, eff(l), acc(l), early, atStop, "\(l.replicates)"]
       let b = l.branches ?? [:]
       for n in names { row.append(b[n].map(acc) ?? "-") }
       rows.append(row)

@@ -109,9 +109,12 @@ public struct TrainSummary: Codable, Sendable, Equatable {
   public var runDir: String
   public var testAccuracy: Double
   public var testLoss: Double
-  public var bestTestAccuracy: Double
   public var validationAccuracy: Double?
+  /// The evaluation step of minimum validation loss (nil without a validation split).
   public var earlyStopStep: Int?
+  /// Test accuracy at ``earlyStopStep``: the number the LTH paper reports, the iteration
+  /// chosen on validation data, never on the test set.
+  public var earlyStopTestAccuracy: Double?
   public var steps: Int
   public var seconds: Double
   /// The convolution backend of every convolution layer, e.g. `onednn:jit_wino_4x3:avx512_core`.
@@ -128,7 +131,7 @@ public struct TrainSummary: Codable, Sendable, Equatable {
     case runDir = "run_dir"
     case testAccuracy = "test_accuracy"
     case testLoss = "test_loss"
-    case bestTestAccuracy = "best_test_accuracy"
+    case earlyStopTestAccuracy = "early_stop_test_accuracy"
     case validationAccuracy = "validation_accuracy"
     case earlyStopStep = "early_stop_step"
     case steps, seconds
@@ -145,10 +148,11 @@ public struct TrainSummary: Codable, Sendable, Equatable {
     let test = records.filter { $0.split == "test" }
     guard let last = test.last else { throw RunError("\(runDir): no test metrics recorded") }
     let val = records.filter { $0.split == "validation" }
+    let stop = val.min { $0.loss < $1.loss }?.step
     return TrainSummary(
-      runDir: runDir, testAccuracy: last.accuracy, testLoss: last.loss,
-      bestTestAccuracy: test.map(\.accuracy).max()!, validationAccuracy: val.last?.accuracy,
-      earlyStopStep: val.min { $0.loss < $1.loss }?.step, steps: steps, seconds: seconds,
+      runDir: runDir, testAccuracy: last.accuracy, testLoss: last.loss, validationAccuracy: val.last?.accuracy,
+      earlyStopStep: stop, earlyStopTestAccuracy: stop.flatMap { s in test.last { $0.step == s }?.accuracy },
+      steps: steps, seconds: seconds,
       convBackends: network.convolutions.isEmpty ? nil : network.convolutionBackendNames)
   }
 

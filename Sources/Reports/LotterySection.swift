@@ -100,7 +100,7 @@ public enum LotterySection: ReportSection {
 
     // The level table.
     let names = branchNames(rows)
-    var header = ["level", "density", "effective", "test acc", "best", "early stop", "reps", "s / run"]
+    var header = ["level", "density", "effective", "test acc", "early stop", "acc at stop", "reps", "s / run"]
     header += names.map { $0 + " acc" }
     var cells: [[(text: String, background: String?)]] = []
     func pm(_ o: ResultRow?) -> String {
@@ -114,8 +114,8 @@ public enum LotterySection: ReportSection {
       }
       func percent(_ v: Double?) -> String { v.map { TickFormat.percent.text($0) } ?? "-" }
       var c: [String] = [r.level.map(String.init) ?? "?", percent(r.density), percent(r.effectiveDensity), pm(r)]
-      c.append(number(r.bestTestAccuracyMean, "%.2f", scale: 100))
       c.append(number(r.earlyStopStepMean, "%.0f"))
+      c.append(Results.pm(r.earlyStopTestAccuracyMean, r.earlyStopTestAccuracyStd))
       c.append("\(r.replicates)")
       c.append(number(r.secondsMean, "%.1f"))
       c += names.map { pm(r.branches?[$0]) }

@@ -7,13 +7,13 @@ import Foundation
 ///
 /// Columns: `run,kind,replicate,level,target_density,k,pair,branch,metric,value`; a column
 /// that does not apply to a row is empty. Metrics: `density`, `effective_density`,
-/// `test_accuracy`, `best_test_accuracy`, `early_stop_step` and `seconds` for lottery and
+/// `test_accuracy`, `early_stop_step`, `early_stop_test_accuracy` and `seconds` for lottery and
 /// prune-init runs; `test_error_barrier`, `train_error_barrier` and `test_loss_barrier` per
 /// (replicate, pair) curve and `endpoint_test_accuracy` for mode-connectivity runs.
 public enum TidyCSV {
   public static let header = "run,kind,replicate,level,target_density,k,pair,branch,metric,value"
   static let rowMetrics = [
-    "density", "effective_density", "test_accuracy", "best_test_accuracy", "early_stop_step", "seconds",
+    "density", "effective_density", "test_accuracy", "early_stop_step", "early_stop_test_accuracy", "seconds",
   ]
 
   public static func text(_ runs: [RunResult]) -> String {
@@ -57,7 +57,7 @@ public enum TidyCSV {
             for p in o.perReplicate {
               let values: [String: Double?] = [
                 "density": p.density, "effective_density": p.effectiveDensity, "test_accuracy": p.testAccuracy,
-                "best_test_accuracy": p.bestTestAccuracy, "early_stop_step": p.earlyStopStep.map(Double.init),
+                "early_stop_test_accuracy": p.earlyStopTestAccuracy, "early_stop_step": p.earlyStopStep.map(Double.init),
                 "seconds": p.seconds,
               ]
               for m in rowMetrics {

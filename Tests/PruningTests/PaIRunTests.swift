@@ -50,7 +50,7 @@ struct PaIRunTests {
     let rows = obj["densities"] as! [[String: Any]]
     #expect(rows.count == 2)
     for key in [
-      "density", "effective_density", "test_accuracy_mean", "test_accuracy_std", "best_test_accuracy_mean",
+      "density", "effective_density", "test_accuracy_mean", "test_accuracy_std", "early_stop_test_accuracy_mean",
       "replicates", "branches",
     ] {
       #expect(rows[0].keys.contains(key), "\(key)")

@@ -231,7 +231,7 @@ struct LotteryTests {
     let levels = obj["levels"] as! [[String: Any]]
     #expect(levels.count == 3 && obj["run_dir"] as? String == root)
     for key in [
-      "level", "density", "test_accuracy_mean", "test_accuracy_std", "best_test_accuracy_mean",
+      "level", "density", "test_accuracy_mean", "test_accuracy_std", "early_stop_test_accuracy_mean",
       "early_stop_step_mean", "replicates", "branches",
     ] {
       #expect(levels[2].keys.contains(key), "\(key)")

@@ -60,8 +60,9 @@ struct ReportRunTests {
     }
     #expect(rows[0].joined(separator: ",") == TidyCSV.header)
     let body = rows.dropFirst()
-    // 5 finished (replicate, level) runs; early_stop_step is empty without a validation split.
-    #expect(body.count == 5 * 5)
+    // 5 finished (replicate, level) runs; early_stop_step and early_stop_test_accuracy are
+    // empty without a validation split.
+    #expect(body.count == 5 * 4)
     for level in levels {
       for p in level["per_replicate"] as! [[String: Any]] {
         let match = body.first {

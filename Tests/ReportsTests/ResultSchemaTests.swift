@@ -77,6 +77,18 @@ struct ResultSchemaTests {
     let results = try JSONDecoder().decode(RunResults.self, from: Data(branch.utf8))
     #expect(results.rows.count == 2 && results.rows[1].branches?["random-reinit"] != nil)
     #expect(results.rows[0].perReplicate[0].earlyStopStep != nil && results.schemaVersion == ResultSchema.version)
+    // Test accuracy is reported at the early-stopping step chosen on validation data (the
+    // test evaluation logged at that step), and no maximum over test evaluations is.
+    #expect(!lottery.contains("best_test_accuracy") && !branch.contains("best_test_accuracy"))
+    for row in results.rows {
+      let rep = row.perReplicate[0]
+      let metrics = try AtomicFile.read(
+        RunFile.metrics.path(in: RunLayout.main(RunLayout.level(results.runDir, replicate: 1, level: row.level!))))
+      let test = try MetricsLog.parse(metrics, path: "metrics").filter { $0.split == "test" }
+      let stop = try #require(rep.earlyStopStep)
+      #expect(rep.earlyStopTestAccuracy == test.last { $0.step == stop }?.accuracy)
+      #expect(row.earlyStopTestAccuracyMean == rep.earlyStopTestAccuracy)
+    }
     // Pruning at initialisation.
     let pai = try run(
       ["prune-init"] + small + ["--method", "magnitude", "--densities", "0.2", "--json"])
