@@ -45,11 +45,11 @@ public struct Scale: Sendable, Equatable {
   ///
   /// Linear: multiples of a step of 1, 2 or 5 times a power of ten, about `target` of them.
   /// Log: the powers of ten; over less than 2.5 decades also 2x and 5x; under one decade
-  /// every integer multiple (1x ... 9x).
+  /// every integer multiple (1x ... 9x); and where that leaves fewer than two (a range
+  /// inside one decade such as 12%-16%), the linear ticks. Every axis gets at least two.
   public func ticks(target: Int = 5) -> [Double] {
     let eps = 1e-9
-    switch kind {
-    case .linear:
+    func linear() -> [Double] {
       let step = Self.niceStep((hi - lo) / Double(max(1, target)))
       var out: [Double] = []
       var k = (lo / step - eps).rounded(.up)
@@ -60,6 +60,30 @@ public struct Scale: Sendable, Equatable {
         k += 1
       }
       return out
+    }
+    switch kind {
+    case .linear:
+      return linear()
+    case .log:
+      // A range inside one decade may hold fewer than two of 1..9 x 10^k (12%-16% holds
+      // none): evenly spaced ticks then, drawn at their log positions.
+      let out = logTicks(eps)
+      return out.count >= 2 ? out : linear().filter { $0 > 0 }
+    }
+  }
+
+  /// The step to label `ticks` with: their spacing when evenly spaced (every linear axis,
+  /// and a log axis inside one decade), nil for 1-2-5 ticks across decades.
+  public static func labelStep(_ ticks: [Double]) -> Double? {
+    guard ticks.count > 1 else { return nil }
+    let d = ticks[1] - ticks[0]
+    let even = zip(ticks.dropFirst(), ticks).allSatisfy { abs(($0 - $1) - d) <= 1e-6 * abs(d) }
+    return even ? d : nil
+  }
+
+  private func logTicks(_ eps: Double) -> [Double] {
+    switch kind {
+    case .linear: return []
     case .log:
       let decades = log10(hi / lo)
       let multiples: [Double] =
@@ -307,8 +331,8 @@ public struct Chart: Sendable {
     // Grid and ticks.
     let xt = sx.ticks(target: small ? 3 : 6)
     let yt = sy.ticks(target: small ? 3 : 5)
-    let xStep = xt.count > 1 ? xt[1] - xt[0] : nil
-    let yStep = yt.count > 1 ? yt[1] - yt[0] : nil
+    let xStep = Scale.labelStep(xt)
+    let yStep = Scale.labelStep(yt)
     o += "<g class=\"axis x\">"
     // Every tick gets a grid line; a label closer than its width to one already drawn is
     // left out (the crowded end of a log axis). Powers of ten are labelled first, then 2x
@@ -325,7 +349,7 @@ public struct Chart: Sendable {
       o += "<line class=\"grid\" x1=\"\(px)\" x2=\"\(px)\" y1=\"\(Self.n(f.t))\" y2=\"\(Self.n(f.b))\"/>"
       guard labelled.allSatisfy({ abs($0 - sx(v)) >= minGap }) else { continue }
       labelled.append(sx(v))
-      let label = x.format.text(v, step: sx.kind == .log ? nil : xStep)
+      let label = x.format.text(v, step: xStep)
       o +=
         "<text class=\"tick\" x=\"\(px)\" y=\"\(Self.n(f.b + 14))\" text-anchor=\"middle\">\(e(label))</text>"
     }
@@ -340,7 +364,7 @@ public struct Chart: Sendable {
       o += "<line class=\"grid\" x1=\"\(Self.n(f.l))\" x2=\"\(Self.n(f.r))\" y1=\"\(py)\" y2=\"\(py)\"/>"
       guard labelledY.allSatisfy({ abs($0 - sy(v)) >= 13 }) else { continue }
       labelledY.append(sy(v))
-      let label = y.format.text(v, step: sy.kind == .log ? nil : yStep)
+      let label = y.format.text(v, step: yStep)
       o +=
         "<text class=\"tick\" x=\"\(Self.n(f.l - 5))\" y=\"\(py)\" dy=\"0.32em\" text-anchor=\"end\">\(e(label))</text>"
     }

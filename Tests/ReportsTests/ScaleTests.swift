@@ -172,4 +172,35 @@ struct ScaleTests {
     #expect(lines.contains("l,lmc,1,,,10,,main,endpoint_test_accuracy,0.9"))
     #expect(!lines.contains { $0.contains("early_stop_step") })
   }
+
+  @Test("every axis gets numbered ticks: narrow and wide, linear and log ranges")
+  func ticksOnEveryRange() throws {
+    let ranges: [(Scale.Kind, Double, Double)] = [
+      (.log, 0.12, 0.16), (.log, 0.1201, 0.1203), (.log, 0.5, 0.55), (.log, 0.3, 0.9), (.log, 0.001, 1),
+      (.log, 1e-6, 1e6), (.log, 0.8, 1.25), (.linear, 0.12, 0.1201), (.linear, 0, 1e6), (.linear, -3, 3),
+      (.linear, 0.9995, 1.0005), (.linear, 2000, 2001),
+    ]
+    for (kind, lo, hi) in ranges {
+      let s = Scale(kind, lo: lo, hi: hi, r0: 0, r1: 1)
+      let t = s.ticks()
+      #expect(t.count >= 2, "\(kind) \(lo)...\(hi): \(t)")
+      let tol = 1e-9 * max(abs(lo), abs(hi))
+      #expect(t.allSatisfy { $0 >= lo - tol && $0 <= hi + tol }, "\(kind) \(lo)...\(hi): \(t)")
+      // Drawn: at least two distinct numbered labels on each axis.
+      let pts = [Point(x: lo, y: lo), Point(x: hi, y: hi)]
+      let chart = Chart(
+        title: "t", x: Axis("x", kind: kind, format: .number, domain: (lo, hi)),
+        y: Axis("y", kind: kind, format: .percent, domain: (lo, hi)),
+        series: [Series("s", color: Palette.color(0), points: pts)])
+      let svg = chart.svg()
+      #expect(Elements.parse(svg) != nil)
+      for axis in ["x", "y"] {
+        let group = svg.components(separatedBy: "<g class=\"axis \(axis)\">")[1].components(separatedBy: "</g>")[0]
+        let labels = group.components(separatedBy: "<text class=\"tick\"").dropFirst().map {
+          $0.components(separatedBy: ">")[1].components(separatedBy: "<")[0]
+        }
+        #expect(Set(labels).count >= 2, "\(axis) \(kind) \(lo)...\(hi): \(labels)")
+      }
+    }
+  }
 }
