@@ -117,7 +117,7 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
       case .warmupSteps: return .value("0it")
       case .seed: return .value("0")
       case .dataOrderSeed: return .derived("--seed")
-      case .augment: return .derived("on for CIFAR, off otherwise")
+      case .augment: return .derived("the family's recipe: off for Conv-2/4/6 (as the LTH paper), on for CIFAR ResNet and VGG")
       case .validationSize: return .value("0")
       case .subsampleFraction: return .value("1")
       case .randomLabelsFraction: return .value("0")
@@ -198,7 +198,7 @@ extension TrainingHParams {
       milestones: o.milestones ?? (schedule == .step ? r.milestones.map(\.description) : []),
       gamma: o.gamma ?? r.gamma, initializer: o.initializer ?? r.initializer,
       batchNormInit: o.batchNormInit ?? r.batchNormInit, seed: o.seed, dataOrderSeed: o.dataOrderSeed ?? o.seed,
-      augment: o.augment ?? DatasetCatalog.augmentsByDefault(dataset), validationSize: o.validationSize,
+      augment: o.augment ?? r.augment ?? DatasetCatalog.augmentsByDefault(dataset), validationSize: o.validationSize,
       subsampleFraction: o.subsampleFraction, randomLabelsFraction: o.randomLabelsFraction,
       evalEvery: o.evalEvery ?? "1ep", evalTrain: o.evalTrain,
       convBackend: o.convBackend == .auto ? nil : o.convBackend,

@@ -19,12 +19,18 @@ public struct Recipe: Equatable, Sendable {
   public var milestones: [StepSpec]
   public var gamma: Double
   public var pruning: PruningPolicy
+  /// Random-crop and flip augmentation (nil: the data set's default, on for CIFAR). The LTH
+  /// paper trained Conv-2/4/6 without it (Appendix H.1 gives their whole protocol, no
+  /// augmentation) and VGG and ResNet with it.
+  public var augment: Bool?
 
   public init(
     initializer: Initializer, batchNormInit: BatchNormInit, optimizer: OptimizerKind, learningRate: Double,
     momentum: Double, weightDecay: Double, batchSize: Int, trainingSteps: StepSpec,
-    schedule: LearningRateSchedule.Kind, milestones: [StepSpec], gamma: Double, pruning: PruningPolicy
+    schedule: LearningRateSchedule.Kind, milestones: [StepSpec], gamma: Double, pruning: PruningPolicy,
+    augment: Bool? = nil
   ) {
+    self.augment = augment
     self.initializer = initializer
     self.batchNormInit = batchNormInit
     self.optimizer = optimizer

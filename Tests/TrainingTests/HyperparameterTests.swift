@@ -103,4 +103,17 @@ struct HyperparameterTests {
     }
     #expect(HyperparameterGroups.all.filter { !$0.hashed }.allSatisfy { $0.group == "settings" })
   }
+
+  @Test("Conv-2/4/6 train without augmentation by default, as the LTH paper; ResNet and VGG with it")
+  func convAugmentation() throws {
+    for (model, augment) in [
+      ("cifar_conv_2", false), ("cifar_conv_4", false), ("cifar_conv_6", false), ("cifar_resnet_20", true),
+      ("cifar_vgg_11", true),
+    ] {
+      #expect(try TrainingHParams.resolve(model: model, TrainingOverrides()).augment == augment, "\(model)")
+    }
+    var o = TrainingOverrides()
+    o.augment = true
+    #expect(try TrainingHParams.resolve(model: "cifar_conv_2", o).augment)
+  }
 }

@@ -35,7 +35,8 @@ public struct ConvN: ModelFamily {
       initializer: .glorotNormal, batchNormInit: .ones, optimizer: .adam, learningRate: lr,
       momentum: 0, weightDecay: 0, batchSize: 60, trainingSteps: steps, schedule: .constant,
       milestones: [], gamma: 0.1,
-      pruning: PruningPolicy(strategy: .layerwise, fraction: 0.2, convFraction: cf, outputFraction: 0.1))
+      pruning: PruningPolicy(strategy: .layerwise, fraction: 0.2, convFraction: cf, outputFraction: 0.1),
+      augment: false)
   }
 
   public func scaled(_ name: String, widthFactor: Double) throws -> String {
