@@ -66,7 +66,9 @@ public struct LotteryHParams: Codable, Equatable, Sendable, CanonicalJSON {
       switch self {
       case .training, .pruning: return .derived("their own keys")
       case .rewindStep: return .value("0it")
-      case .retrain: return .value(RetrainMode.weightRewind.rawValue)
+      case .retrain:
+        return .derived(
+          "weight-rewind for lth lottery and branch; lr-rewind for prune-init's magnitude-after-training")
       case .finetuneSteps: return .derived("as many steps as rewinding replays")
       }
     }

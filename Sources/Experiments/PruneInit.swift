@@ -68,7 +68,9 @@ public struct PaIHParams: Codable, Equatable, Sendable, CanonicalJSON {
     self.atStep = atStep
     self.ignore = ignore
     self.minDensity = minDensity
-    let mode = method == Self.afterTraining ? (retrain ?? .weightRewind) : nil
+    // Pruning after training keeps training the trained weights: learning-rate rewinding
+    // (Renda et al. 2020, the strong form of the reference) unless told otherwise.
+    let mode = method == Self.afterTraining ? (retrain ?? .lrRewind) : nil
     self.retrain = mode
     self.rewindStep = mode == nil ? nil : (rewindStep ?? "0it")
     self.finetuneSteps = mode == .finetune ? finetuneSteps : nil
@@ -118,7 +120,7 @@ public struct PaIHParams: Codable, Equatable, Sendable, CanonicalJSON {
       case .atStep: return .derived("the initial weights")
       case .ignore: return .value("none")
       case .minDensity: return .derived("none")
-      case .retrain: return .value(RetrainMode.weightRewind.rawValue)
+      case .retrain: return .value(RetrainMode.lrRewind.rawValue)
       case .rewindStep: return .value("0it")
       case .finetuneSteps: return .derived("as many steps as rewinding replays")
       }

@@ -17,7 +17,7 @@ struct LotteryFlags: ParsableArguments {
   @Option(name: .key(RunSettingKey.replicates), help: .key(RunSettingKey.replicates)) var replicates: Int?
   @Option(name: .key(RunSettingKey.replicate), help: .key(RunSettingKey.replicate)) var replicate: Int?
   @Option(name: .key(L.rewindStep), help: .key(L.rewindStep)) var rewindStep = "0it"
-  @Option(name: .key(L.retrain), help: .key(L.retrain)) var retrain = RetrainMode.weightRewind
+  @Option(name: .key(L.retrain), help: .key(L.retrain)) var retrain: RetrainMode?
   @Option(name: .key(L.finetuneSteps), help: .key(L.finetuneSteps)) var finetuneSteps: String?
   @Option(name: .key(P.strategy), help: .key(P.strategy)) var pruningStrategy: PruningPolicy.Strategy?
   @Option(name: .key(P.fraction), help: .key(P.fraction)) var pruningFraction: Double?
@@ -32,7 +32,7 @@ struct LotteryFlags: ParsableArguments {
     o.pruningFractionConv = pruningFractionConv
     o.pruningFractionOutput = pruningFractionOutput
     o.pruneIgnore = pruneIgnore?.split(separator: ",").map(String.init)
-    o.retrain = retrain
+    o.retrain = retrain ?? .weightRewind
     o.rewindStep = rewindStep
     o.finetuneSteps = finetuneSteps
     return o

@@ -225,4 +225,24 @@ struct PaIRunTests {
       #expect(invKept.max()! <= invDropped.min()!, "\(n)")
     }
   }
+
+  @Test("pruning after training retrains the trained weights by default (learning-rate rewinding), not a one-shot ticket")
+  func afterTrainingKeepsTrainedWeights() throws {
+    let out = CLI.tempDir()
+    let args = ["prune-init"] + paiBase.map { $0 == "snip" ? "magnitude-after-training" : $0 } + ["--output", out]
+    let r = try CLI.run(args + ["--densities", "0.2", "--json"])
+    #expect(r.status == 0, "\(r.stderr)")
+    let root = try paiRoot(out)
+    let stored = try #require(JSONValue.parse(try AtomicFile.read(RunFile.hparams.path(in: root))))
+    #expect(stored["hparams"]?["retrain"]?.string == "lr-rewind")
+    // The pruned phase starts from the dense run's trained weights times the mask.
+    let trained = try load(root + "/replicate_1/dense/" + RunFile.modelFinal.rawValue)
+    let level = root + "/replicate_1/density_0.2/main/"
+    let start = try load(level + RunFile.modelStart.rawValue)
+    let mask = try load(level + RunFile.mask.rawValue)
+    for (name, m) in mask {
+      let expected = zip(trained[name]!, m).map { $0 * $1 }
+      #expect(start[name]! == expected, "\(name)")
+    }
+  }
 }
