@@ -31,10 +31,17 @@ public struct BranchHParams: Codable, Equatable, Sendable, CanonicalJSON {
   public var kind: BranchKind
   public var layout: PruningPolicy.Strategy?
   public var training: TrainingHParams?
-  public init(kind: BranchKind, layout: PruningPolicy.Strategy?, training: TrainingHParams?) {
+  /// How a control retrains, when its lottery's main line does not use weight rewinding
+  /// (absent for weight rewinding, so those branches keep the hash they always had): a
+  /// control retrains the way its main line does.
+  public var retrain: RetrainMode?
+  public init(
+    kind: BranchKind, layout: PruningPolicy.Strategy?, training: TrainingHParams?, retrain: RetrainMode? = nil
+  ) {
     self.kind = kind
     self.layout = layout
     self.training = training
+    self.retrain = retrain
   }
   /// `branch_<kind>_<hash>`.
   public var folderName: String { "branch_\(kind.rawValue)_\(hash)" }
@@ -115,6 +122,26 @@ extension LotteryRunner {
     let schedule = setup.schedule
     let k = rewindIteration
     let T = setup.totalSteps
+    // A control retrains the way the main line does (level 0 is dense training for all).
+    // Weight rewinding: the rewind-step weights (a reinit: fresh ones), the schedule from k.
+    // Learning-rate rewinding: the weights the main line prunes (level L-1's trained ones;
+    // a reinit: fresh ones), the schedule replayed from k. Fine-tuning: the same weights,
+    // `finetune_steps` more at the final rate.
+    let mode = level == 0 ? RetrainMode.weightRewind : hparams.retrain
+    let source = level == 0 ? rewind : RunFile.modelFinal.path(in: levelDir(r, level - 1))
+    func retrain(_ mask: Mask, initSeed: UInt64, from start: String?) throws {
+      switch mode {
+      case .weightRewind, .lrRewind:
+        _ = try trainPhase(
+          dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed, initialState: start,
+          firstStep: k, lastStep: T, lr: { schedule($0) })
+      case .finetune:
+        let finalLR = schedule(T - 1)
+        _ = try trainPhase(
+          dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed, initialState: start,
+          firstStep: T, lastStep: T + finetuneIterations, lr: { _ in finalLR })
+      }
+    }
     if progress != .quiet { print("replicate \(r) level \(level): branch \(b.kind.rawValue)") }
     switch b.kind {
     case .randomPrune, .shuffle, .invert:
@@ -132,16 +159,12 @@ extension LotteryRunner {
         }
         try writeMask(mask, dir)
       }
-      _ = try trainPhase(
-        dir: dir, mask: mask, setup: setup, initSeed: initSeed, dataSeed: dataSeed, initialState: rewind,
-        firstStep: k, lastStep: T, lr: { schedule($0) })
+      try retrain(mask, initSeed: initSeed, from: mode == .weightRewind ? rewind : source)
     case .randomReinit, .reinit:
       try writeMask(mainMask, dir)
       let seed = derivedSeed(
         hparams.training.seed, purpose: "branch-init", replicate: r, level: level, branch: b.kind.rawValue)
-      _ = try trainPhase(
-        dir: dir, mask: mainMask, setup: setup, initSeed: seed, dataSeed: dataSeed, initialState: nil,
-        firstStep: k, lastStep: T, lr: { schedule($0) })
+      try retrain(mainMask, initSeed: seed, from: nil)
     case .retrain:
       guard let rs = retrainSetup else { throw EngineError("retrain branch needs training flags") }
       guard rs.train.shape == setup.train.shape, rs.train.classes == setup.train.classes else {

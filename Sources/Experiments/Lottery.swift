@@ -100,6 +100,14 @@ public struct LotteryHParams: Codable, Equatable, Sendable, CanonicalJSON {
     public var defaultSource: DefaultSource { .recipe }
   }
 
+  /// `b` as this lottery's control: it retrains the way the main line does (recorded in
+  /// its hash unless that is weight rewinding). A `retrain` branch brings its own training.
+  public func branch(_ b: BranchHParams) -> BranchHParams {
+    var out = b
+    out.retrain = b.kind == .retrain || retrain == .weightRewind ? nil : retrain
+    return out
+  }
+
   /// Key of level 0, which depends only on training and the rewind step (not on pruning or
   /// the retraining mode), so experiments that differ only there can share it.
   public func levelZeroKey(replicate: Int) -> String {

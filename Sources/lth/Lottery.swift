@@ -116,6 +116,7 @@ struct BranchCommon: ParsableArguments {
       throw EngineError("--levels (a lottery run) or --method and --densities (a prune-init run) is required")
     }
     let h = try lottery.resolve(try training.resolve())
+    let b = h.branch(b)
     let levelList = try parseLevels(levels)
     let runner = try LotteryRunner(
       h, dataDir: training.dataDir, output: training.output, progress: training.progress)
@@ -206,7 +207,7 @@ struct Branch: ParsableCommand {
   struct RandomPrune: ParsableCommand {
     static let configuration = CommandConfiguration(
       commandName: "random-prune",
-      abstract: "Random masks of the same density, trained from the rewind weights.")
+      abstract: "Random masks of the same density, retrained the way the main line retrains.")
     @OptionGroup var common: BranchCommon
     @Option(help: "layerwise (keep each tensor's count) or global (same total density).") var layout =
       "layerwise"

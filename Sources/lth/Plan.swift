@@ -102,9 +102,9 @@ extension BranchCommon {
       guard let levels else {
         throw EngineError("--levels (a lottery run) or --method and --densities (a prune-init run) is required")
       }
+      let h = try lottery.resolve(try training.resolve())
       plan = BranchPlan(
-        lottery: try lottery.resolve(try training.resolve()), output: training.output, replicates: reps,
-        levels: try parseLevels(levels), branch: b)
+        lottery: h, output: training.output, replicates: reps, levels: try parseLevels(levels), branch: h.branch(b))
       sourceCommand = "lottery"
     }
     return (plan.root, clusterPhases(plan) { $0.branch == nil ? [sourceCommand] + source : branchBase })

@@ -90,4 +90,29 @@ struct ExperimentPlanTests {
     #expect(last["argv"]?.array?.contains(.string("random-reinit")) == true)
     #expect(last["error"]?.string?.contains("mask") == true, "\(last)")
   }
+
+  @Test("controls retrain the way the main line does: under learning-rate rewinding from level L-1's trained weights")
+  func controlsFollowTheMainLine() throws {
+    let out = CLI.tempDir()
+    let args = Self.flags + ["--output", out, "--levels", "1", "--retrain", "lr-rewind", "--rewind-step", "1ep"]
+    #expect(try CLI.run(["lottery"] + args).status == 0)
+    let r = try CLI.run(["branch", "random-prune"] + args)
+    #expect(r.status == 0, "\(r.stderr)")
+    var o = LotteryOverrides()
+    o.retrain = .lrRewind
+    o.rewindStep = "1ep"
+    let h = try LotteryHParams.resolve(try hparams().training, o)
+    let b = h.branch(BranchHParams(kind: .randomPrune, layout: .layerwise, training: nil))
+    #expect(b.retrain == .lrRewind)
+    // Weight rewinding keeps the branch identity (and hash) it always had.
+    #expect(try hparams().branch(BranchHParams(kind: .randomPrune, layout: nil, training: nil)).retrain == nil)
+    let root = LotteryRunner.root(h, output: out)
+    let dir = LotteryRunner.branchDir(root, 1, 1, b)
+    let start = try load(RunFile.modelStart.path(in: dir))
+    let mask = try load(RunFile.mask.path(in: dir))
+    let source = try load(RunFile.modelFinal.path(in: LotteryRunner.levelDir(root, 1, 0)))
+    for (name, m) in mask {
+      #expect(start[name]! == zip(source[name]!, m).map { $0 * $1 }, "\(name)")
+    }
+  }
 }
