@@ -46,6 +46,60 @@ public enum ScalingAnalysis {
     return (m, out, missing)
   }
 
+  /// The paper's mu, mean |deviation| and sigma over the *pruned* points only: a dense point's
+  /// deviation is about 0 by construction (the law passes through e_np), so counting them
+  /// flatters a fit. The dense points' mean |deviation| comes separately.
+  public struct DeviationStatistics: Equatable, Sendable {
+    public var mean: Double?
+    public var meanAbs: Double?
+    public var std: Double?
+    public var denseMeanAbs: Double?
+  }
+
+  public static func statistics(deviations: [Double], densities: [Double]) -> DeviationStatistics {
+    let pruned = zip(deviations, densities).filter { $0.1 < 1 - 1e-12 }.map(\.0)
+    let dense = zip(deviations, densities).filter { $0.1 >= 1 - 1e-12 }.map(\.0)
+    func mean(_ x: [Double]) -> Double? { x.isEmpty ? nil : x.reduce(0, +) / Double(x.count) }
+    return DeviationStatistics(
+      mean: mean(pruned), meanAbs: mean(pruned.map(abs)), std: pruned.isEmpty ? nil : ScalingFit.std(pruned),
+      denseMeanAbs: mean(dense.map(abs)))
+  }
+
+  /// Sentences on what the fit cannot tell: parameters whose bootstrap standard deviation
+  /// exceeds their value (not identified by the data), and configurations whose errors
+  /// never rise clearly above their dense error (the sweep stops on the low-error plateau,
+  /// before the power-law region that fixes gamma and p).
+  public static func warnings(
+    parameters: [(label: String?, LawParameters)], points: [ScalingPoint], seedNoise: Double?
+  ) -> [String] {
+    var out: [String] = []
+    for (label, p) in parameters {
+      for k in ["e_up", "gamma", "p", "phi", "psi"] {
+        guard let v = p[k], v.fitted, let s = v.std, s > abs(v.value) else { continue }
+        out.append(
+          "\(label.map { $0 + ": " } ?? "")\(k) = \(ScalingFit.text(v.value)) ± \(ScalingFit.text(s)) is not identified: its bootstrap standard deviation exceeds its value"
+        )
+      }
+    }
+    // The plateau: a rise above e_np smaller than twice the seed noise (5% without replicates).
+    let margin = max(2 * (seedNoise ?? 0), 0.05)
+    let configs = Array(Set(points.map(\.configuration))).sorted()
+    let flat = configs.filter { c in
+      points.filter { $0.configuration == c }.allSatisfy { $0.error <= $0.eNP * (1 + margin) }
+    }
+    if !configs.isEmpty && flat.count == configs.count {
+      let lowest = points.map(\.density).min() ?? 1
+      out.append(
+        "no configuration's error rises more than \(Int((margin * 100).rounded()))% above its dense error down to density \(ScalingFit.text(lowest)): the sweep stays on the low-error plateau and never reaches the power-law region, so gamma and p are not identified (prune further: more --levels)"
+      )
+    } else if !flat.isEmpty {
+      out.append(
+        "\(flat.map(\.label).joined(separator: "; ")): the error never rises more than \(Int((margin * 100).rounded()))% above the dense error (still on the plateau); their single fits are not identified"
+      )
+    }
+    return out
+  }
+
   static func parameters(_ law: ScalingLaw, free: ScalingFit.Free, std: [String: Double], joint: Bool)
     -> LawParameters
   {
@@ -84,6 +138,7 @@ public enum ScalingAnalysis {
     var singles: [ConfigurationFit] = []
     var singleLaw: [Configuration: ScalingLaw] = [:]
     var singleDeviations: [Double] = []
+    var singleDensities: [Double] = []
     for c in configs {
       let pts = all.filter { $0.configuration == c }
       var o = ConfigurationFit(
@@ -93,11 +148,13 @@ public enum ScalingAnalysis {
         let f = try ScalingFit.fit(pts, free: .single)
         let std = ScalingFit.bootstrap(pts, free: .single, from: f.law, resamples: resamples)
         o.parameters = parameters(f.law, free: .single, std: std, joint: false)
-        o.meanRelativeDeviation = f.meanDeviation
-        o.meanAbsRelativeDeviation = f.meanAbsoluteDeviation
-        o.stdRelativeDeviation = f.deviationStd
+        let st = statistics(deviations: f.deviations, densities: pts.map(\.density))
+        o.meanRelativeDeviation = st.mean
+        o.meanAbsRelativeDeviation = st.meanAbs
+        o.stdRelativeDeviation = st.std
         singleLaw[c] = f.law
         singleDeviations += f.deviations
+        singleDensities += pts.map(\.density)
       } catch {
         o.error = "\(error)"
       }
@@ -116,11 +173,10 @@ public enum ScalingAnalysis {
     out.unfinishedConfigurations = missing
     out.levels = manifest.levels
     out.replicates = manifest.replicates
-    if !singleDeviations.isEmpty {
-      out.singleMeanRelativeDeviation = singleDeviations.reduce(0, +) / Double(singleDeviations.count)
-      out.singleMeanAbsRelativeDeviation = singleDeviations.map(abs).reduce(0, +) / Double(singleDeviations.count)
-      out.singleStdRelativeDeviation = ScalingFit.std(singleDeviations)
-    }
+    let singleStats = statistics(deviations: singleDeviations, densities: singleDensities)
+    out.singleMeanRelativeDeviation = singleStats.mean
+    out.singleMeanAbsRelativeDeviation = singleStats.meanAbs
+    out.singleStdRelativeDeviation = singleStats.std
     out.bootstrap = .init(
       resamples: resamples, over: all.allSatisfy { $0.replicateErrors.count >= 2 } ? "replicates" : "points")
     func range(_ f: (ScalingPoint) -> Double) -> [Double] { [train.map(f).min()!, train.map(f).max()!] }
@@ -144,9 +200,11 @@ public enum ScalingAnalysis {
       out.fittedParameters = free.names
       out.starts = ScalingFit.starts(for: train, free: free).count
       out.bestStart = f.start
-      out.meanRelativeDeviation = f.meanDeviation
-      out.meanAbsRelativeDeviation = f.meanAbsoluteDeviation
-      out.stdRelativeDeviation = f.deviationStd
+      let st = statistics(deviations: f.deviations, densities: train.map(\.density))
+      out.meanRelativeDeviation = st.mean
+      out.meanAbsRelativeDeviation = st.meanAbs
+      out.stdRelativeDeviation = st.std
+      out.denseMeanAbsRelativeDeviation = st.denseMeanAbs
     } else {
       var params: [String: LawParameters] = [:]
       for s in singles { if let p = s.parameters { params[s.label] = p } }
@@ -156,6 +214,7 @@ public enum ScalingAnalysis {
       out.meanRelativeDeviation = out.singleMeanRelativeDeviation
       out.meanAbsRelativeDeviation = out.singleMeanAbsRelativeDeviation
       out.stdRelativeDeviation = out.singleStdRelativeDeviation
+      out.denseMeanAbsRelativeDeviation = singleStats.denseMeanAbs
     }
 
     var rows: [FitPoint] = []
@@ -176,6 +235,10 @@ public enum ScalingAnalysis {
       rows.append(o)
     }
     out.points = rows
+    var named: [(label: String?, LawParameters)] = []
+    if case .joint(let p) = out.parameters { named.append((nil, p)) }
+    for c in singles { if let p = c.parameters { named.append((c.label, p)) } }
+    out.warnings = warnings(parameters: named, points: all, seedNoise: out.seedNoise)
     if let holdout {
       let n = Double(heldDeviations.count)
       let meanAbs: Double = heldDeviations.map { abs($0) }.reduce(0, +) / n
@@ -218,13 +281,14 @@ public enum ScalingAnalysis {
     }
     var eNP: Double
     var source: String
-    if let m = measured {
-      (eNP, source) = (m.eNP, "measured")
-    } else if let model = fit.eNPModel {
-      (eNP, source) = (model.eNP(c), "log-linear fit over the measured configurations")
-    } else {
-      throw EngineError("e_np of \(c.label) was not measured and the fit has no e_np model")
+    guard let m = measured else {
+      // A pure power law in depth, width and data has no irreducible-error term (the dense
+      // scaling law's c_inf), so it is no basis for an unmeasured configuration's e_np.
+      throw EngineError(
+        "e_np of \(c.label) was not measured, and LotteryKit does not extrapolate it (a power law without the irreducible error term is no basis); add the configuration to the sweep and fit again"
+      )
     }
+    (eNP, source) = (m.eNP, "measured")
     eNP = min(eNP, 1)
     var outside: [String] = []
     if let r = fit.ranges {
@@ -276,7 +340,10 @@ public enum ScalingAnalysis {
         let total = Double((try ModelZoo.make(model, inputShape: shape) as Network<Float>).prunableCount)
         var density = 1.0
         while density >= densr[0] * (1 - 1e-9) {
-          let p = try predict(fit: fit, depth: family.lawDepth(d), width: w, data: data, density: density)
+          // Only measured configurations: e_np is not extrapolated.
+          guard
+            let p = try? predict(fit: fit, depth: family.lawDepth(d), width: w, data: data, density: density)
+          else { break }
           if p.error <= target, total * density < bestRemaining {
             bestRemaining = total * density
             best = SmallestNetwork(

@@ -170,7 +170,13 @@ public struct ScalingFitResult: Codable, Equatable, Sendable {
   public var meanRelativeDeviation: Double?
   public var meanAbsRelativeDeviation: Double?
   public var stdRelativeDeviation: Double?
+  /// Mean |relative deviation| of the dense points (near 0 by construction; the statistics
+  /// above are over pruned points only).
+  public var denseMeanAbsRelativeDeviation: Double?
   public var points: [FitPoint]?
+  /// What the fit cannot tell (unidentified parameters, a sweep that never leaves the
+  /// plateau), as sentences; `lth scaling fit` prints them and the report shows them.
+  public var warnings: [String]?
   public var holdout: HeldOut?
   /// Where the report found the sweep, and what it echoes of it.
   public var runDir: String?
@@ -210,6 +216,8 @@ public struct ScalingFitResult: Codable, Equatable, Sendable {
     case meanRelativeDeviation = "mean_relative_deviation"
     case meanAbsRelativeDeviation = "mean_abs_relative_deviation"
     case stdRelativeDeviation = "std_relative_deviation"
+    case denseMeanAbsRelativeDeviation = "dense_mean_abs_relative_deviation"
+    case warnings
     case heldOutConfigurations = "held_out_configurations"
     case holdoutMeanRelativeError = "holdout_mean_relative_error"
     case holdoutMeanRelativeDeviation = "holdout_mean_relative_deviation"
@@ -246,6 +254,8 @@ public struct ScalingFitResult: Codable, Equatable, Sendable {
     meanAbsRelativeDeviation = try c.decodeIfPresent(Double.self, forKey: .meanAbsRelativeDeviation)
     stdRelativeDeviation = try c.decodeIfPresent(Double.self, forKey: .stdRelativeDeviation)
     points = try c.decodeIfPresent([FitPoint].self, forKey: .points)
+    denseMeanAbsRelativeDeviation = try c.decodeIfPresent(Double.self, forKey: .denseMeanAbsRelativeDeviation)
+    warnings = try c.decodeIfPresent([String].self, forKey: .warnings)
     if let text = try c.decodeIfPresent(String.self, forKey: .holdout) {
       holdout = HeldOut(
         text: text, configurations: try c.decodeIfPresent([String].self, forKey: .heldOutConfigurations) ?? [],
@@ -290,6 +300,8 @@ public struct ScalingFitResult: Codable, Equatable, Sendable {
       try c.encode(meanAbsRelativeDeviation, forKey: .meanAbsRelativeDeviation)
       try c.encode(stdRelativeDeviation, forKey: .stdRelativeDeviation)
       try c.encode(points, forKey: .points)
+      try c.encode(denseMeanAbsRelativeDeviation, forKey: .denseMeanAbsRelativeDeviation)
+      try c.encode(warnings ?? [], forKey: .warnings)
     }
     if let h = holdout {
       try c.encode(h.text, forKey: .holdout)

@@ -8,7 +8,8 @@ public enum ResultSchema {
   /// 2: `best_test_accuracy` (a maximum over test evaluations, selection on the test set)
   /// replaced by `early_stop_test_accuracy` (test accuracy at the step of minimum
   /// validation loss), per replicate and as a mean and standard deviation per row.
-  public static let version = 2
+  /// 3: scaling fit statistics over pruned points only, `warnings`, no e_np extrapolation.
+  public static let version = 3
 }
 
 /// What every result echoes of its run folder: the stored `hparams` and `provenance` of

@@ -30,6 +30,7 @@ public enum ScalingSection: ReportSection {
     let joint = fit.mode == "joint"
     o +=
       ": \(configs.count) configurations, \(points.count) points, \(joint ? "joint law across configurations" : "one law per configuration"); seed-to-seed noise \(pct(fit.seedNoise)).</p>\n"
+    for w in fit.warnings ?? [] { o += "<p class=\"warn\">Warning: \(e(w))</p>\n" }
     if let m = fit.unfinishedConfigurations, !m.isEmpty {
       o +=
         "<p class=\"warn unfinished\">Not in the fit yet (level 0 unfinished): \(e(m.joined(separator: "; ")))</p>\n"

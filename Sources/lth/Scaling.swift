@@ -235,9 +235,9 @@ struct ScalingPredictCommand: ParsableCommand {
       "Predicted error of a configuration at a density, or the smallest network reaching a target error.",
     discussion: """
       The last line is the predicted error as a fraction (or, with --json, one JSON object). \
-      e_np is the measured one when the fit has the configuration, else a log-linear fit over \
-      the measured ones. A point outside the fitted ranges is predicted and labelled an \
-      extrapolation.
+      e_np is the configuration's measured one; a configuration the sweep did not measure is \
+      refused (its e_np is not extrapolated). A density or other knob outside the fitted \
+      ranges is predicted and labelled an extrapolation.
       """)
   @Option(help: "A \(RunFile.fit.rawValue) written by lth scaling fit.") var fit: String
   @Option(help: "The family the fit must be of (a check).") var family: String?
@@ -348,6 +348,7 @@ enum ScalingText {
     if let m = fit.unfinishedConfigurations, !m.isEmpty {
       lines.append("not fitted (level 0 unfinished): \(m.joined(separator: "; "))")
     }
+    for w in fit.warnings ?? [] { lines.append("warning: " + w) }
     return lines.joined(separator: "\n")
   }
 }

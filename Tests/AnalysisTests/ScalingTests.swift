@@ -173,6 +173,37 @@ struct ScalingLawTests {
   }
 }
 
+@Suite("Scaling fit statistics and warnings")
+struct ScalingWarningTests {
+  @Test("mu and sigma are over pruned points only; the dense points come separately")
+  func prunedStatistics() {
+    let st = ScalingAnalysis.statistics(deviations: [0, 0, 0.1, -0.3], densities: [1, 1, 0.5, 0.2])
+    #expect(st.mean == (0.1 - 0.3) / 2 && st.meanAbs == 0.2 && st.denseMeanAbs == 0)
+    #expect(abs(st.std! - ScalingFit.std([0.1, -0.3])) < 1e-15)
+  }
+
+  @Test("unidentified parameters and a sweep that never leaves the plateau are named")
+  func warnings() {
+    func pt(_ w: Double, _ d: Double, _ e: Double) -> ScalingPoint {
+      ScalingPoint(depth: 3, width: w, data: 1, density: d, error: e, replicateErrors: [e], eNP: 0.14)
+    }
+    let flat = [pt(1, 1, 0.14), pt(1, 0.5, 0.141), pt(1, 0.17, 0.143), pt(0.5, 1, 0.14), pt(0.5, 0.17, 0.145)]
+    let gamma = LawParameter(value: 9.3e12, std: 1.7e14, fitted: true)
+    let params: LawParameters = [
+      "e_up": LawParameter(value: 0.9, std: 0.01, fitted: true), "gamma": gamma,
+      "p": LawParameter(value: 0.2, std: 0.01, fitted: true), "phi": LawParameter(value: 0, std: 5, fitted: false),
+    ]
+    let w = ScalingAnalysis.warnings(parameters: [(nil, params)], points: flat, seedNoise: 0.01)
+    #expect(w.count == 2, "\(w)")
+    #expect(w[0].hasPrefix("gamma = ") && w[0].contains("not identified"))
+    #expect(w[1].contains("never reaches the power-law region"))
+    // A sweep that reaches the power-law region, with identified parameters: no warning.
+    let steep = [pt(1, 1, 0.14), pt(1, 0.05, 0.4), pt(0.5, 1, 0.14), pt(0.5, 0.05, 0.5)]
+    let ok: LawParameters = ["e_up": LawParameter(value: 0.9, std: 0.01, fitted: true)]
+    #expect(ScalingAnalysis.warnings(parameters: [("l=3 w=1 n=1", ok)], points: steep, seedNoise: 0.01).isEmpty)
+  }
+}
+
 @Suite("Scaling laws: lth scaling sweep, fit and predict", .serialized, .tags(.endToEnd), .endToEnd)
 struct ScalingCLITests {
   static let grid = [
@@ -274,11 +305,17 @@ struct ScalingCLITests {
     ]
     expectOneLineError(try CLI.run(wide), "single-network fits only")
     #expect(try CLI.run(["scaling", "fit", root, "--joint"]).status == 0)
-    let x = try lastJSONObject(try CLI.run(wide))
+    // An unmeasured configuration's e_np is not extrapolated; a density beyond the fitted
+    // range is predicted and labelled an extrapolation.
+    expectOneLineError(try CLI.run(wide), "does not extrapolate")
+    let low = [
+      "scaling", "predict", "--fit", root + "/fit.json", "--width-factor", "0.5", "--density", "0.0001",
+      "--data-fraction", "0.1", "--json",
+    ]
+    let x = try lastJSONObject(try CLI.run(low))
     #expect(
-      x["extrapolation"] as? Bool == true
-        && (x["outside"] as? [String])?.first?.contains("width_factor 4") == true)
-    #expect(x["e_np_source"] as? String == "log-linear fit over the measured configurations")
+      x["extrapolation"] as? Bool == true && (x["outside"] as? [String])?.first?.contains("density") == true)
+    #expect(x["e_np_source"] as? String == "measured")
 
     // The report draws the sweep.
     let page = out + "/s.html"

@@ -124,7 +124,7 @@ struct ResultSchemaTests {
     try keys("scaling", fit, schema)
     try roundTrip(ScalingFitResult.self, fit)
     let predict = try run([
-      "scaling", "predict", "--fit", RunFile.fit.path(in: sweep), "--width-factor", "0.75", "--data-fraction", "0.1",
+      "scaling", "predict", "--fit", RunFile.fit.path(in: sweep), "--width-factor", "0.5", "--data-fraction", "0.1",
       "--density", "0.3", "--json",
     ])
     try keys("predict", predict, schema)
