@@ -19,6 +19,10 @@ public struct LMCHParams: Codable, Equatable, Sendable, CanonicalJSON {
   public var points: Int
   public var trainEvalSize: Int
   public var bnExamples: Int
+  /// `fresh` for a subnetwork: its children start from the parent's weights at k with a
+  /// fresh optimizer, as a lottery level rewound to k does (absent for the dense network,
+  /// whose children resume the parent's full state).
+  public var childOptimizerState: String?
 
   public init(
     training: TrainingHParams, maskRun: String?, maskLevel: Int?, randomMask: Bool, bn: BatchNormMode,
@@ -41,6 +45,7 @@ public struct LMCHParams: Codable, Equatable, Sendable, CanonicalJSON {
     self.points = points
     self.trainEvalSize = trainEvalSize
     self.bnExamples = bnExamples
+    self.childOptimizerState = maskRun == nil ? nil : "fresh"
   }
 
   /// The declaration of the instability experiment's hyperparameters (see
@@ -52,10 +57,11 @@ public struct LMCHParams: Codable, Equatable, Sendable, CanonicalJSON {
     case randomMask = "random_mask"
     case trainEvalSize = "train_eval_size"
     case bnExamples = "bn_examples"
+    case childOptimizerState = "child_optimizer_state"
 
     public var flagName: String? {
       switch self {
-      case .training: return nil
+      case .training, .childOptimizerState: return nil
       case .maskRun: return "mask-from"
       case .maskLevel: return "level"
       default: return stringValue.replacingOccurrences(of: "_", with: "-")
@@ -71,6 +77,8 @@ public struct LMCHParams: Codable, Equatable, Sendable, CanonicalJSON {
       case .randomMask: return "A random mask with the per-tensor counts of --mask-from's level."
       case .trainEvalSize: return "Training examples evaluated at every point (a fixed subset)."
       case .bnExamples: return "Training examples used to re-estimate batch-norm statistics (--bn recompute)."
+      case .childOptimizerState:
+        return "How a subnetwork's children start: fresh, a new optimizer at k (as a lottery level rewound to k)."
       }
     }
     public var defaultSource: DefaultSource {
@@ -82,6 +90,7 @@ public struct LMCHParams: Codable, Equatable, Sendable, CanonicalJSON {
       case .randomMask: return .value("false")
       case .trainEvalSize: return .value("10000")
       case .bnExamples: return .value("2000")
+      case .childOptimizerState: return .derived("fresh with --mask-from; the parent's state for the dense network")
       }
     }
   }
@@ -104,6 +113,8 @@ public final class LMCRunner: Experiment {
   public let output: String
   public let progress: ProgressStyle
   let maskDir: String?
+  /// The mask run's rewind step: a subnetwork is analysed at the step IMP rewound it to.
+  let maskRewindStep: String?
   private let phases: PhaseRunner
   private var lock: FileLock?
 
@@ -121,7 +132,22 @@ public final class LMCRunner: Experiment {
         throw RunError("--mask-from \(maskFrom): not a lottery run folder (no \(RunFile.hparams.rawValue))")
       }
       maskDir = maskFrom
+      // The premise of a subnetwork's instability: its mask comes from IMP with the same
+      // training (rewound to the spawn step, checked in validate(spawnSteps:copies:)).
+      guard let stored = JSONValue.parse(try AtomicFile.read(RunFile.hparams.path(in: maskFrom)))?["hparams"],
+        let lottery = try? stored.decode(LotteryHParams.self)
+      else { throw RunError("--mask-from \(maskFrom): its \(RunFile.hparams.rawValue) is not a lottery run's") }
+      if lottery.training != h.training {
+        let a = (try? JSONValue(encoding: lottery.training).object) ?? [:]
+        let b = (try? JSONValue(encoding: h.training).object) ?? [:]
+        let keys = Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
+        throw LMCHParams.CodingKeys.maskRun.invalid(
+          "\(maskFrom) trained with other hyperparameters (\(keys.joined(separator: ", "))); a subnetwork's instability is measured with the training that found it"
+        )
+      }
+      maskRewindStep = lottery.rewindStep
     } else {
+      maskRewindStep = nil
       maskDir = nil
     }
     root = RunLayout.root(.lmc, output: output, hash: h.hash)
@@ -137,6 +163,15 @@ public final class LMCRunner: Experiment {
     guard copies >= 2 else { throw SettingError("copies", "must be at least 2, got \(copies)") }
     for k in spawnSteps where k >= setup.totalSteps || k < 0 {
       throw EngineError("spawn step \(k) is not before the end of training (\(setup.totalSteps) iterations)")
+    }
+    if let rewind = maskRewindStep {
+      let k0 = try StepSpec(parsing: rewind).iterations(perEpoch: setup.iterationsPerEpoch)
+      if let k = spawnSteps.first(where: { $0 != k0 }) {
+        throw SettingError(
+          "spawn_steps",
+          "\(k) differs from the step the mask run rewound to (\(rewind) = \(k0) iterations): a subnetwork is analysed where IMP rewound it (run lth lottery with --rewind-step \(k)it for that k)"
+        )
+      }
     }
   }
 
@@ -253,18 +288,24 @@ public final class LMCRunner: Experiment {
         guard step == k else {
           throw RunError("\(RunFile.checkpoint.path(in: parent)) is at step \(step), expected \(k)")
         }
+        var childOptimizer = opt
         if let mask {
           try mask.apply(to: net)
-          for (name, state) in opt.namedState {
-            // Optimizer state tensors are named `<param>.<state>`; zero pruned entries.
-            guard let dot = name.lastIndex(of: "."), let m = mask.values[String(name[..<dot])],
-              m.count == state.count
-            else { continue }
-            for i in 0..<m.count where m[i] == 0 { state[i] = 0 }
+          if hparams.childOptimizerState == "fresh" {
+            // As a lottery level rewound to k: the weights at k, a new optimizer.
+            childOptimizer = try setup.makeOptimizer(net)
+          } else {
+            for (name, state) in opt.namedState {
+              // Optimizer state tensors are named `<param>.<state>`; zero pruned entries.
+              guard let dot = name.lastIndex(of: "."), let m = mask.values[String(name[..<dot])],
+                m.count == state.count
+              else { continue }
+              for i in 0..<m.count where m[i] == 0 { state[i] = 0 }
+            }
           }
         }
         try ModelState.save(net, step: k, to: RunFile.modelStart.path(in: child))
-        try Checkpoint.save(network: net, optimizer: opt, step: k, to: checkpoint)
+        try Checkpoint.save(network: net, optimizer: childOptimizer, step: k, to: checkpoint)
       }
       if progress != .quiet { print("replicate \(r) spawn \(k): child \(c), steps \(k)..\(T)") }
       _ = try phases.train(

@@ -270,7 +270,8 @@ struct LMCExperimentTests {
       "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--subsample-fraction", "0.1",
       "--training-steps", "3ep", "--quiet", "--output", out,
     ]
-    #expect(try CLI.run(["lottery"] + lot + ["--levels", "2"]).status == 0)
+    // IMP rewound to the spawn step analysed below (5 iterations), with the same training.
+    #expect(try CLI.run(["lottery"] + lot + ["--levels", "2", "--rewind-step", "5it"]).status == 0)
     let lotteryDir =
       out + "/" + (try FileManager.default.contentsOfDirectory(atPath: out)).first {
         $0.hasPrefix("lottery_")
@@ -297,6 +298,19 @@ struct LMCExperimentTests {
       let pruned = mask.keys.reduce(0) { acc, n in acc + mask[n]!.indices.filter { f[n]![$0] == 0 }.count }
       #expect(pruned >= mask.values.reduce(0) { $0 + $1.filter { $0 == 0 }.count })
     }
+    // The subnetwork's children start at k with a fresh optimizer, as the lottery level did.
+    let stored = try #require(JSONValue.parse(try AtomicFile.read(out + "/" + lmcs[0] + "/hparams.json")))
+    #expect(stored["hparams"]?["child_optimizer_state"]?.string == "fresh")
+    // The premise is checked: the spawn step is where IMP rewound, the training is the same.
+    expectOneLineError(
+      try CLI.run(
+        ["lmc"] + lmcTraining + ["--output", out, "--spawn-steps", "0", "--mask-from", lotteryDir, "--level", "2"]),
+      "differs from the step the mask run rewound to")
+    expectOneLineError(
+      try CLI.run(
+        ["lmc"] + lmcTraining.map { $0 == "3ep" ? "4ep" : $0 } + [
+          "--output", out, "--spawn-steps", "5", "--mask-from", lotteryDir, "--level", "2",
+        ]), "trained with other hyperparameters (training_steps)")
     // Bad input.
     expectOneLineError(
       try CLI.run(["lmc"] + lmcTraining + ["--output", out, "--spawn-steps", "100ep"]),
