@@ -165,7 +165,7 @@ public final class LMCRunner: Experiment {
       throw EngineError("spawn step \(k) is not before the end of training (\(setup.totalSteps) iterations)")
     }
     if let rewind = maskRewindStep {
-      let k0 = try StepSpec(parsing: rewind).iterations(perEpoch: setup.iterationsPerEpoch)
+      let k0 = try rewindIterations(rewind, perEpoch: setup.iterationsPerEpoch, total: setup.totalSteps)
       if let k = spawnSteps.first(where: { $0 != k0 }) {
         throw SettingError(
           "spawn_steps",

@@ -57,7 +57,8 @@ public struct LotteryHParams: Codable, Equatable, Sendable, CanonicalJSON {
       switch self {
       case .training: return "The training hyperparameters."
       case .pruning: return "The pruning policy."
-      case .rewindStep: return "Rewind step (weights saved there during level 0), e.g. 0it, 500it, 1ep."
+      case .rewindStep:
+        return "Rewind step (weights saved there during level 0), e.g. 0it, 500it, 1ep, or T/16 (a sixteenth of training)."
       case .retrain: return "Retraining of each pruned level."
       case .finetuneSteps: return "Fine-tuning length (--retrain finetune)."
       }
@@ -65,7 +66,7 @@ public struct LotteryHParams: Codable, Equatable, Sendable, CanonicalJSON {
     public var defaultSource: DefaultSource {
       switch self {
       case .training, .pruning: return .derived("their own keys")
-      case .rewindStep: return .value("0it")
+      case .rewindStep: return .derived("the family's recipe: 0it for LeNet and Conv-N, T/16 for ResNet and VGG")
       case .retrain:
         return .derived(
           "weight-rewind for lth lottery and branch; lr-rewind for prune-init's magnitude-after-training")
@@ -162,7 +163,8 @@ public final class LotteryRunner: Experiment {
     self.progress = progress
     setup = try RunSetup(h.training, dataDir: dataDir)
     phases = PhaseRunner(setup: setup, progress: progress)
-    rewindIteration = try StepSpec(parsing: h.rewindStep).iterations(perEpoch: setup.iterationsPerEpoch)
+    rewindIteration = try rewindIterations(
+      h.rewindStep, perEpoch: setup.iterationsPerEpoch, total: setup.totalSteps)
     guard rewindIteration < setup.totalSteps else {
       throw EngineError(
         "--rewind-step \(h.rewindStep) (\(rewindIteration) iterations) is not before the end of training (\(setup.totalSteps) iterations)"
@@ -366,7 +368,8 @@ public struct LotteryOverrides: Sendable {
   public var pruneIgnore: [String]?
   public var retrain = RetrainMode.weightRewind
   /// Step strings: `0it`, `500it`, `1ep`.
-  public var rewindStep = "0it"
+  /// Nil: the family's recipe (`0it`, or `T/16` for ResNet and VGG).
+  public var rewindStep: String?
   public var finetuneSteps: String?
   public init() {}
 }
@@ -393,12 +396,33 @@ extension LotteryHParams {
       if let f, !(f >= 0 && f < 1) { throw key.invalid("must be in [0, 1), got \(f)") }
     }
     let mode = o.retrain
-    do { _ = try StepSpec(parsing: o.rewindStep) } catch { throw CodingKeys.rewindStep.invalid("\(error)") }
+    let rewindStep = try o.rewindStep ?? Recipe.forModel(training.model).rewindStep
+    do { try validateRewindStep(rewindStep) } catch { throw CodingKeys.rewindStep.invalid("\(error)") }
     if let f = o.finetuneSteps {
       guard mode == .finetune else { throw CodingKeys.finetuneSteps.invalid("needs --retrain finetune") }
       do { _ = try StepSpec(parsing: f) } catch { throw CodingKeys.finetuneSteps.invalid("\(error)") }
     }
     return LotteryHParams(
-      training: training, pruning: p, rewindStep: o.rewindStep, retrain: mode, finetuneSteps: o.finetuneSteps)
+      training: training, pruning: p, rewindStep: rewindStep, retrain: mode, finetuneSteps: o.finetuneSteps)
   }
+}
+
+/// A rewind step: a step (`0it`, `500it`, `1ep`) or `T/N`, the N-th part of the training
+/// length (rounded down), which scales with `--training-steps`.
+public func validateRewindStep(_ text: String) throws {
+  if text.hasPrefix("T/") {
+    guard let n = Int(text.dropFirst(2)), n >= 1 else {
+      throw EngineError("invalid rewind step '\(text.escapingControlCharacters)': write T/N with N >= 1, e.g. T/16")
+    }
+    return
+  }
+  _ = try StepSpec(parsing: text)
+}
+
+/// The iterations of a rewind step (see ``validateRewindStep(_:)``) for a run of `total`
+/// iterations with `perEpoch` iterations per epoch.
+public func rewindIterations(_ text: String, perEpoch: Int, total: Int) throws -> Int {
+  try validateRewindStep(text)
+  if text.hasPrefix("T/"), let n = Int(text.dropFirst(2)) { return total / n }
+  return try StepSpec(parsing: text).iterations(perEpoch: perEpoch)
 }

@@ -23,14 +23,20 @@ public struct Recipe: Equatable, Sendable {
   /// paper trained Conv-2/4/6 without it (Appendix H.1 gives their whole protocol, no
   /// augmentation) and VGG and ResNet with it.
   public var augment: Bool?
+  /// Where IMP rewinds the surviving weights: `0it` (the LTH paper's LeNet and Conv-N), or
+  /// `T/16`, a sixteenth of the training length (epoch 10 of 160, where Rosenfeld et al.'s
+  /// sweeps rewound; past the early iterations from which the LTH and LMC papers found deep
+  /// CIFAR networks stable), which scales with `--training-steps` and never passes its end.
+  public var rewindStep: String
 
   public init(
     initializer: Initializer, batchNormInit: BatchNormInit, optimizer: OptimizerKind, learningRate: Double,
     momentum: Double, weightDecay: Double, batchSize: Int, trainingSteps: StepSpec,
     schedule: LearningRateSchedule.Kind, milestones: [StepSpec], gamma: Double, pruning: PruningPolicy,
-    augment: Bool? = nil
+    augment: Bool? = nil, rewindStep: String = "0it"
   ) {
     self.augment = augment
+    self.rewindStep = rewindStep
     self.initializer = initializer
     self.batchNormInit = batchNormInit
     self.optimizer = optimizer

@@ -16,7 +16,7 @@ struct LotteryFlags: ParsableArguments {
   typealias P = LotteryHParams.PruningKey
   @Option(name: .key(RunSettingKey.replicates), help: .key(RunSettingKey.replicates)) var replicates: Int?
   @Option(name: .key(RunSettingKey.replicate), help: .key(RunSettingKey.replicate)) var replicate: Int?
-  @Option(name: .key(L.rewindStep), help: .key(L.rewindStep)) var rewindStep = "0it"
+  @Option(name: .key(L.rewindStep), help: .key(L.rewindStep)) var rewindStep: String?
   @Option(name: .key(L.retrain), help: .key(L.retrain)) var retrain: RetrainMode?
   @Option(name: .key(L.finetuneSteps), help: .key(L.finetuneSteps)) var finetuneSteps: String?
   @Option(name: .key(P.strategy), help: .key(P.strategy)) var pruningStrategy: PruningPolicy.Strategy?

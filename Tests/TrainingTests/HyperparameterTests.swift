@@ -116,4 +116,22 @@ struct HyperparameterTests {
     o.augment = true
     #expect(try TrainingHParams.resolve(model: "cifar_conv_2", o).augment)
   }
+
+  @Test("ResNet and VGG rewind to a sixteenth of training by default, scaled with its length; LeNet to 0")
+  func rewindDefaults() throws {
+    for (model, rewind) in [
+      ("mnist_lenet_300_100", "0it"), ("cifar_conv_2", "0it"), ("cifar_resnet_20", "T/16"), ("cifar_vgg_11", "T/16"),
+    ] {
+      let t = try TrainingHParams.resolve(model: model, TrainingOverrides())
+      #expect(try LotteryHParams.resolve(t).rewindStep == rewind, "\(model)")
+    }
+    // 160 epochs of 391 iterations: epoch 10; a 3-epoch run of 10 iterations: iteration 1.
+    #expect(try rewindIterations("T/16", perEpoch: 391, total: 160 * 391) == 10 * 391)
+    #expect(try rewindIterations("T/16", perEpoch: 10, total: 30) == 1)
+    #expect(try rewindIterations("2ep", perEpoch: 10, total: 30) == 20)
+    var o = LotteryOverrides()
+    o.rewindStep = "T/0"
+    let t = try TrainingHParams.resolve(model: "cifar_resnet_20", TrainingOverrides())
+    #expect { _ = try LotteryHParams.resolve(t, o) } throws: { ($0 as? SettingError)?.flag == "--rewind-step" }
+  }
 }

@@ -34,7 +34,7 @@ public struct ResNet: ModelFamily {
       initializer: .kaimingNormal, batchNormInit: .uniform, optimizer: .sgd, learningRate: 0.1,
       momentum: 0.9, weightDecay: 1e-4, batchSize: 128, trainingSteps: "160ep", schedule: .step,
       milestones: ["80ep", "120ep"], gamma: 0.1,
-      pruning: PruningPolicy(strategy: .global, fraction: 0.2))
+      pruning: PruningPolicy(strategy: .global, fraction: 0.2), rewindStep: "T/16")
   }
 
   public func scaled(_ name: String, widthFactor: Double) throws -> String {
