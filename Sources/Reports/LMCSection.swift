@@ -1,6 +1,7 @@
 import Analysis
 import Experiments
 import Foundation
+import Training
 
 /// Linear mode connectivity (`lmc_<hash>` runs): error along the interpolation path per
 /// spawn step k (test, and train when evaluated; mean ± std over every replicate and
@@ -9,9 +10,46 @@ public enum LMCSection: ReportSection {
   public static let kind = "lmc"
 
   public static func html(_ runs: [RunResult], all: [RunResult]) -> String {
-    runs.compactMap { if case .lmc(let r) = $0 { r } else { nil } }.enumerated().map {
-      section($0.element, index: $0.offset)
-    }.joined()
+    let lmc = runs.compactMap { if case .lmc(let r) = $0 { r } else { nil } }
+    return lmc.enumerated().map { section($0.element, index: $0.offset) }.joined() + bothModes(lmc)
+  }
+
+  /// Runs that differ only in the batch-norm mode along the path, drawn together: the
+  /// test error barrier against k for each mode (the paper's text does not say which mode
+  /// it used, so the report shows both when both were run).
+  static func bothModes(_ runs: [LMCRunResults]) -> String {
+    func key(_ r: LMCRunResults) -> JSONValue? {
+      guard var o = r.record.hparams?.object else { return nil }
+      o["bn"] = nil
+      return .object(o)
+    }
+    var groups: [(JSONValue, [LMCRunResults])] = []
+    for r in runs {
+      guard let k = key(r) else { continue }
+      if let i = groups.firstIndex(where: { $0.0 == k }) { groups[i].1.append(r) } else { groups.append((k, [r])) }
+    }
+    var o = ""
+    for (_, group) in groups where Set(group.map(\.bn)).count > 1 {
+      let e = escapeMarkup
+      let series = group.enumerated().map { i, r in
+        Series(
+          "batch norm \(r.bn)", color: Palette.color(i), errorBars: true,
+          points: r.spawnSteps.compactMap { s in
+            s.testErrorBarrierMean.map {
+              Point(x: Double(s.k), y: $0, spread: s.testErrorBarrierStd, note: "(\(s.curves.count) curves)")
+            }
+          })
+      }
+      o += "<section class=\"lmc-bn\">\n<h2>Instability with both batch-norm modes</h2>\n"
+      o +=
+        "<p class=\"meta\">The same experiment with batch-norm statistics \(e(group.map(\.bn).joined(separator: " and "))) along the path: <code>\(e(group.map { Report.folder($0.runDir) }.joined(separator: ", ")))</code>.</p>\n"
+      o += Chart(
+        title: "Test error barrier against the spawn step k, per batch-norm mode",
+        x: Axis("spawn step k (iterations)"), y: Axis("test error barrier", format: .percent), series: series
+      ).svg()
+      o += "\n</section>\n"
+    }
+    return o
   }
 
   static func section(_ run: LMCRunResults, index: Int) -> String {

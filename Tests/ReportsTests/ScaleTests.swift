@@ -1,6 +1,7 @@
 import Analysis
 import Experiments
 import Foundation
+import Training
 import Reports
 import Testing
 
@@ -202,5 +203,25 @@ struct ScaleTests {
         #expect(Set(labels).count >= 2, "\(axis) \(kind) \(lo)...\(hi): \(labels)")
       }
     }
+  }
+
+  @Test("LMC runs that differ only in the batch-norm mode are drawn together")
+  func bothBatchNormModes() {
+    func run(_ bn: String, _ barrier: Double) -> RunResult {
+      let step = SpawnStepResult(
+        k: 100, alpha: [0, 1], testErrorMean: [0.1, 0.1], testErrorStd: [nil, nil], trainErrorMean: [],
+        trainErrorStd: [], endpointTestAccuracyValues: [0.9], endpointReplicates: [1], testErrorBarrierMean: barrier,
+        curves: [])
+      let h: JSONValue = .object(["bn": .string(bn), "points": .int(5), "training": .object(["model": .string("m")])])
+      return .lmc(
+        LMCRunResults(
+          runDir: "lmc_\(bn)", bn: bn, spawnSteps: [step], maskRun: nil, maskLevel: nil, randomMask: false,
+          unfinished: [], replicatesPresent: [1], record: RunRecord(hparams: h)))
+    }
+    let page = Report.html(title: "t", runs: [run("recompute", 0.01), run("interpolate", 0.2)])
+    #expect(page.contains("Instability with both batch-norm modes"))
+    #expect(page.contains("data-series=\"batch norm recompute\"") && page.contains("data-series=\"batch norm interpolate\""))
+    // One mode alone: no combined section.
+    #expect(!Report.html(title: "t", runs: [run("recompute", 0.01)]).contains("both batch-norm modes"))
   }
 }
