@@ -69,10 +69,10 @@ public struct CurveRecord: Codable, Equatable, Sendable {
   public var testLoss: [Double]
   public var trainError: [Double]
   public var trainLoss: [Double]
-  public var testErrorBarrier: Double?
-  public var trainErrorBarrier: Double?
-  public var testLossBarrier: Double?
-  public var trainLossBarrier: Double?
+  @Nullable public var testErrorBarrier: Double?
+  @Nullable public var trainErrorBarrier: Double?
+  @Nullable public var testLossBarrier: Double?
+  @Nullable public var trainLossBarrier: Double?
 
   public init(
     replicate: Int? = nil, pair: String? = nil, k: Int? = nil, bn: String? = nil, alpha: [Double] = [],
@@ -83,8 +83,10 @@ public struct CurveRecord: Codable, Equatable, Sendable {
     (self.replicate, self.pair, self.k, self.bn) = (replicate, pair, k, bn)
     (self.alpha, self.testError, self.testLoss, self.trainError, self.trainLoss) =
       (alpha, testError, testLoss, trainError, trainLoss)
-    (self.testErrorBarrier, self.trainErrorBarrier, self.testLossBarrier, self.trainLossBarrier) =
-      (testErrorBarrier, trainErrorBarrier, testLossBarrier, trainLossBarrier)
+    self.testErrorBarrier = testErrorBarrier
+    self.trainErrorBarrier = trainErrorBarrier
+    self.testLossBarrier = testLossBarrier
+    self.trainLossBarrier = trainLossBarrier
   }
 
   enum CodingKeys: String, CodingKey {
@@ -114,23 +116,6 @@ public struct CurveRecord: Codable, Equatable, Sendable {
     trainErrorBarrier = try c.decodeIfPresent(Double.self, forKey: .trainErrorBarrier)
     testLossBarrier = try c.decodeIfPresent(Double.self, forKey: .testLossBarrier)
     trainLossBarrier = try c.decodeIfPresent(Double.self, forKey: .trainLossBarrier)
-  }
-
-  public func encode(to encoder: Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encodeIfPresent(replicate, forKey: .replicate)
-    try c.encodeIfPresent(pair, forKey: .pair)
-    try c.encodeIfPresent(k, forKey: .k)
-    try c.encodeIfPresent(bn, forKey: .bn)
-    try c.encode(alpha, forKey: .alpha)
-    try c.encode(testError, forKey: .testError)
-    try c.encode(testLoss, forKey: .testLoss)
-    try c.encode(trainError, forKey: .trainError)
-    try c.encode(trainLoss, forKey: .trainLoss)
-    try c.encode(testErrorBarrier, forKey: .testErrorBarrier)
-    try c.encode(trainErrorBarrier, forKey: .trainErrorBarrier)
-    try c.encode(testLossBarrier, forKey: .testLossBarrier)
-    try c.encode(trainLossBarrier, forKey: .trainLossBarrier)
   }
 }
 

@@ -4,21 +4,24 @@ import Training
 
 /// One (replicate, pair) curve of an LMC run as `lth results` lists it.
 public struct PairCurve: Codable, Equatable, Sendable {
-  public var replicate: Int?
-  public var pair: String?
+  @Nullable public var replicate: Int?
+  @Nullable public var pair: String?
   public var alpha: [Double]
   public var testError: [Double]
   public var testLoss: [Double]
   public var trainError: [Double]
   public var trainLoss: [Double]
-  public var testErrorBarrier: Double?
-  public var trainErrorBarrier: Double?
-  public var testLossBarrier: Double?
+  @Nullable public var testErrorBarrier: Double?
+  @Nullable public var trainErrorBarrier: Double?
+  @Nullable public var testLossBarrier: Double?
 
   public init(_ c: CurveRecord) {
-    (replicate, pair, alpha) = (c.replicate, c.pair, c.alpha)
-    (testError, testLoss, trainError, trainLoss) = (c.testError, c.testLoss, c.trainError, c.trainLoss)
-    (testErrorBarrier, trainErrorBarrier, testLossBarrier) = (c.testErrorBarrier, c.trainErrorBarrier, c.testLossBarrier)
+    replicate = c.replicate
+    pair = c.pair
+    (alpha, testError, testLoss, trainError, trainLoss) = (c.alpha, c.testError, c.testLoss, c.trainError, c.trainLoss)
+    testErrorBarrier = c.testErrorBarrier
+    trainErrorBarrier = c.trainErrorBarrier
+    testLossBarrier = c.testLossBarrier
   }
 
   enum CodingKeys: String, CodingKey {
@@ -30,20 +33,6 @@ public struct PairCurve: Codable, Equatable, Sendable {
     case testErrorBarrier = "test_error_barrier"
     case trainErrorBarrier = "train_error_barrier"
     case testLossBarrier = "test_loss_barrier"
-  }
-
-  public func encode(to encoder: Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(replicate, forKey: .replicate)
-    try c.encode(pair, forKey: .pair)
-    try c.encode(alpha, forKey: .alpha)
-    try c.encode(testError, forKey: .testError)
-    try c.encode(testLoss, forKey: .testLoss)
-    try c.encode(trainError, forKey: .trainError)
-    try c.encode(trainLoss, forKey: .trainLoss)
-    try c.encode(testErrorBarrier, forKey: .testErrorBarrier)
-    try c.encode(trainErrorBarrier, forKey: .trainErrorBarrier)
-    try c.encode(testLossBarrier, forKey: .testLossBarrier)
   }
 }
 
@@ -58,13 +47,13 @@ public struct SpawnStepResult: Codable, Equatable, Sendable {
   public var trainErrorStd: [Double?]
   public var endpointTestAccuracyValues: [Double]
   public var endpointReplicates: [Int]
-  public var testErrorBarrierMean: Double?
-  public var testErrorBarrierStd: Double?
-  public var trainErrorBarrierMean: Double?
-  public var trainErrorBarrierStd: Double?
-  public var testLossBarrierMean: Double?
-  public var endpointTestAccuracyMean: Double?
-  public var endpointTestAccuracyStd: Double?
+  @Nullable public var testErrorBarrierMean: Double?
+  @Nullable public var testErrorBarrierStd: Double?
+  @Nullable public var trainErrorBarrierMean: Double?
+  @Nullable public var trainErrorBarrierStd: Double?
+  @Nullable public var testLossBarrierMean: Double?
+  @Nullable public var endpointTestAccuracyMean: Double?
+  @Nullable public var endpointTestAccuracyStd: Double?
   public var curves: [PairCurve]
 
   public init(
@@ -77,10 +66,13 @@ public struct SpawnStepResult: Codable, Equatable, Sendable {
     (self.k, self.alpha, self.testErrorMean, self.testErrorStd) = (k, alpha, testErrorMean, testErrorStd)
     (self.trainErrorMean, self.trainErrorStd) = (trainErrorMean, trainErrorStd)
     (self.endpointTestAccuracyValues, self.endpointReplicates) = (endpointTestAccuracyValues, endpointReplicates)
-    (self.testErrorBarrierMean, self.testErrorBarrierStd) = (testErrorBarrierMean, testErrorBarrierStd)
-    (self.trainErrorBarrierMean, self.trainErrorBarrierStd) = (trainErrorBarrierMean, trainErrorBarrierStd)
+    self.testErrorBarrierMean = testErrorBarrierMean
+    self.testErrorBarrierStd = testErrorBarrierStd
+    self.trainErrorBarrierMean = trainErrorBarrierMean
+    self.trainErrorBarrierStd = trainErrorBarrierStd
     self.testLossBarrierMean = testLossBarrierMean
-    (self.endpointTestAccuracyMean, self.endpointTestAccuracyStd) = (endpointTestAccuracyMean, endpointTestAccuracyStd)
+    self.endpointTestAccuracyMean = endpointTestAccuracyMean
+    self.endpointTestAccuracyStd = endpointTestAccuracyStd
     self.curves = curves
   }
 
@@ -99,26 +91,6 @@ public struct SpawnStepResult: Codable, Equatable, Sendable {
     case testLossBarrierMean = "test_loss_barrier_mean"
     case endpointTestAccuracyMean = "endpoint_test_accuracy_mean"
     case endpointTestAccuracyStd = "endpoint_test_accuracy_std"
-  }
-
-  public func encode(to encoder: Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(k, forKey: .k)
-    try c.encode(alpha, forKey: .alpha)
-    try c.encode(testErrorMean, forKey: .testErrorMean)
-    try c.encode(testErrorStd, forKey: .testErrorStd)
-    try c.encode(trainErrorMean, forKey: .trainErrorMean)
-    try c.encode(trainErrorStd, forKey: .trainErrorStd)
-    try c.encode(endpointTestAccuracyValues, forKey: .endpointTestAccuracyValues)
-    try c.encode(endpointReplicates, forKey: .endpointReplicates)
-    try c.encode(testErrorBarrierMean, forKey: .testErrorBarrierMean)
-    try c.encode(testErrorBarrierStd, forKey: .testErrorBarrierStd)
-    try c.encode(trainErrorBarrierMean, forKey: .trainErrorBarrierMean)
-    try c.encode(trainErrorBarrierStd, forKey: .trainErrorBarrierStd)
-    try c.encode(testLossBarrierMean, forKey: .testLossBarrierMean)
-    try c.encode(endpointTestAccuracyMean, forKey: .endpointTestAccuracyMean)
-    try c.encode(endpointTestAccuracyStd, forKey: .endpointTestAccuracyStd)
-    try c.encode(curves, forKey: .curves)
   }
 }
 

@@ -7,16 +7,13 @@ import Foundation
 /// several depths or widths).
 public struct LawParameter: Codable, Equatable, Sendable {
   public var value: Double
-  public var std: Double?
+  @Nullable public var std: Double?
   public var fitted: Bool
 
-  public init(value: Double, std: Double?, fitted: Bool) { (self.value, self.std, self.fitted) = (value, std, fitted) }
-
-  public func encode(to encoder: Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(value, forKey: .value)
-    try c.encode(std, forKey: .std)
-    try c.encode(fitted, forKey: .fitted)
+  public init(value: Double, std: Double?, fitted: Bool) {
+    self.value = value
+    self.std = std
+    self.fitted = fitted
   }
 }
 

@@ -37,19 +37,20 @@ public struct ReplicateResult: Codable, Equatable, Sendable {
   public var testAccuracy: Double
   public var seconds: Double
   /// The evaluation step of minimum validation loss (nil without a validation split).
-  public var earlyStopStep: Int?
+  @Nullable public var earlyStopStep: Int?
   /// Test accuracy at ``earlyStopStep``: chosen on validation data, never on the test set.
-  public var earlyStopTestAccuracy: Double?
+  @Nullable public var earlyStopTestAccuracy: Double?
   /// Density once weights cut off from the input or output are counted as pruned.
-  public var effectiveDensity: Double?
+  @Nullable public var effectiveDensity: Double?
 
   public init(
     replicate: Int, density: Double, testAccuracy: Double, seconds: Double, earlyStopStep: Int? = nil,
     earlyStopTestAccuracy: Double? = nil, effectiveDensity: Double? = nil
   ) {
     (self.replicate, self.density, self.testAccuracy, self.seconds) = (replicate, density, testAccuracy, seconds)
-    (self.earlyStopStep, self.earlyStopTestAccuracy, self.effectiveDensity) =
-      (earlyStopStep, earlyStopTestAccuracy, effectiveDensity)
+    self.earlyStopStep = earlyStopStep
+    self.earlyStopTestAccuracy = earlyStopTestAccuracy
+    self.effectiveDensity = effectiveDensity
   }
 
   enum CodingKeys: String, CodingKey {
@@ -58,17 +59,6 @@ public struct ReplicateResult: Codable, Equatable, Sendable {
     case earlyStopStep = "early_stop_step"
     case earlyStopTestAccuracy = "early_stop_test_accuracy"
     case effectiveDensity = "effective_density"
-  }
-
-  public func encode(to encoder: Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(replicate, forKey: .replicate)
-    try c.encode(density, forKey: .density)
-    try c.encode(testAccuracy, forKey: .testAccuracy)
-    try c.encode(seconds, forKey: .seconds)
-    try c.encode(earlyStopStep, forKey: .earlyStopStep)  // null when absent
-    try c.encode(earlyStopTestAccuracy, forKey: .earlyStopTestAccuracy)
-    try c.encode(effectiveDensity, forKey: .effectiveDensity)
   }
 }
 
@@ -95,14 +85,6 @@ public struct LearningCurve: Codable, Equatable, Sendable {
     case testAccuracyMean = "test_accuracy_mean"
     case testAccuracyStd = "test_accuracy_std"
   }
-
-  public func encode(to encoder: Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encode(step, forKey: .step)
-    try c.encode(testAccuracyMean, forKey: .testAccuracyMean)
-    var s = c.nestedUnkeyedContainer(forKey: .testAccuracyStd)
-    for v in testAccuracyStd { if let v { try s.encode(v) } else { try s.encodeNil() } }
-  }
 }
 
 /// One row of a lottery or pruning-at-initialisation result: a level (or target density)
@@ -113,19 +95,19 @@ public struct ResultRow: Codable, Equatable, Sendable {
   public var level: Int?
   /// The target density (prune-init runs).
   public var targetDensity: Double?
-  public var density: Double?
-  public var testAccuracyMean: Double?
-  public var testAccuracyStd: Double?
-  public var earlyStopStepMean: Double?
+  @Nullable public var density: Double?
+  @Nullable public var testAccuracyMean: Double?
+  @Nullable public var testAccuracyStd: Double?
+  @Nullable public var earlyStopStepMean: Double?
   /// Test accuracy at each replicate's early-stopping step: mean and sample standard
   /// deviation (nil without a validation split).
-  public var earlyStopTestAccuracyMean: Double?
-  public var earlyStopTestAccuracyStd: Double?
+  @Nullable public var earlyStopTestAccuracyMean: Double?
+  @Nullable public var earlyStopTestAccuracyStd: Double?
   public var replicates: Int
   /// Mean effective density when every replicate recorded one.
-  public var effectiveDensity: Double?
+  @Nullable public var effectiveDensity: Double?
   public var testAccuracyValues: [Double]
-  public var secondsMean: Double?
+  @Nullable public var secondsMean: Double?
   public var perReplicate: [ReplicateResult]
   public var layers: [LayerDensity]
   public var learningCurve: LearningCurve
@@ -178,29 +160,6 @@ public struct ResultRow: Codable, Equatable, Sendable {
     case secondsMean = "seconds_mean"
     case perReplicate = "per_replicate"
     case learningCurve = "learning_curve"
-  }
-
-  public func encode(to encoder: Encoder) throws {
-    var c = encoder.container(keyedBy: CodingKeys.self)
-    try c.encodeIfPresent(level, forKey: .level)
-    try c.encodeIfPresent(targetDensity, forKey: .targetDensity)
-    // Statistics are always present, null when no replicate has them.
-    try c.encode(density, forKey: .density)
-    try c.encode(testAccuracyMean, forKey: .testAccuracyMean)
-    try c.encode(testAccuracyStd, forKey: .testAccuracyStd)
-    try c.encode(earlyStopStepMean, forKey: .earlyStopStepMean)
-    try c.encode(earlyStopTestAccuracyMean, forKey: .earlyStopTestAccuracyMean)
-    try c.encode(earlyStopTestAccuracyStd, forKey: .earlyStopTestAccuracyStd)
-    try c.encode(replicates, forKey: .replicates)
-    try c.encode(effectiveDensity, forKey: .effectiveDensity)
-    try c.encode(testAccuracyValues, forKey: .testAccuracyValues)
-    try c.encode(secondsMean, forKey: .secondsMean)
-    try c.encode(perReplicate, forKey: .perReplicate)
-    try c.encode(layers, forKey: .layers)
-    try c.encode(learningCurve, forKey: .learningCurve)
-    try c.encodeIfPresent(branches, forKey: .branches)
-    try c.encodeIfPresent(kind, forKey: .kind)
-    try c.encodeIfPresent(hash, forKey: .hash)
   }
 
   /// The main line's row and then each branch's, by column name.

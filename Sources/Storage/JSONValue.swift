@@ -134,3 +134,30 @@ public func jsonLine<T: Encodable>(_ value: T) -> String {
   e.outputFormatting = [.sortedKeys]
   return String(decoding: try! e.encode(value), as: UTF8.self)
 }
+
+/// An optional value that JSON always carries, as `null` when absent (a plain optional is
+/// left out by `JSONEncoder`). Result types mark their statistics with it, so a statistic
+/// no replicate has reads `null` instead of disappearing, without a hand-written
+/// `encode(to:)` per type.
+@propertyWrapper
+public struct Nullable<Value: Codable & Sendable & Equatable>: Codable, Sendable, Equatable {
+  public var wrappedValue: Value?
+  public init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    wrappedValue = c.decodeNil() ? nil : try c.decode(Value.self)
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.singleValueContainer()
+    if let wrappedValue { try c.encode(wrappedValue) } else { try c.encodeNil() }
+  }
+}
+
+extension KeyedDecodingContainer {
+  /// A missing key decodes as nil, as for a plain optional.
+  public func decode<T>(_: Nullable<T>.Type, forKey key: Key) throws -> Nullable<T> {
+    try decodeIfPresent(Nullable<T>.self, forKey: key) ?? Nullable(wrappedValue: nil)
+  }
+}
