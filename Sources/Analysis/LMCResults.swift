@@ -229,12 +229,7 @@ public enum LMCResults {
       replicatesPresent: reps.compactMap { Int($0.dropFirst("replicate_".count)) }.sorted(), record: record)
   }
 
-  static func pm(_ m: Double?, _ s: Double?, scale: Double = 100, digits: Int = 2) -> String {
-    guard let m else { return "-" }
-    let f = "%.\(digits)f"
-    if let s { return String(format: f, m * scale) + " ± " + String(format: f, s * scale) }
-    return String(format: f, m * scale)
-  }
+  static func pm(_ m: Double?, _ s: Double?) -> String { Results.pm(m, s) }
 
   public static func table(_ obj: LMCRunResults) -> String {
     var lines = [

@@ -105,15 +105,14 @@ public enum HyperparameterGroups {
     public let hashed: Bool
   }
 
-  static func entries<K: HyperparameterKey>(_ group: String, _: K.Type) -> [Entry] {
+  /// The entries of one group (modules above this one list theirs with it).
+  public static func entries<K: HyperparameterKey>(_ group: String, _: K.Type) -> [Entry] {
     K.allCases.map {
       Entry(
         group: group, key: $0.stringValue, flag: $0.flagName, help: $0.help, fullHelp: $0.fullHelp,
         hashed: K.hashed)
     }
   }
-
-  public static func entries<K: HyperparameterKey>(group: String, _ keys: K.Type) -> [Entry] { entries(group, keys) }
 
   /// The groups of this module (``Analysis`` adds `lmc`: `LMCHParams.CodingKeys`).
   public static var all: [Entry] {

@@ -274,11 +274,13 @@ public enum Results {
 
   static func acc(_ o: ResultRow) -> String { pm(o.testAccuracyMean, o.testAccuracyStd) }
 
-  /// `mean ± std` in percent (`-` without a mean, the mean alone without a std).
-  public static func pm(_ m: Double?, _ s: Double?) -> String {
+  /// `mean ± std` scaled (percent by default; `-` without a mean, the mean alone without
+  /// a std).
+  public static func pm(_ m: Double?, _ s: Double?, scale: Double = 100, digits: Int = 2) -> String {
     guard let m else { return "-" }
-    if let s { return String(format: "%.2f ± %.2f", m * 100, s * 100) }
-    return String(format: "%.2f", m * 100)
+    let f = "%.\(digits)f"
+    if let s { return String(format: f, m * scale) + " ± " + String(format: f, s * scale) }
+    return String(format: f, m * scale)
   }
 
   static func eff(_ o: ResultRow) -> String { o.effectiveDensity.map(pct3) ?? "-" }
