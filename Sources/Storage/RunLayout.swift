@@ -43,6 +43,8 @@ public enum RunFile: String, CaseIterable, Sendable {
   case fit = "fit.json"
   /// A scaling sweep's list of points.
   case manifest = "manifest.json"
+  /// `lth reproduce`'s checked claims (``Analysis/ReproductionResult``).
+  case findings = "findings.json"
   /// Job-graph state of `lth run` / `lth submit`.
   case jobs = "jobs.json"
   case graph = "graph.json"
@@ -61,6 +63,8 @@ public enum RunLayout {
   /// The kinds of experiment folder directly under an output folder.
   public enum Kind: String, CaseIterable, Sendable {
     case train, lottery, pai, lmc, scaling
+    /// `lth reproduce`: a paper's findings over the runs it made (beside them, not above).
+    case reproduce
   }
 
   /// `<output>/<kind>_<hash>`.

@@ -115,28 +115,41 @@ struct LMC: ParsableCommand {
   var randomMask = false
   @OptionGroup var interp: InterpolationFlags
 
-  /// The runner, the spawn steps in iterations and the replicates of this command, checked.
-  func prepare() throws -> (LMCRunner, [Int], [Int]) {
-    guard replicates >= 1 else { throw EngineError("--replicates must be at least 1, got \(replicates)") }
-    if let k = replicate, k < 1 { throw EngineError("--replicate must be at least 1, got \(k)") }
+  /// The hyperparameters (no data loaded, the mask run need not exist yet).
+  func hparams() throws -> LMCHParams {
     let t = try training.resolve()
     let maskRun = maskFrom.map { (($0 as NSString).standardizingPath as NSString).lastPathComponent }
-    let h = try LMCHParams(
+    return try LMCHParams(
       training: t, maskRun: maskRun, maskLevel: level, randomMask: randomMask, bn: try interp.mode(),
       points: interp.points, trainEvalSize: interp.trainEvalSize, bnExamples: interp.bnExamples)
-    let runner = try LMCRunner(
-      h, maskFrom: maskFrom, dataDir: training.dataDir, output: training.output, progress: training.progress
-    )
+  }
+
+  func replicateList() throws -> [Int] {
+    guard replicates >= 1 else { throw EngineError("--replicates must be at least 1, got \(replicates)") }
+    if let k = replicate, k < 1 { throw EngineError("--replicate must be at least 1, got \(k)") }
+    return replicate.map { [$0] } ?? Array(1...replicates)
+  }
+
+  /// The spawn steps in iterations, sorted; `perEpoch` is asked only for 1ep-style steps.
+  func spawnIterations(perEpoch: () throws -> Int) throws -> [Int] {
     var ks: [Int] = []
     for part in spawnSteps.split(separator: ",", omittingEmptySubsequences: false) {
       // Plain numbers are iterations; 1ep-style strings work too.
-      let text = part.allSatisfy(\.isNumber) && !part.isEmpty ? part + "it" : String(part)
-      let k = try StepSpec(parsing: String(text)).iterations(perEpoch: runner.setup.iterationsPerEpoch)
+      let plain = part.allSatisfy(\.isNumber) && !part.isEmpty
+      let k = try StepSpec(parsing: plain ? part + "it" : String(part)).iterations(perEpoch: plain ? 1 : try perEpoch())
       if !ks.contains(k) { ks.append(k) }
     }
-    ks.sort()
+    return ks.sorted()
+  }
+
+  /// The runner, the spawn steps in iterations and the replicates of this command, checked.
+  func prepare() throws -> (LMCRunner, [Int], [Int]) {
+    let reps = try replicateList()
+    let runner = try LMCRunner(
+      try hparams(), maskFrom: maskFrom, dataDir: training.dataDir, output: training.output,
+      progress: training.progress)
+    let ks = try spawnIterations { runner.setup.iterationsPerEpoch }
     try runner.validate(spawnSteps: ks, copies: copies)
-    let reps = replicate.map { [$0] } ?? Array(1...replicates)
     for r in reps { _ = try runner.mask(replicate: r) }  // a missing level fails before training
     return (runner, ks, reps)
   }

@@ -68,9 +68,25 @@ extension PruneInit: Plannable {
 }
 
 extension LMC: Plannable {
+  /// Checked against the data and the mask run (``prepare()``) when the mask run's level is
+  /// there; a subnetwork whose lottery is still to run (a phase of the same graph, e.g. in
+  /// `lth reproduce`) is planned from its hyperparameters alone and checked when it runs.
   func phases(arguments: [String]) throws -> (root: String, phases: [Phase]) {
-    let (runner, ks, reps) = try prepare()
-    let plan = LMCPlan(runner.hparams, output: training.output, replicates: reps, spawnSteps: ks, copies: copies)
+    let plan: LMCPlan
+    let maskReady = try maskFrom.map { dir in
+      try replicateList().allSatisfy { r in
+        FileManager.default.fileExists(
+          atPath: RunFile.summary.path(in: RunLayout.main(RunLayout.level(dir, replicate: r, level: level ?? 0))))
+      }
+    }
+    if maskReady ?? true {
+      let (runner, ks, reps) = try prepare()
+      plan = LMCPlan(runner.hparams, output: training.output, replicates: reps, spawnSteps: ks, copies: copies)
+    } else {
+      let h = try hparams()
+      let ks = try spawnIterations { try RunSetup(h.training, dataDir: training.dataDir).iterationsPerEpoch }
+      plan = LMCPlan(h, output: training.output, replicates: try replicateList(), spawnSteps: ks, copies: copies)
+    }
     let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
     return (plan.root, clusterPhases(plan) { _ in base })
   }
@@ -145,7 +161,7 @@ func plannedCommand(_ command: [String]) throws -> (graph: JobGraph, command: Pl
   }
   guard let plannable = parsed as? Plannable else {
     throw EngineError(
-      "'\(name)' is not an experiment command that can be planned; use lottery, branch, prune-init, lmc or scaling sweep"
+      "'\(name)' is not an experiment command that can be planned; use lottery, branch, prune-init, lmc, scaling sweep or reproduce"
     )
   }
   let (root, phases) = try plannable.phases(arguments: command)
