@@ -30,6 +30,20 @@ public enum LocalExecutor {
     var failures: [String] = []
     let total = waiting.count
     var count = 0
+    // Longest chain first: among the runnable phases, the one with the most phases waiting
+    // on it in sequence (a lottery replicate's later levels), so that no chain is left to run
+    // alone at the end while other cores idle. Ties keep the graph's order.
+    var chain: [String: Int] = [:]
+    for p in graph.phases.reversed() { chain[p.id] = 1 }
+    var dependents: [String: [String]] = [:]
+    for p in graph.phases { for d in p.dependencies { dependents[d, default: []].append(p.id) } }
+    func length(_ id: String) -> Int {
+      if let known = chain[id], known > 1 || dependents[id] == nil { return known }
+      let l = 1 + (dependents[id] ?? []).map(length).max()!
+      chain[id] = l
+      return l
+    }
+    for p in graph.phases { _ = length(p.id) }
     while !waiting.isEmpty || !running.isEmpty {
       // Phases whose dependency failed can never run.
       for p in waiting where p.dependencies.contains(where: failed.contains) {
@@ -38,7 +52,8 @@ public enum LocalExecutor {
       }
       waiting.removeAll { failed.contains($0.id) }
       while running.count < o.jobs,
-        let i = waiting.firstIndex(where: { $0.dependencies.allSatisfy(finished.contains) })
+        let i = waiting.indices.filter({ waiting[$0].dependencies.allSatisfy(finished.contains) })
+          .max(by: { chain[waiting[$0].id]! < chain[waiting[$1].id]! || (chain[waiting[$0].id]! == chain[waiting[$1].id]! && $0 > $1) })
       {
         let phase = waiting.remove(at: i)
         let argv =

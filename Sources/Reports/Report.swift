@@ -10,12 +10,15 @@ public enum RunResult: Codable, Equatable, Sendable {
   case rows(RunResults)
   case lmc(LMCRunResults)
   case scaling(ScalingFitResult)
+  /// `lth reproduce`'s findings (`reproduce_<hash>/findings.json`).
+  case reproduce(ReproductionResult)
 
   public var kind: String {
     switch self {
     case .rows(let r): return r.kind
     case .lmc(let r): return r.kind
     case .scaling(let r): return r.kind
+    case .reproduce(let r): return r.kind
     }
   }
   public var runDir: String {
@@ -23,6 +26,7 @@ public enum RunResult: Codable, Equatable, Sendable {
     case .rows(let r): return r.runDir
     case .lmc(let r): return r.runDir
     case .scaling(let r): return r.runDir ?? r.sweep ?? "?"
+    case .reproduce(let r): return r.runDir ?? "?"
     }
   }
   public var record: RunRecord {
@@ -30,13 +34,14 @@ public enum RunResult: Codable, Equatable, Sendable {
     case .rows(let r): return r.record
     case .lmc(let r): return r.record
     case .scaling(let r): return r.record ?? RunRecord()
+    case .reproduce(let r): return RunRecord(provenance: r.provenance)
     }
   }
   public var unfinished: [UnfinishedPhase] {
     switch self {
     case .rows(let r): return r.unfinished
     case .lmc(let r): return r.unfinished
-    case .scaling: return []
+    case .scaling, .reproduce: return []
     }
   }
   public var rowsResult: RunResults? {
@@ -53,6 +58,7 @@ public enum RunResult: Codable, Equatable, Sendable {
     case "lottery", "pai": self = .rows(try RunResults(from: decoder))
     case "lmc": self = .lmc(try LMCRunResults(from: decoder))
     case "scaling": self = .scaling(try ScalingFitResult(from: decoder))
+    case "reproduce": self = .reproduce(try ReproductionResult(from: decoder))
     default:
       throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "unknown kind \(kind)"))
     }
@@ -63,6 +69,7 @@ public enum RunResult: Codable, Equatable, Sendable {
     case .rows(let r): try r.encode(to: encoder)
     case .lmc(let r): try r.encode(to: encoder)
     case .scaling(let r): try r.encode(to: encoder)
+    case .reproduce(let r): try r.encode(to: encoder)
     }
   }
 }
@@ -102,7 +109,7 @@ public protocol ReportSection: Sendable {
 public enum Report {
   /// The sections in page order; provenance comes last for every run.
   public static let sections: [any ReportSection.Type] = [
-    LotterySection.self, PaISection.self, LMCSection.self, ScalingSection.self,
+    ReproduceSection.self, LotterySection.self, PaISection.self, LMCSection.self, ScalingSection.self,
   ]
 
   public static func html(title: String, runs: [RunResult], generated: Date = Date()) -> String {
@@ -229,6 +236,14 @@ extension Report {
   /// The result object of any experiment folder, by the `kind` its `hparams.json` records:
   /// `lottery` and `pai` (``Results``), `lmc` (``LMCResults``).
   public static func collect(_ dir: String) throws -> RunResult {
+    if RunLayout.kind(ofFolder: dir) == .reproduce {
+      guard let bytes = try? AtomicFile.read(RunFile.findings.path(in: dir)) else {
+        throw RunError("\(dir) has no readable \(RunFile.findings.rawValue) (run lth reproduce to the end)")
+      }
+      var r = try JSONDecoder().decode(ReproductionResult.self, from: Data(bytes))
+      r.runDir = dir
+      return .reproduce(r)
+    }
     let path = RunFile.hparams.path(in: dir)
     guard let bytes = try? AtomicFile.read(path) else {
       throw RunError("\(dir) is not a run folder (no readable \(RunFile.hparams.rawValue))")

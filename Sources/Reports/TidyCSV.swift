@@ -68,7 +68,7 @@ public enum TidyCSV {
             }
           }
         }
-      case .scaling: continue
+      case .scaling, .reproduce: continue
       }
     }
     return out.joined(separator: "\n") + "\n"

@@ -300,11 +300,12 @@ struct ResultsCommand: ParsableCommand {
           if let e = f.error { throw EngineError(e) }
           print(ScalingText.summary(f))
         case (false, .rows(let x)): print(Results.table(x))
+        case (false, .reproduce(let x)): print(x.table())
         }
       } else {
-        guard json || !rs.contains(where: { ["lmc", "scaling"].contains($0.kind) }) else {
+        guard json || !rs.contains(where: { ["lmc", "scaling", "reproduce"].contains($0.kind) }) else {
           throw EngineError(
-            "lmc and scaling runs have their own tables: give one at a time, or use --json, --csv or lth report"
+            "lmc, scaling and reproduce runs have their own tables: give one at a time, or use --json, --csv or lth report"
           )
         }
         print(json ? jsonLine(RunResultList(rs)) : Results.sideBySide(rs.compactMap(\.rowsResult)))

@@ -138,19 +138,24 @@ struct Reproduce: ParsableCommand {
           throw EngineError("\(failures.count) of \(graph.pending.count) phases failed; first: \(first)")
         }
       }
+      // The wall clock of the invocation that ran the phases survives a rerun that ran none.
+      let findingsPath = RunFile.findings.path(in: plan.root)
+      let previous = graph.pending.isEmpty
+        ? (try? AtomicFile.read(findingsPath)).flatMap { try? JSONDecoder().decode(ReproductionResult.self, from: Data($0)) }
+        : nil
       var findings = try plan.paper.findings(plan.runs, plan.settings)
       for i in findings.indices {
         findings[i].referenceValue = Papers.reference(findings[i].id, scale: scale, dataset: plan.settings.dataset)
       }
       let result = ReproductionResult(
         paper: plan.paper, settings: plan.settings, findings: findings, runDirs: plan.runs,
-        seconds: Date().timeIntervalSince(started), trainingSeconds: trainingSeconds(Array(plan.runs.values)),
+        seconds: previous?.seconds ?? Date().timeIntervalSince(started), trainingSeconds: trainingSeconds(Array(plan.runs.values)),
         provenance: try? JSONValue(encoding: Provenance.current()))
-      try RunStore.writeJSON(result, to: RunFile.findings.path(in: plan.root))
+      try RunStore.writeJSON(result, to: findingsPath)
       if swiftReferences {
         print(references(result))
       } else if markdown {
-        print(result.markdown())
+        print(result.markdown(quickRecipe: plan.paper.quickRecipe))
       } else if json {
         print(jsonLine(result))
       } else {

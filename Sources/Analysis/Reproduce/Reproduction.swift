@@ -189,12 +189,15 @@ public struct ReproductionResult: Codable, Equatable, Sendable {
   public var findings: [Finding]
   /// Each experiment's run folder, by experiment name.
   public var runDirs: [String: String]
-  /// Wall-clock seconds of this invocation (training included when it ran here).
+  /// Wall-clock seconds of the invocation that ran the last phases (a rerun with nothing
+  /// left to run keeps the number it finds in `findings.json`).
   public var seconds: Double
   /// Wall-clock seconds of every phase's training, summed over the runs (as recorded in
   /// their folders, whichever invocation trained them).
   public var trainingSeconds: Double
   public var provenance: JSONValue?
+  /// The reproduction's folder (`reproduce_<hash>`).
+  public var runDir: String?
   public var schemaVersion = ResultSchema.version
 
   public init(
@@ -208,6 +211,7 @@ public struct ReproductionResult: Codable, Equatable, Sendable {
 
   enum CodingKeys: String, CodingKey {
     case kind, paper, title, scale, dataset, findings, seconds, provenance
+    case runDir = "run_dir"
     case runDirs = "run_dirs"
     case trainingSeconds = "training_seconds"
     case schemaVersion = "schema_version"
@@ -237,19 +241,31 @@ public struct ReproductionResult: Codable, Equatable, Sendable {
     return String(format: "%.\(digits)f", v)
   }
 
-  /// The findings as a Markdown table (docs/reproduce.md is made of these).
-  public func markdown() -> String {
+  /// The findings as a Markdown section: the paper, the record (date, CPU, command, wall
+  /// clock) and one row per finding (docs/reproduce.md is made of these).
+  public func markdown(quickRecipe: String) -> String {
     func num(_ v: Double?) -> String { v.map { Self.format($0) } ?? "-" }
+    let cell = { (s: String) in s.replacingOccurrences(of: "|", with: "\\|") }
+    let date = provenance?["created"]?.string.map { String($0.prefix(10)) } ?? "?"
+    let cpu = provenance?["cpu_model"]?.string ?? "CPU not recorded"
+    let command = "lth reproduce \(paper) --scale \(scale.rawValue)" + (dataset.map { " --dataset \($0)" } ?? "")
     var lines = [
-      "| finding | claim | paper | this run | verdict | tolerance |", "|---|---|---|---|---|---|",
+      "## \(title)", "",
+      "> **Record:** \(date) · \(cpu) · `\(command)` · \(Self.minutes(seconds)) wall clock (\(Self.minutes(trainingSeconds)) of training summed over its phases)",
+      "",
     ]
+    if scale == .quick { lines += ["Quick recipe: \(quickRecipe).", ""] }
+    lines += ["| finding | claim | paper | LotteryKit | verdict | tolerance |", "|---|---|---|---|---|---|"]
     for f in findings {
-      let cell = { (s: String) in s.replacingOccurrences(of: "|", with: "\\|") }
       lines.append(
-        "| `\(f.id)` | \(cell(f.claim)) | \(cell(f.paperText)) | \(num(f.lotterykitValue)) \(cell(f.unit)): \(cell(f.lotterykitDetail)) | **\(f.verdict.rawValue)** | \(cell(f.tolerance)) |"
+        "| `\(f.id)` | \(cell(f.claim)) | \(cell(f.paperText)) | **\(num(f.lotterykitValue))** \(cell(f.unit)): \(cell(f.lotterykitDetail)) | **\(f.verdict.rawValue)** | \(cell(f.tolerance)) |"
       )
     }
     return lines.joined(separator: "\n")
+  }
+
+  static func minutes(_ s: Double) -> String {
+    s < 120 ? String(format: "%.0f s", s) : String(format: "%.1f min", s / 60)
   }
 }
 
