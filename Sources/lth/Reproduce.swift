@@ -147,10 +147,11 @@ struct Reproduce: ParsableCommand {
       for i in findings.indices {
         findings[i].referenceValue = Papers.reference(findings[i].id, scale: scale, dataset: plan.settings.dataset)
       }
-      let result = ReproductionResult(
+      var result = ReproductionResult(
         paper: plan.paper, settings: plan.settings, findings: findings, runDirs: plan.runs,
         seconds: previous?.seconds ?? Date().timeIntervalSince(started), trainingSeconds: trainingSeconds(Array(plan.runs.values)),
         provenance: try? JSONValue(encoding: Provenance.current()))
+      result.runDir = plan.root
       try RunStore.writeJSON(result, to: findingsPath)
       if swiftReferences {
         print(references(result))

@@ -71,6 +71,22 @@ struct ReproduceTests {
     }
   }
 
+  @Test("--scale full prints its estimate first and refuses over an hour without --yes, before any training")
+  func fullScaleEstimate() throws {
+    let data = try Self.tinyCIFAR(perBatch: 20, test: 20)
+    let out = CLI.tempDir()
+    // 50 replicates of 105 phases of 50,000 iterations: far over an hour on any machine.
+    let r = try CLI.run([
+      "reproduce", "lth", "--scale", "full", "--dataset", "cifar10", "--data-dir", data, "--output", out,
+      "--replicates", "50", "--nodes", "4",
+    ])
+    #expect(r.status != 0)
+    #expect(r.stdout.contains("estimated: ") && r.stdout.contains("on 4 Slurm nodes"), "\(r.stdout)")
+    #expect(r.stderr.contains("give --yes"), "\(r.stderr)")
+    let made = (try? FileManager.default.contentsOfDirectory(atPath: out)) ?? []
+    #expect(made.isEmpty, "nothing is created before the run is accepted: \(made)")
+  }
+
   /// A CIFAR-10 folder of `perBatch` records in each of the 5 training files and `test`
   /// in the test file; the label is learnable (each class has its own brightness).
   static func tinyCIFAR(perBatch: Int, test: Int) throws -> String {
