@@ -53,7 +53,10 @@ public enum LocalExecutor {
       waiting.removeAll { failed.contains($0.id) }
       while running.count < o.jobs,
         let i = waiting.indices.filter({ waiting[$0].dependencies.allSatisfy(finished.contains) })
-          .max(by: { chain[waiting[$0].id]! < chain[waiting[$1].id]! || (chain[waiting[$0].id]! == chain[waiting[$1].id]! && $0 > $1) })
+          .max(by: {
+            chain[waiting[$0].id]! < chain[waiting[$1].id]!
+              || (chain[waiting[$0].id]! == chain[waiting[$1].id]! && $0 > $1)
+          })
       {
         let phase = waiting.remove(at: i)
         let argv =

@@ -33,7 +33,9 @@ public enum ReproduceSection: ReportSection {
       case .tooFewReplicates, .movedToFull: colour = "#eeeeee"
       }
       let ref =
-        f.referenceValue.map { "\(num($0.value)) (\(e($0.verdict.rawValue)); \(e($0.date)), \(e($0.machine)))" } ?? "-"
+        f.referenceValue.map {
+          "\(num($0.value)) (\(e($0.verdict.rawValue)); \(e($0.date)), \(e($0.machine)))"
+        } ?? "-"
       o +=
         "<tr><td><code>\(e(f.id))</code></td><td>\(e(f.claim))</td><td>\(num(f.paperValue)) \(e(f.unit))<br><small>\(e(f.paperText))</small></td><td>\(ref)</td><td><b>\(num(f.lotterykitValue))</b> \(e(f.unit))<br><small>\(e(f.lotterykitDetail))</small></td><td style=\"background:\(colour)\">\(e(f.verdict.rawValue))</td><td><small>\(e(f.tolerance))</small></td></tr>\n"
     }

@@ -109,8 +109,10 @@ struct LMC: ParsableCommand {
   @Option(help: "Children per spawn step.") var copies = 2
   @Option(help: "Number of replicates, numbered 1...R.") var replicates = 1
   @Option(help: "Run only replicate K (a phase of lth run or an array task).") var replicate: Int?
-  @Option(name: .key(LMCHParams.CodingKeys.maskRun), help: .key(LMCHParams.CodingKeys.maskRun)) var maskFrom: String?
-  @Option(name: .key(LMCHParams.CodingKeys.maskLevel), help: .key(LMCHParams.CodingKeys.maskLevel)) var level: Int?
+  @Option(name: .key(LMCHParams.CodingKeys.maskRun), help: .key(LMCHParams.CodingKeys.maskRun)) var maskFrom:
+    String?
+  @Option(name: .key(LMCHParams.CodingKeys.maskLevel), help: .key(LMCHParams.CodingKeys.maskLevel)) var level:
+    Int?
   @Flag(name: .key(LMCHParams.CodingKeys.randomMask), help: .key(LMCHParams.CodingKeys.randomMask))
   var randomMask = false
   @OptionGroup var interp: InterpolationFlags
@@ -136,7 +138,8 @@ struct LMC: ParsableCommand {
     for part in spawnSteps.split(separator: ",", omittingEmptySubsequences: false) {
       // Plain numbers are iterations; 1ep-style strings work too.
       let plain = part.allSatisfy(\.isNumber) && !part.isEmpty
-      let k = try StepSpec(parsing: plain ? part + "it" : String(part)).iterations(perEpoch: plain ? 1 : try perEpoch())
+      let k = try StepSpec(parsing: plain ? part + "it" : String(part)).iterations(
+        perEpoch: plain ? 1 : try perEpoch())
       if !ks.contains(k) { ks.append(k) }
     }
     return ks.sorted()

@@ -1,5 +1,5 @@
-import ArgumentParser
 import Analysis
+import ArgumentParser
 import Cluster
 import Engine
 import Experiments
@@ -42,7 +42,8 @@ func clusterPhases(_ plan: any ExperimentPlan, base: (ExperimentPhase) -> [Strin
 extension Lottery: Plannable {
   func plan() throws -> LotteryPlan {
     LotteryPlan(
-      try lottery.resolve(try training.resolve()), output: training.output, replicates: try lottery.replicateList(),
+      try lottery.resolve(try training.resolve()), output: training.output,
+      replicates: try lottery.replicateList(),
       levels: levels)
   }
 
@@ -76,16 +77,19 @@ extension LMC: Plannable {
     let maskReady = try maskFrom.map { dir in
       try replicateList().allSatisfy { r in
         FileManager.default.fileExists(
-          atPath: RunFile.summary.path(in: RunLayout.main(RunLayout.level(dir, replicate: r, level: level ?? 0))))
+          atPath: RunFile.summary.path(
+            in: RunLayout.main(RunLayout.level(dir, replicate: r, level: level ?? 0))))
       }
     }
     if maskReady ?? true {
       let (runner, ks, reps) = try prepare()
-      plan = LMCPlan(runner.hparams, output: training.output, replicates: reps, spawnSteps: ks, copies: copies)
+      plan = LMCPlan(
+        runner.hparams, output: training.output, replicates: reps, spawnSteps: ks, copies: copies)
     } else {
       let h = try hparams()
       let ks = try spawnIterations { try RunSetup(h.training, dataDir: training.dataDir).iterationsPerEpoch }
-      plan = LMCPlan(h, output: training.output, replicates: try replicateList(), spawnSteps: ks, copies: copies)
+      plan = LMCPlan(
+        h, output: training.output, replicates: try replicateList(), spawnSteps: ks, copies: copies)
     }
     let base = Arguments.removing(phaseOptions, flags: phaseFlags, from: arguments)
     return (plan.root, clusterPhases(plan) { _ in base })
@@ -116,11 +120,13 @@ extension BranchCommon {
       (plan, sourceCommand) = (BranchPlan(pai: p, branch: b), "prune-init")
     } else {
       guard let levels else {
-        throw EngineError("--levels (a lottery run) or --method and --densities (a prune-init run) is required")
+        throw EngineError(
+          "--levels (a lottery run) or --method and --densities (a prune-init run) is required")
       }
       let h = try lottery.resolve(try training.resolve())
       plan = BranchPlan(
-        lottery: h, output: training.output, replicates: reps, levels: try parseLevels(levels), branch: h.branch(b))
+        lottery: h, output: training.output, replicates: reps, levels: try parseLevels(levels),
+        branch: h.branch(b))
       sourceCommand = "lottery"
     }
     return (plan.root, clusterPhases(plan) { $0.branch == nil ? [sourceCommand] + source : branchBase })
@@ -289,7 +295,8 @@ struct StatusCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "status",
     abstract: "Every phase of a submitted experiment: done, running, pending, failed or missing.",
-    discussion: "Reads the run folder (results and slurm/\(RunFile.jobs.rawValue)) and squeue; needs no accounting database."
+    discussion:
+      "Reads the run folder (results and slurm/\(RunFile.jobs.rawValue)) and squeue; needs no accounting database."
   )
   @Argument(help: "The experiment folder (lottery_<hash>, pai_<hash>, lmc_<hash>).") var runDir: String
   @Flag(help: "Print one JSON object.") var json = false
@@ -299,7 +306,8 @@ struct StatusCommand: ParsableCommand {
       let rows = try Slurm.status(runDir)
       if json {
         print(
-          jsonLine(SlurmStatus(runDir: runDir, phases: rows.map { .init(id: $0.0.id, state: $0.1, task: $0.2) })))
+          jsonLine(
+            SlurmStatus(runDir: runDir, phases: rows.map { .init(id: $0.0.id, state: $0.1, task: $0.2) })))
         return
       }
       var counts: [String: Int] = [:]

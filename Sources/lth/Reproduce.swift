@@ -26,19 +26,27 @@ struct Reproduce: ParsableCommand {
       and lth plan, lth run --jobs N and lth submit --slurm take the command like any other.
       """)
   @Argument(help: ArgumentHelp("The paper.", valueName: Papers.ids.joined(separator: "|"))) var paper: String
-  @Option(help: "quick (minutes, small models) or full (the papers' recipes).") var scale = ReproductionScale.quick
-  @Option(help: "Data set for every experiment (default: each model's, Fashion-MNIST for LeNet).") var dataset: String?
+  @Option(help: "quick (minutes, small models) or full (the papers' recipes).") var scale = ReproductionScale
+    .quick
+  @Option(help: "Data set for every experiment (default: each model's, Fashion-MNIST for LeNet).")
+  var dataset: String?
   @Option(help: "Folder with the data set's files.") var dataDir: String?
   @Option(help: "Output root.") var output = "./lth_runs"
-  @Option(help: "Replicates per experiment (default: the paper's at this scale; quick runs 2 or 3).") var replicates: Int?
-  @Option(help: "Phases run at the same time, in separate processes.") var jobs = max(1, MachineInfo.defaultThreads)
+  @Option(help: "Replicates per experiment (default: the paper's at this scale; quick runs 2 or 3).")
+  var replicates: Int?
+  @Option(help: "Phases run at the same time, in separate processes.") var jobs = max(
+    1, MachineInfo.defaultThreads)
   @Option(help: "Worker threads in all (each job gets threads/jobs, at least 1).") var threads =
     MachineInfo.defaultThreads
   @Option(help: "Slurm nodes the --scale full estimate is given for.") var nodes = 16
   @Flag(help: "Start a run estimated to take over an hour on this machine.") var yes = false
   @Flag(help: "Print the findings as one JSON object.") var json = false
-  @Flag(help: "Print the findings as a Markdown table (docs/reproduce.md is made of these).") var markdown = false
-  @Flag(help: "Print this run's values as stored-reference entries (for Sources/Analysis/Reproduce/References.swift).")
+  @Flag(help: "Print the findings as a Markdown table (docs/reproduce.md is made of these).") var markdown =
+    false
+  @Flag(
+    help:
+      "Print this run's values as stored-reference entries (for Sources/Analysis/Reproduce/References.swift)."
+  )
   var swiftReferences = false
   @Flag(help: "No progress output.") var quiet = false
 
@@ -63,16 +71,19 @@ struct Reproduce: ParsableCommand {
     let h = try TrainingHParams.resolve(model: "mnist_lenet_300_100", o)
     let train = try RunSetup(h, dataDir: dataDir).train.count
     return ReproductionSettings(
-      scale: scale, dataset: dataset == "fashion_mnist" ? nil : dataset, trainSize: train, replicates: replicates)
+      scale: scale, dataset: dataset == "fashion_mnist" ? nil : dataset, trainSize: train,
+      replicates: replicates)
   }
 
   func plan() throws -> Planned {
     let p = try Papers.named(paper)
     let s = try settings()
     let experiments = try p.experiments(s)
-    let identity = ([p.id, s.scale.rawValue, s.dataset ?? "-", "\(s.replicates ?? 0)"] + experiments.map { e in
-      e.name + " " + e.arguments.joined(separator: " ")
-    }).joined(separator: "\n")
+    let identity =
+      ([p.id, s.scale.rawValue, s.dataset ?? "-", "\(s.replicates ?? 0)"]
+      + experiments.map { e in
+        e.name + " " + e.arguments.joined(separator: " ")
+      }).joined(separator: "\n")
     let root = RunLayout.root(.reproduce, output: output, hash: RunHash.short(identity))
     var runs: ReproductionRuns = [:]
     var phases: [Phase] = []
@@ -81,7 +92,9 @@ struct Reproduce: ParsableCommand {
     var rename: [String: String] = [:]  // prefixed id -> kept id
     for e in experiments {
       let args =
-        e.arguments.map { a in a.hasPrefix("@") ? (runs[String(a.dropFirst())] ?? a) : a } + ["--output", output]
+        e.arguments.map { a in a.hasPrefix("@") ? (runs[String(a.dropFirst())] ?? a) : a } + [
+          "--output", output,
+        ]
         + (dataDir.map { ["--data-dir", $0] } ?? [])
       let (graph, command) = try plannedCommand(args)
       runs[e.name] = graph.root
@@ -96,11 +109,14 @@ struct Reproduce: ParsableCommand {
         byMarker[ph.marker] = id
         rename[id] = id
         ph.id = id
-        ph.dependencies = ph.dependencies.map { rename[e.name + "." + $0] ?? e.name + "." + $0 } + e.needs.map { rename[$0] ?? $0 }
+        ph.dependencies =
+          ph.dependencies.map { rename[e.name + "." + $0] ?? e.name + "." + $0 }
+          + e.needs.map { rename[$0] ?? $0 }
         phases.append(ph)
       }
     }
-    let graph = try JobGraph(command: ["reproduce", paper, "--scale", scale.rawValue], root: root, phases: phases)
+    let graph = try JobGraph(
+      command: ["reproduce", paper, "--scale", scale.rawValue], root: root, phases: phases)
     return Planned(paper: p, settings: s, root: root, graph: graph, runs: runs, commands: commands)
   }
 
@@ -140,16 +156,21 @@ struct Reproduce: ParsableCommand {
       }
       // The wall clock of the invocation that ran the phases survives a rerun that ran none.
       let findingsPath = RunFile.findings.path(in: plan.root)
-      let previous = graph.pending.isEmpty
-        ? (try? AtomicFile.read(findingsPath)).flatMap { try? JSONDecoder().decode(ReproductionResult.self, from: Data($0)) }
+      let previous =
+        graph.pending.isEmpty
+        ? (try? AtomicFile.read(findingsPath)).flatMap {
+          try? JSONDecoder().decode(ReproductionResult.self, from: Data($0))
+        }
         : nil
       var findings = try plan.paper.findings(plan.runs, plan.settings)
       for i in findings.indices {
-        findings[i].referenceValue = Papers.reference(findings[i].id, scale: scale, dataset: plan.settings.dataset)
+        findings[i].referenceValue = Papers.reference(
+          findings[i].id, scale: scale, dataset: plan.settings.dataset)
       }
       var result = ReproductionResult(
         paper: plan.paper, settings: plan.settings, findings: findings, runDirs: plan.runs,
-        seconds: previous?.seconds ?? Date().timeIntervalSince(started), trainingSeconds: trainingSeconds(Array(plan.runs.values)),
+        seconds: previous?.seconds ?? Date().timeIntervalSince(started),
+        trainingSeconds: trainingSeconds(Array(plan.runs.values)),
         provenance: try? JSONValue(encoding: Provenance.current()))
       result.runDir = plan.root
       try RunStore.writeJSON(result, to: findingsPath)
@@ -200,13 +221,16 @@ struct Reproduce: ParsableCommand {
   }
 
   func hours(_ s: Double) -> String {
-    s < 3600 ? String(format: "%.0f min", s / 60) : s < 86400 * 2 ? String(format: "%.1f h", s / 3600) : String(format: "%.1f days", s / 86400)
+    s < 3600
+      ? String(format: "%.0f min", s / 60)
+      : s < 86400 * 2 ? String(format: "%.1f h", s / 3600) : String(format: "%.1f days", s / 86400)
   }
 
   /// The run's cost from one timed dense training step per (model, batch size): every
   /// pending phase trains its run's steps (an LMC spawn step: its children, about 2.5
   /// runs); on N nodes, the longer of the critical path and the total over N.
-  func estimate(_ graph: JobGraph, settings: ReproductionSettings) throws -> (total: Double, onNodes: Double) {
+  func estimate(_ graph: JobGraph, settings: ReproductionSettings) throws -> (total: Double, onNodes: Double)
+  {
     var stepCost: [String: Double] = [:]
     var cost: [String: Double] = [:]
     for ph in graph.pending {

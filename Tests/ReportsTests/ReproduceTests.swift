@@ -21,10 +21,13 @@ struct ReproduceTests {
         for e in experiments {
           #expect(!seen.contains(e.name), "\(p.id): \(e.name) twice")
           for a in e.arguments where a.hasPrefix("@") {
-            #expect(seen.contains(String(a.dropFirst())), "\(p.id)/\(e.name): \(a) is not an earlier experiment")
+            #expect(
+              seen.contains(String(a.dropFirst())), "\(p.id)/\(e.name): \(a) is not an earlier experiment")
           }
           for n in e.needs {
-            #expect(seen.contains { n.hasPrefix($0 + ".") }, "\(p.id)/\(e.name) needs \(n) of no earlier experiment")
+            #expect(
+              seen.contains { n.hasPrefix($0 + ".") }, "\(p.id)/\(e.name) needs \(n) of no earlier experiment"
+            )
           }
           if scale == .quick, let i = e.arguments.firstIndex(of: "--replicates") {
             #expect(Int(e.arguments[i + 1])! >= 2, "\(p.id)/\(e.name): quick runs at least 2 replicates")
@@ -44,14 +47,17 @@ struct ReproduceTests {
       let graph = try JSONDecoder().decode(
         JobListing.self, from: Data((r.stdout.split(separator: "\n").last ?? "").utf8))
       #expect(graph.phases.count > 10, "\(p): \(graph.phases.count) phases")
-      let names = Set(try Papers.named(p).experiments(ReproductionSettings(scale: .quick, dataset: nil, trainSize: 60_000)).map(\.name))
+      let names = Set(
+        try Papers.named(p).experiments(ReproductionSettings(scale: .quick, dataset: nil, trainSize: 60_000))
+          .map(\.name))
       for ph in graph.phases {
         #expect(names.contains { ph.id.hasPrefix($0 + ".") }, "\(p): phase \(ph.id) has no experiment prefix")
       }
     }
     // The LMC of an IMP subnetwork waits for its lottery level.
     let r = try CLI.run(["plan", "--json", "reproduce", "lmc", "--output", out])
-    let graph = try JSONDecoder().decode(JobListing.self, from: Data((r.stdout.split(separator: "\n").last ?? "").utf8))
+    let graph = try JSONDecoder().decode(
+      JobListing.self, from: Data((r.stdout.split(separator: "\n").last ?? "").utf8))
     let imp = try #require(graph.phases.first { $0.id == "lenet-imp.r1.k0" })
     #expect(imp.dependencies.contains("lenet-lottery.r1.L8"))
   }
@@ -62,7 +68,9 @@ struct ReproduceTests {
     for (args, message) in [
       (["reproduce", "nosuch", "--output", out], "unknown paper 'nosuch'"),
       (["reproduce", "lth", "--replicates", "1", "--output", out], "at least 2 replicates"),
-      (["reproduce", "lth", "--dataset", "cifar10", "--data-dir", out + "/none", "--output", out], "cifar10"),
+      (
+        ["reproduce", "lth", "--dataset", "cifar10", "--data-dir", out + "/none", "--output", out], "cifar10"
+      ),
     ] {
       let r = try CLI.run(args)
       #expect(r.status != 0)
@@ -101,7 +109,9 @@ struct ReproduceTests {
       }
       return Data(out)
     }
-    for b in 1...5 { try records(perBatch, offset: b).write(to: URL(fileURLWithPath: "\(d)/data_batch_\(b).bin")) }
+    for b in 1...5 {
+      try records(perBatch, offset: b).write(to: URL(fileURLWithPath: "\(d)/data_batch_\(b).bin"))
+    }
     try records(test, offset: 0).write(to: URL(fileURLWithPath: "\(d)/test_batch.bin"))
     return d
   }
@@ -111,7 +121,8 @@ struct ReproduceTests {
     let data = try Self.tinyCIFAR(perBatch: 40, test: 100)
     let out = CLI.tempDir()
     let args = [
-      "reproduce", "lth", "--dataset", "cifar10", "--data-dir", data, "--output", out, "--replicates", "2", "--json",
+      "reproduce", "lth", "--dataset", "cifar10", "--data-dir", data, "--output", out, "--replicates", "2",
+      "--json",
       "--quiet",
     ]
     let first = try CLI.run(args)
@@ -128,14 +139,18 @@ struct ReproduceTests {
     // The top-level keys are docs/results-schema.md's `keys reproduce`.
     let doc = try #require(try ResultSchemaTests.documented()["reproduce"])
     let keys = Set((try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]).keys)
-    #expect(doc.required.isSubset(of: keys) && keys.isSubset(of: doc.required.union(doc.optional)), "\(keys.sorted())")
+    #expect(
+      doc.required.isSubset(of: keys) && keys.isSubset(of: doc.required.union(doc.optional)),
+      "\(keys.sorted())")
 
     // lth.matching-density again, from the ticket run's own results: walking the levels
     // from the densest, the last one whose mean early-stop accuracy is within 1 point of
     // dense before the first that is not.
     let ticket = try #require(result.runDirs["ticket"])
     let r = try CLI.run(["results", ticket, "--json"])
-    let rows = try JSONDecoder().decode(RunResults.self, from: Data((r.stdout.split(separator: "\n").last ?? "").utf8)).rows
+    let rows = try JSONDecoder().decode(
+      RunResults.self, from: Data((r.stdout.split(separator: "\n").last ?? "").utf8)
+    ).rows
     #expect(rows.count == 17)
     func mean(_ row: ResultRow) -> Double {
       let v = row.perReplicate.map { $0.earlyStopTestAccuracy! }

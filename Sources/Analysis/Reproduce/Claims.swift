@@ -1,7 +1,7 @@
 import Engine
 import Experiments
-import Training
 import Foundation
+import Training
 
 /// What the papers' claims are computed from: per-replicate accuracies of a result row, and
 /// the lowest density down to which every level satisfies a condition.
@@ -10,14 +10,17 @@ enum Claims {
   /// (a validation split exists), else at the end of training.
   static func accuracy(_ row: ResultRow) -> Sample {
     let stop = row.perReplicate.compactMap(\.earlyStopTestAccuracy)
-    return Sample(stop.count == row.perReplicate.count && !stop.isEmpty ? stop : row.perReplicate.map(\.testAccuracy))
+    return Sample(
+      stop.count == row.perReplicate.count && !stop.isEmpty ? stop : row.perReplicate.map(\.testAccuracy))
   }
 
   /// Final test accuracy per replicate.
   static func finalAccuracy(_ row: ResultRow) -> Sample { Sample(row.perReplicate.map(\.testAccuracy)) }
 
   /// Early-stopping iteration per replicate (empty without a validation split).
-  static func earlyStop(_ row: ResultRow) -> Sample { Sample(row.perReplicate.compactMap(\.earlyStopStep).map(Double.init)) }
+  static func earlyStop(_ row: ResultRow) -> Sample {
+    Sample(row.perReplicate.compactMap(\.earlyStopStep).map(Double.init))
+  }
 
   /// Walking the pruned rows from the densest, the last row before the first that fails
   /// `ok` (nil when the densest pruned row fails already): "down to which density".

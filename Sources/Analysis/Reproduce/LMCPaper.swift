@@ -1,7 +1,7 @@
 import Engine
 import Experiments
-import Training
 import Foundation
+import Training
 
 /// Frankle, Dziugaite, Roy & Carbin (ICML 2020), Linear Mode Connectivity and the LTH:
 /// instability (the test-error barrier between two copies trained from the same W_k with
@@ -19,7 +19,9 @@ import Foundation
 public struct LMCPaper: PaperReproduction {
   public init() {}
   public var id: String { "lmc" }
-  public var title: String { "Linear Mode Connectivity and the Lottery Ticket Hypothesis (Frankle et al., ICML 2020)" }
+  public var title: String {
+    "Linear Mode Connectivity and the Lottery Ticket Hypothesis (Frankle et al., ICML 2020)"
+  }
   public var quickRecipe: String {
     "LeNet-300-100 for 2 epochs and a width-8 ResNet-20 for 600 iterations (the paper: 24,000 and 63,000), 2 replicates"
   }
@@ -36,8 +38,10 @@ public struct LMCPaper: PaperReproduction {
   func resnet(_ s: ReproductionSettings) -> [String] {
     let quick = s.scale == .quick
     return [
-      "--model", quick ? "cifar_resnet_20_8" : "cifar_resnet_20", "--dataset", s.dataset ?? (quick ? "fashion_mnist" : "cifar10"),
-      "--training-steps", quick ? "600it" : "63000it", "--milestones", quick ? "300it,450it" : "32000it,48000it",
+      "--model", quick ? "cifar_resnet_20_8" : "cifar_resnet_20", "--dataset",
+      s.dataset ?? (quick ? "fashion_mnist" : "cifar10"),
+      "--training-steps", quick ? "600it" : "63000it", "--milestones",
+      quick ? "300it,450it" : "32000it,48000it",
       "--replicates", "\(reps(s))",
     ]
   }
@@ -60,7 +64,8 @@ public struct LMCPaper: PaperReproduction {
         "lenet-imp", lmc + lenet(s) + ["--spawn-steps", "0", "--mask-from", "@lenet-lottery"] + sub,
         needs: needs("lenet-lottery", s)),
       ReproductionExperiment(
-        "lenet-random", lmc + lenet(s) + ["--spawn-steps", "0", "--mask-from", "@lenet-lottery", "--random-mask"] + sub,
+        "lenet-random",
+        lmc + lenet(s) + ["--spawn-steps", "0", "--mask-from", "@lenet-lottery", "--random-mask"] + sub,
         needs: needs("lenet-lottery", s)),
       ReproductionExperiment(
         "resnet-dense",
@@ -69,7 +74,9 @@ public struct LMCPaper: PaperReproduction {
     ]
     for k in Self.subnetworkSteps(s) {
       let lottery = "resnet-lottery-k\(k)"
-      out.append(ReproductionExperiment(lottery, ["lottery"] + resnet(s) + ["--levels", "\(Self.level)", "--rewind-step", "\(k)it"]))
+      out.append(
+        ReproductionExperiment(
+          lottery, ["lottery"] + resnet(s) + ["--levels", "\(Self.level)", "--rewind-step", "\(k)it"]))
       for random in [false, true] {
         out.append(
           ReproductionExperiment(
@@ -105,16 +112,20 @@ public struct LMCPaper: PaperReproduction {
 
   public func findings(_ runs: ReproductionRuns, _ s: ReproductionSettings) throws -> [Finding] {
     var out: [Finding] = []
-    let tolStable = "stable when the mean test-error barrier over the replicates' pairs is below 2 points (the paper's threshold)"
+    let tolStable =
+      "stable when the mean test-error barrier over the replicates' pairs is below 2 points (the paper's threshold)"
     // 1. Dense LeNet is stable at k = 0.
     let lenet = try spawns(runs, "lenet-dense")
     if let k0 = lenet.first(where: { $0.k == 0 }) {
       out.append(
         Finding(
-          id: "lmc.lenet-stable-k0", claim: "Dense LeNet is stable at k = 0.", unit: "points", paperValue: nil,
-          paperText: "stable at k = 0 (LeNet-300-100 on MNIST, Figure 3)", lotterykitValue: k0.barrier.mean * 100,
+          id: "lmc.lenet-stable-k0", claim: "Dense LeNet is stable at k = 0.", unit: "points",
+          paperValue: nil,
+          paperText: "stable at k = 0 (LeNet-300-100 on MNIST, Figure 3)",
+          lotterykitValue: k0.barrier.mean * 100,
           lotterykitDetail: Self.stableText(k0.barrier), tolerance: "holds when " + tolStable,
-          verdict: Claims.verdict(k0.barrier.mean < Self.stable, replicates: k0.barrier.n), replicates: k0.barrier.n))
+          verdict: Claims.verdict(k0.barrier.mean < Self.stable, replicates: k0.barrier.n),
+          replicates: k0.barrier.n))
     }
     // 2-3. Dense ResNet-20: unstable at k = 0, stable later.
     let resnet = try spawns(runs, "resnet-dense")
@@ -126,18 +137,22 @@ public struct LMCPaper: PaperReproduction {
           paperValue: nil, paperText: "unstable at k = 0 (ResNet-20 on CIFAR-10, Figure 3)",
           lotterykitValue: k0.barrier.mean * 100, lotterykitDetail: "\(net): " + Self.stableText(k0.barrier),
           tolerance: "holds when the mean barrier is at least 2 points",
-          verdict: Claims.verdict(k0.barrier.mean >= Self.stable, replicates: k0.barrier.n), replicates: k0.barrier.n))
+          verdict: Claims.verdict(k0.barrier.mean >= Self.stable, replicates: k0.barrier.n),
+          replicates: k0.barrier.n))
     }
     if let last = resnet.filter({ $0.k > 0 }).max(by: { $0.k < $1.k }) {
       let first = resnet.filter { $0.k > 0 && $0.barrier.mean < Self.stable }.min { $0.k < $1.k }
       out.append(
         Finding(
-          id: "lmc.resnet-stable-later", claim: "Dense ResNet-20 becomes stable early in training.", unit: "iterations",
-          paperValue: 2000, paperText: "near iteration 2000 of 63,000 (3% of training; ResNet-20 on CIFAR-10)",
+          id: "lmc.resnet-stable-later", claim: "Dense ResNet-20 becomes stable early in training.",
+          unit: "iterations",
+          paperValue: 2000,
+          paperText: "near iteration 2000 of 63,000 (3% of training; ResNet-20 on CIFAR-10)",
           lotterykitValue: first.map { Double($0.k) },
           lotterykitDetail:
             "\(net): " + resnet.map { "k = \($0.k): \(Self.stableText($0.barrier))" }.joined(separator: "; "),
-          tolerance: "holds when some spawn step k > 0 is stable (value: the first); quick trains for 600 iterations, so k = 100 is 17% of training",
+          tolerance:
+            "holds when some spawn step k > 0 is stable (value: the first); quick trains for 600 iterations, so k = 100 is 17% of training",
           verdict: Claims.verdict(first != nil, replicates: last.barrier.n), replicates: last.barrier.n))
     }
     // 4. IMP subnetworks are matching exactly where they are stable.
@@ -146,7 +161,8 @@ public struct LMCPaper: PaperReproduction {
       cases.append(("LeNet k = \(imp.k)", imp, dense))
     }
     for k in Self.subnetworkSteps(s) {
-      if let imp = try spawns(runs, "resnet-imp-k\(k)").first, let dense = resnet.first(where: { $0.k == k }) {
+      if let imp = try spawns(runs, "resnet-imp-k\(k)").first, let dense = resnet.first(where: { $0.k == k })
+      {
         cases.append(("ResNet-20 k = \(k)", imp, dense))
       }
     }
@@ -161,12 +177,15 @@ public struct LMCPaper: PaperReproduction {
       )
     }
     let n = cases.map { min($0.1.barrier.n, $0.1.accuracy.n) }.min() ?? 0
-    let movedNote = s.scale == .quick ? "; ResNet-20 subnetworks (one lottery per k) run at full scale only" : ""
+    let movedNote =
+      s.scale == .quick ? "; ResNet-20 subnetworks (one lottery per k) run at full scale only" : ""
     out.append(
       Finding(
-        id: "lmc.imp-matching-iff-stable", claim: "IMP subnetworks (16.8%) are matching exactly where they are stable.",
+        id: "lmc.imp-matching-iff-stable",
+        claim: "IMP subnetworks (16.8%) are matching exactly where they are stable.",
         unit: "mismatches", paperValue: 0,
-        paperText: "matching only when rewound to a k where stable (about 500 for ResNet-20, 1000 for VGG-16)",
+        paperText:
+          "matching only when rewound to a k where stable (about 500 for ResNet-20, 1000 for VGG-16)",
         lotterykitValue: Double(mismatches), lotterykitDetail: parts.joined(separator: "; ") + movedNote,
         tolerance:
           "holds when no measured (network, k) is stable but not matching or matching but not stable; matching = children's mean final test accuracy at least the dense children's mean - 1 point at the same k",
@@ -175,18 +194,22 @@ public struct LMCPaper: PaperReproduction {
     if let random = try spawns(runs, "lenet-random").first {
       out.append(
         Finding(
-          id: "lmc.random-lenet-stable", claim: "Randomly pruned LeNet (16.8%) is stable at k = 0 (the exception).",
+          id: "lmc.random-lenet-stable",
+          claim: "Randomly pruned LeNet (16.8%) is stable at k = 0 (the exception).",
           unit: "points", paperValue: nil, paperText: "random pruning is never stable, except on LeNet",
           lotterykitValue: random.barrier.mean * 100, lotterykitDetail: Self.stableText(random.barrier),
           tolerance: "holds when " + tolStable,
           verdict: Claims.verdict(random.barrier.mean < Self.stable, replicates: random.barrier.n),
           replicates: random.barrier.n))
     }
-    let randomResNet = try Self.subnetworkSteps(s).compactMap { k in try spawns(runs, "resnet-random-k\(k)").first }
+    let randomResNet = try Self.subnetworkSteps(s).compactMap { k in
+      try spawns(runs, "resnet-random-k\(k)").first
+    }
     if randomResNet.isEmpty {
       out.append(
         .moved(
-          id: "lmc.random-resnet-unstable", claim: "Randomly pruned ResNet-20 (16.8%) is unstable at every k.",
+          id: "lmc.random-resnet-unstable",
+          claim: "Randomly pruned ResNet-20 (16.8%) is unstable at every k.",
           unit: "points", paperValue: nil, paperText: "random pruning is never stable, except on LeNet",
           why: "needs a ResNet-20 lottery per k"))
     } else {
@@ -194,10 +217,12 @@ public struct LMCPaper: PaperReproduction {
       let n = randomResNet.map(\.barrier.n).min() ?? 0
       out.append(
         Finding(
-          id: "lmc.random-resnet-unstable", claim: "Randomly pruned ResNet-20 (16.8%) is unstable at every k.",
+          id: "lmc.random-resnet-unstable",
+          claim: "Randomly pruned ResNet-20 (16.8%) is unstable at every k.",
           unit: "points", paperValue: nil, paperText: "random pruning is never stable, except on LeNet",
           lotterykitValue: least.barrier.mean * 100,
-          lotterykitDetail: randomResNet.map { "k = \($0.k): \(Self.stableText($0.barrier))" }.joined(separator: "; "),
+          lotterykitDetail: randomResNet.map { "k = \($0.k): \(Self.stableText($0.barrier))" }.joined(
+            separator: "; "),
           tolerance: "holds when the smallest mean barrier over k is at least 2 points",
           verdict: Claims.verdict(least.barrier.mean >= Self.stable, replicates: n), replicates: n))
     }

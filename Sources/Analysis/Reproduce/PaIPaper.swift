@@ -1,7 +1,7 @@
 import Engine
 import Experiments
-import Training
 import Foundation
+import Training
 
 /// Frankle, Dziugaite, Roy & Carbin (ICLR 2021), Pruning at Initialization: Why Are We
 /// Missing the Mark? Random, magnitude, SNIP, GraSP and SynFlow against magnitude pruning
@@ -16,7 +16,9 @@ import Foundation
 public struct PaIPaper: PaperReproduction {
   public init() {}
   public var id: String { "pai" }
-  public var title: String { "Pruning at Initialization: Why Are We Missing the Mark? (Frankle et al., ICLR 2021)" }
+  public var title: String {
+    "Pruning at Initialization: Why Are We Missing the Mark? (Frankle et al., ICLR 2021)"
+  }
   public var quickRecipe: String {
     "LeNet-300-100 for 2 epochs (the paper: ResNet-20 and larger on CIFAR-10 and ImageNet), densities 10% and 3.2%, 2 replicates"
   }
@@ -54,11 +56,13 @@ public struct PaIPaper: PaperReproduction {
     out.append(ReproductionExperiment("imp", ["lottery"] + t + ["--levels", "\(levels.max()!)"]))
     for b in ["shuffle", "reinit"] {
       out.append(
-        ReproductionExperiment("imp-\(b)", ["branch", b] + t + ["--levels", levels.map(String.init).joined(separator: ",")]))
+        ReproductionExperiment(
+          "imp-\(b)", ["branch", b] + t + ["--levels", levels.map(String.init).joined(separator: ",")]))
     }
     out.append(
       ReproductionExperiment(
-        "synflow-collapse", ["prune-init", "--method", "synflow"] + t + ["--densities", "\(Self.collapseDensity)"]))
+        "synflow-collapse",
+        ["prune-init", "--method", "synflow"] + t + ["--densities", "\(Self.collapseDensity)"]))
     return out
   }
 
@@ -105,15 +109,18 @@ public struct PaIPaper: PaperReproduction {
         id: "pai.beats-random", claim: "Every method (magnitude, SNIP, GraSP, SynFlow) beats random pruning.",
         unit: "points", paperValue: nil, paperText: "all methods beat random at every density (Figure 2)",
         lotterykitValue: beat.min().map { $0 * 100 }, lotterykitDetail: beatParts.joined(separator: "; "),
-        tolerance: "holds when every method's mean accuracy exceeds random's at every density (value: the smallest gap)",
+        tolerance:
+          "holds when every method's mean accuracy exceeds random's at every density (value: the smallest gap)",
         verdict: Claims.verdict(beat.allSatisfy { $0 > 0 }, replicates: reps), replicates: reps))
     out.append(
       Finding(
         id: "pai.below-after-training",
         claim: "No method reaches magnitude pruning after training (retrained with learning-rate rewinding).",
-        unit: "points", paperValue: nil, paperText: "every method falls short of pruning after training (Figure 2)",
+        unit: "points", paperValue: nil,
+        paperText: "every method falls short of pruning after training (Figure 2)",
         lotterykitValue: below.max().map { $0 * 100 }, lotterykitDetail: belowParts.joined(separator: "; "),
-        tolerance: "holds when every method's mean accuracy is below that of pruning after training at every density (value: the largest gap, negative when it holds)",
+        tolerance:
+          "holds when every method's mean accuracy is below that of pruning after training at every density (value: the largest gap, negative when it holds)",
         verdict: Claims.verdict(below.allSatisfy { $0 < 0 }, replicates: reps), replicates: reps))
 
     // 3. Shuffling and reinitialising do not hurt the methods.
@@ -134,10 +141,12 @@ public struct PaIPaper: PaperReproduction {
     if n3 == Int.max { n3 = 0 }
     out.append(
       Finding(
-        id: "pai.ablations-keep-pai", claim: "Shuffling the mask within layers or reinitialising does not hurt pruning at initialisation.",
+        id: "pai.ablations-keep-pai",
+        claim: "Shuffling the mask within layers or reinitialising does not hurt pruning at initialisation.",
         unit: "points", paperValue: nil, paperText: "no loss for SNIP, GraSP, SynFlow, magnitude (Figure 3)",
         lotterykitValue: keep.min().map { $0 * 100 }, lotterykitDetail: keepParts.joined(separator: "; "),
-        tolerance: "holds when every ablation's mean accuracy is at least the method's - 1 point (value: the largest loss)",
+        tolerance:
+          "holds when every ablation's mean accuracy is at least the method's - 1 point (value: the largest loss)",
         verdict: Claims.verdict(keep.allSatisfy { $0 >= -0.01 }, replicates: n3), replicates: n3))
 
     // 4. They do hurt IMP.
@@ -155,16 +164,21 @@ public struct PaIPaper: PaperReproduction {
         n4 = min(n4, x.n, y.n)
         hurt.append(y.mean - x.mean)
         if !(se.map { y.mean - x.mean < -2 * $0 } ?? false) { hurtOK = false }
-        hurtParts.append("IMP \(b) at \(Claims.pct(r.density ?? 0))%: \(Claims.pts(y.mean - x.mean)) (IMP \(x.percentText)%)")
+        hurtParts.append(
+          "IMP \(b) at \(Claims.pct(r.density ?? 0))%: \(Claims.pts(y.mean - x.mean)) (IMP \(x.percentText)%)"
+        )
       }
     }
     if n4 == Int.max { n4 = 0 }
     out.append(
       Finding(
-        id: "pai.ablations-hurt-imp", claim: "Shuffling or reinitialising hurts IMP.", unit: "points", paperValue: nil,
-        paperText: "IMP loses accuracy under both ablations (Figure 3)", lotterykitValue: hurt.max().map { $0 * 100 },
+        id: "pai.ablations-hurt-imp", claim: "Shuffling or reinitialising hurts IMP.", unit: "points",
+        paperValue: nil,
+        paperText: "IMP loses accuracy under both ablations (Figure 3)",
+        lotterykitValue: hurt.max().map { $0 * 100 },
         lotterykitDetail: hurtParts.joined(separator: "; "),
-        tolerance: "holds when every ablation's mean accuracy is below IMP's by more than twice the standard error of the difference (value: the smallest loss)",
+        tolerance:
+          "holds when every ablation's mean accuracy is below IMP's by more than twice the standard error of the difference (value: the smallest loss)",
         verdict: Claims.verdict(hurtOK && !hurt.isEmpty, replicates: n4), replicates: n4))
 
     // 5. Inversion ruins every method but GraSP.
@@ -190,10 +204,14 @@ public struct PaIPaper: PaperReproduction {
     if n5 == Int.max { n5 = 0 }
     out.append(
       Finding(
-        id: "pai.inversion", claim: "Inverting the scores ruins every method but GraSP.", unit: "points", paperValue: nil,
-        paperText: "inverted magnitude, SNIP and SynFlow collapse; inverted GraSP does as well or better (Figure 4)",
-        lotterykitValue: worst.isFinite ? worst * 100 : nil, lotterykitDetail: invParts.joined(separator: "; "),
-        tolerance: "holds when inversion costs magnitude, SNIP and SynFlow at least 5 points and GraSP at most 1 point, at every density (value: the smallest cost outside GraSP)",
+        id: "pai.inversion", claim: "Inverting the scores ruins every method but GraSP.", unit: "points",
+        paperValue: nil,
+        paperText:
+          "inverted magnitude, SNIP and SynFlow collapse; inverted GraSP does as well or better (Figure 4)",
+        lotterykitValue: worst.isFinite ? worst * 100 : nil,
+        lotterykitDetail: invParts.joined(separator: "; "),
+        tolerance:
+          "holds when inversion costs magnitude, SNIP and SynFlow at least 5 points and GraSP at most 1 point, at every density (value: the smallest cost outside GraSP)",
         verdict: Claims.verdict(invOK, replicates: n5), replicates: n5))
 
     // 6. SynFlow avoids layer collapse at 99.9% sparsity.
@@ -202,9 +220,11 @@ public struct PaIPaper: PaperReproduction {
       let minLayer = row.layers.map(\.density).min() ?? 0
       out.append(
         Finding(
-          id: "pai.synflow-no-collapse", claim: "SynFlow keeps every layer at 99.9% sparsity (no layer collapse).",
+          id: "pai.synflow-no-collapse",
+          claim: "SynFlow keeps every layer at 99.9% sparsity (no layer collapse).",
           unit: "% of the sparsest layer", paperValue: nil,
-          paperText: "SynFlow avoids layer collapse (tested to 99.99% sparsity)", lotterykitValue: minLayer * 100,
+          paperText: "SynFlow avoids layer collapse (tested to 99.99% sparsity)",
+          lotterykitValue: minLayer * 100,
           lotterykitDetail:
             "sparsest layer \(String(format: "%.3f", minLayer * 100))% (\(row.layers.min { $0.density < $1.density }?.name ?? "-")); overall density \(perReplicate.map { String(format: "%.3f%%", $0 * 100) }.joined(separator: ", ")); accuracy \(Claims.accuracy(row).percentText)%",
           tolerance: "holds when every pruned tensor keeps at least one weight in every replicate",

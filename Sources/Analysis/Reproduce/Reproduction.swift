@@ -1,8 +1,8 @@
 import Engine
 import Experiments
-import Training
 import Foundation
 import Storage
+import Training
 
 // `lth reproduce PAPER`: a paper's experiments as lth command lines, then its findings
 // checked on this run's numbers. One file per paper (``LTHPaper``, ``RendaPaper``,
@@ -79,14 +79,18 @@ public protocol PaperReproduction: Sendable {
 extension PaperReproduction {
   /// The run folder of experiment `name`.
   func run(_ runs: ReproductionRuns, _ name: String) throws -> String {
-    guard let r = runs[name] else { throw RunError("reproduction \(id): no run folder for experiment \(name)") }
+    guard let r = runs[name] else {
+      throw RunError("reproduction \(id): no run folder for experiment \(name)")
+    }
     return r
   }
 }
 
 /// Every paper `lth reproduce` knows, in the order of the project's reference page.
 public enum Papers {
-  public static let all: [any PaperReproduction] = [LTHPaper(), RendaPaper(), LMCPaper(), PaIPaper(), ScalingPaper()]
+  public static let all: [any PaperReproduction] = [
+    LTHPaper(), RendaPaper(), LMCPaper(), PaIPaper(), ScalingPaper(),
+  ]
   public static var ids: [String] { all.map(\.id) }
 
   public static func named(_ id: String) throws -> any PaperReproduction {
@@ -139,14 +143,20 @@ public struct Finding: Codable, Equatable, Sendable {
     id: String, claim: String, unit: String, paperValue: Double?, paperText: String, lotterykitValue: Double?,
     lotterykitDetail: String, tolerance: String, verdict: Verdict, replicates: Int
   ) {
-    (self.id, self.claim, self.unit, self.paperValue, self.paperText) = (id, claim, unit, paperValue, paperText)
-    (self.lotterykitValue, self.lotterykitDetail, self.tolerance) = (lotterykitValue, lotterykitDetail, tolerance)
+    (self.id, self.claim, self.unit, self.paperValue, self.paperText) = (
+      id, claim, unit, paperValue, paperText
+    )
+    (self.lotterykitValue, self.lotterykitDetail, self.tolerance) = (
+      lotterykitValue, lotterykitDetail, tolerance
+    )
     (self.verdict, self.replicates) = (verdict, replicates)
     self.referenceValue = nil
   }
 
   /// A claim whose experiment does not fit `quick`.
-  public static func moved(id: String, claim: String, unit: String, paperValue: Double?, paperText: String, why: String)
+  public static func moved(
+    id: String, claim: String, unit: String, paperValue: Double?, paperText: String, why: String
+  )
     -> Finding
   {
     Finding(
@@ -174,7 +184,9 @@ public struct StoredReference: Codable, Equatable, Sendable {
   public var command: String
 
   public init(value: Double?, verdict: Finding.Verdict, date: String, machine: String, command: String) {
-    (self.value, self.verdict, self.date, self.machine, self.command) = (value, verdict, date, machine, command)
+    (self.value, self.verdict, self.date, self.machine, self.command) = (
+      value, verdict, date, machine, command
+    )
   }
 }
 
@@ -201,11 +213,16 @@ public struct ReproductionResult: Codable, Equatable, Sendable {
   public var schemaVersion = ResultSchema.version
 
   public init(
-    paper: any PaperReproduction, settings: ReproductionSettings, findings: [Finding], runDirs: [String: String],
+    paper: any PaperReproduction, settings: ReproductionSettings, findings: [Finding],
+    runDirs: [String: String],
     seconds: Double, trainingSeconds: Double, provenance: JSONValue?
   ) {
-    (self.paper, self.title, self.scale, self.dataset) = (paper.id, paper.title, settings.scale, settings.dataset)
-    (self.findings, self.runDirs, self.seconds, self.trainingSeconds) = (findings, runDirs, seconds, trainingSeconds)
+    (self.paper, self.title, self.scale, self.dataset) = (
+      paper.id, paper.title, settings.scale, settings.dataset
+    )
+    (self.findings, self.runDirs, self.seconds, self.trainingSeconds) = (
+      findings, runDirs, seconds, trainingSeconds
+    )
     self.provenance = provenance
   }
 
@@ -223,13 +240,16 @@ public struct ReproductionResult: Codable, Equatable, Sendable {
     var rows: [[String]] = [["finding", "unit", "paper", "reference", "this run", "verdict"]]
     for f in findings {
       rows.append([
-        f.id, f.unit, num(f.paperValue), num(f.referenceValue?.value), num(f.lotterykitValue), f.verdict.rawValue,
+        f.id, f.unit, num(f.paperValue), num(f.referenceValue?.value), num(f.lotterykitValue),
+        f.verdict.rawValue,
       ])
     }
     let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
     return rows.map { r in
-      r.indices.map { i in i == r.count - 1 ? r[i] : r[i].padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-        .joined(separator: "  ")
+      r.indices.map { i in
+        i == r.count - 1 ? r[i] : r[i].padding(toLength: widths[i], withPad: " ", startingAt: 0)
+      }
+      .joined(separator: "  ")
     }.joined(separator: "\n")
   }
 
@@ -248,7 +268,8 @@ public struct ReproductionResult: Codable, Equatable, Sendable {
     let cell = { (s: String) in s.replacingOccurrences(of: "|", with: "\\|") }
     let date = provenance?["created"]?.string.map { String($0.prefix(10)) } ?? "?"
     let cpu = provenance?["cpu_model"]?.string ?? "CPU not recorded"
-    let command = "lth reproduce \(paper) --scale \(scale.rawValue)" + (dataset.map { " --dataset \($0)" } ?? "")
+    let command =
+      "lth reproduce \(paper) --scale \(scale.rawValue)" + (dataset.map { " --dataset \($0)" } ?? "")
     var lines = [
       "## \(title)", "",
       "> **Record:** \(date) · \(cpu) · `\(command)` · \(Self.minutes(seconds)) wall clock (\(Self.minutes(trainingSeconds)) of training summed over its phases)",
