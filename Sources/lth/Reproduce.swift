@@ -22,7 +22,7 @@ struct Reproduce: ParsableCommand {
       too few replicates, or moved to full) from every replicate, with the tolerance stated per \
       claim. --scale quick finishes each paper in at most 15 minutes on 2 cores with the small \
       model and recipe named per paper; --scale full uses the papers' recipes and prints its \
-      estimated time first. Writes <output>/reproduce_<hash>/findings.json; re-running resumes, \
+      estimated time first. Writes <output>/reproduce_<hash>/\(RunFile.findings.rawValue); re-running resumes, \
       and lth plan, lth run --jobs N and lth submit --slurm take the command like any other.
       """)
   @Argument(help: ArgumentHelp("The paper.", valueName: Papers.ids.joined(separator: "|"))) var paper: String
