@@ -13,6 +13,7 @@ import Engine
 import Families
 import Foundation
 import NN
+import Training
 
 /// Every hyperparameter of a training run, resolved. Output, quiet, json and thread flags
 /// are not hyperparameters and are not hashed.
@@ -47,6 +48,10 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
   /// Sparse kernels for pruned layers (``NN/SparseKernelPolicy``): absent means `auto`, as
   /// for ``convBackend``; `on` and `off` round differently, so they are other runs.
   public var sparseKernels: SparseKernelPolicy? = nil
+  /// Speed-up methods (``Training/Algorithms``), each as `name:key=value;...` with every
+  /// parameter written out: absent when there are none, so runs without them keep their
+  /// hash; in the hash otherwise (another method or value is another run).
+  public var algorithms: [String]? = nil
 
   /// The declaration of every training hyperparameter (see ``HyperparameterKey``): JSON
   /// key, flag, help and default.
@@ -70,6 +75,7 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
     case evalTrain = "eval_train"
     case convBackend = "conv_backend"
     case sparseKernels = "sparse_kernels"
+    case algorithms
 
     public var help: String {
       switch self {
@@ -102,6 +108,9 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
       case .sparseKernels:
         return
           "Sparse kernels for pruned layers: auto (by a fixed rule on shape, density, batch and ISA; see docs/sparse-kernels.md), off (dense arithmetic on masked weights), or on (every pruned layer); any but auto is another run."
+      case .algorithms:
+        return
+          "Speed-up methods, e.g. label_smoothing:smoothing=0.1,ema (\(Algorithms.names.joined(separator: ", "))); see docs/guide-speedup.md."
       }
     }
 
@@ -123,6 +132,7 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
       case .randomLabelsFraction: return .value("0")
       case .evalEvery: return .value("1ep")
       case .convBackend, .sparseKernels: return .value("auto")
+      case .algorithms: return .value("none")
       }
     }
   }
@@ -180,6 +190,8 @@ public struct TrainingOverrides: Sendable {
   public var evalTrain = false
   public var convBackend: ConvBackendPolicy?
   public var sparseKernels: SparseKernelPolicy?
+  /// `--algorithms` as given (parsed, checked and written out in full by ``TrainingHParams/resolve(model:_:)``).
+  public var algorithms: String?
   public init() {}
 }
 
@@ -203,8 +215,18 @@ extension TrainingHParams {
       evalEvery: o.evalEvery ?? "1ep", evalTrain: o.evalTrain,
       convBackend: o.convBackend == .auto ? nil : o.convBackend,
       sparseKernels: o.sparseKernels == .auto ? nil : o.sparseKernels)
-    try h.validate()
-    return h
+    var out = h
+    if let a = o.algorithms {
+      let specs = try Algorithms.parse(a)
+      out.algorithms = specs.isEmpty ? nil : specs.map(\.text)
+    }
+    try out.validate()
+    return out
+  }
+
+  /// The speed-up methods' callbacks (none when ``algorithms`` is nil).
+  public func algorithmCallbacks() throws -> [any TrainingCallback] {
+    try Algorithms.callbacks(algorithms ?? [])
   }
 
   /// Checks every value; a bad one throws the ``Engine/SettingError`` of its key.

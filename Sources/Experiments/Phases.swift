@@ -73,13 +73,15 @@ public final class PhaseRunner {
       let p = try Provenance.current(convBackends: try setup.plannedConvBackends()).jsonObject()
       try RunStore.writeJSON(JSONValue.object(["provenance": .object(p)]), to: RunFile.provenance.path(in: dir))
     }
-    let net = try setup.makeNetwork(seed: initSeed)
+    let algorithms = try setup.hparams.algorithmCallbacks()
+    let net = try Trainer.initialize(network: try setup.makeNetwork(seed: initSeed), callbacks: algorithms)
     if let initialState { try ModelState.load(net, from: initialState) }
     try mask.apply(to: net)
     let trainer = try Trainer(
       network: net, optimizer: try setup.makeOptimizer(net), loader: try setup.makeLoader(seed: dataSeed),
       evalSets: setup.evalSets, firstStep: firstStep, lastStep: lastStep, evalEvery: setup.evalEvery,
       learningRate: lr, directory: dir, progress: progress)
+    trainer.callbacks = algorithms
     trainer.saveStates = saveStates + [(firstStep, RunFile.modelStart.path(in: dir))]
     let records = try trainer.run()
     try ModelState.save(net, step: lastStep, to: RunFile.modelFinal.path(in: dir))

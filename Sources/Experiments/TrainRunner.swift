@@ -234,12 +234,14 @@ public enum TrainRunner {
   static func train(
     _ h: TrainingHParams, setup: RunSetup, dir: String, started: Date, progress: ProgressStyle
   ) throws -> (summary: TrainSummary, alreadyDone: Bool) {
-    let net = try setup.makeNetwork(seed: h.seed)
+    let algorithms = try h.algorithmCallbacks()
+    let net = try Trainer.initialize(network: try setup.makeNetwork(seed: h.seed), callbacks: algorithms)
     let opt = try setup.makeOptimizer(net)
     let trainer = try Trainer(
       network: net, optimizer: opt, loader: try setup.makeLoader(), evalSets: setup.evalSets, firstStep: 0,
       lastStep: setup.totalSteps, evalEvery: setup.evalEvery, learningRate: { setup.schedule($0) },
       directory: dir, progress: progress)
+    trainer.callbacks = algorithms
     trainer.saveStates = [(0, RunFile.modelInit.path(in: dir))]
     let records = try trainer.run()
     try ModelState.save(net, step: setup.totalSteps, to: RunFile.modelFinal.path(in: dir))

@@ -19,6 +19,7 @@ struct HyperparameterTests {
     var o = TrainingOverrides()
     o.convBackend = .im2col
     o.sparseKernels = .off
+    o.algorithms = "label_smoothing"
     let t = try TrainingHParams.resolve(model: "mnist_lenet_64_32", o)
     var l = LotteryOverrides()
     l.retrain = .finetune

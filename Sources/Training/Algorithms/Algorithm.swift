@@ -1,0 +1,162 @@
+import Engine
+import Foundation
+import NN
+
+// Speed-up methods (MosaicML Composer's "algorithms"): each is a training callback built
+// from a name and parameters, plus a pure-function form usable outside the trainer. One
+// file per method, registered in ``Algorithms/all``; this file holds the registry and the
+// `name:key=value;key=value,...` syntax of `--algorithms`.
+
+/// One parameter of a method: its name (Composer's), default and what it means.
+public struct AlgorithmParameter: Sendable {
+  public var name: String
+  public var defaultValue: String
+  public var help: String
+  public init(_ name: String, _ defaultValue: String, _ help: String) {
+    (self.name, self.defaultValue, self.help) = (name, defaultValue, help)
+  }
+}
+
+/// A speed-up method that `--algorithms` can name.
+public protocol AlgorithmKind {
+  /// Composer's name in snake case (`label_smoothing`).
+  static var algorithmName: String { get }
+  /// One sentence: what it does, with its formula.
+  static var summary: String { get }
+  static var parameters: [AlgorithmParameter] { get }
+  /// The callback, from every parameter's value (defaults filled in); throws a one-line
+  /// error for a value out of range.
+  static func make(_ p: AlgorithmSpec) throws -> any TrainingCallback
+}
+
+/// A method and its parameter values as `--algorithms` gives them, with the defaults filled
+/// in: `label_smoothing:smoothing=0.1`. Its ``text`` is what the hyperparameters record.
+public struct AlgorithmSpec: Equatable, Sendable {
+  public var name: String
+  public var values: [String: String]
+
+  /// `name:key=value;key=value` with every parameter, in the method's order.
+  public var text: String {
+    guard let kind = Algorithms.kind(name) else { return name }
+    let params = kind.parameters.map { "\($0.name)=\(values[$0.name] ?? $0.defaultValue)" }
+    return params.isEmpty ? name : name + ":" + params.joined(separator: ";")
+  }
+
+  /// A numeric parameter; `check` says what values are allowed (one line when not).
+  public func double(_ key: String, _ allowed: String = "", _ check: (Double) -> Bool = { $0.isFinite }) throws
+    -> Double
+  {
+    let text = values[key] ?? ""
+    guard let v = Double(text), check(v) else {
+      throw EngineError(
+        "--algorithms \(name): \(key) must be \(allowed.isEmpty ? "a number" : allowed), got '\(text)'")
+    }
+    return v
+  }
+
+  /// A parameter from a closed set.
+  public func choice(_ key: String, _ options: [String]) throws -> String {
+    let v = values[key] ?? ""
+    guard options.contains(v) else {
+      throw EngineError("--algorithms \(name): \(key) must be one of \(options.joined(separator: ", ")), got '\(v)'")
+    }
+    return v
+  }
+
+  /// A length in steps: `100`, `100ba` (Composer's batches) or `100it`.
+  public func steps(_ key: String) throws -> Int {
+    var t = values[key] ?? ""
+    for suffix in ["ba", "it"] where t.hasSuffix(suffix) { t = String(t.dropLast(suffix.count)) }
+    guard let v = Int(t), v >= 1 else {
+      throw EngineError("--algorithms \(name): \(key) must be a number of steps such as 1000ba, got '\(values[key] ?? "")'")
+    }
+    return v
+  }
+}
+
+/// The registry of speed-up methods.
+public enum Algorithms {
+  public static var all: [any AlgorithmKind.Type] {
+    [LabelSmoothing.self, MixUp.self, CutOut.self, EMA.self, GradientClipping.self]
+  }
+  public static var names: [String] { all.map { $0.algorithmName } }
+  public static func kind(_ name: String) -> (any AlgorithmKind.Type)? { all.first { $0.algorithmName == name } }
+
+  /// Parses `name[:key=value;key=value],...`: known names and parameters only, each method
+  /// once, defaults filled in, in the order given.
+  public static func parse(_ text: String) throws -> [AlgorithmSpec] {
+    var out: [AlgorithmSpec] = []
+    for part in text.split(separator: ",", omittingEmptySubsequences: true) {
+      let pieces = part.split(separator: ":", maxSplits: 1)
+      let name = String(pieces[0]).trimmingCharacters(in: .whitespaces)
+      guard let kind = kind(name) else {
+        throw EngineError("--algorithms: unknown method '\(name)'; known: \(names.joined(separator: ", "))")
+      }
+      guard !out.contains(where: { $0.name == name }) else { throw EngineError("--algorithms: \(name) is given twice") }
+      var values = Dictionary(uniqueKeysWithValues: kind.parameters.map { ($0.name, $0.defaultValue) })
+      if pieces.count == 2 {
+        for kv in pieces[1].split(separator: ";", omittingEmptySubsequences: true) {
+          let e = kv.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
+          guard e.count == 2, values[e[0]] != nil else {
+            throw EngineError(
+              "--algorithms \(name): unknown parameter '\(kv)'; it takes \(kind.parameters.map(\.name).joined(separator: ", "))"
+            )
+          }
+          values[e[0]] = e[1]
+        }
+      }
+      let spec = AlgorithmSpec(name: name, values: values)
+      _ = try kind.make(spec)  // every value checked now, before any training
+      out.append(spec)
+    }
+    return out
+  }
+
+  /// The callbacks of recorded specs (``AlgorithmSpec/text`` values).
+  public static func callbacks(_ texts: [String]) throws -> [any TrainingCallback] {
+    try parse(texts.joined(separator: ",")).map { try kind($0.name)!.make($0) }
+  }
+}
+
+/// Softmax cross-entropy against soft targets (label smoothing, MixUp, CutMix), the
+/// function form those methods share: for logits `z[n, k]` and targets `q[n, k]` (rows
+/// summing to 1), `L = (1/N) sum_n sum_k q[n,k] (logsumexp(z[n]) - z[n,k])` and
+/// `dL/dz[n,k] = (softmax(z[n])[k] - q[n,k]) / N`.
+public enum SoftCrossEntropy {
+  /// The mean loss; writes the gradient into `dLogits` (resized to `[N, K]`).
+  public static func loss(logits: Tensor<Float>, targets: Tensor<Float>, dLogits: Tensor<Float>) -> Double {
+    let (n, k) = (logits.shape[0], logits.shape[1])
+    dLogits.resize([n, k])
+    var total = 0.0
+    for i in 0..<n {
+      let z = logits.data + i * k
+      let q = targets.data + i * k
+      let g = dLogits.data + i * k
+      var mx = z[0]
+      for j in 1..<k where z[j] > mx { mx = z[j] }
+      var sum = 0.0
+      for j in 0..<k { sum += Foundation.exp(Double(z[j] - mx)) }
+      let lse = Double(mx) + Foundation.log(sum)
+      for j in 0..<k {
+        total += Double(q[j]) * (lse - Double(z[j]))
+        g[j] = Float((Foundation.exp(Double(z[j]) - lse) - Double(q[j])) / Double(n))
+      }
+    }
+    return total / Double(n)
+  }
+
+  /// One-hot rows of `labels` mixed: `weight * onehot(labels) + (1 - weight) * onehot(other)`
+  /// (`other` nil: one-hot of `labels`), then smoothed: `(1 - s) q + s / K`.
+  public static func targets(
+    labels: [Int32], other: [Int32]? = nil, weight: Float = 1, classes k: Int, smoothing s: Float = 0,
+    into q: Tensor<Float>
+  ) {
+    q.resize([labels.count, k])
+    for i in 0..<labels.count {
+      let row = q.data + i * k
+      for j in 0..<k { row[j] = s / Float(k) }
+      row[Int(labels[i])] += (1 - s) * weight
+      if let o = other { row[Int(o[i])] += (1 - s) * (1 - weight) } else { row[Int(labels[i])] += (1 - s) * (1 - weight) }
+    }
+  }
+}
