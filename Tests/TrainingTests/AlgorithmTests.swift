@@ -153,6 +153,23 @@ struct AlgorithmTests {
     for (a, b) in zip(ga.array, [Float(0.06), 0.08, 0.3, 0.4]) { #expect(abs(a - b) < 1e-6) }
   }
 
+  @Test("SAM's perturbation and CutMix's box and paste against hand-computed values")
+  func samAndCutMix() throws {
+    // g = [3, 4] (100 pruned): norm 5, e = 0.5 g / 5 = [0.3, 0.4], 0 where pruned.
+    let g = Tensor<Float>([3, 4, 100], shape: [3])
+    let e = [Tensor<Float>(zeros: [0])]
+    let norm = SAM.perturbation([(g, Tensor([1, 1, 0], shape: [3]))], rho: 0.5, epsilon: 0, into: e)
+    #expect(norm == 5 && e[0].array == [0.3, 0.4, 0])
+    // lambda 0.75: side ratio 1/2 of an 8 x 8 image; centred at (4, 4), and clipped at (0, 7).
+    #expect(CutMix.box(lambda: 0.75, h: 8, w: 8, cy: 4, cx: 4) == (2, 2, 4, 4))
+    #expect(CutMix.box(lambda: 0.75, h: 8, w: 8, cy: 0, cx: 7) == (0, 5, 2, 3))
+    // Two 1 x 2 x 2 examples, box = the bottom row: pasted from the other example.
+    let source = Tensor<Float>([1, 2, 3, 4, 5, 6, 7, 8], shape: [2, 1, 2, 2])
+    let x = source.clone()
+    CutMix.paste(x, source: source, n: 2, perm: [1, 0], image: (1, 2, 2), box: (1, 0, 1, 2))
+    #expect(x.array == [1, 2, 7, 8, 5, 6, 3, 4])
+  }
+
   // MARK: inside training
 
   static func train(_ dir: String, _ algorithms: String, lastStep: Int = 12, stopAt: Int? = nil, optimizer: String = "adam")
@@ -181,7 +198,7 @@ struct AlgorithmTests {
   }
 
   static let all =
-    "label_smoothing,mixup:alpha=0.4,cutout:length=0.25,ema:half_life=5ba,gradient_clipping:clipping_threshold=0.5"
+    "label_smoothing,mixup:alpha=0.4,cutout:length=0.25,ema:half_life=5ba,sam:rho=0.1;interval=2,gradient_clipping:clipping_threshold=0.5"
 
   @Test("each method changes training; all together are bit-identical at 1 and 3 threads and after an interrupted run")
   func inTraining() throws {
@@ -191,7 +208,8 @@ struct AlgorithmTests {
       // Each method with values that act within 12 steps (Adam is nearly blind to a
       // clipping factor, so the threshold is one the gradients exceed).
       let each = [
-        "label_smoothing", "mixup", "cutout", "ema:half_life=5ba", "gradient_clipping:clipping_type=value;clipping_threshold=0.001",
+        "label_smoothing", "mixup", "cutmix", "cutout", "ema:half_life=5ba", "sam:rho=0.5;interval=2",
+        "gradient_clipping:clipping_type=value;clipping_threshold=0.001",
       ]
       #expect(Set(each.map { String($0.split(separator: ":")[0]) }) == Set(Algorithms.names), "a registered method is not exercised")
       for m in each {

@@ -77,7 +77,7 @@ public struct AlgorithmSpec: Equatable, Sendable {
 /// The registry of speed-up methods.
 public enum Algorithms {
   public static var all: [any AlgorithmKind.Type] {
-    [LabelSmoothing.self, MixUp.self, CutOut.self, EMA.self, GradientClipping.self]
+    [LabelSmoothing.self, MixUp.self, CutMix.self, CutOut.self, EMA.self, SAM.self, GradientClipping.self]
   }
   public static var names: [String] { all.map { $0.algorithmName } }
   public static func kind(_ name: String) -> (any AlgorithmKind.Type)? { all.first { $0.algorithmName == name } }
