@@ -14,7 +14,7 @@ struct LTH: ParsableCommand {
     subcommands: [
       Train.self, Lottery.self, PruneInit.self, Branch.self, LMC.self, Interpolate.self, ResultsCommand.self,
       ReportCommand.self, Scaling.self, PlanCommand.self, RunCommand.self, SubmitCommand.self,
-      StatusCommand.self, Reproduce.self,
+      StatusCommand.self, Reproduce.self, Speedup.self,
       Models.self, Bench.self,
       Logits.self, Export.self,
     ])

@@ -202,44 +202,44 @@ struct AlgorithmTests {
 
   @Test("each method changes training; all together are bit-identical at 1 and 3 threads and after an interrupted run")
   func inTraining() throws {
-    try withExclusivePool {
-      let base = try Self.train(CLI.tempDir(), "")
-      let baseEvaluated = try base.run().filter { $0.split == "test" }.map(\.accuracy)
-      // Each method with values that act within 12 steps (Adam is nearly blind to a
-      // clipping factor, so the threshold is one the gradients exceed).
-      let each = [
-        "label_smoothing", "mixup", "cutmix", "cutout", "ema:half_life=5ba", "sam:rho=0.5;interval=2",
-        "gradient_clipping:clipping_type=value;clipping_threshold=0.001",
-      ]
-      #expect(Set(each.map { String($0.split(separator: ":")[0]) }) == Set(Algorithms.names), "a registered method is not exercised")
-      for m in each {
-        let t = try Self.train(CLI.tempDir(), m)
-        let records = try t.run()
-        let changed = EventTests.weights(t) != EventTests.weights(base)
-        // EMA changes what is evaluated, not the training weights.
-        let evaluated = records.filter { $0.split == "test" }.map(\.accuracy)
-        #expect(m.hasPrefix("ema") ? evaluated != baseEvaluated : changed, "\(m) changed nothing")
-      }
-      var runs: [(dir: String, weights: [[Float]])] = []
-      for threads in [1, 3] {
-        Parallel.threads = threads
-        let dir = CLI.tempDir()
-        let t = try Self.train(dir, Self.all)
-        try t.run()
-        runs.append((dir, EventTests.weights(t)))
-      }
-      Parallel.threads = 2
-      #expect(runs[0].weights == runs[1].weights, "1 and 3 threads differ")
-      // Interrupted mid-epoch (the checkpoint is at step 6), resumed in a new trainer.
-      let dir = CLI.tempDir()
-      #expect(throws: RunError.self) { try Self.train(dir, Self.all, stopAt: 9).run() }
-      let resumed = try Self.train(dir, Self.all)
-      try resumed.run()
-      #expect(EventTests.weights(resumed) == runs[0].weights, "the resumed run differs")
-      let a = FileManager.default.contents(atPath: RunFile.checkpoint.path(in: dir))
-      let b = FileManager.default.contents(atPath: RunFile.checkpoint.path(in: runs[0].dir))
-      #expect(a != nil && a == b, "checkpoints (EMA's average included) differ")
+    let base = try Self.train(CLI.tempDir(), "")
+    let baseEvaluated = try base.run().filter { $0.split == "test" }.map(\.accuracy)
+    // Each method with values that act within 12 steps (Adam is nearly blind to a
+    // clipping factor, so the threshold is one the gradients exceed).
+    let each = [
+      "label_smoothing", "mixup", "cutmix", "cutout", "ema:half_life=5ba", "sam:rho=0.5;interval=2",
+      "gradient_clipping:clipping_type=value;clipping_threshold=0.001",
+    ]
+    #expect(Set(each.map { String($0.split(separator: ":")[0]) }) == Set(Algorithms.names), "a registered method is not exercised")
+    for m in each {
+      let t = try Self.train(CLI.tempDir(), m)
+      let records = try t.run()
+      let changed = EventTests.weights(t) != EventTests.weights(base)
+      // EMA changes what is evaluated, not the training weights.
+      let evaluated = records.filter { $0.split == "test" }.map(\.accuracy)
+      #expect(m.hasPrefix("ema") ? evaluated != baseEvaluated : changed, "\(m) changed nothing")
     }
+    // All together at 1 and 3 threads (thread counts are task-local; the pool is ours alone).
+    var runs: [(dir: String, weights: [[Float]])] = []
+    for threads in [1, 3] {
+      runs.append(
+        try withExclusiveThreads(threads) {
+          let dir = CLI.tempDir()
+          let t = try Self.train(dir, Self.all)
+          try t.run()
+          return (dir, EventTests.weights(t))
+        })
+    }
+    #expect(runs[0].weights == runs[1].weights, "1 and 3 threads differ")
+    // Interrupted mid-epoch (the checkpoint is at step 6), resumed in a new trainer.
+    let dir = CLI.tempDir()
+    #expect(throws: RunError.self) { try Self.train(dir, Self.all, stopAt: 9).run() }
+    let resumed = try Self.train(dir, Self.all)
+    try resumed.run()
+    #expect(EventTests.weights(resumed) == runs[0].weights, "the resumed run differs")
+    let a = FileManager.default.contents(atPath: RunFile.checkpoint.path(in: dir))
+    let b = FileManager.default.contents(atPath: RunFile.checkpoint.path(in: runs[0].dir))
+    #expect(a != nil && a == b, "checkpoints (EMA's average included) differ")
   }
 
   @Test("effects: EMA evaluates the average; clipping bounds each step; CutOut zeroes what the network sees")
