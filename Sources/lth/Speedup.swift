@@ -36,7 +36,7 @@ struct Speedup: ParsableCommand {
       guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
       StopSignal.install()
       Parallel.threads = threads
-      let rows = try SpeedupStudy.rows(only: methods?.split(separator: ",").map(String.init))
+      let rows = try SpeedupStudy.rows(only: methods?.split(separator: ",").map(String.init), scale: scale)
       // Every row resolved before any training: a bad method fails at once.
       let plans = try rows.map { row in
         try (0..<replicates).map { r in

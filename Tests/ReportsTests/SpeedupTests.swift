@@ -19,6 +19,10 @@ struct SpeedupTests {
     try #require(r.status == 0, "\(r.stderr)")
     let result = try JSONDecoder().decode(SpeedupResult.self, from: Data((r.stdout.split(separator: "\n").last ?? "").utf8))
     #expect(result.rows.map(\.name) == ["baseline", "label_smoothing", "ema"])
+    let doc = try #require(try ResultSchemaTests.documented()["speedup"])
+    let line = Data((r.stdout.split(separator: "\n").last ?? "").utf8)
+    let keys = Set((try JSONSerialization.jsonObject(with: line) as! [String: Any]).keys)
+    #expect(doc.required.isSubset(of: keys) && keys.isSubset(of: doc.required.union(doc.optional)), "\(keys.sorted())")
     // The target is the baseline's mean final validation accuracy, read from metrics.jsonl.
     func curve(_ dir: String) throws -> [MetricRecord] {
       try MetricsLog.parse(AtomicFile.read(RunFile.metrics.path(in: dir)), path: "m").filter { $0.split == "validation" }
