@@ -35,7 +35,8 @@ public enum SpeedupStudy {
   public static func rows(only: [String]? = nil, scale: ReproductionScale = .full) throws -> [Row] {
     let names = only ?? Algorithms.names
     for n in names where Algorithms.kind(n) == nil {
-      throw EngineError("--methods: unknown method '\(n)'; known: \(Algorithms.names.joined(separator: ", "))")
+      throw EngineError(
+        "--methods: unknown method '\(n)'; known: \(Algorithms.names.joined(separator: ", "))")
     }
     return [Row("baseline", nil)]
       + names.map { n in Row(n, scale == .quick ? quickParameters[n].map { n + ":" + $0 } ?? n : n) }
@@ -76,7 +77,9 @@ public enum SpeedupStudy {
       throw EngineError("lth speedup: the baseline has no finished run")
     }
     let target = Sample(base.map { $0.last?.accuracy ?? 0 }).mean
-    func reach(_ c: [(seconds: Double, accuracy: Double)]) -> Double? { c.first { $0.accuracy >= target }?.seconds }
+    func reach(_ c: [(seconds: Double, accuracy: Double)]) -> Double? {
+      c.first { $0.accuracy >= target }?.seconds
+    }
     let baseTime = Sample(base.compactMap(reach)).mean
     let baseWall = Sample(base.map { $0.last?.seconds ?? 0 }).mean
     var rows: [SpeedupRow] = curves.map { (row, cs) in
@@ -99,8 +102,10 @@ public enum SpeedupStudy {
     }
     for i in rows.indices {
       rows[i].pareto = !rows.indices.contains { j in
-        j != i && rows[j].finalAccuracyMean >= rows[i].finalAccuracyMean && rows[j].wallClockMean <= rows[i].wallClockMean
-          && (rows[j].finalAccuracyMean > rows[i].finalAccuracyMean || rows[j].wallClockMean < rows[i].wallClockMean)
+        j != i && rows[j].finalAccuracyMean >= rows[i].finalAccuracyMean
+          && rows[j].wallClockMean <= rows[i].wallClockMean
+          && (rows[j].finalAccuracyMean > rows[i].finalAccuracyMean
+            || rows[j].wallClockMean < rows[i].wallClockMean)
       }
     }
     return rows
@@ -177,18 +182,28 @@ public struct SpeedupResult: Codable, Equatable, Sendable {
   /// A fixed-width table: one row per method.
   public func table() -> String {
     func f(_ v: Double?, _ digits: Int = 2) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "-" }
-    var lines = [["method", "val acc %", "wall s", "acc at base time %", "time to target s", "speed-up", "interval", "real", "pareto"]]
+    var lines = [
+      [
+        "method", "val acc %", "wall s", "acc at base time %", "time to target s", "speed-up", "interval",
+        "real", "pareto",
+      ]
+    ]
     for r in rows {
       lines.append([
         r.name, f(r.finalAccuracyMean * 100) + (r.finalAccuracyStd.map { " ± " + f($0 * 100) } ?? ""),
         f(r.wallClockMean, 1), f(r.accuracyAtBaselineTimeMean * 100), f(r.timeToAccuracyMean, 1),
         f(r.timeToAccuracySpeedup) + (r.reached < r.replicates ? " (\(r.reached)/\(r.replicates))" : ""),
-        r.timeToAccuracySpeedupLow.map { "[\(f($0)), \(f(r.timeToAccuracySpeedupHigh))]" } ?? "-", r.real ? "yes" : "no",
+        r.timeToAccuracySpeedupLow.map { "[\(f($0)), \(f(r.timeToAccuracySpeedupHigh))]" } ?? "-",
+        r.real ? "yes" : "no",
         r.pareto ? "*" : "",
       ])
     }
     let widths = lines[0].indices.map { i in lines.map { $0[i].count }.max()! }
-    return lines.map { l in l.indices.map { l[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  ") }
-      .joined(separator: "\n") + String(format: "\ntarget: the baseline's final validation accuracy, %.2f%%", targetAccuracy * 100)
+    return lines.map { l in
+      l.indices.map { l[$0].padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(
+        separator: "  ")
+    }
+    .joined(separator: "\n")
+      + String(format: "\ntarget: the baseline's final validation accuracy, %.2f%%", targetAccuracy * 100)
   }
 }

@@ -79,7 +79,8 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
 
     public var help: String {
       switch self {
-      case .model: return "Model name, e.g. mnist_lenet_300_100, cifar_conv_2, cifar_resnet_20 (see `lth models`)."
+      case .model:
+        return "Model name, e.g. mnist_lenet_300_100, cifar_conv_2, cifar_resnet_20 (see `lth models`)."
       case .dataset: return "Data set: \(DatasetCatalog.names.joined(separator: ", "))."
       case .trainingSteps: return "Training length: 2000it, 2ep or 1ep500it."
       case .batchSize: return "Batch size."
@@ -118,7 +119,8 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
       switch self {
       case .model: return .required
       case .dataset: return .derived("the model family's data set")
-      case .trainingSteps, .batchSize, .optimizer, .lr, .momentum, .weightDecay, .schedule, .gamma, .initializer,
+      case .trainingSteps, .batchSize, .optimizer, .lr, .momentum, .weightDecay, .schedule, .gamma,
+        .initializer,
         .batchNormInit:
         return .recipe
       case .milestones: return .derived("the recipe's, for the step schedule")
@@ -126,7 +128,9 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
       case .warmupSteps: return .value("0it")
       case .seed: return .value("0")
       case .dataOrderSeed: return .derived("--seed")
-      case .augment: return .derived("the family's recipe: off for Conv-2/4/6 (as the LTH paper), on for CIFAR ResNet and VGG")
+      case .augment:
+        return .derived(
+          "the family's recipe: off for Conv-2/4/6 (as the LTH paper), on for CIFAR ResNet and VGG")
       case .validationSize: return .value("0")
       case .subsampleFraction: return .value("1")
       case .randomLabelsFraction: return .value("0")
@@ -209,8 +213,10 @@ extension TrainingHParams {
       weightDecay: o.weightDecay ?? r.weightDecay, schedule: schedule, warmupSteps: o.warmupSteps ?? "0it",
       milestones: o.milestones ?? (schedule == .step ? r.milestones.map(\.description) : []),
       gamma: o.gamma ?? r.gamma, initializer: o.initializer ?? r.initializer,
-      batchNormInit: o.batchNormInit ?? r.batchNormInit, seed: o.seed, dataOrderSeed: o.dataOrderSeed ?? o.seed,
-      augment: o.augment ?? r.augment ?? DatasetCatalog.augmentsByDefault(dataset), validationSize: o.validationSize,
+      batchNormInit: o.batchNormInit ?? r.batchNormInit, seed: o.seed,
+      dataOrderSeed: o.dataOrderSeed ?? o.seed,
+      augment: o.augment ?? r.augment ?? DatasetCatalog.augmentsByDefault(dataset),
+      validationSize: o.validationSize,
       subsampleFraction: o.subsampleFraction, randomLabelsFraction: o.randomLabelsFraction,
       evalEvery: o.evalEvery ?? "1ep", evalTrain: o.evalTrain,
       convBackend: o.convBackend == .auto ? nil : o.convBackend,
@@ -236,7 +242,8 @@ extension TrainingHParams {
     try need(batchSize > 0, .batchSize, "must be positive, got \(batchSize)")
     try need(lr > 0 && lr.isFinite, .lr, "must be positive, got \(lr)")
     try need(momentum >= 0 && momentum < 1, .momentum, "must be in [0, 1), got \(momentum)")
-    try need(weightDecay >= 0 && weightDecay.isFinite, .weightDecay, "must be non-negative, got \(weightDecay)")
+    try need(
+      weightDecay >= 0 && weightDecay.isFinite, .weightDecay, "must be non-negative, got \(weightDecay)")
     try need(gamma > 0 && gamma.isFinite, .gamma, "must be positive, got \(gamma)")
     try need(
       subsampleFraction > 0 && subsampleFraction <= 1, .subsampleFraction,
@@ -244,7 +251,8 @@ extension TrainingHParams {
     try need(
       randomLabelsFraction >= 0 && randomLabelsFraction <= 1, .randomLabelsFraction,
       "must be in [0, 1], got \(randomLabelsFraction)")
-    try need(!nesterov || (optimizer == .sgd && momentum > 0), .nesterov, "needs --optimizer sgd and --momentum > 0")
+    try need(
+      !nesterov || (optimizer == .sgd && momentum > 0), .nesterov, "needs --optimizer sgd and --momentum > 0")
     for (key, s) in [(K.trainingSteps, trainingSteps), (.warmupSteps, warmupSteps), (.evalEvery, evalEvery)]
       + milestones.map({ (K.milestones, $0) })
     {

@@ -32,7 +32,9 @@ struct Speedup: ParsableCommand {
 
   func run() throws {
     runOrFail {
-      guard replicates >= 2 else { throw EngineError("--replicates must be at least 2 (a spread needs two), got \(replicates)") }
+      guard replicates >= 2 else {
+        throw EngineError("--replicates must be at least 2 (a spread needs two), got \(replicates)")
+      }
       guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
       StopSignal.install()
       Parallel.threads = threads
@@ -42,7 +44,8 @@ struct Speedup: ParsableCommand {
         try (0..<replicates).map { r in
           try TrainingHParams.resolve(
             model: model,
-            SpeedupStudy.overrides(scale: scale, dataset: dataset, seed: UInt64(r), algorithms: row.algorithms))
+            SpeedupStudy.overrides(
+              scale: scale, dataset: dataset, seed: UInt64(r), algorithms: row.algorithms))
         }
       }
       var runs: [(SpeedupStudy.Row, [String])] = []
@@ -51,7 +54,10 @@ struct Speedup: ParsableCommand {
         for (r, h) in hs.enumerated() {
           let (s, done) = try TrainRunner.run(h, dataDir: dataDir, output: output, progress: .quiet)
           if !quiet {
-            say(String(format: "%@ seed %d: %@ %.1f s", row.name, r, done ? "finished before," : "trained,", s.seconds))
+            say(
+              String(
+                format: "%@ seed %d: %@ %.1f s", row.name, r, done ? "finished before," : "trained,",
+                s.seconds))
           }
           dirs.append(s.runDir)
         }

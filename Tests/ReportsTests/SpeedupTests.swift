@@ -8,7 +8,8 @@ import Training
 /// `lth speedup` on synthetic data: the numbers recomputed from the runs' own metrics.
 @Suite("lth speedup", .serialized, .tags(.endToEnd), .endToEnd)
 struct SpeedupTests {
-  @Test("time to the baseline's validation accuracy, speed-ups and the Pareto frontier match the runs' metrics")
+  @Test(
+    "time to the baseline's validation accuracy, speed-ups and the Pareto frontier match the runs' metrics")
   func study() throws {
     let out = CLI.tempDir()
     let args = [
@@ -17,15 +18,20 @@ struct SpeedupTests {
     ]
     let r = try CLI.run(args)
     try #require(r.status == 0, "\(r.stderr)")
-    let result = try JSONDecoder().decode(SpeedupResult.self, from: Data((r.stdout.split(separator: "\n").last ?? "").utf8))
+    let result = try JSONDecoder().decode(
+      SpeedupResult.self, from: Data((r.stdout.split(separator: "\n").last ?? "").utf8))
     #expect(result.rows.map(\.name) == ["baseline", "label_smoothing", "ema"])
     let doc = try #require(try ResultSchemaTests.documented()["speedup"])
     let line = Data((r.stdout.split(separator: "\n").last ?? "").utf8)
     let keys = Set((try JSONSerialization.jsonObject(with: line) as! [String: Any]).keys)
-    #expect(doc.required.isSubset(of: keys) && keys.isSubset(of: doc.required.union(doc.optional)), "\(keys.sorted())")
+    #expect(
+      doc.required.isSubset(of: keys) && keys.isSubset(of: doc.required.union(doc.optional)),
+      "\(keys.sorted())")
     // The target is the baseline's mean final validation accuracy, read from metrics.jsonl.
     func curve(_ dir: String) throws -> [MetricRecord] {
-      try MetricsLog.parse(AtomicFile.read(RunFile.metrics.path(in: dir)), path: "m").filter { $0.split == "validation" }
+      try MetricsLog.parse(AtomicFile.read(RunFile.metrics.path(in: dir)), path: "m").filter {
+        $0.split == "validation"
+      }
     }
     let baseRuns = try result.runDirs["baseline"]!.map(curve)
     let target = baseRuns.map { $0.last!.accuracy }.reduce(0, +) / 2
@@ -60,7 +66,8 @@ struct SpeedupTests {
     // The runs carry their method in their hyperparameters; a rerun trains nothing.
     let again = try CLI.run(args)
     #expect(again.status == 0)
-    let second = try JSONDecoder().decode(SpeedupResult.self, from: Data((again.stdout.split(separator: "\n").last ?? "").utf8))
+    let second = try JSONDecoder().decode(
+      SpeedupResult.self, from: Data((again.stdout.split(separator: "\n").last ?? "").utf8))
     #expect(second.rows == result.rows)
     let bad = try CLI.run(["speedup", "--methods", "label_smoothing,warp_drive", "--output", out])
     #expect(bad.status != 0 && bad.stderr.contains("unknown method 'warp_drive'"))

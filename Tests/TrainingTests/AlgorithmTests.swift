@@ -26,7 +26,8 @@ final class InputProbe: TrainingCallback {
 struct AlgorithmTests {
   @Test("--algorithms: defaults filled in, one canonical text, bad input refused in one line")
   func parsing() throws {
-    let specs = try Algorithms.parse("label_smoothing:smoothing=0.2,ema,gradient_clipping:clipping_type=value")
+    let specs = try Algorithms.parse(
+      "label_smoothing:smoothing=0.2,ema,gradient_clipping:clipping_type=value")
     #expect(
       specs.map(\.text) == [
         "label_smoothing:smoothing=0.2", "ema:half_life=1000ba;update_interval=1ba",
@@ -35,12 +36,17 @@ struct AlgorithmTests {
     #expect(try Algorithms.parse("").isEmpty)
     for (text, message) in [
       ("blurpool2", "unknown method 'blurpool2'"), ("mixup:beta=1", "unknown parameter 'beta=1'"),
-      ("label_smoothing:smoothing=1", "smoothing must be in [0, 1)"), ("mixup:alpha=-1", "alpha must be positive"),
-      ("ema,ema", "ema is given twice"), ("gradient_clipping:clipping_type=l3", "must be one of norm, value, adaptive"),
-      ("ema:half_life=0ba", "half_life must be a number of steps"), ("cutout:num_holes=1.5", "num_holes must be"),
+      ("label_smoothing:smoothing=1", "smoothing must be in [0, 1)"),
+      ("mixup:alpha=-1", "alpha must be positive"),
+      ("ema,ema", "ema is given twice"),
+      ("gradient_clipping:clipping_type=l3", "must be one of norm, value, adaptive"),
+      ("ema:half_life=0ba", "half_life must be a number of steps"),
+      ("cutout:num_holes=1.5", "num_holes must be"),
     ] {
       #expect(throws: EngineError.self, "\(text)") { try Algorithms.parse(text) }
-      do { _ = try Algorithms.parse(text) } catch { #expect("\(error)".contains(message), "\(text): \(error)") }
+      do { _ = try Algorithms.parse(text) } catch {
+        #expect("\(error)".contains(message), "\(text): \(error)")
+      }
     }
   }
 
@@ -71,8 +77,10 @@ struct AlgorithmTests {
       var minus: [Float] = [1, 2, 3]
       plus[j] += 1e-3
       minus[j] -= 1e-3
-      let lp = LabelSmoothing.loss(logits: Tensor(plus, shape: [1, 3]), labels: [2], smoothing: 0.3, dLogits: Tensor(zeros: [0]))
-      let lm = LabelSmoothing.loss(logits: Tensor(minus, shape: [1, 3]), labels: [2], smoothing: 0.3, dLogits: Tensor(zeros: [0]))
+      let lp = LabelSmoothing.loss(
+        logits: Tensor(plus, shape: [1, 3]), labels: [2], smoothing: 0.3, dLogits: Tensor(zeros: [0]))
+      let lm = LabelSmoothing.loss(
+        logits: Tensor(minus, shape: [1, 3]), labels: [2], smoothing: 0.3, dLogits: Tensor(zeros: [0]))
       #expect(abs(Double(g[j]) - (lp - lm) / 2e-3) < 1e-4)
     }
     // MixUp's targets: weight 0.25 on label 1, 0.75 on label 2.
@@ -172,7 +180,9 @@ struct AlgorithmTests {
 
   // MARK: inside training
 
-  static func train(_ dir: String, _ algorithms: String, lastStep: Int = 12, stopAt: Int? = nil, optimizer: String = "adam")
+  static func train(
+    _ dir: String, _ algorithms: String, lastStep: Int = 12, stopAt: Int? = nil, optimizer: String = "adam"
+  )
     throws -> Trainer
   {
     var callbacks = try Algorithms.callbacks(try Algorithms.parse(algorithms).map(\.text))
@@ -182,7 +192,8 @@ struct AlgorithmTests {
       callbacks.append(killer)
     }
     let net: Network<Float> = try Trainer.initialize(
-      network: try ModelZoo.make("cifar_conv_2", inputShape: EventTests.shape, classes: 10), callbacks: callbacks)
+      network: try ModelZoo.make("cifar_conv_2", inputShape: EventTests.shape, classes: 10),
+      callbacks: callbacks)
     net.initialize(seed: 3, weights: .kaimingNormal)
     let opt: any Optimizer<Float> =
       optimizer == "sgd"
@@ -200,7 +211,9 @@ struct AlgorithmTests {
   static let all =
     "label_smoothing,mixup:alpha=0.4,cutout:length=0.25,ema:half_life=5ba,sam:rho=0.1;interval=2,gradient_clipping:clipping_threshold=0.5"
 
-  @Test("each method changes training; all together are bit-identical at 1 and 3 threads and after an interrupted run")
+  @Test(
+    "each method changes training; all together are bit-identical at 1 and 3 threads and after an interrupted run"
+  )
   func inTraining() throws {
     let base = try Self.train(CLI.tempDir(), "")
     let baseEvaluated = try base.run().filter { $0.split == "test" }.map(\.accuracy)
@@ -210,7 +223,9 @@ struct AlgorithmTests {
       "label_smoothing", "mixup", "cutmix", "cutout", "ema:half_life=5ba", "sam:rho=0.5;interval=2",
       "gradient_clipping:clipping_type=value;clipping_threshold=0.001",
     ]
-    #expect(Set(each.map { String($0.split(separator: ":")[0]) }) == Set(Algorithms.names), "a registered method is not exercised")
+    #expect(
+      Set(each.map { String($0.split(separator: ":")[0]) }) == Set(Algorithms.names),
+      "a registered method is not exercised")
     for m in each {
       let t = try Self.train(CLI.tempDir(), m)
       let records = try t.run()
@@ -254,10 +269,13 @@ struct AlgorithmTests {
     #expect(tests.count >= 3 && tests.allSatisfy { abs($0.accuracy - initial.accuracy) < 1e-9 })
     // SGD (lr 0.1) with the global gradient norm clipped to 1e-4: no weight moves by more
     // than 12 steps x 0.1 x 1e-4.
-    let clipped = try Self.train(CLI.tempDir(), "gradient_clipping:clipping_threshold=0.0001", optimizer: "sgd")
+    let clipped = try Self.train(
+      CLI.tempDir(), "gradient_clipping:clipping_threshold=0.0001", optimizer: "sgd")
     let before = EventTests.weights(clipped)
     try clipped.run()
-    for (a, b) in zip(EventTests.weights(clipped).joined(), before.joined()) { #expect(abs(a - b) <= 1.2e-4 + 1e-7) }
+    for (a, b) in zip(EventTests.weights(clipped).joined(), before.joined()) {
+      #expect(abs(a - b) <= 1.2e-4 + 1e-7)
+    }
     // CutOut with a side of half the 12-pixel image: every example the network sees has at
     // least a 3 x 3 corner of zeros (a clipped 6 x 6 square), and the loader's batch does not.
     let probe = InputProbe()

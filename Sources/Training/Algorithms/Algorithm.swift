@@ -43,7 +43,8 @@ public struct AlgorithmSpec: Equatable, Sendable {
   }
 
   /// A numeric parameter; `check` says what values are allowed (one line when not).
-  public func double(_ key: String, _ allowed: String = "", _ check: (Double) -> Bool = { $0.isFinite }) throws
+  public func double(_ key: String, _ allowed: String = "", _ check: (Double) -> Bool = { $0.isFinite })
+    throws
     -> Double
   {
     let text = values[key] ?? ""
@@ -58,7 +59,8 @@ public struct AlgorithmSpec: Equatable, Sendable {
   public func choice(_ key: String, _ options: [String]) throws -> String {
     let v = values[key] ?? ""
     guard options.contains(v) else {
-      throw EngineError("--algorithms \(name): \(key) must be one of \(options.joined(separator: ", ")), got '\(v)'")
+      throw EngineError(
+        "--algorithms \(name): \(key) must be one of \(options.joined(separator: ", ")), got '\(v)'")
     }
     return v
   }
@@ -68,7 +70,8 @@ public struct AlgorithmSpec: Equatable, Sendable {
     var t = values[key] ?? ""
     for suffix in ["ba", "it"] where t.hasSuffix(suffix) { t = String(t.dropLast(suffix.count)) }
     guard let v = Int(t), v >= 1 else {
-      throw EngineError("--algorithms \(name): \(key) must be a number of steps such as 1000ba, got '\(values[key] ?? "")'")
+      throw EngineError(
+        "--algorithms \(name): \(key) must be a number of steps such as 1000ba, got '\(values[key] ?? "")'")
     }
     return v
   }
@@ -80,7 +83,9 @@ public enum Algorithms {
     [LabelSmoothing.self, MixUp.self, CutMix.self, CutOut.self, EMA.self, SAM.self, GradientClipping.self]
   }
   public static var names: [String] { all.map { $0.algorithmName } }
-  public static func kind(_ name: String) -> (any AlgorithmKind.Type)? { all.first { $0.algorithmName == name } }
+  public static func kind(_ name: String) -> (any AlgorithmKind.Type)? {
+    all.first { $0.algorithmName == name }
+  }
 
   /// Parses `name[:key=value;key=value],...`: known names and parameters only, each method
   /// once, defaults filled in, in the order given.
@@ -92,11 +97,15 @@ public enum Algorithms {
       guard let kind = kind(name) else {
         throw EngineError("--algorithms: unknown method '\(name)'; known: \(names.joined(separator: ", "))")
       }
-      guard !out.contains(where: { $0.name == name }) else { throw EngineError("--algorithms: \(name) is given twice") }
+      guard !out.contains(where: { $0.name == name }) else {
+        throw EngineError("--algorithms: \(name) is given twice")
+      }
       var values = Dictionary(uniqueKeysWithValues: kind.parameters.map { ($0.name, $0.defaultValue) })
       if pieces.count == 2 {
         for kv in pieces[1].split(separator: ";", omittingEmptySubsequences: true) {
-          let e = kv.split(separator: "=", maxSplits: 1).map { String($0).trimmingCharacters(in: .whitespaces) }
+          let e = kv.split(separator: "=", maxSplits: 1).map {
+            String($0).trimmingCharacters(in: .whitespaces)
+          }
           guard e.count == 2, values[e[0]] != nil else {
             throw EngineError(
               "--algorithms \(name): unknown parameter '\(kv)'; it takes \(kind.parameters.map(\.name).joined(separator: ", "))"
@@ -116,6 +125,16 @@ public enum Algorithms {
   public static func callbacks(_ texts: [String]) throws -> [any TrainingCallback] {
     try parse(texts.joined(separator: ",")).map { try kind($0.name)!.make($0) }
   }
+}
+
+/// The image shape `(C, H, W)` of a network's input, for methods that cut or paste
+/// regions (CutOut, CutMix); any other input is refused in one line.
+func imageShape(of network: Network<Float>, for method: String) throws -> (c: Int, h: Int, w: Int) {
+  let s = network.inputShape
+  guard s.count == 3, s[1] > 1, s[2] > 1 else {
+    throw EngineError("--algorithms \(method) needs image input (C x H x W); this model's input is \(s)")
+  }
+  return (s[0], s[1], s[2])
 }
 
 /// Softmax cross-entropy against soft targets (label smoothing, MixUp, CutMix), the
@@ -156,7 +175,11 @@ public enum SoftCrossEntropy {
       let row = q.data + i * k
       for j in 0..<k { row[j] = s / Float(k) }
       row[Int(labels[i])] += (1 - s) * weight
-      if let o = other { row[Int(o[i])] += (1 - s) * (1 - weight) } else { row[Int(labels[i])] += (1 - s) * (1 - weight) }
+      if let o = other {
+        row[Int(o[i])] += (1 - s) * (1 - weight)
+      } else {
+        row[Int(labels[i])] += (1 - s) * (1 - weight)
+      }
     }
   }
 }

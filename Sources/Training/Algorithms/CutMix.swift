@@ -9,8 +9,11 @@ import NN
 /// `l = 1 - box area / image area`. Images `[N, C, H, W]` (or feature-major).
 public final class CutMix: TrainingCallback, AlgorithmKind {
   public static let algorithmName = "cutmix"
-  public static let summary = "paste a box of area (1 - lambda) from a permuted example; targets mixed by area"
-  public static let parameters = [AlgorithmParameter("alpha", "1.0", "Beta(alpha, alpha) concentration, positive")]
+  public static let summary =
+    "paste a box of area (1 - lambda) from a permuted example; targets mixed by area"
+  public static let parameters = [
+    AlgorithmParameter("alpha", "1.0", "Beta(alpha, alpha) concentration, positive")
+  ]
   public static func make(_ p: AlgorithmSpec) throws -> any TrainingCallback {
     CutMix(alpha: try p.double("alpha", "positive") { $0 > 0 && $0.isFinite })
   }
@@ -27,16 +30,14 @@ public final class CutMix: TrainingCallback, AlgorithmKind {
   public init(alpha: Double) { self.alpha = alpha }
 
   public func initialize(_ network: Network<Float>) throws -> Network<Float> {
-    let s = network.inputShape
-    guard s.count == 3, s[1] > 1, s[2] > 1 else {
-      throw EngineError("--algorithms cutmix needs image input (C x H x W); this model's input is \(s)")
-    }
-    image = (s[0], s[1], s[2])
+    image = try imageShape(of: network, for: Self.algorithmName)
     return network
   }
 
   /// The box `(top, left, height, width)` for `lambda` and a centre, clipped to the image.
-  public static func box(lambda: Double, h: Int, w: Int, cy: Int, cx: Int) -> (top: Int, left: Int, height: Int, width: Int) {
+  public static func box(lambda: Double, h: Int, w: Int, cy: Int, cx: Int) -> (
+    top: Int, left: Int, height: Int, width: Int
+  ) {
     let ratio = (1 - lambda).squareRoot()
     let (bh, bw) = (Int(Double(h) * ratio), Int(Double(w) * ratio))
     let top = max(0, cy - bh / 2)
@@ -56,7 +57,9 @@ public final class CutMix: TrainingCallback, AlgorithmKind {
         for r in box.top..<(box.top + box.height) {
           for q in box.left..<(box.left + box.width) {
             let f = (ch * h + r) * w + q
-            if ld > 0 { x.data[f * ld + i] = source.data[f * ld + perm[i]] } else {
+            if ld > 0 {
+              x.data[f * ld + i] = source.data[f * ld + perm[i]]
+            } else {
               x.data[i * c * h * w + f] = source.data[perm[i] * c * h * w + f]
             }
           }
@@ -70,7 +73,8 @@ public final class CutMix: TrainingCallback, AlgorithmKind {
     if event == .batchLoaded {
       var r = state.random(for: self)
       let (lambda, perm) = MixUp.draw(alpha: alpha, n: n, &r)
-      let b = Self.box(lambda: Double(lambda), h: image.h, w: image.w, cy: r.int(below: image.h), cx: r.int(below: image.w))
+      let b = Self.box(
+        lambda: Double(lambda), h: image.h, w: image.w, cy: r.int(below: image.h), cx: r.int(below: image.w))
       kept = 1 - Float(b.height * b.width) / Float(image.h * image.w)
       original.copy(from: state.input)
       mixed.copy(from: state.input)

@@ -29,18 +29,15 @@ public final class CutOut: TrainingCallback, AlgorithmKind {
 
   /// A model whose input is not an image (C x H x W with H, W > 1) is refused.
   public func initialize(_ network: Network<Float>) throws -> Network<Float> {
-    let s = network.inputShape
-    guard s.count == 3, s[1] > 1, s[2] > 1 else {
-      throw EngineError("--algorithms cutout needs image input (C x H x W); this model's input is \(s)")
-    }
-    image = (s[0], s[1], s[2])
+    image = try imageShape(of: network, for: Self.algorithmName)
     return network
   }
 
   /// The function form: zeroes, in example `n` of `x`, the square `[top, top + side) x
   /// [left, left + side)` clipped to the image, in every channel.
   public static func cut(
-    _ x: Tensor<Float>, example n: Int, batch: Int, image: (c: Int, h: Int, w: Int), top: Int, left: Int, side: Int
+    _ x: Tensor<Float>, example n: Int, batch: Int, image: (c: Int, h: Int, w: Int), top: Int, left: Int,
+    side: Int
   ) {
     let (c, h, w) = image
     let ld = x.layout.featureMajorBatch != nil ? x.shape[1] : 0
@@ -64,7 +61,8 @@ public final class CutOut: TrainingCallback, AlgorithmKind {
       for _ in 0..<holes {
         let cy = r.int(below: image.h)
         let cx = r.int(below: image.w)
-        Self.cut(buffer, example: e, batch: n, image: image, top: cy - side / 2, left: cx - side / 2, side: side)
+        Self.cut(
+          buffer, example: e, batch: n, image: image, top: cy - side / 2, left: cx - side / 2, side: side)
       }
     }
     state.input = buffer

@@ -20,17 +20,23 @@ public final class EMA: TrainingCallback, AlgorithmKind {
   }
 
   public let name = EMA.algorithmName
-  public let events: Set<TrainingEvent> = [.initialize, .runStart, .batchEnd, .evaluationStart, .evaluationEnd]
+  public let events: Set<TrainingEvent> = [
+    .initialize, .runStart, .batchEnd, .evaluationStart, .evaluationEnd,
+  ]
   public let halfLife: Int
   public let updateInterval: Int
   /// The weight of the old average at each update.
   public var smoothing: Float { Float(Foundation.pow(0.5, Double(updateInterval) / Double(halfLife))) }
   private var average: [(String, Tensor<Float>)] = []
   private var backup: [Tensor<Float>] = []
-  private var live: [Tensor<Float>] { network.map { n in n.parameters.map { $0.1.value } + n.buffers.map(\.1) } ?? [] }
+  private var live: [Tensor<Float>] {
+    network.map { n in n.parameters.map { $0.1.value } + n.buffers.map(\.1) } ?? []
+  }
   private weak var network: Network<Float>?
 
-  public init(halfLife: Int, updateInterval: Int = 1) { (self.halfLife, self.updateInterval) = (halfLife, updateInterval) }
+  public init(halfLife: Int, updateInterval: Int = 1) {
+    (self.halfLife, self.updateInterval) = (halfLife, updateInterval)
+  }
 
   public func initialize(_ net: Network<Float>) throws -> Network<Float> {
     network = net

@@ -31,7 +31,8 @@ public final class GradientClipping: TrainingCallback, AlgorithmKind {
 
   /// Per-entry factors for one parameter's gradient `g` (weights `w`, mask `m` or nil):
   /// the function form of every mode but `norm`, which needs every parameter (``clip(_:kind:threshold:)``).
-  static func unitFactors(g: Tensor<Float>, w: Tensor<Float>, m: Tensor<Float>?, threshold: Float) -> [Float] {
+  static func unitFactors(g: Tensor<Float>, w: Tensor<Float>, m: Tensor<Float>?, threshold: Float) -> [Float]
+  {
     let units = g.shape.count >= 2 ? g.shape[0] : 1
     let per = g.count / units
     var out = [Float](repeating: 1, count: units)
@@ -52,12 +53,16 @@ public final class GradientClipping: TrainingCallback, AlgorithmKind {
   /// The function form: clips the gradients `(g, w, mask)` in place; returns the global
   /// gradient norm before clipping (over unpruned entries).
   @discardableResult
-  public static func clip(_ tensors: [(g: Tensor<Float>, w: Tensor<Float>, mask: Tensor<Float>?)], kind: Kind, threshold: Float)
+  public static func clip(
+    _ tensors: [(g: Tensor<Float>, w: Tensor<Float>, mask: Tensor<Float>?)], kind: Kind, threshold: Float
+  )
     -> Double
   {
     var total = 0.0
     for (g, _, m) in tensors {
-      for j in 0..<g.count where m.map({ $0.data[j] != 0 }) ?? true { total += Double(g.data[j]) * Double(g.data[j]) }
+      for j in 0..<g.count where m.map({ $0.data[j] != 0 }) ?? true {
+        total += Double(g.data[j]) * Double(g.data[j])
+      }
     }
     let norm = total.squareRoot()
     switch kind {
@@ -66,7 +71,9 @@ public final class GradientClipping: TrainingCallback, AlgorithmKind {
       let f = Float(Double(threshold) / norm)
       for (g, _, _) in tensors { for j in 0..<g.count { g.data[j] *= f } }
     case .value:
-      for (g, _, _) in tensors { for j in 0..<g.count { g.data[j] = min(max(g.data[j], -threshold), threshold) } }
+      for (g, _, _) in tensors {
+        for j in 0..<g.count { g.data[j] = min(max(g.data[j], -threshold), threshold) }
+      }
     case .adaptive:
       for (g, w, m) in tensors {
         let f = unitFactors(g: g, w: w, m: m, threshold: threshold)
@@ -84,8 +91,12 @@ public final class GradientClipping: TrainingCallback, AlgorithmKind {
     }
     let params = state.network.parameters.map(\.1)
     // Adaptive factors come from the gradients before clipping (weights read only then).
-    let factors = kind == .adaptive ? params.map { Self.unitFactors(g: $0.grad, w: $0.value, m: $0.mask, threshold: threshold) } : []
-    let norm = Self.clip(params.map { ($0.grad, $0.grad, $0.mask) }, kind: kind == .adaptive ? .value : kind, threshold: kind == .adaptive ? .infinity : threshold)
+    let factors =
+      kind == .adaptive
+      ? params.map { Self.unitFactors(g: $0.grad, w: $0.value, m: $0.mask, threshold: threshold) } : []
+    let norm = Self.clip(
+      params.map { ($0.grad, $0.grad, $0.mask) }, kind: kind == .adaptive ? .value : kind,
+      threshold: kind == .adaptive ? .infinity : threshold)
     // A gradient the optimizer reads in compact form (surviving entries, row-major) gets
     // the same treatment entry by entry.
     for (k, p) in params.enumerated() {
@@ -93,7 +104,9 @@ public final class GradientClipping: TrainingCallback, AlgorithmKind {
         let per = p.grad.count / factors[k].count
         for j in 0..<p.grad.count { p.grad.data[j] *= factors[k][j / per] }
       }
-      guard let c = p.compactGradient, let u = p.updatePositions, c.count == u.positions.count else { continue }
+      guard let c = p.compactGradient, let u = p.updatePositions, c.count == u.positions.count else {
+        continue
+      }
       switch kind {
       case .norm:
         if norm > Double(threshold) { for i in 0..<c.count { c.data[i] *= Float(Double(threshold) / norm) } }

@@ -9,8 +9,11 @@ import NN
 /// random stream of the step, so a resumed run mixes what an uninterrupted one would.
 public final class MixUp: TrainingCallback, AlgorithmKind {
   public static let algorithmName = "mixup"
-  public static let summary = "x' = lambda x + (1 - lambda) x[perm], targets mixed alike, lambda ~ Beta(alpha, alpha)"
-  public static let parameters = [AlgorithmParameter("alpha", "0.2", "Beta(alpha, alpha) concentration, positive")]
+  public static let summary =
+    "x' = lambda x + (1 - lambda) x[perm], targets mixed alike, lambda ~ Beta(alpha, alpha)"
+  public static let parameters = [
+    AlgorithmParameter("alpha", "0.2", "Beta(alpha, alpha) concentration, positive")
+  ]
   public static func make(_ p: AlgorithmSpec) throws -> any TrainingCallback {
     MixUp(alpha: try p.double("alpha", "positive") { $0 > 0 && $0.isFinite })
   }
@@ -46,7 +49,9 @@ public final class MixUp: TrainingCallback, AlgorithmKind {
       } while v <= 0
       v = v * v * v
       let u = r.uniform()
-      if u < 1 - 0.0331 * x * x * x * x || Foundation.log(max(u, 1e-300)) < 0.5 * x * x + d * (1 - v + Foundation.log(v)) {
+      if u < 1 - 0.0331 * x * x * x * x
+        || Foundation.log(max(u, 1e-300)) < 0.5 * x * x + d * (1 - v + Foundation.log(v))
+      {
         return d * v
       }
     }

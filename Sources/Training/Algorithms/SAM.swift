@@ -41,7 +41,9 @@ public final class SAM: TrainingCallback, AlgorithmKind {
   ) -> Double {
     var total = 0.0
     for (g, m) in grads {
-      for j in 0..<g.count where m.map({ $0.data[j] != 0 }) ?? true { total += Double(g.data[j]) * Double(g.data[j]) }
+      for j in 0..<g.count where m.map({ $0.data[j] != 0 }) ?? true {
+        total += Double(g.data[j]) * Double(g.data[j])
+      }
     }
     let norm = total.squareRoot()
     let scale = Float(Double(rho) / (norm + Double(epsilon)))
