@@ -44,6 +44,11 @@ struct Bench: ParsableCommand {
   )
   var sparseLayers = false
   @Flag(help: "Print one JSON object instead of text.") var json = false
+  @Option(
+    help:
+      "Speed-up methods (as --algorithms of training commands): time each one's training step against the baseline's, alternating rounds, with tensor allocations per step."
+  )
+  var algorithms: String?
 
   func run() throws {
     runOrFail {
@@ -53,6 +58,13 @@ struct Bench: ParsableCommand {
         throw EngineError("--min-seconds must be in [0, 3600], got \(minSeconds)")
       }
       Parallel.threads = threads
+      if let algorithms {
+        let r = try AlgorithmOverhead.run(
+          model: model, batch: try batchSize ?? ModelZoo.family(of: model).benchBatchSize, algorithms: algorithms,
+          steps: steps ?? 20, warmup: max(warmup, 1), rounds: 3)
+        print(json ? jsonLine(r) : AlgorithmOverhead.table(r))
+        return
+      }
       let net: Network<Float> = try ModelZoo.make(model)
       let batch = try batchSize ?? ModelZoo.family(of: model).benchBatchSize
       guard batch >= 1 else { throw EngineError("--batch-size must be at least 1, got \(batch)") }

@@ -9,6 +9,27 @@ import Training
 @Suite("lth speedup", .serialized, .tags(.endToEnd), .endToEnd)
 struct SpeedupTests {
   @Test(
+    "lth bench --algorithms: every method's step against the baseline's, and no tensor allocated per step")
+  func overhead() throws {
+    let r = try CLI.run([
+      "bench", "--model", "mnist_lenet_64_32", "--algorithms", Algorithms.names.joined(separator: ","),
+      "--steps", "4",
+      "--threads", "1", "--json",
+    ])
+    try #require(r.status == 0, "\(r.stderr)")
+    let o =
+      try JSONSerialization.jsonObject(with: Data((r.stdout.split(separator: "\n").last ?? "").utf8))
+      as! [String: Any]
+    let rows = o["rows"] as! [[String: Any]]
+    #expect(rows.map { $0["name"] as! String } == ["baseline"] + Algorithms.names)
+    #expect(rows[0]["ratio"] as! Double == 1)
+    for row in rows {
+      #expect(row["tensor_allocations_per_step"] as! Double == 0, "\(row["name"]!) allocates in steady state")
+      #expect((row["step_ms"] as! Double) > 0)
+    }
+  }
+
+  @Test(
     "time to the baseline's validation accuracy, speed-ups and the Pareto frontier match the runs' metrics")
   func study() throws {
     let out = CLI.tempDir()

@@ -51,7 +51,8 @@ public final class EMA: TrainingCallback, AlgorithmKind {
 
   /// The function form: `avg = s avg + (1 - s) w`, elementwise.
   public static func update(_ avg: Tensor<Float>, with w: Tensor<Float>, smoothing s: Float) {
-    for i in 0..<avg.count { avg.data[i] = s * avg.data[i] + (1 - s) * w.data[i] }
+    let (a, x, t) = (avg.data, w.data, 1 - s)
+    for i in 0..<avg.count { a[i] = s * a[i] + t * x[i] }
   }
 
   public func handle(_ event: TrainingEvent, _ state: TrainingState) throws {

@@ -50,6 +50,18 @@ public final class GradientClipping: TrainingCallback, AlgorithmKind {
     return out
   }
 
+  /// `sum g^2` over the entries the mask keeps (all without a mask), in Double.
+  public static func squaredNorm(_ g: Tensor<Float>, mask: Tensor<Float>?) -> Double {
+    let (gp, n) = (g.data, g.count)
+    var total = 0.0
+    if let mp = mask?.data {
+      for j in 0..<n where mp[j] != 0 { total += Double(gp[j]) * Double(gp[j]) }
+    } else {
+      for j in 0..<n { total += Double(gp[j]) * Double(gp[j]) }
+    }
+    return total
+  }
+
   /// The function form: clips the gradients `(g, w, mask)` in place; returns the global
   /// gradient norm before clipping (over unpruned entries).
   @discardableResult
@@ -59,20 +71,20 @@ public final class GradientClipping: TrainingCallback, AlgorithmKind {
     -> Double
   {
     var total = 0.0
-    for (g, _, m) in tensors {
-      for j in 0..<g.count where m.map({ $0.data[j] != 0 }) ?? true {
-        total += Double(g.data[j]) * Double(g.data[j])
-      }
-    }
+    for (g, _, m) in tensors { total += squaredNorm(g, mask: m) }
     let norm = total.squareRoot()
     switch kind {
     case .norm:
       guard norm > Double(threshold) else { break }
       let f = Float(Double(threshold) / norm)
-      for (g, _, _) in tensors { for j in 0..<g.count { g.data[j] *= f } }
+      for (g, _, _) in tensors {
+        let gp = g.data
+        for j in 0..<g.count { gp[j] *= f }
+      }
     case .value:
       for (g, _, _) in tensors {
-        for j in 0..<g.count { g.data[j] = min(max(g.data[j], -threshold), threshold) }
+        let gp = g.data
+        for j in 0..<g.count { gp[j] = min(max(gp[j], -threshold), threshold) }
       }
     case .adaptive:
       for (g, w, m) in tensors {

@@ -40,16 +40,17 @@ public final class SAM: TrainingCallback, AlgorithmKind {
     _ grads: [(g: Tensor<Float>, mask: Tensor<Float>?)], rho: Float, epsilon: Float, into out: [Tensor<Float>]
   ) -> Double {
     var total = 0.0
-    for (g, m) in grads {
-      for j in 0..<g.count where m.map({ $0.data[j] != 0 }) ?? true {
-        total += Double(g.data[j]) * Double(g.data[j])
-      }
-    }
+    for (g, m) in grads { total += GradientClipping.squaredNorm(g, mask: m) }
     let norm = total.squareRoot()
     let scale = Float(Double(rho) / (norm + Double(epsilon)))
     for (k, (g, m)) in grads.enumerated() {
       out[k].resize(g.shape)
-      for j in 0..<g.count { out[k].data[j] = (m.map { $0.data[j] != 0 } ?? true) ? scale * g.data[j] : 0 }
+      let (e, gp, n) = (out[k].data, g.data, g.count)
+      if let mp = m?.data {
+        for j in 0..<n { e[j] = mp[j] != 0 ? scale * gp[j] : 0 }
+      } else {
+        for j in 0..<n { e[j] = scale * gp[j] }
+      }
     }
     return norm
   }
@@ -70,7 +71,8 @@ public final class SAM: TrainingCallback, AlgorithmKind {
     for (k, p) in params.enumerated() {
       let w = p.value
       saved[k].copy(from: w)
-      for j in 0..<w.count { w.data[j] += perturbation[k].data[j] }
+      let (wp, ep) = (w.data, perturbation[k].data)
+      for j in 0..<w.count { wp[j] += ep[j] }
     }
     let loss = state.loss
     try state.forwardBackward()
