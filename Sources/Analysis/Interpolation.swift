@@ -52,7 +52,8 @@ public struct Curve: Codable, Sendable, Equatable {
     CurveRecord(
       replicate: replicate, pair: pair, k: k, bn: bn.rawValue, alpha: alpha, testError: testError,
       testLoss: testLoss, trainError: trainError, trainLoss: trainLoss, testErrorBarrier: testErrorBarrier,
-      trainErrorBarrier: trainErrorBarrier, testLossBarrier: testLossBarrier, trainLossBarrier: trainLossBarrier)
+      trainErrorBarrier: trainErrorBarrier, testLossBarrier: testLossBarrier,
+      trainLossBarrier: trainLossBarrier)
   }
 }
 
@@ -194,26 +195,7 @@ public final class Interpolation {
   /// Re-estimates every batch norm's running statistics on `data[indices]` in batches of
   /// `batchSize`: the cumulative average of the batch means and (unbiased) variances.
   public func recomputeBatchNorm(on data: Dataset, indices: [Int], batchSize: Int = 500) throws {
-    let norms = net.body.namedModules().compactMap { $0.1 as? BatchNorm<Float> }
-    guard !norms.isEmpty else { return }
-    let saved = norms.map(\.momentum)
-    defer { for (n, m) in zip(norms, saved) { n.momentum = m } }
-    for n in norms {
-      n.runningMean.zero()
-      n.runningVar.buffer.update(repeating: 1)
-    }
-    net.setTraining(true)
-    defer { net.setTraining(false) }
-    var i = 0
-    var batch = 0
-    while i < indices.count {
-      let j = min(i + batchSize, indices.count)
-      for n in norms { n.momentum = 1 / Float(batch + 1) }
-      _ = data.gather(indices[i..<j], into: scratch)
-      _ = try net.forward(scratch)
-      batch += 1
-      i = j
-    }
+    try BatchNormStatistics.recompute(net, on: data, indices: indices, batchSize: batchSize, scratch: scratch)
   }
 
   /// The curve at `points` evenly spaced values of alpha in [0, 1] (endpoints included).

@@ -46,3 +46,35 @@ public enum Evaluation {
       count: all.count)
   }
 }
+
+/// Batch-norm running statistics re-estimated from data: what LMC does at every point of a
+/// path (``Analysis/Interpolation``) and SWA does once its average replaces the weights.
+public enum BatchNormStatistics {
+  /// Re-estimates every batch norm's running statistics on `data[indices]` in batches of
+  /// `batchSize`: the cumulative average of the batch means and (unbiased) variances
+  /// (PyTorch's `update_bn`). The network is left in evaluation mode.
+  public static func recompute(
+    _ net: Network<Float>, on data: Dataset, indices: [Int], batchSize: Int = 500, scratch: Tensor<Float>
+  ) throws {
+    let norms = net.body.namedModules().compactMap { $0.1 as? BatchNorm<Float> }
+    guard !norms.isEmpty else { return }
+    let saved = norms.map(\.momentum)
+    defer { for (n, m) in zip(norms, saved) { n.momentum = m } }
+    for n in norms {
+      n.runningMean.zero()
+      n.runningVar.buffer.update(repeating: 1)
+    }
+    net.setTraining(true)
+    defer { net.setTraining(false) }
+    var i = 0
+    var batch = 0
+    while i < indices.count {
+      let j = min(i + batchSize, indices.count)
+      for n in norms { n.momentum = 1 / Float(batch + 1) }
+      _ = data.gather(indices[i..<j], into: scratch)
+      _ = try net.forward(scratch)
+      batch += 1
+      i = j
+    }
+  }
+}

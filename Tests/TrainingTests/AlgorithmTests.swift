@@ -161,6 +161,37 @@ struct AlgorithmTests {
     for (a, b) in zip(ga.array, [Float(0.06), 0.08, 0.3, 0.4]) { #expect(abs(a - b) < 1e-6) }
   }
 
+  @Test("SWA: the running mean by hand; at swa_end the weights are the mean of those it averaged")
+  func swa() throws {
+    let avg = Tensor<Float>([1, 0], shape: [2])
+    SWA.update(avg, with: Tensor([4, 3], shape: [2]), count: 2)
+    #expect(avg.array == [2, 1])
+    #expect(throws: EngineError.self) { try Algorithms.parse("swa:swa_start=0.9dur;swa_end=0.5dur") }
+    #expect(throws: EngineError.self) { try Algorithms.parse("swa:update_interval=2xx") }
+    // Averaging every step from step 6 of 12: the final weights are the mean of the weights
+    // at steps 6...12 (recorded before SWA acts on each batchEnd), here without batch norm.
+    final class Snapshots: TrainingCallback {
+      let name = "snapshots"
+      let events: Set<TrainingEvent> = [.batchEnd]
+      var taken: [[[Float]]] = []
+      func handle(_ event: TrainingEvent, _ state: TrainingState) throws {
+        if state.step >= 6 { taken.append(state.network.parameters.map { $0.1.value.array }) }
+      }
+    }
+    let t = try Self.train(CLI.tempDir(), "swa:swa_start=0.5dur;swa_end=1.0dur;update_interval=1ba")
+    let probe = Snapshots()
+    t.callbacks.insert(probe, at: 0)
+    try t.run()
+    #expect(probe.taken.count == 7)
+    let final = EventTests.weights(t)
+    for (k, w) in final.enumerated() {
+      for i in stride(from: 0, to: w.count, by: max(1, w.count / 50)) {
+        let mean = probe.taken.map { $0[k][i] }.reduce(0, +) / 7
+        #expect(abs(w[i] - mean) <= 1e-5 * max(1, abs(mean)), "parameter \(k) entry \(i)")
+      }
+    }
+  }
+
   @Test("SAM's perturbation and CutMix's box and paste against hand-computed values")
   func samAndCutMix() throws {
     // g = [3, 4] (100 pruned): norm 5, e = 0.5 g / 5 = [0.3, 0.4], 0 where pruned.
@@ -209,7 +240,7 @@ struct AlgorithmTests {
   }
 
   static let all =
-    "label_smoothing,mixup:alpha=0.4,cutout:length=0.25,ema:half_life=5ba,sam:rho=0.1;interval=2,gradient_clipping:clipping_threshold=0.5"
+    "label_smoothing,mixup:alpha=0.4,cutout:length=0.25,ema:half_life=5ba,sam:rho=0.1;interval=2,gradient_clipping:clipping_threshold=0.5,swa:swa_start=0.25dur;swa_end=0.75dur;update_interval=2ba"
 
   @Test(
     "each method changes training; all together are bit-identical at 1 and 3 threads and after an interrupted run"
@@ -221,6 +252,7 @@ struct AlgorithmTests {
     // clipping factor, so the threshold is one the gradients exceed).
     let each = [
       "label_smoothing", "mixup", "cutmix", "cutout", "ema:half_life=5ba", "sam:rho=0.5;interval=2",
+      "swa:swa_start=0.25dur;swa_end=0.75dur;update_interval=2ba",
       "gradient_clipping:clipping_type=value;clipping_threshold=0.001",
     ]
     #expect(

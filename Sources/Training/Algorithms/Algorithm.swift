@@ -65,6 +65,18 @@ public struct AlgorithmSpec: Equatable, Sendable {
     return v
   }
 
+  /// A fraction of the run: `0.7dur` (Composer's) or `0.7`, in [0, 1].
+  public func fraction(_ key: String) throws -> Double {
+    var t = values[key] ?? ""
+    if t.hasSuffix("dur") { t = String(t.dropLast(3)) }
+    guard let v = Double(t), v >= 0, v <= 1 else {
+      throw EngineError(
+        "--algorithms \(name): \(key) must be a fraction of the run such as 0.7dur, got '\(values[key] ?? "")'"
+      )
+    }
+    return v
+  }
+
   /// A length in steps: `100`, `100ba` (Composer's batches) or `100it`.
   public func steps(_ key: String) throws -> Int {
     var t = values[key] ?? ""
@@ -80,7 +92,10 @@ public struct AlgorithmSpec: Equatable, Sendable {
 /// The registry of speed-up methods.
 public enum Algorithms {
   public static var all: [any AlgorithmKind.Type] {
-    [LabelSmoothing.self, MixUp.self, CutMix.self, CutOut.self, EMA.self, SAM.self, GradientClipping.self]
+    [
+      LabelSmoothing.self, MixUp.self, CutMix.self, CutOut.self, EMA.self, SWA.self, SAM.self,
+      GradientClipping.self,
+    ]
   }
   public static var names: [String] { all.map { $0.algorithmName } }
   public static func kind(_ name: String) -> (any AlgorithmKind.Type)? {
