@@ -216,7 +216,7 @@ struct Reproduce: ParsableCommand {
     return r.findings.map { f in
       let v = f.lotterykitValue.map { String($0) } ?? "nil"
       return
-        "    \"\(r.scale.rawValue)/\(f.id)\": StoredReference(value: \(v), verdict: .\(f.verdict == .holds ? "holds" : f.verdict == .differs ? "differs" : f.verdict == .movedToFull ? "movedToFull" : "tooFewReplicates"), date: \"\(date)\", machine: \"\(machine)\", command: \"\(command)\"),"
+        "    \"\(r.scale.rawValue)/\(f.id)\": StoredReference(value: \(v), verdict: .\(f.verdict.caseName), date: \"\(date)\", machine: \"\(machine)\", command: \"\(command)\"),"
     }.joined(separator: "\n")
   }
 

@@ -116,6 +116,16 @@ public struct Finding: Codable, Equatable, Sendable {
     case tooFewReplicates = "too few replicates"
     /// The experiment the claim needs does not fit this scale (run `--scale full`).
     case movedToFull = "moved to full"
+
+    /// The case as Swift spells it (`References.swift` is written with it).
+    public var caseName: String {
+      switch self {
+      case .holds: "holds"
+      case .differs: "differs"
+      case .tooFewReplicates: "tooFewReplicates"
+      case .movedToFull: "movedToFull"
+      }
+    }
   }
 
   /// `paper.claim`, e.g. `lth.matching-density`.
