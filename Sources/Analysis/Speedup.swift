@@ -70,8 +70,9 @@ public enum SpeedupStudy {
     }
   }
 
-  /// The study's results from each row's run folders (one per replicate, in order).
-  public static func analyse(_ runs: [(Row, [String])]) throws -> [SpeedupRow] {
+  /// The study's target (the baseline's mean final validation accuracy) and its rows, from
+  /// each row's run folders (one per replicate, in order).
+  public static func analyse(_ runs: [(Row, [String])]) throws -> (target: Double, rows: [SpeedupRow]) {
     let curves = try runs.map { (row, dirs) in (row, try dirs.map(curve)) }
     guard let base = curves.first(where: { $0.0.algorithms == nil })?.1, !base.isEmpty else {
       throw EngineError("lth speedup: the baseline has no finished run")
@@ -108,7 +109,7 @@ public enum SpeedupStudy {
             || rows[j].wallClockMean < rows[i].wallClockMean)
       }
     }
-    return rows
+    return (target, rows)
   }
 }
 

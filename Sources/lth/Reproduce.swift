@@ -252,7 +252,7 @@ struct Reproduce: ParsableCommand {
     return (total, max(finish.values.max() ?? 0, total / Double(nodes)))
   }
 
-  /// Seconds of one dense training step of `model` at `batch` (median of 5 after 2).
+  /// Seconds of one dense training step of `model` at `batch` (``medianMs(_:_:)``: 5 after warm-up).
   func timeStep(model: String, batch: Int) throws -> Double {
     Parallel.threads = max(1, threads / jobs)
     let net: Network<Float> = try ModelZoo.make(model)
@@ -261,14 +261,11 @@ struct Reproduce: ParsableCommand {
     let x = Tensor<Float>(zeros: [0])
     let labels = data.gather(0..<batch, into: x, featureMajor: net.prefersFeatureMajorInput(batch: batch))
     let opt = try makeBenchOptimizer(net)
-    var times: [Double] = []
-    for i in 0..<7 {
-      let t0 = DispatchTime.now().uptimeNanoseconds
+    try net.lossAndGradients(input: x, labels: labels, denseGradients: false)  // a second warm-up step
+    return try medianMs(5) {
       try net.lossAndGradients(input: x, labels: labels, denseGradients: false)
       opt.step()
-      if i >= 2 { times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
-    }
-    return times.sorted()[times.count / 2]
+    } / 1000
   }
 }
 

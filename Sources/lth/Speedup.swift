@@ -63,8 +63,7 @@ struct Speedup: ParsableCommand {
         }
         runs.append((row, dirs))
       }
-      let analysed = try SpeedupStudy.analyse(runs)
-      let target = analysed.first { $0.algorithms == nil }!.finalAccuracyMean
+      let (target, analysed) = try SpeedupStudy.analyse(runs)
       let result = SpeedupResult(
         model: model, dataset: dataset, scale: scale, rows: analysed,
         runDirs: Dictionary(uniqueKeysWithValues: runs.map { ($0.0.name, $0.1) }), targetAccuracy: target,

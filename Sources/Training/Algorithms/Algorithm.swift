@@ -152,6 +152,34 @@ func imageShape(of network: Network<Float>, for method: String) throws -> (c: In
   return (s[0], s[1], s[2])
 }
 
+/// What MixUp and CutMix share: the batch as loaded and a copy for the mixed one (the
+/// loader keeps its own buffer), the permuted labels, and the loss against
+/// `weight onehot(y) + (1 - weight) onehot(y[perm])` on `afterLoss`.
+final class LabelMixture {
+  let original = Tensor<Float>(zeros: [0])
+  let mixed = Tensor<Float>(zeros: [0])
+  private let targets = Tensor<Float>(zeros: [0])
+  private var weight: Float = 1
+  private var permuted: [Int32] = []
+
+  /// On `batchLoaded`: copies the batch into ``original`` and ``mixed`` (feature-major
+  /// padding lanes stay zero), remembers the permuted labels, and hands ``mixed`` to the
+  /// trainer; the caller then mixes into it.
+  func begin(_ state: TrainingState, perm: [Int]) {
+    original.copy(from: state.input)
+    mixed.copy(from: original)
+    state.input = mixed
+    permuted = perm.map { state.labels[$0] }
+  }
+
+  /// On `afterLoss`: the loss and its gradient against the mixed targets.
+  func loss(_ state: TrainingState, weight: Float) {
+    SoftCrossEntropy.targets(
+      labels: state.labels, other: permuted, weight: weight, classes: state.logits.shape[1], into: targets)
+    state.loss = SoftCrossEntropy.loss(logits: state.logits, targets: targets, dLogits: state.dLogits)
+  }
+}
+
 /// Softmax cross-entropy against soft targets (label smoothing, MixUp, CutMix), the
 /// function form those methods share: for logits `z[n, k]` and targets `q[n, k]` (rows
 /// summing to 1), `L = (1/N) sum_n sum_k q[n,k] (logsumexp(z[n]) - z[n,k])` and

@@ -22,11 +22,8 @@ public final class CutMix: TrainingCallback, AlgorithmKind {
   public let events: Set<TrainingEvent> = [.initialize, .batchLoaded, .afterLoss]
   public let alpha: Double
   private var image: (c: Int, h: Int, w: Int) = (0, 0, 0)
-  private let original = Tensor<Float>(zeros: [0])
-  private let mixed = Tensor<Float>(zeros: [0])
-  private let targets = Tensor<Float>(zeros: [0])
+  private let mixture = LabelMixture()
   private var kept: Float = 1
-  private var permuted: [Int32] = []
   public init(alpha: Double) { self.alpha = alpha }
 
   public func initialize(_ network: Network<Float>) throws -> Network<Float> {
@@ -76,15 +73,10 @@ public final class CutMix: TrainingCallback, AlgorithmKind {
       let b = Self.box(
         lambda: Double(lambda), h: image.h, w: image.w, cy: r.int(below: image.h), cx: r.int(below: image.w))
       kept = 1 - Float(b.height * b.width) / Float(image.h * image.w)
-      original.copy(from: state.input)
-      mixed.copy(from: state.input)
-      Self.paste(mixed, source: original, n: n, perm: perm, image: image, box: b)
-      state.input = mixed
-      permuted = perm.map { state.labels[$0] }
+      mixture.begin(state, perm: perm)
+      Self.paste(mixture.mixed, source: mixture.original, n: n, perm: perm, image: image, box: b)
     } else if event == .afterLoss {
-      SoftCrossEntropy.targets(
-        labels: state.labels, other: permuted, weight: kept, classes: state.logits.shape[1], into: targets)
-      state.loss = SoftCrossEntropy.loss(logits: state.logits, targets: targets, dLogits: state.dLogits)
+      mixture.loss(state, weight: kept)
     }
   }
 }

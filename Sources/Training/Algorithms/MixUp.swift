@@ -21,11 +21,8 @@ public final class MixUp: TrainingCallback, AlgorithmKind {
   public let name = MixUp.algorithmName
   public let events: Set<TrainingEvent> = [.batchLoaded, .afterLoss]
   public let alpha: Double
-  private let original = Tensor<Float>(zeros: [0])
-  private let targets = Tensor<Float>(zeros: [0])
-  private let mixed = Tensor<Float>(zeros: [0])
+  private let mixture = LabelMixture()
   private var lambda: Float = 1
-  private var permuted: [Int32] = []
   public init(alpha: Double) { self.alpha = alpha }
 
   /// `lambda ~ Beta(alpha, alpha)` and a permutation of `n` from `r`.
@@ -85,18 +82,10 @@ public final class MixUp: TrainingCallback, AlgorithmKind {
       var r = state.random(for: self)
       let (l, perm) = Self.draw(alpha: alpha, n: n, &r)
       lambda = l
-      // The loader may hand out its own buffer: mix into a copy the trainer then reads.
-      original.resize(state.input.shape)
-      original.layout = state.input.layout
-      original.copy(from: state.input)
-      mixed.copy(from: original)  // feature-major padding lanes stay zero
-      Self.mix(mixed, source: original, n: n, lambda: lambda, perm: perm)
-      state.input = mixed
-      permuted = perm.map { state.labels[$0] }
+      mixture.begin(state, perm: perm)
+      Self.mix(mixture.mixed, source: mixture.original, n: n, lambda: lambda, perm: perm)
     } else {
-      SoftCrossEntropy.targets(
-        labels: state.labels, other: permuted, weight: lambda, classes: state.logits.shape[1], into: targets)
-      state.loss = SoftCrossEntropy.loss(logits: state.logits, targets: targets, dLogits: state.dLogits)
+      mixture.loss(state, weight: lambda)
     }
   }
 }
