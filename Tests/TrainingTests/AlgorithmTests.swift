@@ -192,6 +192,20 @@ struct AlgorithmTests {
     }
   }
 
+  @Test("resuming a checkpoint that lacks a method's state is one clear error, and the checkpoint is kept")
+  func resumeWithoutState() throws {
+    let dir = CLI.tempDir()
+    #expect(throws: RunError.self) { try Self.train(dir, "", stopAt: 9).run() }  // checkpoint at step 6
+    let before = FileManager.default.contents(atPath: RunFile.checkpoint.path(in: dir))
+    do {
+      try Self.train(dir, "ema").run()
+      Issue.record("resumed without EMA's state")
+    } catch {
+      #expect("\(error)".contains("training callback ema is missing"), "\(error)")
+    }
+    #expect(before != nil && FileManager.default.contents(atPath: RunFile.checkpoint.path(in: dir)) == before)
+  }
+
   @Test("SAM's perturbation and CutMix's box and paste against hand-computed values")
   func samAndCutMix() throws {
     // g = [3, 4] (100 pruned): norm 5, e = 0.5 g / 5 = [0.3, 0.4], 0 where pruned.
