@@ -1,6 +1,7 @@
 import Engine
 import Experiments
 import Foundation
+import NN
 import Training
 
 /// `lth speedup`: a baseline and each speed-up method alone, trained with replicates, then
@@ -19,10 +20,15 @@ import Training
 ///   (higher) and wall clock (lower).
 public enum SpeedupStudy {
   /// One row: a name and the `--algorithms` text (nil: the baseline).
+  /// One row: a name and the `--algorithms` text, or a recipe (neither: the baseline).
   public struct Row: Sendable, Equatable {
     public var name: String
     public var algorithms: String?
-    public init(_ name: String, _ algorithms: String?) { (self.name, self.algorithms) = (name, algorithms) }
+    public var recipe: String?
+    public init(_ name: String, _ algorithms: String?, recipe: String? = nil) {
+      (self.name, self.algorithms, self.recipe) = (name, algorithms, recipe)
+    }
+    public var isBaseline: Bool { algorithms == nil && recipe == nil }
   }
 
   /// Where Composer's default does not fit a short run, the value `quick` uses instead:
@@ -32,19 +38,43 @@ public enum SpeedupStudy {
 
   /// The baseline, then every registered method alone with Composer's defaults (or `only`),
   /// adapted by ``quickParameters`` at `quick`.
+  /// Recipes (``Training/AlgorithmRecipes``) are rows too, named `recipe_mild` and so on.
   public static func rows(only: [String]? = nil, scale: ReproductionScale = .full) throws -> [Row] {
-    let names = only ?? Algorithms.names
-    for n in names where Algorithms.kind(n) == nil {
+    let recipes = AlgorithmRecipes.names.map { "recipe_" + $0 }
+    let names = only ?? (Algorithms.names + recipes)
+    for n in names where Algorithms.kind(n) == nil && !recipes.contains(n) {
       throw EngineError(
-        "--methods: unknown method '\(n)'; known: \(Algorithms.names.joined(separator: ", "))")
+        "--methods: unknown method '\(n)'; known: \((Algorithms.names + recipes).joined(separator: ", "))")
     }
     return [Row("baseline", nil)]
-      + names.map { n in Row(n, scale == .quick ? quickParameters[n].map { n + ":" + $0 } ?? n : n) }
+      + names.map { n in
+        recipes.contains(n)
+          ? Row(n, nil, recipe: String(n.dropFirst("recipe_".count)))
+          : Row(n, scale == .quick ? quickParameters[n].map { n + ":" + $0 } ?? n : n)
+      }
+  }
+
+  /// Why a row does not apply to `network` (a freshly built model), or nil: a method whose
+  /// surgery or input requirement refuses the model or changes nothing in it, a recipe
+  /// none of whose methods fit.
+  public static func leftOut(_ row: Row, network: Network<Float>) throws -> String? {
+    if let recipe = row.recipe {
+      return try AlgorithmRecipes.expand(recipe, for: network).kept.isEmpty ? "no method of it fits" : nil
+    }
+    guard let text = row.algorithms else { return nil }
+    var why: String?
+    for spec in try Algorithms.parse(text) where why == nil {
+      let r = try AlgorithmRecipes.fits(spec, network: network)
+      why = r
+    }
+    return why
   }
 
   /// The training of `quick` (a narrow ResNet-20's 500 iterations) or `full` (the family's
   /// recipe), with a validation split and frequent evaluation.
-  public static func overrides(scale: ReproductionScale, dataset: String?, seed: UInt64, algorithms: String?)
+  public static func overrides(
+    scale: ReproductionScale, dataset: String?, seed: UInt64, algorithms: String?, recipe: String? = nil
+  )
     -> TrainingOverrides
   {
     var o = TrainingOverrides()
@@ -52,6 +82,7 @@ public enum SpeedupStudy {
     o.seed = seed
     o.validationSize = 5000
     o.algorithms = algorithms
+    o.recipe = recipe
     if scale == .quick {
       o.trainingSteps = "500it"
       o.evalEvery = "100it"
@@ -74,7 +105,7 @@ public enum SpeedupStudy {
   /// each row's run folders (one per replicate, in order).
   public static func analyse(_ runs: [(Row, [String])]) throws -> (target: Double, rows: [SpeedupRow]) {
     let curves = try runs.map { (row, dirs) in (row, try dirs.map(curve)) }
-    guard let base = curves.first(where: { $0.0.algorithms == nil })?.1, !base.isEmpty else {
+    guard let base = curves.first(where: { $0.0.isBaseline })?.1, !base.isEmpty else {
       throw EngineError("lth speedup: the baseline has no finished run")
     }
     let target = Sample(base.map { $0.last?.accuracy ?? 0 }).mean
@@ -162,19 +193,22 @@ public struct SpeedupResult: Codable, Equatable, Sendable {
   public var targetAccuracy: Double
   public var rows: [SpeedupRow]
   public var runDirs: [String: [String]]
+  /// Methods and recipes not run, with why (they do not fit the model).
+  public var leftOut: [String: String] = [:]
   public var provenance: JSONValue?
   public var schemaVersion = ResultSchema.version
 
   public init(
     model: String, dataset: String, scale: ReproductionScale, rows: [SpeedupRow], runDirs: [String: [String]],
-    targetAccuracy: Double, provenance: JSONValue?
+    targetAccuracy: Double, leftOut: [String: String] = [:], provenance: JSONValue?
   ) {
     (self.model, self.dataset, self.scale, self.rows, self.runDirs) = (model, dataset, scale, rows, runDirs)
-    (self.targetAccuracy, self.provenance) = (targetAccuracy, provenance)
+    (self.targetAccuracy, self.leftOut, self.provenance) = (targetAccuracy, leftOut, provenance)
   }
 
   enum CodingKeys: String, CodingKey {
     case kind, model, dataset, scale, rows, provenance
+    case leftOut = "left_out"
     case targetAccuracy = "target_accuracy"
     case runDirs = "run_dirs"
     case schemaVersion = "schema_version"
@@ -206,5 +240,6 @@ public struct SpeedupResult: Codable, Equatable, Sendable {
     }
     .joined(separator: "\n")
       + String(format: "\ntarget: the baseline's final validation accuracy, %.2f%%", targetAccuracy * 100)
+      + leftOut.keys.sorted().map { "\nleft out: \($0): \(leftOut[$0]!)" }.joined()
   }
 }

@@ -133,6 +133,18 @@ public final class Tensor<T: Scalar>: @unchecked Sendable {
     layout = source.layout
   }
 
+  /// Makes this tensor show examples `range` of `source` (its first dimension) without
+  /// copying, in `source`'s layout (any layout whose first dimension is outermost: NCHW and
+  /// blocked both are). Only for reading, as ``view(of:shape:)``.
+  public func view(of source: Tensor<T>, examples range: Range<Int>) {
+    let per = source.count / max(source.shape[0], 1)
+    viewed = source
+    data = source.data + range.lowerBound * per
+    shape = [range.count] + source.shape.dropFirst()
+    count = range.count * per
+    layout = source.layout
+  }
+
   /// Changes the shape, reallocating only when the new element count exceeds the capacity.
   /// Contents are unspecified after a reallocation.
   /// The layout becomes `.nchw`: kernels that write blocked output set it afterwards.

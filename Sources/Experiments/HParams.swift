@@ -196,6 +196,8 @@ public struct TrainingOverrides: Sendable {
   public var sparseKernels: SparseKernelPolicy?
   /// `--algorithms` as given (parsed, checked and written out in full by ``TrainingHParams/resolve(model:_:)``).
   public var algorithms: String?
+  /// `--recipe` (``Training/AlgorithmRecipes``): expanded into ``algorithms`` for the model.
+  public var recipe: String?
   public init() {}
 }
 
@@ -222,10 +224,28 @@ extension TrainingHParams {
       convBackend: o.convBackend == .auto ? nil : o.convBackend,
       sparseKernels: o.sparseKernels == .auto ? nil : o.sparseKernels)
     var out = h
-    if let a = o.algorithms {
-      let specs = try Algorithms.parse(a)
-      out.algorithms = specs.isEmpty ? nil : specs.map(\.text)
+    var specs: [AlgorithmSpec] = []
+    if let recipe = o.recipe {
+      // The recipe's methods that fit this model; `--algorithms` adds to them or replaces
+      // a method's parameters.
+      let info = try DatasetCatalog.info(dataset)
+      let net = try ModelZoo.make(model, inputShape: info.shape, classes: info.classes)
+      let r = try AlgorithmRecipes.expand(recipe, for: net)
+      specs = r.kept
+      if !r.dropped.isEmpty {
+        FileHandle.standardError.write(
+          Data(
+            "note: --recipe \(recipe) on \(model) leaves out \(r.dropped.map { "\($0.name) (\($0.why))" }.joined(separator: "; "))\n"
+              .utf8))
+      }
     }
+    if let a = o.algorithms {
+      for spec in try Algorithms.parse(a) {
+        specs.removeAll { $0.name == spec.name }
+        specs.append(spec)
+      }
+    }
+    if !specs.isEmpty || o.algorithms != nil { out.algorithms = specs.isEmpty ? nil : specs.map(\.text) }
     try out.validate()
     return out
   }

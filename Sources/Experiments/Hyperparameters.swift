@@ -60,6 +60,7 @@ public enum RunSettingKey: String, HyperparameterKey {
   case requireSameCPU = "require_same_cpu"
   case widthFactor = "width_factor"
   case replicates, replicate
+  case recipe
 
   public static var hashed: Bool { false }
   public var help: String {
@@ -77,6 +78,9 @@ public enum RunSettingKey: String, HyperparameterKey {
         "Scale every hidden layer's width by this factor (the model becomes e.g. mnist_lenet_150_50 or cifar_conv_2_w0.5; the model name is what is hashed)."
     case .replicates: return "Number of replicates, numbered 1...R."
     case .replicate: return "Run only replicate K."
+    case .recipe:
+      return
+        "Composer's ResNet recipe: mild, medium or hot; expands into --algorithms (recorded, and hashed, there), leaving out methods that do not fit the model (docs/guide-speedup.md)."
     }
   }
   public var defaultSource: DefaultSource {
@@ -88,6 +92,7 @@ public enum RunSettingKey: String, HyperparameterKey {
     case .widthFactor: return .value("1")
     case .replicates: return .derived("1")
     case .replicate: return .derived("all of --replicates")
+    case .recipe: return .value("none")
     }
   }
 }

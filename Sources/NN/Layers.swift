@@ -139,19 +139,25 @@ public final class Conv2d<T: Scalar>: Module<T> {
   /// run one after another), which keeps memory at one layer's scratch buffers.
   public var workspace = ConvWorkspace<T>() {
     didSet {
-      (backend, denseBackend) = (nil, nil)
+      (backend, denseBackends) = (nil, [:])
       plan = SparsePlan()
     }
   }
   /// Which backends this layer may use (``Network`` sets it for all its layers).
-  public var backendPolicy = ConvBackendPolicy.auto { didSet { (backend, denseBackend) = (nil, nil) } }
+  public var backendPolicy = ConvBackendPolicy.auto { didSet { (backend, denseBackends) = (nil, [:]) } }
+  /// BlurPool's anti-aliasing filter (``Blur``, stride 1) applied to the input before the
+  /// convolution (Composer's `BlurConv2d` with `blur_first`); set by the `blurpool`
+  /// surgery on strided convolutions. Nil: none.
+  public var preBlur: Blur2d<T>?
   /// Sparse kernels for a pruned weight (``Network`` sets it for all its layers).
   public var sparseKernels = SparseKernelPolicy.auto
   /// See ``Linear/densePrunedGradients``.
   public var densePrunedGradients = true
   /// The backend of the last forward pass (nil before the first).
   public private(set) var backend: ConvolutionBackend<T>?
-  private var denseBackend: ConvolutionBackend<T>?
+  /// Dense backends by input height and width (oneDNN plans one per size; progressive
+  /// resizing and ColOut train at sizes other than the evaluation's).
+  private var denseBackends: [[Int]: ConvolutionBackend<T>] = [:]
   private var plan = SparsePlan<T, SparseConvolution>()
   /// Shape of the last input (nil before the first forward pass).
   public var lastInputShape: [Int]? { input?.shape }
@@ -183,7 +189,8 @@ public final class Conv2d<T: Scalar>: Module<T> {
   private lazy var maskedGrad = Tensor<T>(zeros: [0])
   /// Whether the current backend (a sparse one) applies the fused ReLU itself.
   private var reluInKernel = false
-  public override func forward(_ given: Tensor<T>) throws -> Tensor<T> {
+  public override func forward(_ raw: Tensor<T>) throws -> Tensor<T> {
+    let given = try preBlur?.forward(raw) ?? raw
     _ = try Convolution.outputShape(geometry, input: given.shape)
     let g = geometry
     if let k = try plan.kernel(
@@ -199,11 +206,12 @@ public final class Conv2d<T: Scalar>: Module<T> {
     {
       backend = (k as! ConvolutionBackend<T>)
     } else {
-      if denseBackend == nil {
-        denseBackend = Convolution.makeBackend(
+      let size = [given.shape[2], given.shape[3]]
+      if denseBackends[size] == nil {
+        denseBackends[size] = Convolution.makeBackend(
           geometry, inputShape: given.shape, policy: backendPolicy, workspace: workspace)
       }
-      backend = denseBackend
+      backend = denseBackends[size]
     }
     let x = backend!.acceptsBlocked ? given : layout.input(given)
     input = x
@@ -233,7 +241,9 @@ public final class Conv2d<T: Scalar>: Module<T> {
       dBias: bias?.grad,
       dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
     weight.compactGradient = sparse?.gradients as! Tensor<T>?
-    return needInputGradient ? layout.gradient(gradInputBuffer(for: dy)) : nil
+    guard needInputGradient else { return nil }
+    let dx = layout.gradient(gradInputBuffer(for: dy))
+    return preBlur.map { $0.backward(dx) } ?? dx
   }
 }
 
@@ -273,9 +283,24 @@ public final class BatchNorm<T: Scalar>: Module<T> {
   public override var localBuffers: [(String, Tensor<T>)] {
     [("running_mean", runningMean), ("running_var", runningVar)]
   }
+  /// Ghost batch norm (Hoffer et al. 2017; Composer `ghost_batchnorm`): in training, the
+  /// batch of `N` is split as `torch.chunk(N, ceil(N / size))` does (consecutive chunks of
+  /// `ceil(N / chunks)`, the last possibly smaller) and each chunk is normalised with its own
+  /// statistics; the running statistics are updated once per chunk at `momentum / chunks`.
+  /// Nil, or a batch no larger: ordinary batch norm. Evaluation is unchanged.
+  public var ghostBatchSize: Int?
+  private var ghost: GhostChunks<T>?
+
   public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
     input = x
     forwardWasTraining = isTraining
+    if isTraining, let size = ghostBatchSize, x.shape[0] > size {
+      let g = ghost ?? GhostChunks()
+      ghost = g
+      try g.forward(self, x: x, size: size, y: output)
+      return output
+    }
+    ghost?.active = false
     try BatchNormKernel.forward(
       x: x, gamma: weight.value, beta: bias.value, runningMean: runningMean,
       runningVar: runningVar, training: isTraining, momentum: momentum, eps: eps, y: output,
@@ -283,6 +308,16 @@ public final class BatchNorm<T: Scalar>: Module<T> {
     return output
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    if let g = ghost, g.active {
+      var d = dy
+      if fusedReLU {
+        Elementwise.reluBackward(y: output, dy: dy, dx: maskedGrad)
+        d = maskedGrad
+      }
+      let dx = needInputGradient ? gradInputBuffer(for: dy) : nil
+      g.backward(self, x: input!, dy: d, dx: dx)
+      return dx
+    }
     var d = dy
     var fusedOutput: Tensor<T>? = nil
     if fusedReLU {
@@ -298,6 +333,67 @@ public final class BatchNorm<T: Scalar>: Module<T> {
       training: forwardWasTraining, dGamma: weight.grad, dBeta: bias.grad,
       dx: needInputGradient ? gradInputBuffer(for: dy) : nil, reluOutput: fusedOutput)
     return needInputGradient ? gradInputBuffer(for: dy) : nil
+  }
+}
+
+/// The chunks of a ghost batch norm's last training forward pass (``BatchNorm/ghostBatchSize``):
+/// per chunk its statistics and output, and scratch for the backward pass.
+final class GhostChunks<T: Scalar> {
+  var active = false
+  private var chunks: [Range<Int>] = []
+  private var means: [Tensor<T>] = []
+  private var invStds: [Tensor<T>] = []
+  private var outputs: [Tensor<T>] = []
+  private let xView = Tensor<T>(zeros: [0])
+  private let dyView = Tensor<T>(zeros: [0])
+  private let dxChunk = Tensor<T>(zeros: [0])
+  private let dGamma = Tensor<T>(zeros: [0])
+  private let dBeta = Tensor<T>(zeros: [0])
+
+  func forward(_ bn: BatchNorm<T>, x: Tensor<T>, size: Int, y: Tensor<T>) throws {
+    let n = x.shape[0]
+    // `torch.chunk(ceil(N / size))`: chunks of ceil(N / chunks), the last possibly smaller.
+    let count = (n + size - 1) / size
+    let per = (n + count - 1) / count
+    chunks = stride(from: 0, to: n, by: per).map { $0..<min($0 + per, n) }
+    while outputs.count < chunks.count {
+      (means, invStds, outputs) = (means + [Tensor(zeros: [0])], invStds + [Tensor(zeros: [0])], outputs + [Tensor(zeros: [0])])
+    }
+    y.resize(x.shape)
+    y.layout = x.layout
+    let example = x.count / n
+    // One running-statistics update per chunk, at momentum / chunks (as Composer).
+    let momentum = bn.momentum / T(chunks.count)
+    for (k, r) in chunks.enumerated() {
+      xView.view(of: x, examples: r)
+      try BatchNormKernel.forward(
+        x: xView, gamma: bn.weight.value, beta: bn.bias.value, runningMean: bn.runningMean,
+        runningVar: bn.runningVar, training: true, momentum: momentum, eps: bn.eps, y: outputs[k],
+        savedMean: means[k], savedInvStd: invStds[k], relu: bn.fusedReLU)
+      (y.data + r.lowerBound * example).update(from: outputs[k].data, count: r.count * example)
+    }
+    active = true
+  }
+
+  /// `dy` with the fused ReLU's mask already applied; `dGamma`, `dBeta` summed over chunks.
+  func backward(_ bn: BatchNorm<T>, x: Tensor<T>, dy: Tensor<T>, dx: Tensor<T>?) {
+    let per = x.count / x.shape[0]
+    dx?.resize(x.shape)
+    dx?.layout = x.layout
+    bn.weight.grad.zero()
+    bn.bias.grad.zero()
+    dGamma.resize(bn.weight.grad.shape)
+    dBeta.resize(bn.bias.grad.shape)
+    for (k, r) in chunks.enumerated() {
+      xView.view(of: x, examples: r)
+      dyView.view(of: dy, examples: r)
+      BatchNormKernel.backward(
+        x: xView, gamma: bn.weight.value, dy: dyView, savedMean: means[k], savedInvStd: invStds[k],
+        training: true, dGamma: dGamma, dBeta: dBeta, dx: dx == nil ? nil : dxChunk)
+      Elementwise.addInPlace(bn.weight.grad, dGamma)
+      Elementwise.addInPlace(bn.bias.grad, dBeta)
+      if let dx { (dx.data + r.lowerBound * per).update(from: dxChunk.data, count: r.count * per) }
+    }
   }
 }
 
@@ -332,16 +428,22 @@ public final class MaxPool2d<T: Scalar>: Module<T> {
   public init(_ kernelSize: Int, stride: Int? = nil, padding: Int = 0) {
     geometry = PoolGeometry(kernel: kernelSize, stride: stride, padding: padding)
   }
+  /// BlurPool's form (Composer's `BlurMaxPool2d`): max pooling at stride 1, then the
+  /// anti-aliasing filter (``Blur``) at the pool's stride. Set by the `blurpool` surgery.
+  public var postBlur: Blur2d<T>?
   public override func forward(_ input: Tensor<T>) throws -> Tensor<T> {
     let x = input  // NCHW or blocked: the kernel handles both
     inputShape = x.shape
-    try Pooling.maxForward(geometry, x: x, y: output, argmax: &argmax)
-    return output
+    var g = geometry
+    if postBlur != nil { g.stride = 1 }
+    try Pooling.maxForward(g, x: x, y: output, argmax: &argmax)
+    return try postBlur?.forward(output) ?? output
   }
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     guard needInputGradient else { return nil }
-    let gradInput = gradInputBuffer(for: dy)
-    Pooling.maxBackward(inputShape: inputShape, dy: dy, argmax: argmax, dx: gradInput)
+    let d = postBlur.map { $0.backward(dy) } ?? dy
+    let gradInput = gradInputBuffer(for: d)
+    Pooling.maxBackward(inputShape: inputShape, dy: d, argmax: argmax, dx: gradInput)
     return gradInput
   }
 }
@@ -441,10 +543,31 @@ public final class Sequential<T: Scalar>: Module<T> {
       return seen
     }
   }()
+  /// Layer freezing (Composer `layer_freezing`): the first this many layers are frozen, so
+  /// the backward pass stops before them (their gradients are left as they were; the
+  /// method keeps their values) and the layer after them computes no input gradient
+  /// unless one is needed.
+  public var frozenPrefix = 0 {
+    didSet { parametersAfterFrozen = nil }
+  }
+  private var parametersAfterFrozen: [Bool]?
+
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws -> Tensor<T>? {
     var d = dy
+    var before = parametersBefore
+    if frozenPrefix > 0 && !needInputGradient {
+      if parametersAfterFrozen == nil {
+        var seen = false
+        parametersAfterFrozen = layers.enumerated().map { i, l in
+          defer { seen = seen || (i >= frozenPrefix && !l.1.namedParameters().isEmpty) }
+          return seen
+        }
+      }
+      before = parametersAfterFrozen!
+    }
     for (i, (_, l)) in layers.enumerated().reversed() {
-      if needInputGradient || parametersBefore[i] {
+      if i < frozenPrefix && !needInputGradient { break }
+      if needInputGradient || before[i] {
         d = try l.inputGradient(d)
       } else {
         // Nothing before this layer has parameters: the rest of the chain is not needed.
@@ -497,8 +620,47 @@ public final class BasicBlock<T: Scalar>: Module<T> {
     [("conv1", conv1), ("bn1", bn1), ("relu1", relu1), ("conv2", conv2), ("bn2", bn2), ("relu2", relu2)]
       + (shortcut.map { [("shortcut", $0 as Module<T>)] } ?? [])
   }
+  /// Stochastic depth (Huang et al. 2016; Composer `stochastic_depth`), set before each
+  /// training step: ``ResidualDrop/keep`` (the block as is), ``ResidualDrop/skip`` (the
+  /// whole main path dropped for this batch: `out = relu(shortcut(x))`, its layers not run
+  /// and their gradients zero) or ``ResidualDrop/scale(_:)`` (per example `n`, the main
+  /// path times `f[n]`, e.g. 0 or `1 / (1 - p)`). Evaluation ignores it and multiplies the
+  /// main path by ``evaluationScale``.
+  public enum ResidualDrop: Equatable, Sendable {
+    case keep
+    case skip
+    case scale([Float])
+  }
+  public var residualDrop = ResidualDrop.keep
+  public var evaluationScale: Float = 1
+  private var skipped = false
+  private var scales: [Float]?
+
+  /// The main path's parameters (what a skipped block leaves without gradient).
+  private var mainParameters: [Parameter<T>] {
+    [conv1.weight, bn1.weight, bn1.bias, conv2.weight, bn2.weight, bn2.bias]
+  }
+
+  /// Multiplies example `n` of `t` (first dimension outermost, any layout) by `f[n]`.
+  private static func scaleExamples(_ t: Tensor<T>, _ f: [Float]) {
+    let per = t.count / max(t.shape[0], 1)
+    for n in 0..<t.shape[0] where f[n] != 1 {
+      let p = t.data + n * per
+      for i in 0..<per { p[i] *= T(f[n]) }
+    }
+  }
+
   public override func forward(_ x: Tensor<T>) throws -> Tensor<T> {
+    skipped = isTraining && residualDrop == .skip
+    scales = nil
+    if skipped { return try relu2(try shortcut?.forward(x) ?? x) }
     let h = try bn2(conv2(relu1(bn1(conv1(x)))))
+    if isTraining, case .scale(let f) = residualDrop {
+      scales = f
+      Self.scaleExamples(h, f)  // bn2 does not read its output in its backward pass
+    } else if !isTraining && evaluationScale != 1 {
+      Self.scaleExamples(h, Array(repeating: evaluationScale, count: h.shape[0]))
+    }
     let s = shortcutLayout.input(try shortcut?.forward(x) ?? x, as: h.layout)
     try Elementwise.add(h, s, y: sum)
     return try relu2(sum)
@@ -507,6 +669,11 @@ public final class BasicBlock<T: Scalar>: Module<T> {
   /// (which may use the network's shared gradient buffers) is added to it.
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) throws -> Tensor<T>? {
     var d = try relu2.inputGradient(dy)
+    if skipped {
+      for p in mainParameters { p.clearGradient() }
+      guard let shortcut else { return needInputGradient ? d : nil }
+      return try shortcut.backward(d, needInputGradient: needInputGradient)
+    }
     if let shortcut {
       savedGrad.copy(from: d)
       d = savedGrad
@@ -514,6 +681,13 @@ public final class BasicBlock<T: Scalar>: Module<T> {
       if needInputGradient, let short { gradInput.copy(from: short) }
     } else if needInputGradient {
       gradInput.copy(from: shortcutLayout.gradient(d))
+    }
+    if let f = scales {
+      if d !== savedGrad {
+        savedGrad.copy(from: d)
+        d = savedGrad
+      }
+      Self.scaleExamples(d, f)  // the shortcut has read it already
     }
     var g = try bn2.inputGradient(d)
     g = try conv2.inputGradient(g)

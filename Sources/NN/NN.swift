@@ -83,6 +83,15 @@ public final class Parameter<T: Scalar> {
   public private(set) var compactValue: Tensor<T>?
   private var compactBuffer: Tensor<T>?
 
+  /// Leaves this parameter without gradient for the step (a layer that did not run:
+  /// stochastic depth's skipped block): `grad` zero, no compact gradient, the dense value current.
+  public func clearGradient() {
+    leaveCompactForm()
+    grad.zero()
+    compactGradient = nil
+    backwardRanSparse = false
+  }
+
   /// Gathers the surviving entries into ``compactValue`` (no-op without positions or when
   /// already compact). Returns the compact tensor, or nil.
   @discardableResult

@@ -103,6 +103,14 @@ public final class Network<T: Scalar> {
     }
   }
 
+  /// Whether images of any height and width pass through (the classifier reads a global
+  /// average pool, as in the ResNets): what progressive resizing and ColOut need.
+  public lazy var acceptsAnyImageSize: Bool = {
+    let modules = body.namedModules().map(\.1)
+    guard let pool = modules.firstIndex(where: { $0 is GlobalAvgPool2d<T> }) else { return false }
+    return !modules[..<pool].contains { $0 is Flatten<T> || $0 is Linear<T> }
+  }()
+
   /// Convolution backends the network's layers may use (default ``ConvBackendPolicy/auto``).
   public var convolutionPolicy = ConvBackendPolicy.auto {
     didSet { for (_, c) in convolutions { c.backendPolicy = convolutionPolicy } }
@@ -171,7 +179,9 @@ public final class Network<T: Scalar> {
           "\(name): a feature-major batch of \(n) needs a first linear layer and shape [\(features), \(Sparse.paddedBatch(n))], got \(x.shape)"
         )
       }
-    } else if x.shape.count != 4 || Array(x.shape[1...]) != inputShape {
+    } else if x.shape.count != 4 || x.shape[1] != inputShape[0]
+      || (!acceptsAnyImageSize && Array(x.shape[1...]) != inputShape)
+    {
       throw EngineError(
         "\(name): expected input [N, \(inputShape.map(String.init).joined(separator: ", "))], got shape \(x.shape)"
       )

@@ -3,6 +3,7 @@ import ArgumentParser
 import Engine
 import Experiments
 import Families
+import Datasets
 import Foundation
 import Training
 
@@ -38,14 +39,20 @@ struct Speedup: ParsableCommand {
       guard threads >= 1 else { throw EngineError("--threads must be at least 1, got \(threads)") }
       StopSignal.install()
       Parallel.threads = threads
-      let rows = try SpeedupStudy.rows(only: methods?.split(separator: ",").map(String.init), scale: scale)
+      var rows: [SpeedupStudy.Row] = []
+      var leftOut: [String: String] = [:]
+      let info = try DatasetCatalog.info(dataset)
+      for row in try SpeedupStudy.rows(only: methods?.split(separator: ",").map(String.init), scale: scale) {
+        let fresh = try ModelZoo.make(model, inputShape: info.shape, classes: info.classes)
+        if let why = try SpeedupStudy.leftOut(row, network: fresh) { leftOut[row.name] = why } else { rows.append(row) }
+      }
       // Every row resolved before any training: a bad method fails at once.
       let plans = try rows.map { row in
         try (0..<replicates).map { r in
           try TrainingHParams.resolve(
             model: model,
             SpeedupStudy.overrides(
-              scale: scale, dataset: dataset, seed: UInt64(r), algorithms: row.algorithms))
+              scale: scale, dataset: dataset, seed: UInt64(r), algorithms: row.algorithms, recipe: row.recipe))
         }
       }
       var runs: [(SpeedupStudy.Row, [String])] = []
@@ -67,7 +74,7 @@ struct Speedup: ParsableCommand {
       let result = SpeedupResult(
         model: model, dataset: dataset, scale: scale, rows: analysed,
         runDirs: Dictionary(uniqueKeysWithValues: runs.map { ($0.0.name, $0.1) }), targetAccuracy: target,
-        provenance: try? JSONValue(encoding: Provenance.current()))
+        leftOut: leftOut, provenance: try? JSONValue(encoding: Provenance.current()))
       print(json ? jsonLine(result) : result.table())
     }
   }

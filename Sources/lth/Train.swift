@@ -42,6 +42,7 @@ struct TrainingFlags: ParsableArguments {
   @Option(name: .key(K.convBackend), help: .key(K.convBackend)) var convBackend = ConvBackendPolicy.auto
   @Option(name: .key(K.sparseKernels), help: .key(K.sparseKernels)) var sparseKernels = SparseKernelPolicy.auto
   @Option(name: .key(K.algorithms), help: .key(K.algorithms)) var algorithms: String?
+  @Option(name: .key(S.recipe), help: .key(S.recipe)) var recipe: String?
   @Option(name: .key(S.output), help: .key(S.output)) var output = "./lth_runs"
   @Flag(name: .key(S.requireSameCPU), help: .key(S.requireSameCPU)) var requireSameCPU = false
   @Flag(name: .key(S.quiet), help: .key(S.quiet)) var quiet = false
@@ -64,6 +65,7 @@ struct TrainingFlags: ParsableArguments {
     o.convBackend = convBackend
     o.sparseKernels = sparseKernels
     o.algorithms = algorithms
+    o.recipe = recipe
     o.initializer = initializer
     o.batchNormInit = batchNormInit
     o.seed = seed

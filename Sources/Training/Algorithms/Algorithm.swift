@@ -93,8 +93,9 @@ public struct AlgorithmSpec: Equatable, Sendable {
 public enum Algorithms {
   public static var all: [any AlgorithmKind.Type] {
     [
-      LabelSmoothing.self, MixUp.self, CutMix.self, CutOut.self, EMA.self, SWA.self, SAM.self,
-      GradientClipping.self,
+      LabelSmoothing.self, MixUp.self, CutMix.self, CutOut.self, ColOut.self, EMA.self, SWA.self,
+      SAM.self, ProgressiveResizing.self, BlurPool.self, StochasticDepth.self, LayerFreezing.self,
+      SelectiveBackprop.self, GradientClipping.self, GhostBatchNorm.self,
     ]
   }
   public static var names: [String] { all.map { $0.algorithmName } }
@@ -223,6 +224,51 @@ public enum SoftCrossEntropy {
       } else {
         row[Int(labels[i])] += (1 - s) * (1 - weight)
       }
+    }
+  }
+}
+
+/// A surgery that changes nothing in a model is a warning, not an error: one line on
+/// standard error, and training goes on.
+func warnChangesNothing(_ method: String, _ why: String) {
+  Algorithms.changedNothing?.value = true
+  if Algorithms.silent { return }
+  FileHandle.standardError.write(Data("warning: --algorithms \(method) changes nothing: \(why)\n".utf8))
+}
+
+/// A yes/no parameter (`true`/`false`).
+extension AlgorithmSpec {
+  public func bool(_ key: String) throws -> Bool { try choice(key, ["true", "false"]) == "true" }
+}
+
+/// Refuses, in one line, a model whose classifier needs one fixed image size: methods
+/// that shrink the images (progressive resizing, ColOut) need global pooling before it.
+func requireAnyImageSize(_ network: Network<Float>, for method: String) throws -> (c: Int, h: Int, w: Int) {
+  let image = try imageShape(of: network, for: method)
+  guard network.acceptsAnyImageSize else {
+    throw EngineError(
+      "--algorithms \(method) needs a model that takes any image size (global average pooling before its classifier); \(network.name) needs \(image.h)x\(image.w)"
+    )
+  }
+  return image
+}
+
+/// Copies rows `rows` and columns `cols` of every image of `x` (`[N, C, H, W]`, NCHW) into
+/// `y` (`[N, C, rows.count, cols.count]`); `perExample` (when non-nil) gives example `n`'s
+/// own rows and columns instead. What ColOut and the crop of progressive resizing share.
+func gatherPixels(
+  _ x: Tensor<Float>, rows: [Int], cols: [Int], perExample: ((Int) -> ([Int], [Int]))? = nil,
+  into y: Tensor<Float>
+) {
+  let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+  y.resize([n, c, rows.count, cols.count])
+  let (oh, ow) = (rows.count, cols.count)
+  for e in 0..<n {
+    let (r, q) = perExample?(e) ?? (rows, cols)
+    for ch in 0..<c {
+      let src = x.data + (e * c + ch) * h * w
+      let dst = y.data + (e * c + ch) * oh * ow
+      for i in 0..<oh { for j in 0..<ow { dst[i * ow + j] = src[r[i] * w + q[j]] } }
     }
   }
 }
