@@ -657,10 +657,10 @@ public final class BasicBlock<T: Scalar>: Module<T> {
     let h = try bn2(conv2(relu1(bn1(conv1(x)))))
     if isTraining, case .scale(let f) = residualDrop {
       scales = f
-      Self.scaleExamples(h, f)  // bn2 does not read its output in its backward pass
     } else if !isTraining && evaluationScale != 1 {
-      Self.scaleExamples(h, Array(repeating: evaluationScale, count: h.shape[0]))
+      scales = Array(repeating: evaluationScale, count: h.shape[0])
     }
+    if let f = scales { Self.scaleExamples(h, f) }  // bn2 does not read its output in its backward pass
     let s = shortcutLayout.input(try shortcut?.forward(x) ?? x, as: h.layout)
     try Elementwise.add(h, s, y: sum)
     return try relu2(sum)

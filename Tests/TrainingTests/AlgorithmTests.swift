@@ -226,7 +226,8 @@ struct AlgorithmTests {
   // MARK: inside training
 
   static func train(
-    _ dir: String, _ algorithms: String, lastStep: Int = 12, stopAt: Int? = nil, optimizer: String = "adam"
+    _ dir: String, _ algorithms: String, lastStep: Int = 12, stopAt: Int? = nil, optimizer: String = "adam",
+    model: String = "cifar_conv_2"
   )
     throws -> Trainer
   {
@@ -237,7 +238,7 @@ struct AlgorithmTests {
       callbacks.append(killer)
     }
     let net: Network<Float> = try Trainer.initialize(
-      network: try ModelZoo.make("cifar_conv_2", inputShape: EventTests.shape, classes: 10),
+      network: try ModelZoo.make(model, inputShape: EventTests.shape, classes: 10),
       callbacks: callbacks)
     net.initialize(seed: 3, weights: .kaimingNormal)
     let opt: any Optimizer<Float> =
@@ -253,6 +254,15 @@ struct AlgorithmTests {
     return t
   }
 
+  /// The methods that act on any model, each with values that act within 12 steps (Adam
+  /// is nearly blind to a clipping factor, so the threshold is one the gradients exceed);
+  /// ``SurgeryAlgorithmTests/each`` has the rest.
+  static let each = [
+    "label_smoothing", "mixup", "cutmix", "cutout", "ema:half_life=5ba", "sam:rho=0.5;interval=2",
+    "swa:swa_start=0.25dur;swa_end=0.75dur;update_interval=2ba",
+    "gradient_clipping:clipping_type=value;clipping_threshold=0.001",
+  ]
+
   static let all =
     "label_smoothing,mixup:alpha=0.4,cutout:length=0.25,ema:half_life=5ba,sam:rho=0.1;interval=2,gradient_clipping:clipping_threshold=0.5,swa:swa_start=0.25dur;swa_end=0.75dur;update_interval=2ba"
 
@@ -262,17 +272,11 @@ struct AlgorithmTests {
   func inTraining() throws {
     let base = try Self.train(CLI.tempDir(), "")
     let baseEvaluated = try base.run().filter { $0.split == "test" }.map(\.accuracy)
-    // Each method with values that act within 12 steps (Adam is nearly blind to a
-    // clipping factor, so the threshold is one the gradients exceed).
-    let each = [
-      "label_smoothing", "mixup", "cutmix", "cutout", "ema:half_life=5ba", "sam:rho=0.5;interval=2",
-      "swa:swa_start=0.25dur;swa_end=0.75dur;update_interval=2ba",
-      "gradient_clipping:clipping_type=value;clipping_threshold=0.001",
-    ]
     #expect(
-      Set(each.map { String($0.split(separator: ":")[0]) }) == Set(Algorithms.names),
+      Set((Self.each + SurgeryAlgorithmTests.each).map { String($0.split(separator: ":")[0]) })
+        == Set(Algorithms.names),
       "a registered method is not exercised")
-    for m in each {
+    for m in Self.each {
       let t = try Self.train(CLI.tempDir(), m)
       let records = try t.run()
       let changed = EventTests.weights(t) != EventTests.weights(base)
