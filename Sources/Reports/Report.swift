@@ -12,6 +12,8 @@ public enum RunResult: Codable, Equatable, Sendable {
   case scaling(ScalingFitResult)
   /// `lth reproduce`'s findings (`reproduce_<hash>/findings.json`).
   case reproduce(ReproductionResult)
+  /// `lth speedup`'s study (`speedup_<hash>/speedup.json`).
+  case speedup(SpeedupResult)
 
   public var kind: String {
     switch self {
@@ -19,6 +21,7 @@ public enum RunResult: Codable, Equatable, Sendable {
     case .lmc(let r): return r.kind
     case .scaling(let r): return r.kind
     case .reproduce(let r): return r.kind
+    case .speedup(let r): return r.kind
     }
   }
   public var runDir: String {
@@ -27,6 +30,7 @@ public enum RunResult: Codable, Equatable, Sendable {
     case .lmc(let r): return r.runDir
     case .scaling(let r): return r.runDir ?? r.sweep ?? "?"
     case .reproduce(let r): return r.runDir ?? "?"
+    case .speedup(let r): return r.runDir ?? "?"
     }
   }
   public var record: RunRecord {
@@ -35,13 +39,14 @@ public enum RunResult: Codable, Equatable, Sendable {
     case .lmc(let r): return r.record
     case .scaling(let r): return r.record ?? RunRecord()
     case .reproduce(let r): return RunRecord(provenance: r.provenance)
+    case .speedup(let r): return RunRecord(provenance: r.provenance)
     }
   }
   public var unfinished: [UnfinishedPhase] {
     switch self {
     case .rows(let r): return r.unfinished
     case .lmc(let r): return r.unfinished
-    case .scaling, .reproduce: return []
+    case .scaling, .reproduce, .speedup: return []
     }
   }
   public var rowsResult: RunResults? {
@@ -59,6 +64,7 @@ public enum RunResult: Codable, Equatable, Sendable {
     case "lmc": self = .lmc(try LMCRunResults(from: decoder))
     case "scaling": self = .scaling(try ScalingFitResult(from: decoder))
     case "reproduce": self = .reproduce(try ReproductionResult(from: decoder))
+    case "speedup": self = .speedup(try SpeedupResult(from: decoder))
     default:
       throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "unknown kind \(kind)"))
     }
@@ -70,6 +76,7 @@ public enum RunResult: Codable, Equatable, Sendable {
     case .lmc(let r): try r.encode(to: encoder)
     case .scaling(let r): try r.encode(to: encoder)
     case .reproduce(let r): try r.encode(to: encoder)
+    case .speedup(let r): try r.encode(to: encoder)
     }
   }
 }
@@ -109,7 +116,8 @@ public protocol ReportSection: Sendable {
 public enum Report {
   /// The sections in page order; provenance comes last for every run.
   public static let sections: [any ReportSection.Type] = [
-    ReproduceSection.self, LotterySection.self, PaISection.self, LMCSection.self, ScalingSection.self,
+    ReproduceSection.self, SpeedupSection.self, LotterySection.self, PaISection.self, LMCSection.self,
+    ScalingSection.self,
   ]
 
   public static func html(title: String, runs: [RunResult], generated: Date = Date()) -> String {
@@ -243,6 +251,14 @@ extension Report {
       var r = try JSONDecoder().decode(ReproductionResult.self, from: Data(bytes))
       r.runDir = dir
       return .reproduce(r)
+    }
+    if RunLayout.kind(ofFolder: dir) == .speedup {
+      guard let bytes = try? AtomicFile.read(RunFile.speedup.path(in: dir)) else {
+        throw RunError("\(dir) has no readable \(RunFile.speedup.rawValue) (run lth speedup to the end)")
+      }
+      var r = try JSONDecoder().decode(SpeedupResult.self, from: Data(bytes))
+      r.runDir = dir
+      return .speedup(r)
     }
     let path = RunFile.hparams.path(in: dir)
     guard let bytes = try? AtomicFile.read(path) else {

@@ -68,6 +68,16 @@ public enum TidyCSV {
             }
           }
         }
+      case .speedup(let st):
+        // One line per method and measure (means over replicates); branch = the method.
+        for r in st.rows {
+          for (m, v) in [
+            ("final_validation_accuracy", r.finalAccuracyMean), ("wall_clock", r.wallClockMean),
+            ("time_to_accuracy", r.timeToAccuracyMean), ("time_to_accuracy_speedup", r.timeToAccuracySpeedup),
+          ] {
+            row(name, st.kind, nil, branch: r.name, metric: m, value: v)
+          }
+        }
       case .scaling, .reproduce: continue
       }
     }

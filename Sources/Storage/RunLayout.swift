@@ -45,6 +45,8 @@ public enum RunFile: String, CaseIterable, Sendable {
   case manifest = "manifest.json"
   /// `lth reproduce`'s checked claims (``Analysis/ReproductionResult``).
   case findings = "findings.json"
+  /// `lth speedup`'s study (``Analysis/SpeedupResult``).
+  case speedup = "speedup.json"
   /// Job-graph state of `lth run` / `lth submit`.
   case jobs = "jobs.json"
   case graph = "graph.json"
@@ -65,6 +67,8 @@ public enum RunLayout {
     case train, lottery, pai, lmc, scaling
     /// `lth reproduce`: a paper's findings over the runs it made (beside them, not above).
     case reproduce
+    /// `lth speedup`: a time-to-accuracy study over the `train` runs it made (beside them).
+    case speedup
   }
 
   /// `<output>/<kind>_<hash>`.

@@ -44,16 +44,28 @@ enum AlgorithmOverhead {
     var threads: Int
     var rounds: Int
     var rows: [Row]
+    var leftOut: [String: String]
     enum CodingKeys: String, CodingKey {
       case model, threads, rounds, rows
       case batchSize = "batch_size"
+      case leftOut = "left_out"
     }
   }
 
   static func run(model: String, batch: Int, algorithms: String, steps: Int, warmup: Int, rounds: Int) throws
     -> Result
   {
-    let specs = try Algorithms.parse(algorithms)
+    // Methods that do not fit the model (a surgery it refuses, or one that changes
+    // nothing) are left out, with why.
+    var specs: [AlgorithmSpec] = []
+    var leftOut: [String: String] = [:]
+    for spec in try Algorithms.parse(algorithms) {
+      if let why = try AlgorithmRecipes.fits(spec, network: try ModelZoo.make(model)) {
+        leftOut[spec.name] = why
+      } else {
+        specs.append(spec)
+      }
+    }
     let configs: [(String, String?)] = [("baseline", nil)] + specs.map { ($0.name, $0.text) }
     var times = configs.map { _ in [Double]() }
     var allocations = configs.map { _ in [Double]() }
@@ -113,21 +125,22 @@ enum AlgorithmOverhead {
           p90Ms: pct(times[k], 0.9),
           ratio: pct(times[k], 0.5) / base,
           tensorAllocationsPerStep: allocations[k].reduce(0, +) / Double(max(1, allocations[k].count)))
-      })
+      }, leftOut: leftOut)
   }
 
   static func table(_ r: Result) -> String {
     var lines = [
       "\(r.model), batch \(r.batchSize), \(r.threads) thread\(r.threads == 1 ? "" : "s"), \(r.rounds) alternating rounds",
-      "method             step ms  p10     p90     x baseline  tensor allocs/step",
+      "method               step ms  p10     p90     x baseline  tensor allocs/step",
     ]
     for row in r.rows {
       lines.append(
-        row.name.padding(toLength: 19, withPad: " ", startingAt: 0)
+        row.name.padding(toLength: 21, withPad: " ", startingAt: 0)
           + String(
             format: "%-8.3f %-7.3f %-7.3f %-11.2f %.1f", row.stepMs, row.p10Ms, row.p90Ms, row.ratio,
             row.tensorAllocationsPerStep))
     }
+    lines += r.leftOut.keys.sorted().map { "left out: \($0): \(r.leftOut[$0]!)" }
     return lines.joined(separator: "\n")
   }
 }

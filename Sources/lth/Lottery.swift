@@ -301,9 +301,10 @@ struct ResultsCommand: ParsableCommand {
           print(ScalingText.summary(f))
         case (false, .rows(let x)): print(Results.table(x))
         case (false, .reproduce(let x)): print(x.table())
+        case (false, .speedup(let x)): print(x.table())
         }
       } else {
-        guard json || !rs.contains(where: { ["lmc", "scaling", "reproduce"].contains($0.kind) }) else {
+        guard json || !rs.contains(where: { ["lmc", "scaling", "reproduce", "speedup"].contains($0.kind) }) else {
           throw EngineError(
             "lmc, scaling and reproduce runs have their own tables: give one at a time, or use --json, --csv or lth report"
           )

@@ -5,6 +5,8 @@ import Experiments
 import Families
 import Datasets
 import Foundation
+import Reports
+import Storage
 import Training
 
 struct Speedup: ParsableCommand {
@@ -17,13 +19,15 @@ struct Speedup: ParsableCommand {
       accuracy, the wall clock, the accuracy at the baseline's wall clock, the time to the \
       baseline's final validation accuracy and the speed-up (real only when every replicate \
       gets there and mean ± 2 std/sqrt(n) excludes 1), and marks the Pareto frontier \
-      (accuracy against wall clock). --scale quick: 500 iterations of SGD (x0.1 at 250 and \
-      375), evaluated every 100. Resumed runs restart their clocks: let a study finish.
+      (accuracy against wall clock). --scale quick: 250 iterations of SGD (x0.1 at 125 and \
+      187), evaluated every 50. Recipes are rows too (recipe_mild, recipe_medium, \
+      recipe_hot); methods and recipes that do not fit the model are left out, with why. \
+      Resumed runs restart their clocks: let a study finish.
       """)
   @Option(help: "Model (see lth models).") var model = "cifar_resnet_20_8"
   @Option(help: "Data set (default fashion_mnist).") var dataset = "fashion_mnist"
   @Option(help: "Folder with the data set's files.") var dataDir: String?
-  @Option(help: "quick (500 iterations) or full (the family's recipe).") var scale = ReproductionScale.quick
+  @Option(help: "quick (250 iterations) or full (the family's recipe).") var scale = ReproductionScale.quick
   @Option(help: "Methods to compare, comma separated (default: every registered one).") var methods: String?
   @Option(help: "Seeds per method, at least 2.") var replicates = 2
   @Option(help: "Output root.") var output = "./lth_runs"
@@ -75,7 +79,17 @@ struct Speedup: ParsableCommand {
         model: model, dataset: dataset, scale: scale, rows: analysed,
         runDirs: Dictionary(uniqueKeysWithValues: runs.map { ($0.0.name, $0.1) }), targetAccuracy: target,
         leftOut: leftOut, provenance: try? JSONValue(encoding: Provenance.current()))
-      print(json ? jsonLine(result) : result.table())
+      // The study's folder beside its runs: speedup.json and its report.
+      let identity = ([model, dataset, scale.rawValue, "\(replicates)"] + rows.map { "\($0)" }).joined(separator: "\n")
+      let root = RunLayout.root(.speedup, output: output, hash: RunHash.short(identity))
+      try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+      var stored = result
+      stored.runDir = root
+      try AtomicFile.write(jsonLine(stored) + "\n", to: RunFile.speedup.path(in: root))
+      try AtomicFile.write(
+        Report.html(title: "LotteryKit speed-up study: \(model)", runs: [.speedup(stored)]),
+        to: RunFile.report.path(in: root))
+      print(json ? jsonLine(stored) : stored.table() + "\nreport: \(RunFile.report.path(in: root))")
     }
   }
 }

@@ -33,6 +33,9 @@ public final class LayerFreezing: TrainingCallback, AlgorithmKind {
   private var topLevel: [Int] = []
   private var body: Sequential<Float>?
   private var frozen: [(Parameter<Float>, Tensor<Float>)] = []
+  /// Per layer, a tensor per parameter for its frozen values (allocated at `initialize`, so
+  /// freezing allocates nothing during training).
+  private var snapshots: [[Tensor<Float>]] = []
   public private(set) var frozenLayers = 0
   public init(start: Double, level: Double) { (self.start, self.level) = (start, level) }
 
@@ -55,6 +58,7 @@ public final class LayerFreezing: TrainingCallback, AlgorithmKind {
       topLevel.append(index - 1)
     }
     body = network.body as? Sequential<Float>
+    snapshots = layers.map { $0.map { Tensor(zeros: $0.value.shape) } }
     guard layers.count >= 2 else {
       throw EngineError("--algorithms layer_freezing needs at least two layers; \(network.name) has \(layers.count)")
     }
@@ -63,7 +67,12 @@ public final class LayerFreezing: TrainingCallback, AlgorithmKind {
 
   private func freeze(upTo depth: Int) {
     guard depth > frozenLayers else { return }
-    for l in frozenLayers..<depth { for p in layers[l] { frozen.append((p, p.value.clone())) } }
+    for l in frozenLayers..<depth {
+      for (p, v) in zip(layers[l], snapshots[l]) {
+        v.copy(from: p.value)
+        frozen.append((p, v))
+      }
+    }
     frozenLayers = depth
     // Leading top-level modules whose layers are all frozen (modules without parameters
     // between them count as frozen).
