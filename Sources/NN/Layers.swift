@@ -149,6 +149,69 @@ public final class Conv2d<T: Scalar>: Module<T> {
   /// convolution (Composer's `BlurConv2d` with `blur_first`); set by the `blurpool`
   /// surgery on strided convolutions. Nil: none.
   public var preBlur: Blur2d<T>?
+  /// Weight standardization (Qiao et al. 2019; Composer `weight_standardization`): the
+  /// convolution uses, per output filter `o` over its surviving entries `K` (all, unpruned),
+  /// `W_hat[o, i] = (W[o, i] - mean_K) / sqrt(var_K + 1e-10)` (biased variance), pruned
+  /// entries 0; the parameter stays the raw `W`, and the backward pass chains through:
+  /// `dW[o, i] = (g_i - mean_K(g) - W_hat_i mean_K(g W_hat)) / sigma` on `K`, 0 elsewhere.
+  /// Such a layer runs dense kernels.
+  public var standardizesWeights = false
+  private let standardized = Tensor<T>(zeros: [0])
+  private let standardizedGrad = Tensor<T>(zeros: [0])
+  /// Squeeze-and-excitation on the output (``SqueezeExcite2d``; the `squeeze_excite`
+  /// surgery): a child named `se`, so its weights are `<conv>.se.fc1.weight` and
+  /// `<conv>.se.fc2.weight`. ``Network`` does not fuse a following ReLU into such a layer.
+  public var squeezeExcite: SqueezeExcite2d<T>?
+  public override var children: [(String, Module<T>)] { squeezeExcite.map { [("se", $0 as Module<T>)] } ?? [] }
+
+  /// `W_hat` of ``standardizesWeights`` into `standardized`, per output filter.
+  private func standardize() {
+    let w = weight.value
+    let m = weight.mask
+    standardized.resize(w.shape)
+    let (o, per) = (w.shape[0], w.count / w.shape[0])
+    for f in 0..<o {
+      var (n, sum) = (0.0, 0.0)
+      for i in f * per..<(f + 1) * per where m == nil || m![i] != 0 {
+        n += 1
+        sum += Double(w[i])
+      }
+      let mean = sum / max(n, 1)
+      var sq = 0.0
+      for i in f * per..<(f + 1) * per where m == nil || m![i] != 0 { sq += (Double(w[i]) - mean) * (Double(w[i]) - mean) }
+      let inv = 1 / (sq / max(n, 1) + 1e-10).squareRoot()
+      for i in f * per..<(f + 1) * per {
+        standardized[i] = m == nil || m![i] != 0 ? T((Double(w[i]) - mean) * inv) : 0
+      }
+    }
+  }
+
+  /// `dW` from `dW_hat` (see ``standardizesWeights``).
+  private func standardizeBackward() {
+    let (w, g, m) = (weight.value, standardizedGrad, weight.mask)
+    let (o, per) = (w.shape[0], w.count / w.shape[0])
+    for f in 0..<o {
+      var (n, sum) = (0.0, 0.0)
+      for i in f * per..<(f + 1) * per where m == nil || m![i] != 0 {
+        n += 1
+        sum += Double(w[i])
+      }
+      let mean = sum / max(n, 1)
+      var sq = 0.0
+      for i in f * per..<(f + 1) * per where m == nil || m![i] != 0 { sq += (Double(w[i]) - mean) * (Double(w[i]) - mean) }
+      let inv = 1 / (sq / max(n, 1) + 1e-10).squareRoot()
+      var (gm, gx) = (0.0, 0.0)
+      for i in f * per..<(f + 1) * per where m == nil || m![i] != 0 {
+        gm += Double(g[i])
+        gx += Double(g[i]) * (Double(w[i]) - mean) * inv
+      }
+      (gm, gx) = (gm / max(n, 1), gx / max(n, 1))
+      for i in f * per..<(f + 1) * per {
+        let keep = m == nil || m![i] != 0
+        weight.grad[i] = keep ? T((Double(g[i]) - gm - (Double(w[i]) - mean) * inv * gx) * inv) : 0
+      }
+    }
+  }
   /// Sparse kernels for a pruned weight (``Network`` sets it for all its layers).
   public var sparseKernels = SparseKernelPolicy.auto
   /// See ``Linear/densePrunedGradients``.
@@ -193,7 +256,11 @@ public final class Conv2d<T: Scalar>: Module<T> {
     let given = try preBlur?.forward(raw) ?? raw
     _ = try Convolution.outputShape(geometry, input: given.shape)
     let g = geometry
-    if let k = try plan.kernel(
+    if standardizesWeights && sparseKernels == .on && weight.mask != nil {
+      throw EngineError(
+        "--sparse-kernels on: a convolution with weight_standardization runs dense kernels; use auto or off")
+    }
+    if !standardizesWeights, let k = try plan.kernel(
       for: weight, policy: sparseKernels,
       build: { m in
         let k = try SparseConvolution(geometry: g, mask: m, workspace: workspace as! ConvWorkspace<Float>)
@@ -222,12 +289,15 @@ public final class Conv2d<T: Scalar>: Module<T> {
     // Sparse kernels read the compact weights when the optimizer keeps them
     // (``Parameter/compactValue``); dense ones read `value`, which ends that form.
     sparse?.compactWeight = weight.compactValue as! Tensor<Float>?
+    if standardizesWeights { standardize() }
     try backend!.forward(
-      x: x, weight: sparse == nil ? weight.value : weight.storage, bias: bias?.value, y: output)
+      x: x, weight: standardizesWeights ? standardized : sparse == nil ? weight.value : weight.storage,
+      bias: bias?.value, y: output)
     if fusedReLU && !reluInKernel { Elementwise.relu(x: output, y: output) }
-    return output
+    return try squeezeExcite?.forward(output) ?? output
   }
-  public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+  public override func backward(_ given: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
+    let dy = squeezeExcite?.backward(given, needInputGradient: true) ?? given
     let sparse = backend as? SparseConvolution
     weight.backwardRanSparse = sparse != nil
     sparse?.writesDenseGradient = weight.updatePositions == nil || densePrunedGradients
@@ -236,10 +306,12 @@ public final class Conv2d<T: Scalar>: Module<T> {
       Elementwise.reluBackward(y: output, dy: dy, dx: maskedGrad)
       d = maskedGrad
     }
+    if standardizesWeights { standardizedGrad.resize(weight.grad.shape) }
     backend!.backward(
-      x: input!, weight: sparse == nil ? weight.value : weight.storage, dy: d, dWeight: weight.grad,
-      dBias: bias?.grad,
+      x: input!, weight: standardizesWeights ? standardized : sparse == nil ? weight.value : weight.storage, dy: d,
+      dWeight: standardizesWeights ? standardizedGrad : weight.grad, dBias: bias?.grad,
       dx: needInputGradient ? gradInputBuffer(for: dy) : nil)
+    if standardizesWeights { standardizeBackward() }
     weight.compactGradient = sparse?.gradients as! Tensor<T>?
     guard needInputGradient else { return nil }
     let dx = layout.gradient(gradInputBuffer(for: dy))

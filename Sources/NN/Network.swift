@@ -81,7 +81,7 @@ public final class Network<T: Scalar> {
             l.fusedReLU = fusesReLU
             r.isFused = fusesReLU
           }
-          if let c = a.1 as? Conv2d<T> {
+          if let c = a.1 as? Conv2d<T>, c.squeezeExcite == nil {
             c.fusedReLU = fusesReLU
             r.isFused = fusesReLU
           }

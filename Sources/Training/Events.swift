@@ -75,7 +75,8 @@ public protocol TrainingCallback: AnyObject {
   /// Scalar state to checkpoint (stored in the checkpoint's metadata as text).
   var stateValues: [String: String] { get set }
   /// The `initialize` event: before an optimizer and masks exist, a callback may return a
-  /// changed network (added or replaced layers); the default returns it unchanged.
+  /// changed network (added or replaced layers); the default returns it unchanged. It must
+  /// be idempotent: a later callback that returns a new network sends it again.
   func initialize(_ network: Network<Float>) throws -> Network<Float>
 }
 

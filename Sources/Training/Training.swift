@@ -218,12 +218,22 @@ public final class Trainer {
   }
 
   /// Sends the `initialize` event: each callback, in order, may return a changed network
-  /// (model surgery). Call it before building the optimizer and applying masks.
+  /// (model surgery); when one returns a new network, the callbacks before it get
+  /// `initialize` again with it. Call it before building the optimizer and applying masks.
   public static func initialize(network: Network<Float>, callbacks: [any TrainingCallback]) throws
     -> Network<Float>
   {
     var net = network
-    for c in callbacks where c.events.contains(.initialize) { net = try c.initialize(net) }
+    let receivers = callbacks.filter { $0.events.contains(.initialize) }
+    for (i, c) in receivers.enumerated() {
+      let changed = try c.initialize(net)
+      if changed !== net {
+        // A new network (a surgery that adds parameters): the callbacks before it see it
+        // too, so none keeps the old one's parameter list (initialize is idempotent).
+        for earlier in receivers[..<i] { _ = try earlier.initialize(changed) }
+        net = changed
+      }
+    }
     return net
   }
 

@@ -1,4 +1,5 @@
 import Engine
+import Foundation
 import Families
 import NN
 import Testing
@@ -138,6 +139,57 @@ struct SurgeryLayerTests {
     g.weight.value.copy(from: randomTensor([2], seed: 62))
     g.ghostBatchSize = 2
     try checkModule(g, input: randomTensor([5, 2, 2, 2], seed: 63))
+  }
+
+  @Test("weight standardization (dense and masked) and squeeze-excite: by hand, and by finite differences")
+  func standardizationAndSqueezeExcite() throws {
+    let x = randomTensor([2, 3, 5, 5], seed: 80)
+    for masked in [false, true] {
+      let conv = Conv2d<Double>(3, 4, kernelSize: 3, padding: 1)
+      conv.weight.value.copy(from: randomTensor(conv.weight.value.shape, seed: 81))
+      conv.bias!.value.copy(from: randomTensor([4], seed: 82))
+      if masked {
+        var r = RandomStream(seed: 83, purpose: "mask")
+        conv.weight.mask = Tensor((0..<conv.weight.value.count).map { _ in r.uniform() < 0.4 ? 0 : 1 }, shape: conv.weight.value.shape)
+        conv.weight.applyMask()
+      }
+      // By hand: the plain layer with each filter's kept entries standardized.
+      let plain = Conv2d<Double>(3, 4, kernelSize: 3, padding: 1)
+      plain.bias!.value.copy(from: conv.bias!.value)
+      let w = conv.weight.value.array
+      var hat = [Double]()
+      for f in 0..<4 {
+        let idx = (f * 27..<(f + 1) * 27).filter { conv.weight.mask == nil || conv.weight.mask![$0] != 0 }
+        let mean = idx.map { w[$0] }.reduce(0, +) / Double(idx.count)
+        let v = idx.map { (w[$0] - mean) * (w[$0] - mean) }.reduce(0, +) / Double(idx.count)
+        for i in f * 27..<(f + 1) * 27 { hat.append(idx.contains(i) ? (w[i] - mean) / (v + 1e-10).squareRoot() : 0) }
+      }
+      plain.weight.value.copy(from: Tensor(hat, shape: conv.weight.value.shape))
+      let ref = try plain.forward(x).clone()
+      conv.standardizesWeights = true
+      let y = try conv.forward(x)
+      for i in 0..<y.count { #expect(abs(y[i] - ref[i]) < 1e-9) }
+      try checkModule(conv, input: x)
+    }
+    // Squeeze-excite: the gate of example n, channel c is sigmoid(W2 relu(W1 mean(x))).
+    let se = SqueezeExcite2d<Double>(channels: 3, latent: 2)
+    se.fc1.value.copy(from: randomTensor([2, 3], seed: 84))
+    se.fc2.value.copy(from: randomTensor([3, 2], seed: 85))
+    let out = try se.forward(x)
+    let means = (0..<6).map { i in (0..<25).map { x[i * 25 + $0] }.reduce(0, +) / 25 }
+    for n in 0..<2 {
+      let z = (0..<2).map { k in max(0, (0..<3).map { se.fc1.value[k * 3 + $0] * means[n * 3 + $0] }.reduce(0, +)) }
+      for c in 0..<3 {
+        let a = 1 / (1 + exp(-(0..<2).map { se.fc2.value[c * 2 + $0] * z[$0] }.reduce(0, +)))
+        #expect(abs(out[(n * 3 + c) * 25 + 7] - x[(n * 3 + c) * 25 + 7] * a) < 1e-12)
+      }
+    }
+    try checkModule(se, input: x)
+    let conv = Conv2d<Double>(3, 3, kernelSize: 3, padding: 1)
+    conv.weight.value.copy(from: randomTensor(conv.weight.value.shape, seed: 86))
+    conv.squeezeExcite = se
+    #expect(conv.namedParameters().map(\.0) == ["weight", "bias", "se.fc1.weight", "se.fc2.weight"])
+    try checkModule(conv, input: x)
   }
 
   @Test("a frozen prefix stops the backward pass: gradients after it unchanged, before it untouched")

@@ -19,7 +19,7 @@ struct SpeedupTests {
     let surgery = [
       "blurpool:min_channels=4", "stochastic_depth", "ghost_batchnorm:ghost_batch_size=16",
       "progressive_resizing:delay_fraction=1;finetune_fraction=0", "colout", "layer_freezing:freeze_start=0",
-      "selective_backprop:start=0;end=1;interrupt=0",
+      "weight_standardization", "squeeze_excite:min_channels=4", "selective_backprop:start=0;end=1;interrupt=0",
     ]
     for (model, batch) in [("mnist_lenet_64_32", "60"), ("cifar_resnet_8_4", "32")] {
       let specs =
@@ -38,7 +38,10 @@ struct SpeedupTests {
       let leftOut = o["left_out"] as! [String: String]
       let expectedOut: Set =
         model.hasPrefix("mnist")
-        ? ["blurpool", "stochastic_depth", "ghost_batchnorm", "progressive_resizing", "colout"] : []
+        ? [
+          "blurpool", "stochastic_depth", "ghost_batchnorm", "progressive_resizing", "colout", "weight_standardization",
+          "squeeze_excite",
+        ] : []
       #expect(Set(leftOut.keys) == expectedOut, "\(model): \(leftOut)")
       #expect(rows.map { $0["name"] as! String } == ["baseline"] + names.filter { !expectedOut.contains($0) })
       #expect(rows[0]["ratio"] as! Double == 1)

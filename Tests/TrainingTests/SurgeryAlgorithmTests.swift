@@ -28,10 +28,10 @@ struct SurgeryAlgorithmTests {
     "blurpool:min_channels=4", "stochastic_depth:drop_rate=0.5",
     "stochastic_depth:stochastic_method=sample;drop_rate=0.5", "ghost_batchnorm:ghost_batch_size=8",
     "layer_freezing:freeze_start=0.1", "selective_backprop:start=0;end=1",
-    "progressive_resizing:delay_fraction=0", "colout",
+    "progressive_resizing:delay_fraction=0", "colout", "weight_standardization", "squeeze_excite:min_channels=4",
   ]
   static let all =
-    "blurpool:min_channels=4,stochastic_depth:drop_rate=0.5,ghost_batchnorm:ghost_batch_size=8,layer_freezing:freeze_start=0.1,selective_backprop:start=0.2;end=0.8,progressive_resizing:delay_fraction=0.1,colout,ema:half_life=5ba"
+    "blurpool:min_channels=4,stochastic_depth:drop_rate=0.5,ghost_batchnorm:ghost_batch_size=8,layer_freezing:freeze_start=0.1,selective_backprop:start=0.2;end=0.8,progressive_resizing:delay_fraction=0.1,colout,ema:half_life=5ba,weight_standardization,squeeze_excite:min_channels=8"
 
   @Test("function forms: drop rates, freezing depth, resizing schedule and pixels, ColOut's rows, selection")
   func functionForms() throws {
@@ -172,6 +172,8 @@ struct SurgeryAlgorithmTests {
       ("stochastic_depth", conv2, "needs residual blocks; cifar_conv_2 has none"),
       ("blurpool", lenet, "needs strided convolutions or max pooling"),
       ("ghost_batchnorm", lenet, "needs batch norm layers"),
+      ("weight_standardization", lenet, "needs convolutions"),
+      ("squeeze_excite", lenet, "needs convolutions"),
     ] {
       let callbacks = try Algorithms.callbacks([method])
       do {
@@ -182,8 +184,10 @@ struct SurgeryAlgorithmTests {
       }
     }
     let resnet = try ModelZoo.make(Self.model, inputShape: EventTests.shape, classes: 10) as Network<Float>
-    let none = try Algorithms.parse("blurpool:min_channels=1000")[0]
-    #expect(try AlgorithmRecipes.fits(none, network: resnet)?.contains("changes nothing") == true)
+    for text in ["blurpool:min_channels=1000", "squeeze_excite:min_channels=1000", "weight_standardization:n_last_layers_ignore=99"] {
+      let none = try Algorithms.parse(text)[0]
+      #expect(try AlgorithmRecipes.fits(none, network: resnet)?.contains("changes nothing") == true, "\(text)")
+    }
     for (text, message) in [
       ("blurpool:blur_first=false", "blur_first=false"),
       ("progressive_resizing:delay_fraction=0.9", "delay_fraction + finetune_fraction"),

@@ -95,7 +95,8 @@ public enum Algorithms {
     [
       LabelSmoothing.self, MixUp.self, CutMix.self, CutOut.self, ColOut.self, EMA.self, SWA.self,
       SAM.self, ProgressiveResizing.self, BlurPool.self, StochasticDepth.self, LayerFreezing.self,
-      SelectiveBackprop.self, GradientClipping.self, GhostBatchNorm.self,
+      SelectiveBackprop.self, GradientClipping.self, GhostBatchNorm.self, SqueezeExcite.self,
+      WeightStandardization.self,
     ]
   }
   public static var names: [String] { all.map { $0.algorithmName } }
