@@ -52,6 +52,10 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
   /// parameter written out: absent when there are none, so runs without them keep their
   /// hash; in the hash otherwise (another method or value is another run).
   public var algorithms: [String]? = nil
+  /// How often the test set is evaluated (a step spec): absent means with ``evalEvery``, so
+  /// runs that never set it keep their hash. Studies that select on validation data
+  /// (`lth speedup`) evaluate the test set only at the start and the end.
+  public var testEvalEvery: String? = nil
 
   /// The declaration of every training hyperparameter (see ``HyperparameterKey``): JSON
   /// key, flag, help and default.
@@ -76,6 +80,7 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
     case convBackend = "conv_backend"
     case sparseKernels = "sparse_kernels"
     case algorithms
+    case testEvalEvery = "test_eval_every"
 
     public var help: String {
       switch self {
@@ -102,6 +107,9 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
       case .subsampleFraction: return "Fraction of the training set to use, in (0, 1]."
       case .randomLabelsFraction: return "Fraction of training labels replaced by random ones, in [0, 1]."
       case .evalEvery: return "Evaluate every S steps, and at the end."
+      case .testEvalEvery:
+        return
+          "Evaluate the test set only at evaluations whose step is a multiple of S, and at the start and the end (0it: only there)."
       case .evalTrain: return "Also evaluate on the training set."
       case .convBackend:
         return
@@ -137,6 +145,7 @@ public struct TrainingHParams: Codable, Equatable, Sendable, CanonicalJSON {
       case .evalEvery: return .value("1ep")
       case .convBackend, .sparseKernels: return .value("auto")
       case .algorithms: return .value("none")
+      case .testEvalEvery: return .derived("--eval-every")
       }
     }
   }
@@ -198,6 +207,7 @@ public struct TrainingOverrides: Sendable {
   public var algorithms: String?
   /// `--recipe` (``Training/AlgorithmRecipes``): expanded into ``algorithms`` for the model.
   public var recipe: String?
+  public var testEvalEvery: String?
   public init() {}
 }
 
@@ -224,6 +234,7 @@ extension TrainingHParams {
       convBackend: o.convBackend == .auto ? nil : o.convBackend,
       sparseKernels: o.sparseKernels == .auto ? nil : o.sparseKernels)
     var out = h
+    out.testEvalEvery = o.testEvalEvery
     var specs: [AlgorithmSpec] = []
     if let recipe = o.recipe {
       // The recipe's methods that fit this model; `--algorithms` adds to them or replaces
@@ -273,7 +284,10 @@ extension TrainingHParams {
       "must be in [0, 1], got \(randomLabelsFraction)")
     try need(
       !nesterov || (optimizer == .sgd && momentum > 0), .nesterov, "needs --optimizer sgd and --momentum > 0")
-    for (key, s) in [(K.trainingSteps, trainingSteps), (.warmupSteps, warmupSteps), (.evalEvery, evalEvery)]
+    for (key, s) in [
+      (K.trainingSteps, trainingSteps), (.warmupSteps, warmupSteps), (.evalEvery, evalEvery),
+      (.testEvalEvery, testEvalEvery ?? evalEvery),
+    ]
       + milestones.map({ (K.milestones, $0) })
     {
       do { _ = try StepSpec(parsing: s) } catch { throw key.invalid("\(error)") }

@@ -15,6 +15,8 @@ public final class RunSetup {
   public let iterationsPerEpoch: Int
   public let totalSteps: Int
   public let evalEvery: Int
+  /// The test set's interval (``TrainingHParams/testEvalEvery``; nil: with the others).
+  public let testEvalEvery: Int?
   public let schedule: LearningRateSchedule
 
   public init(_ h: TrainingHParams, dataDir: String?) throws {
@@ -33,6 +35,8 @@ public final class RunSetup {
     }
     evalEvery = try StepSpec(parsing: h.evalEvery).iterations(perEpoch: iterationsPerEpoch)
     guard evalEvery > 0 else { throw SettingError("eval_every", "must be positive, got \(h.evalEvery)") }
+    let perEpoch = iterationsPerEpoch
+    testEvalEvery = try h.testEvalEvery.map { try StepSpec(parsing: $0).iterations(perEpoch: perEpoch) }
     let ipe = iterationsPerEpoch
     let milestones = try h.milestones.map { try StepSpec(parsing: $0).iterations(perEpoch: ipe) }
     schedule = try LearningRateSchedule(
@@ -242,6 +246,7 @@ public enum TrainRunner {
       lastStep: setup.totalSteps, evalEvery: setup.evalEvery, learningRate: { setup.schedule($0) },
       directory: dir, progress: progress)
     trainer.callbacks = algorithms
+    trainer.splitEvery = setup.testEvalEvery.map { ["test": $0] } ?? [:]
     trainer.saveStates = [(0, RunFile.modelInit.path(in: dir))]
     let records = try trainer.run()
     try ModelState.save(net, step: setup.totalSteps, to: RunFile.modelFinal.path(in: dir))

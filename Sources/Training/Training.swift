@@ -169,6 +169,10 @@ public final class Trainer {
   public let firstStep: Int
   public let lastStep: Int
   public let evalEvery: Int
+  /// Splits evaluated less often than every `evalEvery` steps: split name to interval (at
+  /// evaluations whose step is a multiple of it, and at the first and last step; 0: only
+  /// there).
+  public var splitEvery: [String: Int] = [:]
   /// Learning rate for global step `s`.
   public let learningRate: (Int) -> Double
   public let directory: String
@@ -264,6 +268,7 @@ public final class Trainer {
     let lr = learningRate(max(step - 1, firstStep))
     var out: [(String, Double, Double)] = []
     for (split, ds) in evalSets {
+      if let k = splitEvery[split], step != firstStep, step != lastStep, k == 0 || step % k != 0 { continue }
       state.evaluationSplit = split
       try send(.evaluationStart)
       let (loss, acc) = try evaluate(ds)

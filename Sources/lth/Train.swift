@@ -36,6 +36,7 @@ struct TrainingFlags: ParsableArguments {
   @Option(name: .key(K.subsampleFraction), help: .key(K.subsampleFraction)) var subsampleFraction = 1.0
   @Option(name: .key(K.randomLabelsFraction), help: .key(K.randomLabelsFraction)) var randomLabelsFraction = 0.0
   @Option(name: .key(K.evalEvery), help: .key(K.evalEvery)) var evalEvery = "1ep"
+  @Option(name: .key(K.testEvalEvery), help: .key(K.testEvalEvery)) var testEvalEvery: String?
   @Flag(name: .key(K.evalTrain), help: .key(K.evalTrain)) var evalTrain = false
   @Option(name: .key(K.augment), help: .key(K.augment)) var augment: Bool?
   @Option(name: .key(S.threads), help: .key(S.threads)) var threads = MachineInfo.defaultThreads
@@ -66,6 +67,7 @@ struct TrainingFlags: ParsableArguments {
     o.sparseKernels = sparseKernels
     o.algorithms = algorithms
     o.recipe = recipe
+    o.testEvalEvery = testEvalEvery
     o.initializer = initializer
     o.batchNormInit = batchNormInit
     o.seed = seed

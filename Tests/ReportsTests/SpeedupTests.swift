@@ -95,6 +95,11 @@ struct SpeedupTests {
       }
     }
     let baseRuns = try result.runDirs["baseline"]!.map(curve)
+    // The test set is evaluated only at the start and the end (test_eval_every 0it).
+    let all = try MetricsLog.parse(AtomicFile.read(RunFile.metrics.path(in: result.runDirs["baseline"]![0])), path: "m")
+    let testSteps = all.filter { $0.split == "test" }.map(\.step)
+    #expect(testSteps.count == 2 && testSteps[0] == 0 && testSteps[1] == baseRuns[0].last!.step, "\(testSteps)")
+    #expect(baseRuns[0].count > 2)
     let target = baseRuns.map { $0.last!.accuracy }.reduce(0, +) / 2
     #expect(abs(result.targetAccuracy - target) < 1e-12)
     // The baseline's time to its own mean: over the replicates that get there (at least one).

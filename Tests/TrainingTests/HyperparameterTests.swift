@@ -20,6 +20,7 @@ struct HyperparameterTests {
     o.convBackend = .im2col
     o.sparseKernels = .off
     o.algorithms = "label_smoothing"
+    o.testEvalEvery = "2ep"
     let t = try TrainingHParams.resolve(model: "mnist_lenet_64_32", o)
     var l = LotteryOverrides()
     l.retrain = .finetune

@@ -9,7 +9,8 @@ import NN
 /// channels at most, before width scaling) reaches, so LotteryKit's is 16; its `latent_channels`
 /// is 64, LotteryKit's 0.125 (Composer's `SqueezeExcite2d` default). The conv keeps its
 /// parameter names; the block's weights are `<conv>.se.fc1.weight` and `<conv>.se.fc2.weight`,
-/// initialised Kaiming-uniform from the run's seed, not prunable. A model without
+/// initialised as PyTorch's linear layers from a stream keyed by the convolution's initial
+/// weights (so by the run's seed), not prunable. A model without
 /// convolutions is refused; one none of whose convolutions reach `min_channels` gets a warning.
 public final class SqueezeExcite: TrainingCallback, AlgorithmKind {
   public static let algorithmName = "squeeze_excite"
@@ -30,7 +31,7 @@ public final class SqueezeExcite: TrainingCallback, AlgorithmKind {
   public let minChannels: Int
   public init(latent: Double, minChannels: Int) { (self.latent, self.minChannels) = (latent, minChannels) }
 
-  /// The function form: adds the blocks (their weights zero until initialised); returns the
+  /// The function form: adds the blocks (initialised, see the type's comment); returns the
   /// network with its new parameters (a new ``NN/Network`` over the same body) and how many
   /// blocks it has.
   public static func apply(to network: Network<Float>, latent: Double, minChannels: Int) -> (
@@ -40,7 +41,18 @@ public final class SqueezeExcite: TrainingCallback, AlgorithmKind {
     for (_, c) in network.convolutions
     where min(c.geometry.inChannels, c.geometry.outChannels) >= minChannels && c.squeezeExcite == nil {
       let out = c.geometry.outChannels
-      c.squeezeExcite = SqueezeExcite2d(channels: out, latent: max(1, latent >= 1 ? Int(latent) : Int(latent * Double(out))))
+      let se = SqueezeExcite2d<Float>(channels: out, latent: max(1, latent >= 1 ? Int(latent) : Int(latent * Double(out))))
+      // PyTorch's default for a linear layer, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from a
+      // stream keyed by the convolution's own (already initialised) weights: another seed,
+      // other gates, and the network's other weights are those of a run without the blocks.
+      var key: UInt64 = 0xcbf2_9ce4_8422_2325
+      for v in c.weight.value.array { key = (key ^ UInt64(v.bitPattern)) &* 0x100_0000_01b3 }
+      var r = RandomStream(seed: key, purpose: "squeeze_excite")
+      for p in [se.fc1, se.fc2] {
+        let b = 1 / Double(p.fanIn).squareRoot()
+        for i in 0..<p.value.count { p.value[i] = Float(r.uniform(-b, b)) }
+      }
+      c.squeezeExcite = se
       blocks += 1
     }
     let convolutions = network.convolutions.count
