@@ -164,54 +164,46 @@ public final class Conv2d<T: Scalar>: Module<T> {
   public var squeezeExcite: SqueezeExcite2d<T>?
   public override var children: [(String, Module<T>)] { squeezeExcite.map { [("se", $0 as Module<T>)] } ?? [] }
 
+  /// Filter `f`'s entries (`per` of them) that survive the mask, with their mean and
+  /// `1 / sqrt(var + 1e-10)` (biased variance), as ``standardizesWeights`` uses them.
+  @_specialize(where T == Float)
+  private func filterStatistics(_ f: Int, per: Int) -> (kept: [Int], mean: Double, inv: Double) {
+    let (w, m) = (weight.value, weight.mask)
+    let kept = (f * per..<(f + 1) * per).filter { m == nil || m![$0] != 0 }
+    let n = Double(max(kept.count, 1))
+    let mean = kept.reduce(0.0) { $0 + Double(w[$1]) } / n
+    let variance = kept.reduce(0.0) { $0 + (Double(w[$1]) - mean) * (Double(w[$1]) - mean) } / n
+    return (kept, mean, 1 / (variance + 1e-10).squareRoot())
+  }
+
   /// `W_hat` of ``standardizesWeights`` into `standardized`, per output filter.
+  @_specialize(where T == Float)
   private func standardize() {
     let w = weight.value
-    let m = weight.mask
     standardized.resize(w.shape)
-    let (o, per) = (w.shape[0], w.count / w.shape[0])
-    for f in 0..<o {
-      var (n, sum) = (0.0, 0.0)
-      for i in f * per..<(f + 1) * per where m == nil || m![i] != 0 {
-        n += 1
-        sum += Double(w[i])
-      }
-      let mean = sum / max(n, 1)
-      var sq = 0.0
-      for i in f * per..<(f + 1) * per where m == nil || m![i] != 0 { sq += (Double(w[i]) - mean) * (Double(w[i]) - mean) }
-      let inv = 1 / (sq / max(n, 1) + 1e-10).squareRoot()
-      for i in f * per..<(f + 1) * per {
-        standardized[i] = m == nil || m![i] != 0 ? T((Double(w[i]) - mean) * inv) : 0
-      }
+    standardized.zero()
+    let per = w.count / w.shape[0]
+    for f in 0..<w.shape[0] {
+      let (kept, mean, inv) = filterStatistics(f, per: per)
+      for i in kept { standardized[i] = T((Double(w[i]) - mean) * inv) }
     }
   }
 
   /// `dW` from `dW_hat` (see ``standardizesWeights``).
+  @_specialize(where T == Float)
   private func standardizeBackward() {
-    let (w, g, m) = (weight.value, standardizedGrad, weight.mask)
-    let (o, per) = (w.shape[0], w.count / w.shape[0])
-    for f in 0..<o {
-      var (n, sum) = (0.0, 0.0)
-      for i in f * per..<(f + 1) * per where m == nil || m![i] != 0 {
-        n += 1
-        sum += Double(w[i])
-      }
-      let mean = sum / max(n, 1)
-      var sq = 0.0
-      for i in f * per..<(f + 1) * per where m == nil || m![i] != 0 { sq += (Double(w[i]) - mean) * (Double(w[i]) - mean) }
-      let inv = 1 / (sq / max(n, 1) + 1e-10).squareRoot()
-      var (gm, gx) = (0.0, 0.0)
-      for i in f * per..<(f + 1) * per where m == nil || m![i] != 0 {
-        gm += Double(g[i])
-        gx += Double(g[i]) * (Double(w[i]) - mean) * inv
-      }
-      (gm, gx) = (gm / max(n, 1), gx / max(n, 1))
-      for i in f * per..<(f + 1) * per {
-        let keep = m == nil || m![i] != 0
-        weight.grad[i] = keep ? T((Double(g[i]) - gm - (Double(w[i]) - mean) * inv * gx) * inv) : 0
-      }
+    let (w, g) = (weight.value, standardizedGrad)
+    weight.grad.zero()
+    let per = w.count / w.shape[0]
+    for f in 0..<w.shape[0] {
+      let (kept, mean, inv) = filterStatistics(f, per: per)
+      let n = Double(max(kept.count, 1))
+      let gm = kept.reduce(0.0) { $0 + Double(g[$1]) } / n
+      let gx = kept.reduce(0.0) { $0 + Double(g[$1]) * (Double(w[$1]) - mean) * inv } / n
+      for i in kept { weight.grad[i] = T((Double(g[i]) - gm - (Double(w[i]) - mean) * inv * gx) * inv) }
     }
   }
+
   /// Sparse kernels for a pruned weight (``Network`` sets it for all its layers).
   public var sparseKernels = SparseKernelPolicy.auto
   /// See ``Linear/densePrunedGradients``.
@@ -714,6 +706,7 @@ public final class BasicBlock<T: Scalar>: Module<T> {
   }
 
   /// Multiplies example `n` of `t` (first dimension outermost, any layout) by `f[n]`.
+  @_specialize(where T == Float)
   private static func scaleExamples(_ t: Tensor<T>, _ f: [Float]) {
     let per = t.count / max(t.shape[0], 1)
     for n in 0..<t.shape[0] where f[n] != 1 {

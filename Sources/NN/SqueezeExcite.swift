@@ -37,6 +37,7 @@ public final class SqueezeExcite2d<T: Scalar>: Module<T> {
   public override var children: [(String, Module<T>)] { [] }
   public override var localParameters: [(String, Parameter<T>)] { [("fc1.weight", fc1), ("fc2.weight", fc2)] }
 
+  @_specialize(where T == Float)
   public override func forward(_ input: Tensor<T>) throws -> Tensor<T> {
     x = layout.input(input)
     let (n, c, hw) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
@@ -71,6 +72,7 @@ public final class SqueezeExcite2d<T: Scalar>: Module<T> {
     return output
   }
 
+  @_specialize(where T == Float)
   public override func backward(_ dy: Tensor<T>, needInputGradient: Bool) -> Tensor<T>? {
     var d = dy
     if dy.layout != .nchw {

@@ -129,13 +129,14 @@ enum AlgorithmOverhead {
   }
 
   static func table(_ r: Result) -> String {
+    let width = (r.rows.map(\.name.count).max() ?? 6) + 2
     var lines = [
       "\(r.model), batch \(r.batchSize), \(r.threads) thread\(r.threads == 1 ? "" : "s"), \(r.rounds) alternating rounds",
-      "method               step ms  p10     p90     x baseline  tensor allocs/step",
+      "method".padding(toLength: width, withPad: " ", startingAt: 0) + "step ms  p10     p90     x baseline  tensor allocs/step",
     ]
     for row in r.rows {
       lines.append(
-        row.name.padding(toLength: 21, withPad: " ", startingAt: 0)
+        row.name.padding(toLength: width, withPad: " ", startingAt: 0)
           + String(
             format: "%-8.3f %-7.3f %-7.3f %-11.2f %.1f", row.stepMs, row.p10Ms, row.p90Ms, row.ratio,
             row.tensorAllocationsPerStep))
