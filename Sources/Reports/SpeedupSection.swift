@@ -33,7 +33,9 @@ public enum SpeedupSection: ReportSection {
     return Chart(
       title: "Final validation accuracy against wall clock (\(r.model), \(r.dataset), \(r.scale.rawValue))",
       x: Axis("wall clock (s, mean over replicates)"), y: Axis("validation accuracy", format: .percent),
-      series: series, references: [Reference(y: r.targetAccuracy, label: "baseline")])
+      series: series, references: [Reference(y: r.targetAccuracy, label: "baseline")],
+      // Tall enough for one legend line per row (a study has up to 21 rows).
+      height: max(360, 18 * Double(series.count + 1) + 60))
   }
 
   static func section(_ r: SpeedupResult) -> String {
