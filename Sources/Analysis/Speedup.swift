@@ -67,13 +67,10 @@ public enum SpeedupStudy {
     if let recipe = row.recipe {
       return try AlgorithmRecipes.expand(recipe, for: network).kept.isEmpty ? "no method of it fits" : nil
     }
-    guard let text = row.algorithms else { return nil }
-    var why: String?
-    for spec in try Algorithms.parse(text) where why == nil {
-      let r = try AlgorithmRecipes.fits(spec, network: network)
-      why = r
+    for spec in try Algorithms.parse(row.algorithms ?? "") {
+      if let why = try AlgorithmRecipes.fits(spec, network: network) { return why }
     }
-    return why
+    return nil
   }
 
   /// The training of `quick` (a narrow ResNet-20's 500 iterations) or `full` (the family's

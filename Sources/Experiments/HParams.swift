@@ -256,7 +256,7 @@ extension TrainingHParams {
         specs.append(spec)
       }
     }
-    if !specs.isEmpty || o.algorithms != nil { out.algorithms = specs.isEmpty ? nil : specs.map(\.text) }
+    out.algorithms = specs.isEmpty ? nil : specs.map(\.text)
     try out.validate()
     return out
   }

@@ -82,7 +82,7 @@ public final class PhaseRunner {
       evalSets: setup.evalSets, firstStep: firstStep, lastStep: lastStep, evalEvery: setup.evalEvery,
       learningRate: lr, directory: dir, progress: progress)
     trainer.callbacks = algorithms
-    trainer.splitEvery = setup.testEvalEvery.map { ["test": $0] } ?? [:]
+    trainer.splitEvery = setup.splitEvery
     trainer.saveStates = saveStates + [(firstStep, RunFile.modelStart.path(in: dir))]
     let records = try trainer.run()
     try ModelState.save(net, step: lastStep, to: RunFile.modelFinal.path(in: dir))

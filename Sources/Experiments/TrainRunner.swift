@@ -17,6 +17,8 @@ public final class RunSetup {
   public let evalEvery: Int
   /// The test set's interval (``TrainingHParams/testEvalEvery``; nil: with the others).
   public let testEvalEvery: Int?
+  /// ``Training/Trainer/splitEvery`` for this run's trainers.
+  public var splitEvery: [String: Int] { testEvalEvery.map { ["test": $0] } ?? [:] }
   public let schedule: LearningRateSchedule
 
   public init(_ h: TrainingHParams, dataDir: String?) throws {
@@ -246,7 +248,7 @@ public enum TrainRunner {
       lastStep: setup.totalSteps, evalEvery: setup.evalEvery, learningRate: { setup.schedule($0) },
       directory: dir, progress: progress)
     trainer.callbacks = algorithms
-    trainer.splitEvery = setup.testEvalEvery.map { ["test": $0] } ?? [:]
+    trainer.splitEvery = setup.splitEvery
     trainer.saveStates = [(0, RunFile.modelInit.path(in: dir))]
     let records = try trainer.run()
     try ModelState.save(net, step: setup.totalSteps, to: RunFile.modelFinal.path(in: dir))

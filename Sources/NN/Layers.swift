@@ -421,7 +421,9 @@ final class GhostChunks<T: Scalar> {
     let per = (n + count - 1) / count
     chunks = stride(from: 0, to: n, by: per).map { $0..<min($0 + per, n) }
     while outputs.count < chunks.count {
-      (means, invStds, outputs) = (means + [Tensor(zeros: [0])], invStds + [Tensor(zeros: [0])], outputs + [Tensor(zeros: [0])])
+      means.append(Tensor(zeros: [0]))
+      invStds.append(Tensor(zeros: [0]))
+      outputs.append(Tensor(zeros: [0]))
     }
     y.resize(x.shape)
     y.layout = x.layout

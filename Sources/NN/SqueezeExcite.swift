@@ -34,7 +34,6 @@ public final class SqueezeExcite2d<T: Scalar>: Module<T> {
     fc1 = Parameter(shape: [latent, channels], prunable: false, fanIn: channels, fanOut: latent)
     fc2 = Parameter(shape: [channels, latent], prunable: false, fanIn: latent, fanOut: channels)
   }
-  public override var children: [(String, Module<T>)] { [] }
   public override var localParameters: [(String, Parameter<T>)] { [("fc1.weight", fc1), ("fc2.weight", fc2)] }
 
   @_specialize(where T == Float)

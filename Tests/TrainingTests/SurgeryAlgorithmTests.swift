@@ -203,6 +203,26 @@ struct SurgeryAlgorithmTests {
     }
   }
 
+  @Test("lth train with a method the model does not fit, or an unknown recipe: one line, non-zero exit, a finished run untouched")
+  func badInputCLI() throws {
+    let out = CLI.tempDir()
+    let base = ["train", "--model", "mnist_lenet_64_32", "--dataset", "synthetic", "--training-steps", "2it", "--output", out, "--quiet"]
+    let good = try CLI.run(base)
+    try #require(good.status == 0, "\(good.stderr)")
+    let dir = try CLI.runDir(out)
+    let before = FileManager.default.contents(atPath: RunFile.modelFinal.path(in: dir))
+    for (extra, message) in [
+      (["--algorithms", "progressive_resizing"], "needs a model that takes any image size"),
+      (["--algorithms", "blurpool"], "needs strided convolutions or max pooling"),
+      (["--recipe", "spicy"], "unknown recipe 'spicy'"),
+    ] {
+      let r = try CLI.run(base + extra)
+      #expect(r.status != 0 && r.stderr.contains(message), "\(extra): \(r.stderr)")
+      #expect(r.stderr.split(separator: "\n").count == 1, "\(extra): \(r.stderr)")
+    }
+    #expect(before != nil && FileManager.default.contents(atPath: RunFile.modelFinal.path(in: dir)) == before)
+  }
+
   @Test("recipes: every hot method fits a ResNet; Conv-2 loses resizing, ColOut and stochastic depth; LeNet BlurPool too")
   func recipes() throws {
     let make = { (m: String) in try ModelZoo.make(m, inputShape: [1, 28, 28], classes: 10) as Network<Float> }

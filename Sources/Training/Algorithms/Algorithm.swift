@@ -196,17 +196,22 @@ public enum SoftCrossEntropy {
       let z = logits.data + i * k
       let q = targets.data + i * k
       let g = dLogits.data + i * k
-      var mx = z[0]
-      for j in 1..<k where z[j] > mx { mx = z[j] }
-      var sum = 0.0
-      for j in 0..<k { sum += Foundation.exp(Double(z[j] - mx)) }
-      let lse = Double(mx) + Foundation.log(sum)
+      let lse = logSumExp(z, k)
       for j in 0..<k {
         total += Double(q[j]) * (lse - Double(z[j]))
         g[j] = Float((Foundation.exp(Double(z[j]) - lse) - Double(q[j])) / Double(n))
       }
     }
     return total / Double(n)
+  }
+
+  /// `log sum_j exp(z[j])` of one row of `k` logits, shifted by its maximum.
+  static func logSumExp(_ z: UnsafeMutablePointer<Float>, _ k: Int) -> Double {
+    var mx = z[0]
+    for j in 1..<k where z[j] > mx { mx = z[j] }
+    var sum = 0.0
+    for j in 0..<k { sum += Foundation.exp(Double(z[j] - mx)) }
+    return Double(mx) + Foundation.log(sum)
   }
 
   /// One-hot rows of `labels` mixed: `weight * onehot(labels) + (1 - weight) * onehot(other)`

@@ -75,11 +75,7 @@ public final class SelectiveBackprop: TrainingCallback, AlgorithmKind {
     let k = logits.shape[1]
     return labels.indices.map { i in
       let z = logits.data + i * k
-      var mx = z[0]
-      for j in 1..<k where z[j] > mx { mx = z[j] }
-      var sum = 0.0
-      for j in 0..<k { sum += Foundation.exp(Double(z[j] - mx)) }
-      return Double(mx) + Foundation.log(sum) - Double(z[Int(labels[i])])
+      return SoftCrossEntropy.logSumExp(z, k) - Double(z[Int(labels[i])])
     }
   }
 
